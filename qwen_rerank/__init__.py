@@ -1,0 +1,43 @@
+"""qwen-rerank: Qwen3-Reranker for RAG pipelines, run locally or against vLLM.
+
+>>> from qwen_rerank import LocalReranker
+>>> reranker = LocalReranker("Qwen/Qwen3-Reranker-0.6B")
+>>> reranker.rerank("what is a panda?", ["The giant panda is a bear.", "Paris is in France."])
+"""
+
+from qwen_rerank.base import Reranker
+from qwen_rerank.exceptions import (
+    APIStatusError,
+    InvalidInputError,
+    MalformedResponseError,
+    MissingDependencyError,
+    ModelLoadError,
+    OutOfMemoryError,
+    QwenRerankError,
+    RemoteConnectionError,
+    RemoteError,
+    RemoteTimeoutError,
+)
+from qwen_rerank.local import DEFAULT_MODEL, LocalReranker
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+from qwen_rerank.results import RerankResult
+
+__all__ = [
+    "DEFAULT_INSTRUCTION",
+    "DEFAULT_MODEL",
+    "APIStatusError",
+    "InvalidInputError",
+    "LocalReranker",
+    "MalformedResponseError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "OutOfMemoryError",
+    "QwenRerankError",
+    "RemoteConnectionError",
+    "RemoteError",
+    "RemoteTimeoutError",
+    "RerankResult",
+    "Reranker",
+]
+
+__version__ = "0.1.0"

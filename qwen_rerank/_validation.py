@@ -1,0 +1,65 @@
+"""Argument checks shared by every backend and adapter. Each raises InvalidInputError."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from qwen_rerank.exceptions import InvalidInputError
+
+
+def check_query(query: Any) -> str:
+    if not isinstance(query, str):
+        raise InvalidInputError(f"query must be a str, got {type(query).__name__}.")
+    return query
+
+
+def check_instruction(instruction: Any, default: str) -> str:
+    if instruction is None:
+        return default
+    if not isinstance(instruction, str):
+        raise InvalidInputError(f"instruction must be a str or None, got {type(instruction).__name__}.")
+    return instruction
+
+
+def check_documents(documents: Any) -> list[str]:
+    """Return a new list of the documents, or raise if they are not a sequence of str."""
+    if isinstance(documents, (str, bytes, bytearray)):
+        raise InvalidInputError(
+            f"documents must be a sequence of str, got a bare {type(documents).__name__}; "
+            "wrap a single document in a list."
+        )
+    if not isinstance(documents, Sequence):
+        raise InvalidInputError(
+            f"documents must be a sequence of str (a list or tuple), got {type(documents).__name__}."
+        )
+    docs = list(documents)
+    for position, doc in enumerate(docs):
+        if not isinstance(doc, str):
+            raise InvalidInputError(f"documents[{position}] must be a str, got {type(doc).__name__}.")
+    return docs
+
+
+def check_top_n(top_n: Any) -> int | None:
+    if top_n is None:
+        return None
+    if isinstance(top_n, bool) or not isinstance(top_n, int):
+        raise InvalidInputError(f"top_n must be a positive int or None, got {top_n!r}.")
+    if top_n < 1:
+        raise InvalidInputError(f"top_n must be a positive int or None (None keeps all), got {top_n}.")
+    return top_n
+
+
+def check_score_threshold(threshold: Any) -> float | None:
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or math.isnan(threshold):
+        raise InvalidInputError(f"score_threshold must be a number in [0, 1] or None, got {threshold!r}.")
+    return float(threshold)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
+    return value

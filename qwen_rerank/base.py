@@ -1,0 +1,157 @@
+"""The :class:`Reranker` contract that every backend fulfils."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from typing_extensions import Self
+
+from qwen_rerank._validation import (
+    check_documents,
+    check_instruction,
+    check_query,
+    check_score_threshold,
+    check_top_n,
+)
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+from qwen_rerank.results import RerankResult, check_scores, rank
+
+__all__ = ["Reranker"]
+
+
+class Reranker(ABC):
+    """Scores how well documents answer a query, with a Qwen3-Reranker model.
+
+    Backends implement ``_score`` (and, when they have native async I/O,
+    ``_ascore``); everything else — validation, the empty case, score checks,
+    ranking — lives here, once.
+
+    Args:
+        instruction: The task instruction used when a call passes none.
+            Defaults to :data:`~qwen_rerank.DEFAULT_INSTRUCTION`.
+    """
+
+    def __init__(self, *, instruction: str | None = None) -> None:
+        self.instruction: str = check_instruction(instruction, DEFAULT_INSTRUCTION)
+
+    @abstractmethod
+    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        """Score validated, non-empty input; one score per document, in input order."""
+
+    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        """Async twin of ``_score``. The default runs ``_score`` in a worker thread."""
+        return await asyncio.to_thread(self._score, query, documents, instruction)
+
+    def _prepare(self, query: Any, documents: Any, instruction: Any) -> tuple[str, list[str], str]:
+        return (
+            check_query(query),
+            check_documents(documents),
+            check_instruction(instruction, self.instruction),
+        )
+
+    def score(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None
+    ) -> list[float]:
+        """Relevance of each document to ``query``, in input order.
+
+        Each score is the model's probability of "yes", in [0, 1]. An empty
+        ``documents`` returns ``[]`` without touching the model. ``instruction``
+        overrides the instance's instruction for this call only.
+
+        Raises:
+            InvalidInputError: ``query`` or ``instruction`` is not a str, or
+                ``documents`` is not a sequence of str.
+        """
+        q, docs, instr = self._prepare(query, documents, instruction)
+        if not docs:
+            return []
+        return check_scores(self._score(q, docs, instr), len(docs))
+
+    async def ascore(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None
+    ) -> list[float]:
+        """Async :meth:`score`; it does not block the event loop."""
+        q, docs, instr = self._prepare(query, documents, instruction)
+        if not docs:
+            return []
+        return check_scores(await self._ascore(q, docs, instr), len(docs))
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+    ) -> list[RerankResult]:
+        """Documents sorted by relevance to ``query``, highest first.
+
+        Ties keep input order. Each :class:`RerankResult` carries the document's
+        input ``index``, its ``score`` and its text.
+
+        Args:
+            top_n: Keep at most this many results; ``None`` keeps all. A value
+                larger than the number of documents returns them all.
+            score_threshold: Keep only results whose score is at least this.
+            instruction: Overrides the instance's instruction for this call.
+
+        Raises:
+            InvalidInputError: as :meth:`score`, or ``top_n`` < 1.
+        """
+        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
+        q, docs, instr = self._prepare(query, documents, instruction)
+        if not docs:
+            return []
+        scores = check_scores(self._score(q, docs, instr), len(docs))
+        return rank(docs, scores, top_n=n, score_threshold=threshold)
+
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+    ) -> list[RerankResult]:
+        """Async :meth:`rerank`; it does not block the event loop."""
+        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
+        q, docs, instr = self._prepare(query, documents, instruction)
+        if not docs:
+            return []
+        scores = check_scores(await self._ascore(q, docs, instr), len(docs))
+        return rank(docs, scores, top_n=n, score_threshold=threshold)
+
+    def close(self) -> None:
+        """Release what the backend holds open. Safe to call more than once."""
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

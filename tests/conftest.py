@@ -1,0 +1,36 @@
+"""Shared fixtures: one tiny random Qwen3 reranker per test session, with the real tokenizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen3-Reranker checkpoint on disk (built once per session)."""
+    from qwen_rerank.testing import make_tiny_reranker
+
+    return make_tiny_reranker(tmp_path_factory.mktemp("tiny-qwen3-reranker"))
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tiny_model_path: Path):  # type: ignore[no-untyped-def]
+    """A LocalReranker on the tiny model, shared by the session: never mutate it."""
+    from qwen_rerank import LocalReranker
+
+    return LocalReranker(str(tiny_model_path), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_model_path: Path):  # type: ignore[no-untyped-def]
+    """The model card's reference loop on the tiny model (the parity oracle)."""
+    from tests.reference import ModelCardReranker
+
+    return ModelCardReranker(str(tiny_model_path))
