@@ -18,6 +18,7 @@ from qwen_rerank.exceptions import (
     RemoteError,
     RemoteTimeoutError,
 )
+from qwen_rerank.factory import create_reranker
 from qwen_rerank.local import DEFAULT_MODEL, LocalReranker
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.results import RerankResult
@@ -38,6 +39,7 @@ __all__ = [
     "RemoteTimeoutError",
     "RerankResult",
     "Reranker",
+    "create_reranker",
 ]
 
 __version__ = "0.1.0"

@@ -53,9 +53,7 @@ class Reranker(ABC):
             check_instruction(instruction, self.instruction),
         )
 
-    def score(
-        self, query: str, documents: Sequence[str], *, instruction: str | None = None
-    ) -> list[float]:
+    def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None) -> list[float]:
         """Relevance of each document to ``query``, in input order.
 
         Each score is the model's probability of "yes", in [0, 1]. An empty

@@ -1,0 +1,34 @@
+"""One way to build a backend from plain settings, shared by the adapters, the CLI and the demo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from qwen_rerank.base import Reranker
+
+__all__ = ["create_reranker"]
+
+
+def create_reranker(
+    model: str | None = None,
+    *,
+    base_url: str | Sequence[str] | None = None,
+    instruction: str | None = None,
+    **options: Any,
+) -> Reranker:
+    """A :class:`VLLMReranker` when ``base_url`` is given, else a :class:`LocalReranker`.
+
+    ``model`` is the checkpoint to load locally (default: Qwen3-Reranker-0.6B),
+    or, with ``base_url``, the model name to ask the server for (default: the
+    server's). Other keyword arguments go to the backend's constructor, so a
+    setting the backend does not know raises ``TypeError`` naming it. Building
+    a remote backend never imports torch.
+    """
+    if base_url is not None:
+        from qwen_rerank.remote import VLLMReranker
+
+        return VLLMReranker(base_url, model=model, instruction=instruction, **options)
+    from qwen_rerank.local import DEFAULT_MODEL, LocalReranker
+
+    return LocalReranker(model or DEFAULT_MODEL, instruction=instruction, **options)
