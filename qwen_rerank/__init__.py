@@ -3,7 +3,14 @@
 >>> from qwen_rerank import LocalReranker
 >>> reranker = LocalReranker("Qwen/Qwen3-Reranker-0.6B")
 >>> reranker.rerank("what is a panda?", ["The giant panda is a bear.", "Paris is in France."])
+
+``LocalReranker`` is imported on first use, so ``import qwen_rerank`` and the
+remote backend never import torch.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import (
@@ -19,8 +26,7 @@ from qwen_rerank.exceptions import (
     RemoteTimeoutError,
 )
 from qwen_rerank.factory import create_reranker
-from qwen_rerank.local import DEFAULT_MODEL, LocalReranker
-from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION, DEFAULT_MODEL
 from qwen_rerank.results import RerankResult
 
 __all__ = [
@@ -43,3 +49,14 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from qwen_rerank.local import LocalReranker
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LocalReranker":
+        from qwen_rerank.local import LocalReranker
+
+        return LocalReranker
+    raise AttributeError(f"module 'qwen_rerank' has no attribute {name!r}")

@@ -125,7 +125,7 @@ class Reranker(ABC):
         scores = check_scores(await self._ascore(q, docs, instr), len(docs))
         return rank(docs, scores, top_n=n, score_threshold=threshold)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a hook: most backends hold nothing to release
         """Release what the backend holds open. Safe to call more than once."""
 
     async def aclose(self) -> None:

@@ -29,6 +29,7 @@ def create_reranker(
         from qwen_rerank.remote import VLLMReranker
 
         return VLLMReranker(base_url, model=model, instruction=instruction, **options)
-    from qwen_rerank.local import DEFAULT_MODEL, LocalReranker
+    from qwen_rerank.local import LocalReranker
+    from qwen_rerank.prompt import DEFAULT_MODEL
 
     return LocalReranker(model or DEFAULT_MODEL, instruction=instruction, **options)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from qwen_rerank._imports import require
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
-from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
-from qwen_rerank.prompt import PromptTokenizer
+from qwen_rerank.exceptions import InvalidInputError, MissingDependencyError, ModelLoadError
+from qwen_rerank.prompt import DEFAULT_MODEL, PromptTokenizer
 
-if TYPE_CHECKING:
+try:
     import torch
+    import transformers
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError(
+        f"LocalReranker needs torch and transformers ({exc.name} is missing). "
+        'Install them with: pip install "qwen-rerank[local]"'
+    ) from exc
 
-__all__ = ["DEFAULT_MODEL", "LocalReranker"]
-
-DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
+__all__ = ["LocalReranker", "resolve_device", "resolve_dtype"]
 
 _DTYPE_NAMES = {
     "float32": "float32",
@@ -32,7 +35,6 @@ _DTYPE_NAMES = {
 
 def resolve_device(device: Any = None) -> torch.device:
     """``device`` as a torch.device; ``None`` picks cuda, then mps, then cpu."""
-    torch = require("torch", "local")
     if device is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -50,7 +52,6 @@ def resolve_device(device: Any = None) -> torch.device:
 
 def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
     """``dtype`` as a torch.dtype; ``None`` picks bf16 (else fp16) on GPU and fp32 on CPU."""
-    torch = require("torch", "local")
     if dtype is None:
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -61,7 +62,8 @@ def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
         if dtype in (torch.float32, torch.bfloat16, torch.float16):
             return dtype
     elif isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPE_NAMES:
-        return getattr(torch, _DTYPE_NAMES[dtype.lower().removeprefix("torch.")])  # type: ignore[no-any-return]
+        resolved: torch.dtype = getattr(torch, _DTYPE_NAMES[dtype.lower().removeprefix("torch.")])
+        return resolved
     raise InvalidInputError(
         f"dtype must be 'float32', 'bfloat16', 'float16', a matching torch.dtype or None, got {dtype!r}."
     )
@@ -110,8 +112,6 @@ class LocalReranker(Reranker):
         revision: str | None = None,
     ) -> None:
         super().__init__(instruction=instruction)
-        self._torch = require("torch", "local")
-        transformers = require("transformers", "local")
         if not isinstance(model, str) or not model:
             raise InvalidInputError(f"model must be a hub id or a local path, got {model!r}.")
         self.model_name = model
@@ -127,7 +127,7 @@ class LocalReranker(Reranker):
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 model, padding_side="left", trust_remote_code=trust_remote_code, revision=revision
             )
-            hf_model = transformers.AutoModelForCausalLM.from_pretrained(
+            hf_model: torch.nn.Module = transformers.AutoModelForCausalLM.from_pretrained(
                 model,
                 dtype=self.dtype,
                 trust_remote_code=trust_remote_code,
@@ -153,7 +153,7 @@ class LocalReranker(Reranker):
         prompts = self.prompt_tokenizer.encode_pairs(query, documents, instruction, self.max_length)
         scores = [0.0] * len(prompts)
         for batch in self._batches(prompts):
-            for i, value in zip(batch, self._forward([prompts[i] for i in batch])):
+            for i, value in zip(batch, self._forward([prompts[i] for i in batch]), strict=True):
                 scores[i] = value
         return scores
 
@@ -173,7 +173,6 @@ class LocalReranker(Reranker):
         return batches
 
     def _forward(self, prompts: list[list[int]]) -> list[float]:
-        torch = self._torch
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -188,4 +187,5 @@ class LocalReranker(Reranker):
                 logits_to_keep=1,
             ).logits[:, -1, :]
             pair = torch.stack([logits[:, pt.no_id], logits[:, pt.yes_id]], dim=1).float()
-            return torch.softmax(pair, dim=1)[:, 1].tolist()  # type: ignore[no-any-return]
+            scores: list[float] = torch.softmax(pair, dim=1)[:, 1].tolist()
+            return scores

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
+    "DEFAULT_MODEL",
     "NO_TOKEN",
     "PREFIX",
     "SUFFIX",
@@ -41,6 +42,7 @@ __all__ = [
     "truncate_body",
 ]
 
+DEFAULT_MODEL = "Qwen/Qwen3-Reranker-0.6B"
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 SYSTEM_PROMPT = (
