@@ -7,6 +7,8 @@ shares no code with qwen_rerank on purpose.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -45,7 +47,9 @@ class ModelCardReranker:
         )
         for i, ele in enumerate(inputs["input_ids"]):
             inputs["input_ids"][i] = self.prefix_tokens + ele + self.suffix_tokens
-        return self.tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=self.max_length)
+        with warnings.catch_warnings():  # the card passes max_length to pad(), which ignores it
+            warnings.simplefilter("ignore", UserWarning)
+            return self.tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=self.max_length)
 
     @torch.no_grad()
     def compute_logits(self, inputs: dict[str, torch.Tensor]) -> list[float]:
