@@ -34,3 +34,33 @@ def reference(tiny_model_path: Path):  # type: ignore[no-untyped-def]
     from tests.reference import ModelCardReranker
 
     return ModelCardReranker(str(tiny_model_path))
+
+
+@pytest.fixture(scope="session")
+def _fake_vllm_session(tiny_model_path: Path):  # type: ignore[no-untyped-def]
+    from tests.vllm_server import FakeVLLMServer
+
+    with FakeVLLMServer(str(tiny_model_path)) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_vllm(_fake_vllm_session):  # type: ignore[no-untyped-def]
+    """A fake vLLM server on loopback scoring with the tiny model (see tests/vllm_server.py).
+
+    ``fake_vllm.url`` is its base URL; ``fake_vllm.add_fault(kind, times=..., **params)``
+    makes the next rerank requests misbehave; ``fake_vllm.requests`` records what arrived
+    (``fake_vllm.rerank_requests`` only the rerank ones). Faults and records are reset
+    for each test; ``fake_vllm.template = True`` emulates ``--chat-template qwen3_reranker.jinja``.
+    """
+    _fake_vllm_session.reset()
+    yield _fake_vllm_session
+    _fake_vllm_session.reset()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: connections to it are refused."""
+    from tests.vllm_server import closed_port_url
+
+    return closed_port_url()

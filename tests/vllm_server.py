@@ -1,0 +1,465 @@
+"""A fake vLLM server on loopback: real HTTP, vLLM's /v1/rerank shapes, and faults on demand.
+
+It speaks what ``vllm serve Qwen/Qwen3-Reranker-* --runner pooling --hf_overrides ...``
+speaks, and shares no code with qwen_rerank on purpose:
+
+- ``POST /v1/rerank`` (also ``/rerank``): ``{"model"?, "query", "documents", "top_n"?,
+  "instruction"?, "chat_template_kwargs"?, "max_tokens_per_doc"?}`` answered with
+  ``{"id", "model", "usage", "results": [{"index", "document": {"text"}, "relevance_score"}]}``,
+  results sorted by score, highest first.
+- Without a score template (the default, like vLLM started without ``--chat-template``) a pair
+  is scored from the plain concatenation ``query + document``, tokenized by the full tokenizer
+  (so ``<|im_end|>`` in text becomes the control token, as in vLLM). With ``template=True`` it
+  renders the Qwen3 reranker template around the raw query and document, taking the instruction
+  from ``instruction``, then ``chat_template_kwargs["instruction"]``, then the default.
+- ``GET /v1/models``, ``GET /health``, and ``GET /stats`` (connection and request counts).
+
+Scores come from the tiny model through transformers (softmax over the "no"/"yes" logits at
+the last position); with ``model_path=None`` the server answers at once with a fake,
+deterministic score per pair (for benchmarks of the client alone).
+
+Use it from tests through the fixtures in ``tests/conftest.py``::
+
+    def test_something(fake_vllm):
+        fake_vllm.url                      # "http://127.0.0.1:PORT"
+        fake_vllm.add_fault("status", status=503, times=2)   # the next 2 rerank calls fail
+        ...
+        fake_vllm.requests                 # recorded RecordedRequest(path, headers, body)
+        fake_vllm.connections              # TCP connections accepted so far
+
+Faults apply to rerank requests, in the order they were added; ``times`` says how many
+requests each one hits. Kinds:
+
+==================  =============================================================
+``delay``           sleep ``seconds`` then answer normally
+``status``          answer ``status`` with an error body; ``shape`` is ``"error"``
+                    (``{"error": {...}}``), ``"flat"`` (``{"object": "error", ...}``),
+                    ``"string"`` (``{"error": "..."}``) or ``"text"`` (plain text);
+                    ``message``; optional ``retry_after`` header value
+``echo_auth``       400 whose message repeats the request's Authorization header
+``garbage``         200 with a body that is not JSON
+``json``            200 with ``body`` (any JSON value) as the whole response
+``shuffle``         results in a random order instead of by score
+``wrong_text``      ``document.text`` of the results rotated (index stays right)
+``drop_index``      one result missing
+``duplicate_index`` one result's index repeated in place of another
+``bad_index``       one index out of range (``len(documents)``)
+``nan_score``       one score NaN
+``string_score``    one score sent as a JSON string
+``drop``            close the connection without sending any response
+==================  =============================================================
+
+Run ``python -m tests.vllm_server --instant`` to serve in the foreground; it prints the URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import random
+import socket
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["FakeVLLMServer", "Fault", "RecordedRequest", "closed_port_url"]
+
+# The Qwen3-Reranker prompt, spelled here independently of qwen_rerank.prompt, as the
+# qwen3_reranker.jinja score template renders it.
+_SYSTEM = (
+    "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
+    'Note that the answer can only be "yes" or "no".'
+)
+_DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+_TEMPLATE = (
+    "<|im_start|>system\n" + _SYSTEM + "<|im_end|>\n<|im_start|>user\n"
+    "<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}<|im_end|>\n"
+    "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+)
+
+FAULT_KINDS = frozenset(
+    {
+        "delay",
+        "status",
+        "echo_auth",
+        "garbage",
+        "json",
+        "shuffle",
+        "wrong_text",
+        "drop_index",
+        "duplicate_index",
+        "bad_index",
+        "nan_score",
+        "string_score",
+        "drop",
+    }
+)
+
+
+@dataclass
+class Fault:
+    kind: str
+    times: int = 1
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: Any  # parsed JSON, or the raw bytes when the body is not JSON
+
+
+class _Scorer:
+    """softmax([logit(no), logit(yes)])[1] at the last position, with transformers."""
+
+    def __init__(self, model_path: str) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+        self.yes = self.tokenizer.convert_tokens_to_ids("yes")
+        self.no = self.tokenizer.convert_tokens_to_ids("no")
+        self.pad = self.tokenizer.pad_token_id or 0
+        self.lock = threading.Lock()
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = self.tokenizer(text)["input_ids"]
+        return ids
+
+    def score(self, prompts: list[list[int]]) -> list[float]:
+        torch = self.torch
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p) :] = torch.tensor(p)
+            mask[row, width - len(p) :] = 1
+        with self.lock, torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -1, :]
+            pair = torch.stack([logits[:, self.no], logits[:, self.yes]], dim=1).float()
+            scores: list[float] = torch.softmax(pair, dim=1)[:, 1].tolist()
+        return scores
+
+
+class FakeVLLMServer:
+    """A vLLM look-alike on 127.0.0.1 in a background thread. See the module docstring."""
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        *,
+        served_model_name: str = "Qwen/Qwen3-Reranker-0.6B",
+        template: bool = False,
+        max_model_len: int = 40960,
+        api_key: str | None = None,
+        legacy_usage: bool = False,
+        port: int = 0,
+    ) -> None:
+        self.served_model_name = served_model_name
+        self.template = template
+        self.max_model_len = max_model_len
+        self.api_key = api_key
+        self.legacy_usage = legacy_usage
+        self._scorer = _Scorer(model_path) if model_path is not None else None
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self.requests: list[RecordedRequest] = []
+        self.connections = 0
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeVLLMServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-vllm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FakeVLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- test controls -----------------------------------------------------------------------
+    def add_fault(self, kind: str, *, times: int = 1, **params: Any) -> None:
+        """Make the next ``times`` rerank requests misbehave as ``kind`` (see module docstring)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; known: {sorted(FAULT_KINDS)}")
+        with self._lock:
+            self._faults.append(Fault(kind, times, params))
+
+    def reset(self) -> None:
+        """Forget faults and recorded requests; restore the default settings."""
+        with self._lock:
+            self._faults.clear()
+            self.requests.clear()
+        self.template = False
+        self.api_key = None
+        self.legacy_usage = False
+
+    @property
+    def rerank_requests(self) -> list[RecordedRequest]:
+        """The recorded rerank requests (their bodies are the sub-requests the client sent)."""
+        return [r for r in self.requests if r.path.endswith("/rerank")]
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                self._faults.pop(0)
+            return fault
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def _count_connection(self) -> None:
+        with self._lock:
+            self.connections += 1
+
+    # -- vLLM behaviour ----------------------------------------------------------------------
+    def prompt_text(self, query: str, document: str, body: dict[str, Any]) -> str:
+        if not self.template:
+            return query + document
+        kwargs = body.get("chat_template_kwargs") or {}
+        instruction = body.get("instruction") or kwargs.get("instruction") or _DEFAULT_INSTRUCTION
+        return _TEMPLATE.format(instruction=instruction, query=query, document=document)
+
+    def rerank(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        query, documents = body.get("query"), body.get("documents")
+        if not isinstance(query, str) or not isinstance(documents, list) or not documents:
+            return 400, _error_body("query must be a string and documents a non-empty list", "error")
+        model = body.get("model")
+        if model is not None and model != self.served_model_name:
+            return 404, _error_body(f"The model `{model}` does not exist.", "error", code=404)
+        max_doc = body.get("max_tokens_per_doc") or 0
+        prompts: list[list[int]] = []
+        texts: list[str] = []
+        for doc in documents:
+            if not isinstance(doc, str):
+                return 400, _error_body("documents must be strings", "error")
+            if self._scorer is not None and self.template and max_doc > 0:
+                doc = self._scorer.tokenizer.decode(self._scorer.encode(doc)[:max_doc])
+            text = self.prompt_text(query, doc, body)
+            texts.append(text)
+            if self._scorer is not None:
+                ids = self._scorer.encode(text)
+                if len(ids) > self.max_model_len:
+                    return 400, _error_body(
+                        f"This model's maximum context length is {self.max_model_len} tokens. However, "
+                        f"your request has {len(ids)} input tokens. Please reduce the length of the input.",
+                        "error",
+                    )
+                prompts.append(ids)
+        if self._scorer is not None:
+            scores = self._scorer.score(prompts)
+            tokens = sum(len(p) for p in prompts)
+        else:
+            scores = [zlib.crc32(t.encode()) / 2**32 for t in texts]
+            tokens = sum(len(t) for t in texts) // 4
+        order = sorted(range(len(documents)), key=lambda i: -scores[i])
+        top_n = body.get("top_n") or 0
+        if top_n > 0:
+            order = order[:top_n]
+        results = [
+            {"index": i, "document": {"text": documents[i]}, "relevance_score": scores[i]} for i in order
+        ]
+        usage: dict[str, int] = {"total_tokens": tokens}
+        if not self.legacy_usage:
+            usage["prompt_tokens"] = tokens
+        return 200, {
+            "id": f"rerank-{uuid.uuid4().hex}",
+            "model": self.served_model_name,
+            "usage": usage,
+            "results": results,
+        }
+
+
+def _error_body(message: str, shape: str, *, code: int = 400, kind: str = "BadRequestError") -> Any:
+    if shape == "flat":
+        return {"object": "error", "message": message, "type": kind, "param": None, "code": code}
+    if shape == "string":
+        return {"error": message}
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _corrupt(kind: str, response: dict[str, Any], rng: random.Random) -> None:
+    results: list[dict[str, Any]] = response["results"]
+    n = len(results)
+    if kind == "shuffle":
+        rng.shuffle(results)
+    elif kind == "wrong_text":
+        texts = [r["document"]["text"] for r in results]
+        for r, text in zip(results, texts[1:] + texts[:1], strict=True):
+            r["document"] = {"text": text}
+    elif kind == "drop_index":
+        results.pop(rng.randrange(n))
+    elif kind == "duplicate_index" and n > 1:
+        results[-1]["index"] = results[0]["index"]
+    elif kind == "bad_index":
+        results[rng.randrange(n)]["index"] = n
+    elif kind == "nan_score":
+        results[rng.randrange(n)]["relevance_score"] = math.nan
+    elif kind == "string_score":
+        r = results[rng.randrange(n)]
+        r["relevance_score"] = str(r["relevance_score"])
+
+
+def _make_handler(server: FakeVLLMServer) -> type[BaseHTTPRequestHandler]:
+    rng = random.Random(0)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            server._count_connection()
+
+        def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr log
+            pass
+
+        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+            if isinstance(body, bytes):
+                payload, ctype = body, "text/plain"
+            else:
+                payload, ctype = json.dumps(body).encode(), "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _read_body(self) -> Any:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                return json.loads(raw)
+            except ValueError:
+                return raw
+
+        def do_GET(self) -> None:
+            self._record(None)
+            path = self.path.split("?")[0]
+            if path in ("/v1/models", "/models"):
+                card = {"id": server.served_model_name, "object": "model"}
+                self._send(200, {"object": "list", "data": [{**card, "max_model_len": server.max_model_len}]})
+            elif path == "/health":
+                self._send(200, b"")
+            elif path == "/stats":
+                self._send(200, {"connections": server.connections, "requests": len(server.requests)})
+            else:
+                self._send(404, {"detail": "Not Found"})
+
+        def _record(self, body: Any) -> None:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            server._record(RecordedRequest(self.command, self.path, headers, body))
+
+        def do_POST(self) -> None:
+            body = self._read_body()
+            self._record(body)
+            if self.path not in ("/v1/rerank", "/rerank", "/v2/rerank"):
+                self._send(404, {"detail": "Not Found"})
+                return
+            if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                self._send(401, {"error": "Unauthorized"})
+                return
+            fault = server._next_fault()
+            if fault is not None and self._apply_fault(fault):
+                return
+            if not isinstance(body, dict):
+                self._send(400, _error_body("body must be a JSON object", "error"))
+                return
+            status, response = server.rerank(body)
+            if fault is not None and status == 200:
+                _corrupt(fault.kind, response, rng)
+            self._send(status, response)
+
+        def _apply_fault(self, fault: Fault) -> bool:
+            """Act out ``fault``; True when the response has been sent (or dropped)."""
+            p = fault.params
+            if fault.kind == "delay":
+                time.sleep(float(p.get("seconds", 1.0)))
+                return False
+            if fault.kind == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return True
+            if fault.kind == "status":
+                status = int(p.get("status", 503))
+                shape = p.get("shape", "error")
+                message = p.get("message", f"fake failure {status}")
+                headers = {"Retry-After": str(p["retry_after"])} if "retry_after" in p else {}
+                body = message.encode() if shape == "text" else _error_body(message, shape, code=status)
+                self._send(status, body, headers)
+                return True
+            if fault.kind == "echo_auth":
+                message = f"bad request; you sent Authorization: {self.headers.get('Authorization')}"
+                self._send(400, _error_body(message, "error"))
+                return True
+            if fault.kind == "garbage":
+                self._send(200, b"<html>502 Bad Gateway</html>")
+                return True
+            if fault.kind == "json":
+                self._send(200, p.get("body"))
+                return True
+            return False
+
+    return Handler
+
+
+def closed_port_url() -> str:
+    """The URL of a loopback port that nothing listens on (connections are refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def _serve(args: argparse.Namespace) -> None:
+    server = FakeVLLMServer(None if args.instant else args.model, template=args.template, port=args.port)
+    print(server.url, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server._httpd.serve_forever()
+
+
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--model", help="checkpoint folder to score with (e.g. the tiny model)")
+    parser.add_argument("--instant", action="store_true", help="answer at once with fake scores")
+    parser.add_argument("--template", action="store_true", help="emulate --chat-template qwen3_reranker")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not args.instant and not args.model:
+        parser.error("give --model PATH or --instant")
+    return args
+
+
+if __name__ == "__main__":
+    _serve(_parse_args())
