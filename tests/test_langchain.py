@@ -1,0 +1,320 @@
+"""langchain_qwen_rerank.QwenRerank through LangChain's own entry points, on the tiny model."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langchain_classic.retrievers import ContextualCompressionRetriever
+from langchain_core.documents import Document
+from langchain_core.embeddings.fake import DeterministicFakeEmbedding
+from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+from langchain_core.vectorstores import InMemoryVectorStore
+
+from langchain_qwen_rerank import QwenRerank
+from qwen_rerank import InvalidInputError, ModelLoadError, Reranker
+
+QUERY = "What is the capital of China?"
+TEXTS = [
+    "Gravity is a force that attracts two bodies towards each other.",
+    "The capital of China is Beijing.",
+    "北京是中华人民共和国的首都。",
+    "China is a country in East Asia with a population of over 1.4 billion.",
+    "Paris is the capital of France.",
+    "Emoji soup 🐼🎋 and a café in São Paulo.",
+]
+
+
+def make_documents() -> list[Document]:
+    return [
+        Document(page_content=text, id=f"doc-{i}", metadata={"source": f"s{i}", "tags": ["a", {"b": i}]})
+        for i, text in enumerate(TEXTS)
+    ]
+
+
+class ThreadRecorder(Reranker):
+    """The given backend, recording whether each call was sync or async and on which thread."""
+
+    def __init__(self, inner: Reranker) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls: list[tuple[str, int]] = []
+
+    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        self.calls.append(("sync", threading.get_ident()))
+        return self.inner.score(query, documents, instruction=instruction)
+
+    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        self.calls.append(("async", threading.get_ident()))
+        return self.inner.score(query, documents, instruction=instruction)
+
+
+@pytest.fixture
+def backend(tiny_reranker: Reranker) -> Reranker:
+    return tiny_reranker
+
+
+def expected(backend: Reranker, texts: list[str], **kwargs: Any) -> list[tuple[int, float]]:
+    return [(r.index, r.score) for r in backend.rerank(QUERY, texts, **kwargs)]
+
+
+def test_tiny_model_tells_the_documents_apart(backend: Reranker) -> None:
+    # Order assertions below would be empty if every score were the same.
+    assert len({round(s, 6) for s in backend.score(QUERY, TEXTS)}) == len(TEXTS)
+
+
+def test_compress_returns_scored_copies_best_first(backend: Reranker) -> None:
+    documents = make_documents()
+    before = copy.deepcopy(documents)
+    compressed = QwenRerank(reranker=backend, top_n=None).compress_documents(documents, QUERY)
+
+    want = expected(backend, TEXTS)
+    assert [(int(d.id.split("-")[1]), d.metadata["relevance_score"]) for d in compressed] == want  # type: ignore[union-attr]
+    for doc in compressed:
+        original = documents[int(doc.id.split("-")[1])]  # type: ignore[union-attr]
+        assert doc is not original and doc.metadata is not original.metadata
+        assert doc.page_content == original.page_content
+        assert type(doc.metadata["relevance_score"]) is float
+        assert {k: v for k, v in doc.metadata.items() if k != "relevance_score"} == original.metadata
+        assert doc.metadata["tags"] is not original.metadata["tags"]  # a deep copy
+    assert documents == before  # the caller's documents are untouched
+    assert all("relevance_score" not in d.metadata for d in documents)
+
+
+@pytest.mark.parametrize(("top_n", "count"), [(None, 6), (1, 1), (3, 3), (6, 6), (50, 6)])
+def test_top_n_edges(backend: Reranker, top_n: int | None, count: int) -> None:
+    compressed = QwenRerank(reranker=backend, top_n=top_n).compress_documents(make_documents(), QUERY)
+    assert [d.id for d in compressed] == [f"doc-{i}" for i, _ in expected(backend, TEXTS)[:count]]
+
+
+def test_top_n_defaults_to_three(backend: Reranker) -> None:
+    assert len(QwenRerank(reranker=backend).compress_documents(make_documents(), QUERY)) == 3
+
+
+def test_score_threshold_keeps_scores_at_least_the_threshold(backend: Reranker) -> None:
+    scores = sorted(backend.score(QUERY, TEXTS), reverse=True)
+    threshold = scores[2]  # exactly the third score: "at least" keeps it
+    compressed = QwenRerank(reranker=backend, top_n=None, score_threshold=threshold).compress_documents(
+        make_documents(), QUERY
+    )
+    assert [d.metadata["relevance_score"] for d in compressed] == scores[:3]
+
+
+def test_instruction_reaches_the_model(backend: Reranker) -> None:
+    instruction = "Given a geography question, find the passage naming the city"
+    compressed = QwenRerank(reranker=backend, top_n=None, instruction=instruction).compress_documents(
+        make_documents(), QUERY
+    )
+    want = expected(backend, TEXTS, instruction=instruction)
+    assert [d.metadata["relevance_score"] for d in compressed] == [s for _, s in want]
+    assert want != expected(backend, TEXTS)
+
+
+def test_empty_list_returns_empty_without_loading_the_model(tmp_path: Any) -> None:
+    compressor = QwenRerank(model=str(tmp_path / "no-such-model"))
+    assert compressor.compress_documents([], QUERY) == []
+    assert compressor.rerank([], QUERY) == []
+    # The backend is built on first real use, and a bad model path then says so.
+    with pytest.raises(ModelLoadError, match="no-such-model"):
+        compressor.compress_documents(make_documents(), QUERY)
+
+
+async def test_async_empty_list_returns_empty_without_loading_the_model(tmp_path: Any) -> None:
+    compressor = QwenRerank(model=str(tmp_path / "no-such-model"))
+    assert await compressor.acompress_documents([], QUERY) == []
+    assert await compressor.arerank([], QUERY) == []
+
+
+def test_backend_built_from_settings_once_and_shared_by_copies(tiny_model_path: Any) -> None:
+    compressor = QwenRerank(model=str(tiny_model_path), device="cpu", max_length=512, top_n=None)
+    results: list[list[str | None]] = []
+
+    def run() -> None:
+        results.append([d.id for d in compressor.compress_documents(make_documents(), QUERY)])
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and all(r == results[0] for r in results)
+    backend = compressor._backend.get()
+    assert backend.max_length == 512 and str(backend.device) == "cpu"  # type: ignore[attr-defined]
+    assert copy.deepcopy(compressor)._backend.get() is backend
+    assert compressor.model_copy(update={"top_n": 1})._backend.get() is backend
+
+
+# -- through LangChain's entry points -------------------------------------------------------------
+
+
+def vector_store_retriever() -> Any:
+    store = InMemoryVectorStore(DeterministicFakeEmbedding(size=16))
+    store.add_documents(make_documents())
+    return store.as_retriever(search_kwargs={"k": len(TEXTS)})
+
+
+def lambda_retriever() -> Any:
+    return RunnableLambda(lambda query: make_documents())
+
+
+@pytest.mark.parametrize("make_retriever", [vector_store_retriever, lambda_retriever])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_contextual_compression_retriever(
+    backend: Reranker, make_retriever: Callable[[], Any], mode: str
+) -> None:
+    recorder = ThreadRecorder(backend)
+    retriever = ContextualCompressionRetriever(
+        base_compressor=QwenRerank(reranker=recorder, top_n=4), base_retriever=make_retriever()
+    )
+    if mode == "sync":
+        docs = retriever.invoke(QUERY)
+    else:
+        docs = await retriever.ainvoke(QUERY)
+    want = expected(backend, TEXTS, top_n=4)
+    assert [(d.id, d.metadata["relevance_score"]) for d in docs] == [(f"doc-{i}", s) for i, s in want]
+    if mode == "async":
+        # Native async: the backend's async path, on the event loop's thread, not a worker thread.
+        assert recorder.calls == [("async", threading.get_ident())]
+    else:
+        assert [kind for kind, _ in recorder.calls] == ["sync"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_inside_an_lcel_chain(backend: Reranker, mode: str) -> None:
+    retriever = ContextualCompressionRetriever(
+        base_compressor=QwenRerank(reranker=backend, top_n=2), base_retriever=vector_store_retriever()
+    )
+    chain = {
+        "context": retriever | RunnableLambda(lambda docs: "\n".join(d.page_content for d in docs)),
+        "question": RunnablePassthrough(),
+    } | RunnableLambda(lambda x: f"Context:\n{x['context']}\nQuestion: {x['question']}")
+    prompt = chain.invoke(QUERY) if mode == "sync" else await chain.ainvoke(QUERY)
+    best = [TEXTS[i] for i, _ in expected(backend, TEXTS, top_n=2)]
+    assert prompt == "Context:\n" + "\n".join(best) + f"\nQuestion: {QUERY}"
+
+
+# -- rerank(): the CohereRerank-style call ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_rerank_accepts_strings_documents_and_dicts(backend: Reranker, mode: str) -> None:
+    documents: list[Any] = [
+        TEXTS[0],
+        Document(page_content=TEXTS[1]),
+        {"text": TEXTS[2]},
+        {"page_content": TEXTS[3], "metadata": {}},
+        TEXTS[4],
+        TEXTS[5],
+    ]
+    compressor = QwenRerank(reranker=backend, top_n=2)
+    if mode == "sync":
+        default, everything = (
+            compressor.rerank(documents, QUERY),
+            compressor.rerank(documents, QUERY, top_n=None),
+        )
+    else:
+        default = await compressor.arerank(documents, QUERY)
+        everything = await compressor.arerank(documents, QUERY, top_n=None)
+    want = [{"index": i, "relevance_score": s} for i, s in expected(backend, TEXTS)]
+    assert everything == want
+    assert default == want[:2]
+
+
+def test_rerank_top_n_override_is_validated(backend: Reranker) -> None:
+    with pytest.raises(InvalidInputError, match="top_n"):
+        QwenRerank(reranker=backend).rerank(TEXTS, QUERY, top_n=0)
+
+
+# -- bad input --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"top_n": 0}, "top_n must be a positive int or None"),
+        ({"top_n": -2}, "top_n must be a positive int or None"),
+        ({"top_n": True}, "top_n"),
+        ({"top_n": "3"}, "top_n"),
+        ({"score_threshold": float("nan")}, "score_threshold"),
+        ({"score_threshold": "high"}, "score_threshold"),
+        ({"instruction": 7}, "instruction must be a str"),
+        ({"base_url": "http://127.0.0.1:9", "device": "cpu"}, r"local backend only \(device\)"),
+        ({"timeout": 5.0}, r"remote vLLM backend only \(timeout\)"),
+    ],
+)
+def test_bad_settings_raise_our_error(settings: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match) as info:
+        QwenRerank(**settings)
+    assert isinstance(info.value, ValueError)
+
+
+def test_a_ready_reranker_excludes_other_backend_settings(backend: Reranker) -> None:
+    with pytest.raises(InvalidInputError, match=r"\['device'\]"):
+        QwenRerank(reranker=backend, device="cpu")
+
+
+def test_wrong_types_and_unknown_fields_are_rejected_by_pydantic() -> None:
+    with pytest.raises(ValueError, match="top_k"):
+        QwenRerank(top_k=3)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="instance of Reranker"):
+        QwenRerank(reranker="not a reranker")  # type: ignore[arg-type]
+
+
+def test_document_without_text_is_named_by_position(backend: Reranker) -> None:
+    documents = make_documents()
+    documents[4].page_content = None  # type: ignore[assignment]  # pydantic does not check assignment
+    with pytest.raises(InvalidInputError, match=r"documents\[4\] has content of type NoneType"):
+        QwenRerank(reranker=backend).compress_documents(documents, QUERY)
+
+
+def test_non_documents_are_named_by_position(backend: Reranker) -> None:
+    compressor = QwenRerank(reranker=backend)
+    with pytest.raises(InvalidInputError, match=r"documents\[1\] must be a langchain_core Document, got str"):
+        compressor.compress_documents([make_documents()[0], "plain text"], QUERY)  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match=r"documents\[2\] is a dict without a 'text'"):
+        compressor.rerank(["a", {"text": "b"}, {"body": "c"}], QUERY)
+    with pytest.raises(InvalidInputError, match=r"documents\[0\] must be a str, a Document or a dict"):
+        compressor.rerank([b"bytes"], QUERY)  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="query must be a str"):
+        compressor.compress_documents(make_documents(), None)  # type: ignore[arg-type]
+
+
+async def test_async_bad_input_raises_the_same_errors(backend: Reranker) -> None:
+    with pytest.raises(InvalidInputError, match=r"documents\[0\]"):
+        await QwenRerank(reranker=backend).acompress_documents([{"text": "x"}], QUERY)  # type: ignore[list-item]
+
+
+# -- secrets and serialisation ----------------------------------------------------------------------
+
+
+def test_api_key_comes_from_the_environment_and_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QWEN_RERANK_API_KEY", "env-secret-123")
+    from_env = QwenRerank(base_url="http://127.0.0.1:9")
+    explicit = QwenRerank(base_url="http://127.0.0.1:9", api_key="given-secret-456")
+    assert from_env.api_key is not None and from_env.api_key.get_secret_value() == "env-secret-123"
+    assert explicit.api_key is not None and explicit.api_key.get_secret_value() == "given-secret-456"
+    for compressor, secret in ((from_env, "env-secret-123"), (explicit, "given-secret-456")):
+        for text in (
+            repr(compressor),
+            str(compressor),
+            str(compressor.model_dump()),
+            compressor.model_dump_json(),
+        ):
+            assert secret not in text
+        assert "api_key" not in compressor.model_dump()
+
+
+def test_api_key_is_ignored_by_the_local_backend(monkeypatch: pytest.MonkeyPatch, backend: Reranker) -> None:
+    monkeypatch.setenv("QWEN_RERANK_API_KEY", "env-secret-123")
+    # A key in the environment must not break a local (or ready-made) backend.
+    assert QwenRerank(reranker=backend).compress_documents(make_documents(), QUERY)
+
+
+def test_serialises_without_the_backend(backend: Reranker) -> None:
+    compressor = QwenRerank(reranker=backend, top_n=5, instruction="x")
+    dumped = compressor.model_dump()
+    assert "reranker" not in dumped and dumped["top_n"] == 5 and dumped["instruction"] == "x"
+    assert QwenRerank.model_validate_json(compressor.model_dump_json()).top_n == 5
