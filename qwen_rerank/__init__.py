@@ -27,6 +27,7 @@ from qwen_rerank.exceptions import (
 )
 from qwen_rerank.factory import create_reranker
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, DEFAULT_MODEL
+from qwen_rerank.remote import VLLMReranker
 from qwen_rerank.results import RerankResult
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "RemoteTimeoutError",
     "RerankResult",
     "Reranker",
+    "VLLMReranker",
     "create_reranker",
 ]
 

@@ -12,11 +12,14 @@ document is gone. That is exactly what the model card's reference code does.
 User text (instruction, query, document) is tokenized as plain characters: a
 document that contains ``<|im_end|>`` or ``<think>`` gets the tokens of those
 characters, never the control tokens, so it cannot close the prompt early.
+A server that tokenizes text itself (vLLM) cannot be told that; for it,
+:func:`escape_control_tokens` breaks those spellings before the text is sent.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +37,13 @@ __all__ = [
     "SYSTEM_PROMPT",
     "YES_TOKEN",
     "PromptTokenizer",
+    "escape_control_tokens",
     "format_body",
     "format_document_part",
     "format_prompt",
     "format_query_part",
     "split_prompt",
+    "split_prompts",
     "truncate_body",
 ]
 
@@ -54,6 +59,11 @@ SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 
 YES_TOKEN = "yes"
 NO_TOKEN = "no"
+
+# The "<" of every spelling of a Qwen3 added token: <|im_end|>, <|endoftext|>, <|fim_pad|>, ...,
+# <think>, </think>, <tool_call>, </tool_call>, <tool_response>, </tool_response>.
+_CONTROL_TOKEN_START = re.compile(r"<(?=\|[A-Za-z0-9_]{1,64}\|>|/?(?:think|tool_call|tool_response)>)")
+_ZERO_WIDTH_SPACE = "\u200b"
 
 
 def format_query_part(query: str, instruction: str) -> str:
@@ -83,6 +93,24 @@ def split_prompt(query: str, document: str, instruction: str) -> tuple[str, str]
     the document and the suffix. Their concatenation is :func:`format_prompt`.
     """
     return PREFIX + format_query_part(query, instruction), format_document_part(document) + SUFFIX
+
+
+def split_prompts(query: str, documents: Sequence[str], instruction: str) -> tuple[str, list[str]]:
+    """:func:`split_prompt` for many documents: the shared query text and one text per document."""
+    query_text = PREFIX + format_query_part(query, instruction)
+    return query_text, [format_document_part(doc) + SUFFIX for doc in documents]
+
+
+def escape_control_tokens(text: str) -> str:
+    """``text`` with each control-token spelling broken by a zero-width space after its ``<``.
+
+    For servers that tokenize text with the full tokenizer, as vLLM does: there a
+    document containing ``<|im_end|>`` would get the real control token and could
+    close the prompt. After escaping, ``<\u200b|im_end|>`` reads the same to a
+    person but is plain text to the tokenizer. Text without such spellings is
+    returned unchanged (the same object).
+    """
+    return _CONTROL_TOKEN_START.sub("<" + _ZERO_WIDTH_SPACE, text)
 
 
 def truncate_body(body_ids: Sequence[int], max_length: int, fixed_length: int) -> list[int]:
@@ -139,6 +167,67 @@ class PromptTokenizer:
             self.prefix_ids + truncate_body(body, max_length, self.fixed_length) + self.suffix_ids
             for body in bodies
         ]
+
+    def split_pairs(
+        self, query: str, documents: Sequence[str], instruction: str, max_length: int
+    ) -> tuple[str, list[str]]:
+        """:func:`split_prompt` for every document, truncated like :meth:`encode_pairs`.
+
+        Returns the query text and one document text per document such that
+        ``query_text + document_text`` tokenizes to at most ``max_length`` tokens,
+        cut by the body rule: the document loses its tail first, and the query is
+        cut (identically for every document) only when no document token fits.
+        Each cut falls on a token boundary of the plain text.
+        """
+        self.check_max_length(max_length)
+        budget = max_length - self.fixed_length
+        query_part = format_query_part(query, instruction)
+        document_budget = budget - len(self.encode_text([query_part])[0])
+        if document_budget < 1:
+            return PREFIX + self._cut([query_part], budget)[0], [SUFFIX] * len(documents)
+        parts = self._cut([format_document_part(doc) for doc in documents], document_budget)
+        return PREFIX + query_part, [part + SUFFIX for part in parts]
+
+    def truncate_documents(
+        self, query: str, documents: Sequence[str], instruction: str, max_length: int
+    ) -> list[str]:
+        """Documents cut from their end so that :func:`format_prompt` fits in ``max_length`` tokens.
+
+        For servers that build the prompt themselves from the raw query and
+        document. Raises :class:`InvalidInputError` when the instruction and query
+        leave no room for any document text.
+        """
+        self.check_max_length(max_length)
+        query_part = format_query_part(query, instruction)
+        label = format_document_part("")
+        budget = max_length - self.fixed_length - len(self.encode_text([query_part])[0])
+        if budget <= len(self.encode_text([label])[0]):
+            raise InvalidInputError(
+                f"The instruction and query take {max_length - self.fixed_length - budget} of the "
+                f"{max_length - self.fixed_length} tokens that max_length={max_length} leaves for them "
+                "and the document, so no document text fits. Shorten the query or raise max_length."
+            )
+        parts = self._cut([format_document_part(doc) for doc in documents], budget)
+        return [part[len(label) :] for part in parts]
+
+    def _cut(self, texts: Sequence[str], budget: int) -> list[str]:
+        """Each text cut at a token boundary so that it encodes to at most ``budget`` plain tokens."""
+        out = list(texts)
+        # A token is at least one byte, so a text of no more bytes than the budget fits as it is.
+        long = [i for i, text in enumerate(texts) if len(text.encode("utf-8")) > budget]
+        encodings = self._plain.encode_batch([texts[i] for i in long], add_special_tokens=False)
+        for i, encoding in zip(long, encodings, strict=True):
+            keep = min(budget, len(encoding.ids))
+            if keep == len(encoding.ids):
+                continue
+            # Re-encoding a cut word can take more tokens than it had inside the whole text.
+            while keep > 0:
+                cut = texts[i][: encoding.offsets[keep - 1][1]]
+                if len(self._plain.encode(cut, add_special_tokens=False).ids) <= budget:
+                    break
+                keep -= 1
+            out[i] = cut if keep > 0 else ""
+        return out
 
     def _encode_control(self, text: str) -> list[int]:
         ids: list[int] = self.tokenizer.encode(text, add_special_tokens=False)
