@@ -232,7 +232,19 @@ class QwenRerank(BaseNodePostprocessor):
         return NodeWithScore(node=node, score=score)
 
 
+# Where LlamaIndex nodes keep non-text content (ImageNode, and Node's media resources).
+_MEDIA_FIELDS = ("image", "image_path", "image_url", "image_resource", "audio_resource", "video_resource")
+
+
 def _embed_text(item: object) -> object:
     if not isinstance(item, NodeWithScore):
         raise InvalidInputError(f"must be a NodeWithScore, got {type(item).__name__}.")
-    return item.node.get_content(metadata_mode=MetadataMode.EMBED)
+    node = item.node
+    if not node.get_content(metadata_mode=MetadataMode.NONE):
+        media = [name for name in _MEDIA_FIELDS if getattr(node, name, None)]
+        if media:
+            raise InvalidInputError(
+                f"({type(node).__name__} {node.node_id!r}) has no text, only {', '.join(media)}; "
+                "qwen-rerank scores text. Give the node a text (e.g. a caption) or leave it out."
+            )
+    return node.get_content(metadata_mode=MetadataMode.EMBED)
