@@ -133,12 +133,12 @@ class Candidates:
         out = []
         if self.unjudged:
             out.append(
-                f"Run queries with no qrels in split {split!r}, not reranked: {len(self.unjudged)} "
+                f"run queries with no qrels in split {split!r}, not reranked: {len(self.unjudged)} "
                 f"(e.g. {self.unjudged[0]!r})."
             )
         if self.missing:
             out.append(
-                "Queries with qrels but no candidates in the run, counted as 0 on every measure: "
+                "queries with qrels but no candidates in the run, counted as 0 on every measure: "
                 f"{len(self.missing)} (e.g. {self.missing[0]!r})."
             )
         return out
@@ -452,16 +452,17 @@ def _ordered_scores(doc_ids: Sequence[str]) -> dict[str, float]:
 
 def _read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers; file problems become DataFormatError."""
-    number = 0
     try:
-        with open(path, encoding="utf-8-sig") as lines:
-            for number, line in enumerate(lines, start=1):
+        with open(path, "rb") as raw:
+            for number, data in enumerate(raw, start=1):
+                try:
+                    line = data.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataFormatError(path, number, "not UTF-8 text.") from exc
                 if line.strip():
                     yield number, line.rstrip("\r\n")
     except FileNotFoundError as exc:
         raise DataFormatError(path, None, "no such file.") from exc
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, number + 1, "not UTF-8 text.") from exc
     except OSError as exc:
         raise DataFormatError(path, None, f"cannot read the file ({exc.strerror or exc}).") from exc
 

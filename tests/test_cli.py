@@ -1,0 +1,255 @@
+"""The qwen-rerank command line: as a real subprocess for the key paths, in-process for the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qwen_rerank.cli import main
+from tests.test_eval import TINY_BEIR, TINY_RUN, first_stage_top_k, hand_metrics, parse_trec, read_qrels
+
+SCRIPT = Path(sys.executable).with_name("qwen-rerank")
+QUERY = "What is the capital of China?"
+DOCUMENTS = [
+    "Gravity is a force that attracts two bodies towards each other.",
+    "The capital of China is Beijing.",
+    "北京是中华人民共和国的首都。",
+    "Paris is the capital of France.",
+]
+
+
+def run_script(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    assert SCRIPT.exists(), f"{SCRIPT} is missing: run `pip install -e .` to register the console script"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=120,
+    )
+
+
+def assert_one_line_error(stderr: str, fragment: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr
+    assert lines[-1].startswith("qwen-rerank: error: "), stderr
+    assert fragment in lines[-1], stderr
+
+
+# --- real subprocesses -----------------------------------------------------------------------------------
+
+
+def test_rank_reads_stdin_and_prints_the_ranked_table(tiny_model_path: Path, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
+    stdin = DOCUMENTS[0] + "\n\n" + "\n".join(DOCUMENTS[1:]) + "\n"
+    proc = run_script(
+        "rank", "--model", str(tiny_model_path), "--device", "cpu", "--query", QUERY, stdin=stdin
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "qwen-rerank: skipped 1 blank line in <stdin>" in proc.stderr
+    header, *rows = proc.stdout.splitlines()
+    assert header.split() == ["rank", "index", "score", "document"]
+    expected = tiny_reranker.rerank(QUERY, DOCUMENTS)
+    assert [row.split(maxsplit=3) for row in rows] == [
+        [str(rank), str(r.index), f"{r.score:.4f}", r.document] for rank, r in enumerate(expected, start=1)
+    ]
+
+
+def test_eval_json_output_files_and_metrics_by_hand(
+    tiny_model_path: Path, tiny_reranker, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "results"
+    proc = run_script(
+        "eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--top-k", "12", "--model", str(tiny_model_path),
+        "--output", str(out), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    # stdout is exactly one JSON object; progress and notes went to stderr
+    report = json.loads(proc.stdout)
+    assert proc.stdout.strip().count("\n") == 0
+    assert set(report) == {"first_stage", "reranked", "queries"}
+    assert report["queries"] == 6
+    assert "Reranking" in proc.stderr and "72/72" in proc.stderr  # tqdm bar over 6 queries x 12 candidates
+    assert "run queries with no qrels in split 'test', not reranked: 1 (e.g. 'q7')." in proc.stderr
+
+    qrels = read_qrels(TINY_BEIR / "qrels" / "test.tsv")
+    dataset_queries = {
+        json.loads(line)["_id"]: json.loads(line)["text"] for line in (TINY_BEIR / "queries.jsonl").open()
+    }
+    corpus = {}
+    for line in (TINY_BEIR / "corpus.jsonl").open(encoding="utf-8"):
+        record = json.loads(line)
+        corpus[record["_id"]] = (record["title"] + " " + record["text"]).strip()
+    candidates = {q: ids for q, ids in first_stage_top_k(12).items() if q in qrels}
+    assert report["first_stage"] == pytest.approx(hand_metrics(qrels, candidates), abs=1e-12)
+
+    # reranked.trec holds the tiny model's ranking of each query's candidates, with its scores
+    reranked = parse_trec(out / "reranked.trec")
+    assert list(reranked) == list(candidates)
+    for query_id, ids in candidates.items():
+        expected = tiny_reranker.rerank(dataset_queries[query_id], [corpus[d] for d in ids])
+        assert [d for d, _ in reranked[query_id]] == [ids[r.index] for r in expected]
+        assert [s for _, s in reranked[query_id]] == pytest.approx([r.score for r in expected], abs=1e-5)
+    ranking = {q: [d for d, _ in docs] for q, docs in reranked.items()}
+    assert report["reranked"] == pytest.approx(hand_metrics(qrels, ranking), abs=1e-12)
+    assert json.loads((out / "metrics.json").read_text()) == report
+
+
+def test_bad_data_is_one_line_on_stderr_from_the_script(tmp_path: Path) -> None:
+    run = tmp_path / "run.trec"
+    run.write_text("q1 Q0 c1 1 3.0 bm25\nq1 Q0 missing-doc 2 2.0 bm25\n", encoding="utf-8")
+    proc = run_script("eval", str(TINY_BEIR), "--run", str(run), "--model", "/nonexistent")
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert_one_line_error(proc.stderr, f"{run}:2: unknown document id 'missing-doc' (not in corpus.jsonl).")
+
+
+# --- in-process ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def docs_file(tmp_path: Path) -> Path:
+    path = tmp_path / "docs.txt"
+    path.write_text("\n".join(DOCUMENTS) + "\n", encoding="utf-8")
+    return path
+
+
+def test_rank_json_from_jsonl_with_instruction_threshold_and_top_n(  # type: ignore[no-untyped-def]
+    tiny_model_path: Path, tiny_reranker, tmp_path: Path, capsys
+) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": i, "text": d}) + "\n" for i, d in enumerate(DOCUMENTS)), encoding="utf-8"
+    )
+    instruction = "Given a question, retrieve passages that name a city"
+    threshold = sorted(tiny_reranker.score(QUERY, DOCUMENTS, instruction=instruction))[
+        1
+    ]  # drops one document
+    argv = ["rank", "--model", str(tiny_model_path), "--query", QUERY, str(path), "--json"]
+    argv += ["--instruction", instruction, "--score-threshold", repr(threshold), "--top-n", "2"]
+    status = main(argv)
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    expected = tiny_reranker.rerank(
+        QUERY, DOCUMENTS, instruction=instruction, score_threshold=threshold, top_n=2
+    )
+    assert len(expected) == 2
+    assert json.loads(captured.out) == {
+        "query": QUERY,
+        "results": [
+            {
+                "rank": rank,
+                "index": r.index,
+                "score": pytest.approx(r.score, abs=1e-6),
+                "document": r.document,
+            }
+            for rank, r in enumerate(expected, start=1)
+        ],
+    }
+
+
+def test_eval_table_output(tiny_model_path: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    status = main(
+        ["eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--model", str(tiny_model_path), "--top-k", "5"]
+    )
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    lines = captured.out.splitlines()
+    assert lines[0].split() == ["metric", "first", "stage", "reranked", "change"]
+    assert [line.split()[0] for line in lines[1:6]] == [
+        "ndcg_at_10", "map_at_10", "mrr_at_10", "recall_at_10", "recall_at_100",
+    ]  # fmt: skip
+    qrels = read_qrels(TINY_BEIR / "qrels" / "test.tsv")
+    first = hand_metrics(qrels, {q: ids for q, ids in first_stage_top_k(5).items() if q in qrels})
+    assert [float(line.split()[1]) for line in lines[1:6]] == pytest.approx(list(first.values()), abs=5e-5)
+    assert lines[6] == "6 queries, top 5 first-stage candidates each"
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "fragment"),
+    [
+        (["eval", str(TINY_BEIR)], 2, "eval needs a first-stage run to rerank: pass --run RUN_FILE"),
+        (["eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--top-k", "0"], 2, "--top-k must be a positive"),
+        (["eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--split", "train"], 1, "no qrels for split"),
+        (["eval", "/no/such/data", "--run", str(TINY_RUN)], 1, "/no/such/data: no such dataset folder."),
+        (["rank", "--query", "q", "/no/such/docs.txt"], 1, "/no/such/docs.txt: no such file."),
+        (["rank", "--query", "q", "--top-n", "0", "/dev/null"], 2, "--top-n must be a positive integer"),
+        (["rank", "--base-url", "http://127.0.0.1:9", "--device", "cpu", "--query", "q", "/dev/null"], 2,
+         "--device and --dtype set up a local model"),
+        (["demo", "--base-url", "http://127.0.0.1:9", "--dtype", "bf16"], 2, "--device and --dtype set up a"),
+        (["demo", "--port", "0"], 2, "--port must be between 1 and 65535"),
+    ],
+)  # fmt: skip
+def test_usage_and_data_errors(argv: list[str], status: int, fragment: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(argv) == status
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert_one_line_error(captured.err, fragment)
+
+
+def test_empty_and_malformed_documents(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n", encoding="utf-8")
+    assert main(["rank", "--query", "q", str(blank)]) == 1
+    captured = capsys.readouterr()
+    assert "skipped 2 blank lines" in captured.err
+    assert_one_line_error(captured.err, f"{blank}: no documents to rank")
+
+    bad = tmp_path / "docs.jsonl"
+    bad.write_text('{"text": "fine"}\n{"title": "no text"}\n', encoding="utf-8")
+    assert main(["rank", "--query", "q", str(bad)]) == 1
+    assert_one_line_error(
+        capsys.readouterr().err, f"{bad}:2: expected a JSON object with a string 'text' field."
+    )
+
+    as_lines = tmp_path / "docs.txt"
+    as_lines.write_text('{"title": "no text"}\n', encoding="utf-8")
+    assert main(["rank", "--query", "q", str(as_lines), "--format", "jsonl"]) == 1
+    assert_one_line_error(capsys.readouterr().err, f"{as_lines}:1: expected a JSON object")
+
+
+def test_model_that_cannot_load_is_one_line(tmp_path: Path, docs_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    empty_model = tmp_path / "not-a-model"
+    empty_model.mkdir()
+    assert main(["rank", "--model", str(empty_model), "--query", "q", str(docs_file)]) == 1
+    assert_one_line_error(capsys.readouterr().err, f"Could not load model '{empty_model}'")
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "extra"),
+    [
+        ("pytrec_eval", ["eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--model", "/unused"], "eval"),
+        ("gradio", ["demo", "--model", "/unused"], "demo"),
+    ],
+)
+def test_missing_optional_dependency_names_the_extra(
+    module: str,
+    argv: list[str],
+    extra: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    assert main(argv) == 1
+    assert_one_line_error(capsys.readouterr().err, f'pip install "qwen-rerank[{extra}]"')
+
+
+def test_help_lists_the_three_commands(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("rank", "eval", "demo"):
+        assert command in out
