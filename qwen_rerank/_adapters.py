@@ -19,21 +19,19 @@ from qwen_rerank._validation import check_instruction, check_query, check_score_
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.factory import create_reranker
+from qwen_rerank.remote import API_KEY_ENV
 
 __all__ = [
     "API_KEY_ENV",
     "LazyReranker",
+    "adapter_backend",
     "api_key_from_env",
-    "backend_factory",
     "check_call_settings",
     "invalid_input_in",
     "rerank_inputs",
 ]
 
 T = TypeVar("T")
-
-API_KEY_ENV = "QWEN_RERANK_API_KEY"
-"""Environment variable the adapters read the vLLM server's API key from."""
 
 # Adapter fields that only one backend understands; anything else goes to either.
 _LOCAL_ONLY = ("device", "dtype")
@@ -52,7 +50,7 @@ def check_call_settings(top_n: Any, score_threshold: Any, instruction: Any) -> N
     check_instruction(instruction, "")
 
 
-def backend_factory(
+def adapter_backend(
     *,
     reranker: Reranker | None,
     model: str,
@@ -60,11 +58,13 @@ def backend_factory(
     base_url: str | Sequence[str] | None,
     settings: Mapping[str, Any],
     options: Mapping[str, Any],
-) -> Callable[[], Reranker]:
-    """Check an adapter's backend settings now, and return what builds the backend later.
+) -> LazyReranker:
+    """An adapter's backend, from its fields: checked now, built now or on first use.
 
-    With ``base_url`` and ``model_is_default``, no model name is sent, so the
-    server's own model is used whatever it serves.
+    A remote backend is built at once (that does no I/O), so a bad setting fails
+    when the adapter is constructed; a local one is built on first use, since
+    loading a model takes seconds. With ``base_url`` and ``model_is_default``,
+    no model name is sent, so the server uses whatever model it serves.
 
     ``settings`` are the adapter's named pass-through fields (``device``,
     ``api_key``...); those left at ``None`` are not passed on. ``options`` are
@@ -74,7 +74,9 @@ def backend_factory(
     Raises:
         InvalidInputError: ``reranker`` is combined with backend settings, or a
             setting belongs to the other backend (``device`` with ``base_url``,
-            ``timeout`` without it).
+            ``timeout`` without it), or the remote backend rejects a value.
+        TypeError: ``options`` holds a keyword the remote backend does not take
+            (for the local backend, on first use).
     """
     given = {name: value for name, value in settings.items() if value is not None}
     if reranker is not None:
@@ -83,11 +85,11 @@ def backend_factory(
         extra += ["base_url"] if base_url is not None else []
         if extra:
             raise InvalidInputError(
-                f"A ready reranker was passed together with backend settings {extra}; those settings "
-                "would be ignored. Configure the reranker itself, or drop reranker=."
+                f"A ready reranker was passed together with backend settings ({', '.join(extra)}), "
+                "which would be ignored. Configure the reranker itself, or drop reranker=."
             )
         ready = reranker
-        return lambda: ready
+        return LazyReranker(lambda: ready, eager=True)
     wrong_side = _REMOTE_ONLY if base_url is None else _LOCAL_ONLY
     misplaced = [name for name in wrong_side if name in given]
     if misplaced:
@@ -104,20 +106,20 @@ def backend_factory(
         # An API key means nothing locally, and may have come from the environment unasked.
         kwargs.pop("api_key", None)
     name = None if base_url is not None and model_is_default else model
-    return lambda: create_reranker(name, base_url=base_url, **kwargs)
+    return LazyReranker(
+        lambda: create_reranker(name, base_url=base_url, **kwargs), eager=base_url is not None
+    )
 
 
 class LazyReranker:
-    """A backend built on first use, exactly once, even when threads race for it.
+    """A backend built once, on first use (or at once with ``eager``), even when threads race."""
 
-    Loading a local model takes seconds, so adapters build it on their first
-    call rather than when they are constructed.
-    """
-
-    def __init__(self, build: Callable[[], Reranker]) -> None:
+    def __init__(self, build: Callable[[], Reranker], *, eager: bool = False) -> None:
         self._build = build
         self._reranker: Reranker | None = None
         self._lock = threading.Lock()
+        if eager:
+            self.get()
 
     @property
     def built(self) -> bool:

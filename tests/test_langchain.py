@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from langchain_qwen_rerank import QwenRerank
-from qwen_rerank import InvalidInputError, ModelLoadError, Reranker
+from qwen_rerank import APIStatusError, InvalidInputError, ModelLoadError, Reranker, VLLMReranker
 
 QUERY = "What is the capital of China?"
 TEXTS = [
@@ -52,13 +52,28 @@ class ThreadRecorder(Reranker):
         return self.inner.score(query, documents, instruction=instruction)
 
 
-@pytest.fixture
-def backend(tiny_reranker: Reranker) -> Reranker:
-    return tiny_reranker
+@pytest.fixture(params=["local", "remote"])
+def backend(request: pytest.FixtureRequest, tiny_reranker: Reranker) -> Iterator[Reranker]:
+    """The tiny model in this process, or served by the fake vLLM server over loopback HTTP."""
+    if request.param == "local":
+        yield tiny_reranker
+    else:
+        with VLLMReranker(request.getfixturevalue("fake_vllm").url) as remote:
+            yield remote
 
 
-def expected(backend: Reranker, texts: list[str], **kwargs: Any) -> list[tuple[int, float]]:
-    return [(r.index, r.score) for r in backend.rerank(QUERY, texts, **kwargs)]
+_SCORES: dict[tuple[str, tuple[str, ...], str | None], list[float]] = {}
+
+
+def expected(
+    backend: Reranker, texts: list[str], *, top_n: int | None = None, instruction: str | None = None
+) -> list[tuple[int, float]]:
+    """(index, score) pairs best first, from the backend's own scores (cached per kind of backend)."""
+    key = (type(backend).__name__, tuple(texts), instruction)
+    if key not in _SCORES:
+        _SCORES[key] = backend.score(QUERY, texts, instruction=instruction)
+    scores = _SCORES[key]
+    return [(i, scores[i]) for i in sorted(range(len(texts)), key=lambda i: -scores[i])][:top_n]
 
 
 def test_tiny_model_tells_the_documents_apart(backend: Reranker) -> None:
@@ -90,12 +105,12 @@ def test_top_n_edges(backend: Reranker, top_n: int | None, count: int) -> None:
     assert [d.id for d in compressed] == [f"doc-{i}" for i, _ in expected(backend, TEXTS)[:count]]
 
 
-def test_top_n_defaults_to_three(backend: Reranker) -> None:
-    assert len(QwenRerank(reranker=backend).compress_documents(make_documents(), QUERY)) == 3
+def test_top_n_defaults_to_three(tiny_reranker: Reranker) -> None:
+    assert len(QwenRerank(reranker=tiny_reranker).compress_documents(make_documents(), QUERY)) == 3
 
 
 def test_score_threshold_keeps_scores_at_least_the_threshold(backend: Reranker) -> None:
-    scores = sorted(backend.score(QUERY, TEXTS), reverse=True)
+    scores = [score for _, score in expected(backend, TEXTS)]
     threshold = scores[2]  # exactly the third score: "at least" keeps it
     compressed = QwenRerank(reranker=backend, top_n=None, score_threshold=threshold).compress_documents(
         make_documents(), QUERY
@@ -223,9 +238,9 @@ async def test_rerank_accepts_strings_documents_and_dicts(backend: Reranker, mod
     assert default == want[:2]
 
 
-def test_rerank_top_n_override_is_validated(backend: Reranker) -> None:
+def test_rerank_top_n_override_is_validated(tiny_reranker: Reranker) -> None:
     with pytest.raises(InvalidInputError, match="top_n"):
-        QwenRerank(reranker=backend).rerank(TEXTS, QUERY, top_n=0)
+        QwenRerank(reranker=tiny_reranker).rerank(TEXTS, QUERY, top_n=0)
 
 
 # -- bad input --------------------------------------------------------------------------------------
@@ -251,9 +266,9 @@ def test_bad_settings_raise_our_error(settings: dict[str, Any], match: str) -> N
     assert isinstance(info.value, ValueError)
 
 
-def test_a_ready_reranker_excludes_other_backend_settings(backend: Reranker) -> None:
-    with pytest.raises(InvalidInputError, match=r"\['device'\]"):
-        QwenRerank(reranker=backend, device="cpu")
+def test_a_ready_reranker_excludes_other_backend_settings(tiny_reranker: Reranker) -> None:
+    with pytest.raises(InvalidInputError, match=r"backend settings \(device\)"):
+        QwenRerank(reranker=tiny_reranker, device="cpu")
 
 
 def test_wrong_types_and_unknown_fields_are_rejected_by_pydantic() -> None:
@@ -263,15 +278,15 @@ def test_wrong_types_and_unknown_fields_are_rejected_by_pydantic() -> None:
         QwenRerank(reranker="not a reranker")  # type: ignore[arg-type]
 
 
-def test_document_without_text_is_named_by_position(backend: Reranker) -> None:
+def test_document_without_text_is_named_by_position(tiny_reranker: Reranker) -> None:
     documents = make_documents()
     documents[4].page_content = None  # type: ignore[assignment]  # pydantic does not check assignment
     with pytest.raises(InvalidInputError, match=r"documents\[4\] has content of type NoneType"):
-        QwenRerank(reranker=backend).compress_documents(documents, QUERY)
+        QwenRerank(reranker=tiny_reranker).compress_documents(documents, QUERY)
 
 
-def test_non_documents_are_named_by_position(backend: Reranker) -> None:
-    compressor = QwenRerank(reranker=backend)
+def test_non_documents_are_named_by_position(tiny_reranker: Reranker) -> None:
+    compressor = QwenRerank(reranker=tiny_reranker)
     with pytest.raises(InvalidInputError, match=r"documents\[1\] must be a langchain_core Document, got str"):
         compressor.compress_documents([make_documents()[0], "plain text"], QUERY)  # type: ignore[list-item]
     with pytest.raises(InvalidInputError, match=r"documents\[2\] is a dict without a 'text'"):
@@ -282,9 +297,9 @@ def test_non_documents_are_named_by_position(backend: Reranker) -> None:
         compressor.compress_documents(make_documents(), None)  # type: ignore[arg-type]
 
 
-async def test_async_bad_input_raises_the_same_errors(backend: Reranker) -> None:
+async def test_async_bad_input_raises_the_same_errors(tiny_reranker: Reranker) -> None:
     with pytest.raises(InvalidInputError, match=r"documents\[0\]"):
-        await QwenRerank(reranker=backend).acompress_documents([{"text": "x"}], QUERY)  # type: ignore[list-item]
+        await QwenRerank(reranker=tiny_reranker).acompress_documents([{"text": "x"}], QUERY)  # type: ignore[list-item]
 
 
 # -- secrets and serialisation ----------------------------------------------------------------------
@@ -307,14 +322,75 @@ def test_api_key_comes_from_the_environment_and_never_shows(monkeypatch: pytest.
         assert "api_key" not in compressor.model_dump()
 
 
-def test_api_key_is_ignored_by_the_local_backend(monkeypatch: pytest.MonkeyPatch, backend: Reranker) -> None:
+def test_api_key_is_ignored_by_the_local_backend(
+    monkeypatch: pytest.MonkeyPatch, tiny_reranker: Reranker
+) -> None:
     monkeypatch.setenv("QWEN_RERANK_API_KEY", "env-secret-123")
     # A key in the environment must not break a local (or ready-made) backend.
-    assert QwenRerank(reranker=backend).compress_documents(make_documents(), QUERY)
+    assert QwenRerank(reranker=tiny_reranker).compress_documents(make_documents(), QUERY)
 
 
-def test_serialises_without_the_backend(backend: Reranker) -> None:
-    compressor = QwenRerank(reranker=backend, top_n=5, instruction="x")
+def test_serialises_without_the_backend(tiny_reranker: Reranker) -> None:
+    compressor = QwenRerank(reranker=tiny_reranker, top_n=5, instruction="x")
     dumped = compressor.model_dump()
     assert "reranker" not in dumped and dumped["top_n"] == 5 and dumped["instruction"] == "x"
     assert QwenRerank.model_validate_json(compressor.model_dump_json()).top_n == 5
+
+
+# -- the remote backend chosen by base_url ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_base_url_selects_the_vllm_backend(fake_vllm: Any, mode: str) -> None:
+    retriever = ContextualCompressionRetriever(
+        base_compressor=QwenRerank(base_url=fake_vllm.url, top_n=None), base_retriever=lambda_retriever()
+    )
+    docs = retriever.invoke(QUERY) if mode == "sync" else await retriever.ainvoke(QUERY)
+    with VLLMReranker(fake_vllm.url) as direct:
+        want = [(r.index, r.score) for r in direct.rerank(QUERY, TEXTS)]
+    assert [(d.id, d.metadata["relevance_score"]) for d in docs] == [(f"doc-{i}", s) for i, s in want]
+    bodies = [r.body for r in fake_vllm.rerank_requests]
+    assert len(bodies) == 2 and bodies[0] == bodies[1]  # ours, then the direct call: the same request
+    # Left at its default, the model name is not sent: the server uses whatever model it serves.
+    assert "model" not in bodies[0]
+
+
+def test_explicit_model_name_is_sent_to_the_server(fake_vllm: Any) -> None:
+    compressor = QwenRerank(base_url=fake_vllm.url, model="Qwen/Qwen3-Reranker-0.6B")
+    assert compressor.compress_documents(make_documents(), QUERY)
+    assert fake_vllm.rerank_requests[0].body["model"] == "Qwen/Qwen3-Reranker-0.6B"
+    with pytest.raises(APIStatusError, match="does not exist") as info:
+        QwenRerank(base_url=fake_vllm.url, model="Qwen/Qwen3-Reranker-8B").compress_documents(
+            make_documents(), QUERY
+        )
+    assert info.value.status_code == 404
+
+
+def test_api_key_reaches_the_server_as_a_bearer_token(
+    fake_vllm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_vllm.api_key = "server-key-789"
+    monkeypatch.delenv("QWEN_RERANK_API_KEY", raising=False)
+    with pytest.raises(APIStatusError) as info:
+        QwenRerank(base_url=fake_vllm.url).compress_documents(make_documents(), QUERY)
+    assert info.value.status_code == 401
+    assert QwenRerank(base_url=fake_vllm.url, api_key="server-key-789").compress_documents(
+        make_documents(), QUERY
+    )
+    monkeypatch.setenv("QWEN_RERANK_API_KEY", "server-key-789")
+    assert QwenRerank(base_url=fake_vllm.url).compress_documents(make_documents(), QUERY)
+    assert fake_vllm.rerank_requests[-1].headers["authorization"] == "Bearer server-key-789"
+
+
+def test_backend_options_reach_the_vllm_backend(fake_vllm: Any) -> None:
+    compressor = QwenRerank(
+        base_url=fake_vllm.url, timeout=7.5, top_n=None, backend_options={"max_documents_per_request": 2}
+    )
+    docs = compressor.compress_documents(make_documents(), QUERY)
+    assert len(docs) == len(TEXTS)
+    assert [len(r.body["documents"]) for r in fake_vllm.rerank_requests] == [2, 2, 2]
+    # The remote backend is built with the compressor, so bad settings fail at once.
+    with pytest.raises(TypeError, match="no_such_option"):
+        QwenRerank(base_url=fake_vllm.url, backend_options={"no_such_option": 1})
+    with pytest.raises(InvalidInputError, match="timeout"):
+        QwenRerank(base_url=fake_vllm.url, timeout=-1.0)

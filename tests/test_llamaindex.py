@@ -29,7 +29,7 @@ from llama_index.core.schema import (
 from pydantic import Field
 
 from llamaindex_qwen_rerank import QwenRerank
-from qwen_rerank import InvalidInputError, Reranker
+from qwen_rerank import InvalidInputError, Reranker, VLLMReranker
 
 QUERY = "What is the capital of China?"
 TEXTS = [
@@ -90,9 +90,14 @@ class EventCollector(BaseEventHandler):
         self.events.append(event)
 
 
-@pytest.fixture
-def backend(tiny_reranker: Reranker) -> Reranker:
-    return tiny_reranker
+@pytest.fixture(params=["local", "remote"])
+def backend(request: pytest.FixtureRequest, tiny_reranker: Reranker) -> Iterator[Reranker]:
+    """The tiny model in this process, or served by the fake vLLM server over loopback HTTP."""
+    if request.param == "local":
+        yield tiny_reranker
+    else:
+        with VLLMReranker(request.getfixturevalue("fake_vllm").url) as remote:
+            yield remote
 
 
 @pytest.fixture
@@ -103,8 +108,19 @@ def instrumentation() -> Iterator[EventCollector]:
     root_dispatcher.event_handlers.remove(collector)
 
 
-def expected(backend: Reranker, texts: list[str], **kwargs: Any) -> list[tuple[str, float]]:
-    return [(f"node-{r.index}", r.score) for r in backend.rerank(QUERY, texts, **kwargs)]
+_SCORES: dict[tuple[str, tuple[str, ...], str | None], list[float]] = {}
+
+
+def expected(
+    backend: Reranker, texts: list[str], *, top_n: int | None = None, instruction: str | None = None
+) -> list[tuple[str, float]]:
+    """(node id, score) pairs best first, from the backend's own scores (cached per kind of backend)."""
+    key = (type(backend).__name__, tuple(texts), instruction)
+    if key not in _SCORES:
+        _SCORES[key] = backend.score(QUERY, texts, instruction=instruction)
+    scores = _SCORES[key]
+    order = sorted(range(len(texts)), key=lambda i: -scores[i])
+    return [(f"node-{i}", scores[i]) for i in order][:top_n]
 
 
 async def postprocess(
@@ -140,11 +156,14 @@ async def test_returns_new_scored_nodes_best_first(backend: Reranker, mode: str)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_keep_retrieval_score_goes_into_the_new_node_only(backend: Reranker, mode: str) -> None:
+async def test_keep_retrieval_score_goes_into_the_new_node_only(tiny_reranker: Reranker, mode: str) -> None:
     nodes = make_nodes()
     before = copy.deepcopy(nodes)
     out = await postprocess(
-        QwenRerank(reranker=backend, top_n=None, keep_retrieval_score=True), nodes, mode, query_str=QUERY
+        QwenRerank(reranker=tiny_reranker, top_n=None, keep_retrieval_score=True),
+        nodes,
+        mode,
+        query_str=QUERY,
     )
     retrieval = {n.node.node_id: n.score for n in nodes}
     for new in out:
@@ -162,8 +181,8 @@ def test_top_n_edges(backend: Reranker, top_n: int | None, count: int) -> None:
     ]
 
 
-def test_defaults(backend: Reranker) -> None:
-    pp = QwenRerank(reranker=backend)
+def test_defaults(tiny_reranker: Reranker) -> None:
+    pp = QwenRerank(reranker=tiny_reranker)
     assert pp.top_n == 3 and pp.keep_retrieval_score is False and pp.score_threshold is None
     assert len(pp.postprocess_nodes(make_nodes(), query_str=QUERY)) == 3
 
@@ -171,14 +190,14 @@ def test_defaults(backend: Reranker) -> None:
 def test_score_threshold_and_instruction(backend: Reranker) -> None:
     instruction = "Given a geography question, find the passage naming the city"
     texts = embed_texts(make_nodes())
-    scores = sorted(backend.score(QUERY, texts, instruction=instruction), reverse=True)
+    scores = [score for _, score in expected(backend, texts, instruction=instruction)]
     pp = QwenRerank(reranker=backend, top_n=None, score_threshold=scores[1], instruction=instruction)
     assert [n.score for n in pp.postprocess_nodes(make_nodes(), query_str=QUERY)] == scores[:2]
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_missing_query_and_empty_nodes(backend: Reranker, mode: str) -> None:
-    pp = QwenRerank(reranker=backend)
+async def test_missing_query_and_empty_nodes(tiny_reranker: Reranker, mode: str) -> None:
+    pp = QwenRerank(reranker=tiny_reranker)
     with pytest.raises(ValueError, match=r"^Missing query bundle in extra info\.$") as info:
         await postprocess(pp, make_nodes(), mode)
     assert isinstance(info.value, InvalidInputError)
@@ -217,9 +236,9 @@ async def test_events_and_callbacks(backend: Reranker, instrumentation: EventCol
 
 
 def test_start_event_top_n_counts_all_nodes_when_unlimited(
-    backend: Reranker, instrumentation: EventCollector
+    tiny_reranker: Reranker, instrumentation: EventCollector
 ) -> None:
-    QwenRerank(reranker=backend, top_n=None).postprocess_nodes(make_nodes(), query_str=QUERY)
+    QwenRerank(reranker=tiny_reranker, top_n=None).postprocess_nodes(make_nodes(), query_str=QUERY)
     starts = [e for e in instrumentation.events if isinstance(e, ReRankStartEvent)]
     assert [e.top_n for e in starts] == [len(TEXTS)]
 
@@ -293,8 +312,8 @@ def test_bad_settings_raise_our_error(settings: dict[str, Any], match: str) -> N
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_bad_nodes_are_named_by_position(backend: Reranker, mode: str) -> None:
-    pp = QwenRerank(reranker=backend)
+async def test_bad_nodes_are_named_by_position(tiny_reranker: Reranker, mode: str) -> None:
+    pp = QwenRerank(reranker=tiny_reranker)
     nodes = make_nodes()
     nodes[3] = NodeWithScore(node=TextNode.model_construct(id_="bad", text=None))  # skips validation
     with pytest.raises(InvalidInputError, match=r"nodes\[3\] has content of type NoneType"):
@@ -314,24 +333,24 @@ PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(24)).decode()
         (Node(image_resource=MediaResource(data=PNG.encode())), "image_resource"),
     ],
 )
-def test_nodes_without_text_are_named_by_position(backend: Reranker, node: Any, media: str) -> None:
+def test_nodes_without_text_are_named_by_position(tiny_reranker: Reranker, node: Any, media: str) -> None:
     nodes = [*make_nodes()[:2], NodeWithScore(node=node, score=0.5)]
     with pytest.raises(InvalidInputError, match=rf"nodes\[2\] \(\w+ '[^']+'\) has no text, only {media}"):
-        QwenRerank(reranker=backend).postprocess_nodes(nodes, query_str=QUERY)
+        QwenRerank(reranker=tiny_reranker).postprocess_nodes(nodes, query_str=QUERY)
 
 
-def test_image_node_with_a_caption_is_scored_on_the_caption(backend: Reranker) -> None:
+def test_image_node_with_a_caption_is_scored_on_the_caption(tiny_reranker: Reranker) -> None:
     captioned = NodeWithScore(node=ImageNode(id_="img", image=PNG, text="A map of Beijing"), score=0.5)
-    out = QwenRerank(reranker=backend, top_n=None).postprocess_nodes([captioned], query_str=QUERY)
+    out = QwenRerank(reranker=tiny_reranker, top_n=None).postprocess_nodes([captioned], query_str=QUERY)
     assert [(n.node.node_id, n.score) for n in out] == [
-        ("img", backend.score(QUERY, ["A map of Beijing"])[0])
+        ("img", tiny_reranker.score(QUERY, ["A map of Beijing"])[0])
     ]
 
 
 # -- serialisation and secrets ----------------------------------------------------------------------
 
 
-def test_class_name_and_serialisation(monkeypatch: pytest.MonkeyPatch, backend: Reranker) -> None:
+def test_class_name_and_serialisation(monkeypatch: pytest.MonkeyPatch, tiny_reranker: Reranker) -> None:
     monkeypatch.setenv("QWEN_RERANK_API_KEY", "env-secret-123")
     pp = QwenRerank(base_url="http://127.0.0.1:9", api_key="given-secret-456", top_n=4)
     assert QwenRerank.class_name() == "QwenRerank"
@@ -342,4 +361,22 @@ def test_class_name_and_serialisation(monkeypatch: pytest.MonkeyPatch, backend: 
     restored = QwenRerank.from_json(pp.to_json())
     assert restored.top_n == 4 and restored.base_url == "http://127.0.0.1:9"
     assert restored.api_key is not None and restored.api_key.get_secret_value() == "env-secret-123"
-    assert "reranker" not in QwenRerank(reranker=backend).to_dict()
+    assert "reranker" not in QwenRerank(reranker=tiny_reranker).to_dict()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_base_url_selects_the_vllm_backend(fake_vllm: Any, mode: str) -> None:
+    engine = build_index().as_query_engine(
+        llm=MockLLM(),
+        similarity_top_k=len(TEXTS),
+        node_postprocessors=[QwenRerank(base_url=fake_vllm.url, top_n=None)],
+    )
+    response = engine.query(QUERY) if mode == "sync" else await engine.aquery(QUERY)
+    retrieved = engine.retriever.retrieve(QUERY)
+    with VLLMReranker(fake_vllm.url) as direct:
+        ranked = direct.rerank(QUERY, embed_texts(retrieved))
+    assert [(n.node.node_id, n.score) for n in response.source_nodes] == [
+        (retrieved[r.index].node.node_id, r.score) for r in ranked
+    ]
+    bodies = [r.body for r in fake_vllm.rerank_requests]
+    assert len(bodies) == 2 and bodies[0] == bodies[1] and "model" not in bodies[0]
