@@ -8,10 +8,12 @@
 
 Every command takes the backend options: ``--model PATH_OR_ID`` for a local
 checkpoint (default Qwen/Qwen3-Reranker-0.6B), or ``--base-url URL`` for a vLLM
-server, plus ``--instruction``; ``--device`` and ``--dtype`` apply to the local
-backend only. Results go to stdout, progress and notes to stderr. An error is
-one line on stderr and a non-zero exit: 2 for a usage error, 1 for anything
-else (a missing model, bad data, an unreachable server).
+server, plus ``--instruction`` and ``--max-length``. ``--device`` and ``--dtype``
+apply to the local backend only; ``--template`` and ``--tokenizer`` to vLLM only,
+whose API key is read from ``QWEN_RERANK_API_KEY``. Results go to stdout,
+progress and notes to stderr. An error is one line on stderr and a non-zero
+exit: 2 for a usage error, 1 for anything else (a missing model, bad data, an
+unreachable server).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from qwen_rerank.evaluation import DataFormatError
 from qwen_rerank.exceptions import QwenRerankError
 from qwen_rerank.factory import create_reranker
 from qwen_rerank.prompt import DEFAULT_MODEL
+from qwen_rerank.remote import API_KEY_ENV
 from qwen_rerank.results import RerankResult
 
 __all__ = ["build_parser", "main", "read_documents"]
@@ -76,9 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--instruction", help="task instruction (default: the model card's web-search one)")
     group.add_argument(
+        "--max-length", type=int, metavar="TOKENS", help="most tokens per prompt; longer documents are cut"
+    )
+    group.add_argument(
         "--device", help="local backend: cpu, cuda, cuda:N or mps (default: the best available)"
     )
     group.add_argument("--dtype", help="local backend: float32, bfloat16 or float16 (default: by device)")
+    group.add_argument(
+        "--template",
+        choices=("client", "server"),
+        help="vLLM: 'client' (default) if the server runs without --chat-template, 'server' if it "
+        f"runs with qwen3_reranker.jinja. The API key is read from ${API_KEY_ENV}.",
+    )
+    group.add_argument(
+        "--tokenizer",
+        metavar="PATH_OR_ID",
+        help="vLLM with --template client: tokenizer used to cut long documents to --max-length",
+    )
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -242,31 +259,52 @@ def _run_demo(args: argparse.Namespace) -> int:
         reranker=reranker,
         instruction=args.instruction,
         local_options=_local_options(args),
-        remote_model=args.model if args.base_url else None,
+        remote_options={**_remote_options(args), "model": args.model} if args.base_url else None,
     )
     launch_demo(app, host=args.host, port=args.port)
     return 0
 
 
+_LOCAL_ONLY = ("device", "dtype")
+_REMOTE_ONLY = ("template", "tokenizer")
+
+
 def _check_backend_options(args: argparse.Namespace) -> None:
-    if args.base_url and (args.device is not None or args.dtype is not None):
+    wrong_side = _LOCAL_ONLY if args.base_url else _REMOTE_ONLY
+    misplaced = ["--" + name for name in wrong_side if getattr(args, name) is not None]
+    if misplaced and args.base_url:
         raise UsageError(
-            "--device and --dtype set up a local model; with --base-url the server decides. "
+            f"{' and '.join(misplaced)} only apply to a local model; with --base-url the server decides. "
             "Drop them, or drop --base-url to run the model here."
         )
+    if misplaced:
+        raise UsageError(
+            f"{' and '.join(misplaced)} only apply to a vLLM server: add --base-url URL, or drop them."
+        )
+    if args.max_length is not None and args.max_length < 1:
+        raise UsageError(f"--max-length must be a positive integer, got {args.max_length}.")
 
 
 def _build_reranker(args: argparse.Namespace) -> Reranker:
     if args.base_url:
         urls: list[str] = args.base_url
+        base_url = urls[0] if len(urls) == 1 else urls
         return create_reranker(
-            args.model, base_url=urls[0] if len(urls) == 1 else urls, instruction=args.instruction
+            args.model, base_url=base_url, instruction=args.instruction, **_remote_options(args)
         )
     return create_reranker(args.model, instruction=args.instruction, **_local_options(args))
 
 
 def _local_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {key: value for key in ("device", "dtype") if (value := getattr(args, key)) is not None}
+    return _given(args, (*_LOCAL_ONLY, "max_length"))
+
+
+def _remote_options(args: argparse.Namespace) -> dict[str, Any]:
+    return _given(args, (*_REMOTE_ONLY, "max_length"))
+
+
+def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    return {name: value for name in names if (value := getattr(args, name)) is not None}
 
 
 def _read_source(source: str, name: str) -> str:

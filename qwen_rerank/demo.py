@@ -95,7 +95,7 @@ def build_demo(
     reranker: Reranker | None = None,
     instruction: str | None = None,
     local_options: Mapping[str, Any] | None = None,
-    remote_model: str | None = None,
+    remote_options: Mapping[str, Any] | None = None,
     title: str = "Qwen3-Reranker",
 ) -> Any:
     """Build the Gradio app (a ``gr.Blocks``); launch it with :func:`launch_demo`.
@@ -108,20 +108,23 @@ def build_demo(
         instruction: The instruction the page starts with (default
             :data:`~qwen_rerank.DEFAULT_INSTRUCTION`).
         local_options: Keyword arguments for local backends, e.g. ``device``.
-        remote_model: Model name to ask vLLM servers for (default: theirs).
+        remote_options: Keyword arguments for vLLM backends, e.g. ``template``;
+            ``model`` is the model name to ask for (default: the server's).
         title: The page title.
 
     Raises:
         MissingDependencyError: Gradio is not installed (``pip install "qwen-rerank[demo]"``).
     """
     gr = require("gradio", "demo")
-    options = dict(local_options or {})
+    local = dict(local_options or {})
+    remote = dict(remote_options or {})
+    remote_model = remote.pop("model", None)
 
     def make(name: str) -> Reranker:
         urls = _urls(name)
         if urls:
-            return create_reranker(remote_model, base_url=urls[0] if len(urls) == 1 else urls)
-        return create_reranker(name, **options)
+            return create_reranker(remote_model, base_url=urls[0] if len(urls) == 1 else urls, **remote)
+        return create_reranker(name, **local)
 
     backends = _Backends(backend, reranker, make)
 

@@ -189,8 +189,8 @@ def test_eval_table_output(tiny_model_path: Path, tmp_path: Path, capsys) -> Non
         (["rank", "--query", "q", "/no/such/docs.txt"], 1, "/no/such/docs.txt: no such file."),
         (["rank", "--query", "q", "--top-n", "0", "/dev/null"], 2, "--top-n must be a positive integer"),
         (["rank", "--base-url", "http://127.0.0.1:9", "--device", "cpu", "--query", "q", "/dev/null"], 2,
-         "--device and --dtype set up a local model"),
-        (["demo", "--base-url", "http://127.0.0.1:9", "--dtype", "bf16"], 2, "--device and --dtype set up a"),
+         "--device only apply to a local model; with --base-url"),
+        (["demo", "--base-url", "http://127.0.0.1:9", "--dtype", "bf16"], 2, "--dtype only apply to a local"),
         (["demo", "--port", "0"], 2, "--port must be between 1 and 65535"),
     ],
 )  # fmt: skip
@@ -283,3 +283,82 @@ def test_demo_command_serves_the_model_it_was_given(tiny_model_path: Path, tiny_
                 app.close()
         server.join(timeout=30)
     assert statuses == [0]
+
+
+# --- the vLLM backend, through the fake server -----------------------------------------------------------
+
+
+def test_rank_against_vllm_matches_local(fake_vllm, tiny_reranker, docs_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["rank", "--base-url", fake_vllm.url, "--query", QUERY, str(docs_file), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    expected = tiny_reranker.rerank(QUERY, DOCUMENTS)
+    assert [(r["index"], r["document"]) for r in results] == [(r.index, r.document) for r in expected]
+    assert [r["score"] for r in results] == pytest.approx([r.score for r in expected], abs=1e-4)
+    body = fake_vllm.rerank_requests[0].body
+    assert "model" not in body and body["documents"][1].startswith(
+        "<Document>: The capital of China is Beijing."
+    )
+
+
+def test_rank_against_vllm_with_server_template(fake_vllm, tiny_reranker, docs_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    fake_vllm.template = True
+    instruction = "Given a question, retrieve passages that name a city"
+    argv = [
+        "rank",
+        "--base-url",
+        fake_vllm.url,
+        "--template",
+        "server",
+        "--model",
+        fake_vllm.served_model_name,
+    ]
+    assert main([*argv, "--query", QUERY, "--instruction", instruction, str(docs_file), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    expected = tiny_reranker.rerank(QUERY, DOCUMENTS, instruction=instruction)
+    assert [r["index"] for r in results] == [r.index for r in expected]
+    body = fake_vllm.rerank_requests[0].body
+    assert (
+        body["documents"] == DOCUMENTS
+        and body["instruction"] == instruction
+        and body["model"] == fake_vllm.served_model_name
+    )
+
+
+def test_eval_against_vllm_equals_eval_with_the_local_model(fake_vllm, tiny_reranker, capsys) -> None:  # type: ignore[no-untyped-def]
+    from qwen_rerank.evaluation import evaluate
+
+    argv = [
+        "eval",
+        str(TINY_BEIR),
+        "--run",
+        str(TINY_RUN),
+        "--top-k",
+        "5",
+        "--base-url",
+        fake_vllm.url,
+        "--json",
+    ]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    local = evaluate(tiny_reranker, TINY_BEIR, TINY_RUN, top_k=5).as_dict()
+    assert report == {
+        **local,
+        "first_stage": pytest.approx(local["first_stage"]),
+        "reranked": pytest.approx(local["reranked"]),
+    }
+    assert sum(len(r.body["documents"]) for r in fake_vllm.rerank_requests) == 6 * 5
+
+
+def test_server_error_is_one_line(fake_vllm, docs_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    fake_vllm.add_fault("status", status=400, message="documents too strange")
+    assert main(["rank", "--base-url", fake_vllm.url, "--query", QUERY, str(docs_file)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert_one_line_error(captured.err, "documents too strange")
+
+
+def test_vllm_only_options_need_a_base_url(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["rank", "--template", "server", "--tokenizer", "x", "--query", "q", "/dev/null"]) == 2
+    assert_one_line_error(
+        capsys.readouterr().err, "--template and --tokenizer only apply to a vLLM server: add --base-url"
+    )

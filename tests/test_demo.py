@@ -163,6 +163,20 @@ class _RecordingProxy(BaseHTTPRequestHandler):
         pass
 
 
+def test_a_vllm_url_typed_in_the_page_is_used(client: Client, fake_vllm, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
+    table, _, timing = client.predict(
+        QUERY, "\n".join(DOCUMENTS), DEFAULT_INSTRUCTION, 3, fake_vllm.url, api_name="/rerank"
+    )
+    assert [row[:2] for row in table["data"]] == [
+        [rank, r.index] for rank, r in enumerate(tiny_reranker.rerank(QUERY, DOCUMENTS, top_n=3), 1)
+    ]
+    assert [row[2] for row in table["data"]] == pytest.approx(
+        [r.score for r in tiny_reranker.rerank(QUERY, DOCUMENTS, top_n=3)], abs=1e-4
+    )
+    assert len(fake_vllm.rerank_requests) == 1
+    assert f"with {fake_vllm.url}." in timing
+
+
 def test_nothing_was_requested_beyond_loopback(client: Client, outside_requests: list[str]) -> None:
     # Runs last in this module: building, launching and using the app reached nothing outside.
     client.predict(QUERY, "one\ntwo", api_name="/rerank")
