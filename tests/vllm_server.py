@@ -145,7 +145,7 @@ class _Scorer:
             ids[row, width - len(p) :] = torch.tensor(p)
             mask[row, width - len(p) :] = 1
         with self.lock, torch.inference_mode():
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -1, :]
+            logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1, :]
             pair = torch.stack([logits[:, self.no], logits[:, self.yes]], dim=1).float()
             scores: list[float] = torch.softmax(pair, dim=1)[:, 1].tolist()
         return scores
@@ -175,7 +175,9 @@ class FakeVLLMServer:
         self._faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
         self.connections = 0
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        self.in_flight = 0
+        self.peak_in_flight = 0  # most rerank requests handled at the same time
+        self._httpd = _QuietHTTPServer(("127.0.0.1", port), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -216,6 +218,7 @@ class FakeVLLMServer:
         with self._lock:
             self._faults.clear()
             self.requests.clear()
+            self.peak_in_flight = 0
         self.template = False
         self.api_key = None
         self.legacy_usage = False
@@ -242,6 +245,11 @@ class FakeVLLMServer:
     def _count_connection(self) -> None:
         with self._lock:
             self.connections += 1
+
+    def _enter(self, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
 
     # -- vLLM behaviour ----------------------------------------------------------------------
     def prompt_text(self, query: str, document: str, body: dict[str, Any]) -> str:
@@ -299,6 +307,13 @@ class FakeVLLMServer:
             "usage": usage,
             "results": results,
         }
+
+
+class _QuietHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up mid-response (a timeout test) is not an error here
 
 
 def _error_body(message: str, shape: str, *, code: int = 400, kind: str = "BadRequestError") -> Any:
@@ -390,6 +405,13 @@ def _make_handler(server: FakeVLLMServer) -> type[BaseHTTPRequestHandler]:
             if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
                 self._send(401, {"error": "Unauthorized"})
                 return
+            server._enter(+1)
+            try:
+                self._rerank(body)
+            finally:
+                server._enter(-1)
+
+        def _rerank(self, body: Any) -> None:
             fault = server._next_fault()
             if fault is not None and self._apply_fault(fault):
                 return
