@@ -185,7 +185,9 @@ def build_demo(
 def launch_demo(app: Any, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> None:
     """Serve ``app`` on ``host:port``: no share link, no server-side rendering process.
 
-    With ``block=False`` it returns once the server is up; stop it with ``app.close()``.
+    With ``block=True`` it prints the page's URL and serves until interrupted
+    (Ctrl+C). With ``block=False`` it returns once the server is up; stop it
+    with ``app.close()``.
     """
     app.launch(
         server_name=host,
@@ -194,9 +196,12 @@ def launch_demo(app: Any, *, host: str = "127.0.0.1", port: int = 7860, block: b
         ssr_mode=False,
         mcp_server=False,
         pwa=False,
-        prevent_thread_lock=not block,
-        quiet=not block,
+        prevent_thread_lock=True,
+        quiet=True,
     )
+    if block:
+        print(f"Serving the qwen-rerank demo at {app.local_url} (Ctrl+C to stop)", flush=True)
+        app.block_thread()
 
 
 class _PageError(Exception):
