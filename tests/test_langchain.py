@@ -295,6 +295,8 @@ def test_non_documents_are_named_by_position(tiny_reranker: Reranker) -> None:
         compressor.rerank([b"bytes"], QUERY)  # type: ignore[list-item]
     with pytest.raises(InvalidInputError, match="query must be a str"):
         compressor.compress_documents(make_documents(), None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="documents must be a list, got str"):
+        compressor.rerank("one bare string", QUERY)
 
 
 async def test_async_bad_input_raises_the_same_errors(tiny_reranker: Reranker) -> None:
