@@ -177,8 +177,10 @@ def build_demo(
                 timing = gr.Textbox(label="Time taken", interactive=False)
         inputs = [query_box, documents_box, instruction_box, top_n_box, backend_box]
         outputs = [table, chart, timing]
-        button.click(rerank, inputs=inputs, outputs=outputs, api_name="rerank")
-        query_box.submit(rerank, inputs=inputs, outputs=outputs, api_visibility="private")
+        # One queue for both triggers: a local model scores one request at a time anyway.
+        shared = {"inputs": inputs, "outputs": outputs, "concurrency_id": "rerank"}
+        button.click(rerank, api_name="rerank", **shared)
+        query_box.submit(rerank, api_visibility="private", **shared)
     return app
 
 
