@@ -91,7 +91,10 @@ def encode_body(query: str, documents: Sequence[str], model: str | None, fields:
     if model is not None:
         body["model"] = model
     body.update(fields)
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    # For ASCII text both settings give the same bytes, and ensure_ascii=True is ~2x faster
+    # in CPython; other text is sent as UTF-8, half the size of \u escapes.
+    ascii_only = query.isascii() and all(doc.isascii() for doc in documents)
+    return json.dumps(body, ensure_ascii=ascii_only, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 # -- responses ----------------------------------------------------------------------------------
@@ -121,14 +124,15 @@ def parse_scores(
     scores: list[float | None] = [None] * expected
     for item in results:
         index = item.get("index") if isinstance(item, dict) else None
-        score = item.get("relevance_score") if isinstance(item, dict) else None
+        score: Any = item.get("relevance_score") if isinstance(item, dict) else None
         if type(index) is not int or not 0 <= index < expected:
             raise MalformedResponseError(
                 f"{where} with a result index {index!r} outside range({expected}) (results: {len(results)})."
             )
         if scores[index] is not None:
             raise MalformedResponseError(f"{where} with index {index} twice; results are incomplete.")
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        # type(), not isinstance: a JSON true is a bool, which is an int but not a score.
+        if type(score) not in (float, int) or not math.isfinite(score):
             raise MalformedResponseError(
                 f"{where} with relevance_score {score!r} for index {index}, which is not a finite number."
             )

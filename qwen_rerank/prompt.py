@@ -110,6 +110,8 @@ def escape_control_tokens(text: str) -> str:
     person but is plain text to the tokenizer. Text without such spellings is
     returned unchanged (the same object).
     """
+    if "<" not in text:  # the common case, and a much faster scan than the regex
+        return text
     return _CONTROL_TOKEN_START.sub("<" + _ZERO_WIDTH_SPACE, text)
 
 
