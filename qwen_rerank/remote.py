@@ -296,8 +296,10 @@ class VLLMReranker(Reranker):
         try:
             parts = await asyncio.gather(*tasks)
         finally:
+            # One failure fails the call: stop the rest, and collect their outcomes.
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         return self._merge(len(documents), subs, parts)
 
     async def _asend(self, sub: _SubRequest) -> list[float]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -498,3 +500,14 @@ def test_inputs_are_not_mutated(fake_vllm, make) -> None:  # type: ignore[no-unt
     results = make(fake_vllm.url).rerank(QUERY, docs)
     assert json.dumps(docs) == snapshot
     assert sorted(r.document for r in results) == sorted(docs)  # results carry the original text
+
+
+def test_remote_path_imports_no_torch(fake_vllm) -> None:  # type: ignore[no-untyped-def]
+    code = (
+        "import sys, qwen_rerank\n"
+        f"r = qwen_rerank.create_reranker(base_url={fake_vllm.url!r})\n"
+        "assert len(r.score('q', ['a', 'b'])) == 2\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
