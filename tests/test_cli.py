@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -54,21 +55,6 @@ def assert_one_line_error(stderr: str, fragment: str) -> None:
 # --- real subprocesses -----------------------------------------------------------------------------------
 
 
-def test_rank_reads_stdin_and_prints_the_ranked_table(tiny_model_path: Path, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
-    stdin = DOCUMENTS[0] + "\n\n" + "\n".join(DOCUMENTS[1:]) + "\n"
-    proc = run_script(
-        "rank", "--model", str(tiny_model_path), "--device", "cpu", "--query", QUERY, stdin=stdin
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "qwen-rerank: skipped 1 blank line in <stdin>" in proc.stderr
-    header, *rows = proc.stdout.splitlines()
-    assert header.split() == ["rank", "index", "score", "document"]
-    expected = tiny_reranker.rerank(QUERY, DOCUMENTS)
-    assert [row.split(maxsplit=3) for row in rows] == [
-        [str(rank), str(r.index), f"{r.score:.4f}", r.document] for rank, r in enumerate(expected, start=1)
-    ]
-
-
 def test_eval_json_output_files_and_metrics_by_hand(
     tiny_model_path: Path, tiny_reranker, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -119,6 +105,23 @@ def test_bad_data_is_one_line_on_stderr_from_the_script(tmp_path: Path) -> None:
 
 
 # --- in-process ------------------------------------------------------------------------------------------
+
+
+def test_rank_reads_stdin_and_prints_the_ranked_table(  # type: ignore[no-untyped-def]
+    tiny_model_path: Path, tiny_reranker, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    data = DOCUMENTS[0] + "\r\n\r\n" + "\n".join(DOCUMENTS[1:]) + "\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data.encode("utf-8")), encoding="utf-8"))
+    status = main(["rank", "--model", str(tiny_model_path), "--device", "cpu", "--query", QUERY])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "qwen-rerank: skipped 1 blank line in <stdin>" in captured.err
+    header, *rows = captured.out.splitlines()
+    assert header.split() == ["rank", "index", "score", "document"]
+    expected = tiny_reranker.rerank(QUERY, DOCUMENTS)
+    assert [row.split(maxsplit=3) for row in rows] == [
+        [str(rank), str(r.index), f"{r.score:.4f}", r.document] for rank, r in enumerate(expected, start=1)
+    ]
 
 
 @pytest.fixture
