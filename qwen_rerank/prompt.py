@@ -231,6 +231,18 @@ class PromptTokenizer:
             out[i] = cut if keep > 0 else ""
         return out
 
+    def encode_head(self, query: str, instruction: str) -> list[int]:
+        """The tokens that every prompt for ``query`` starts with: ``PREFIX``, instruction and query.
+
+        The body is cut right after the newline that ends the query part. Qwen's
+        pre-tokenizer never merges that newline with the ``<`` of ``<Document>``
+        that follows it (a query ending in ``"?"`` gives the single token
+        ``"?\\n"`` in both encodings), so each prompt of :meth:`encode_pairs`
+        begins with exactly these ids, unless truncation cut into the query.
+        Callers that reuse a computed head must still check each prompt.
+        """
+        return self.prefix_ids + self.encode_text([format_query_part(query, instruction)])[0]
+
     def _encode_control(self, text: str) -> list[int]:
         ids: list[int] = self.tokenizer.encode(text, add_special_tokens=False)
         return ids

@@ -1,0 +1,97 @@
+"""The forward pass: token ids in, P("yes") out, computing only what the score needs.
+
+The model runs with ``logits_to_keep=1``: the 151,669-wide vocabulary head is
+applied to the last position of each prompt only, never to every position, and
+the score is the model card's ``softmax([logit_no, logit_yes])[1]`` in float32.
+
+Rows are left-padded, as in the model card. A shared prefix (system prompt,
+instruction, query) runs once into a key/value cache; each batch of document
+tails then continues that cache, expanded to the batch's rows. Each row's
+real tokens take the positions right after the prefix, and its padding, which
+sits between the prefix and the tail, is masked out.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import transformers
+
+__all__ = ["PrefixState", "YesNoScorer", "is_out_of_memory"]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a device out-of-memory error (torch's own class, or MPS's RuntimeError)."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc)
+
+
+@dataclass(frozen=True)
+class PrefixState:
+    """The key/value states of a shared prompt prefix, one (keys, values) pair per layer."""
+
+    length: int
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class YesNoScorer:
+    """Scores token-id prompts with a causal LM: P("yes") at each prompt's last token.
+
+    Args:
+        model: A transformers causal LM (``Qwen3ForCausalLM``) in eval mode on ``device``.
+        yes_id, no_id: Token ids of "yes" and "no".
+        pad_id: Any valid token id; it fills masked positions.
+        device: Where the model lives.
+
+    Not thread-safe: callers serialise forward passes.
+    """
+
+    def __init__(self, model: Any, *, yes_id: int, no_id: int, pad_id: int, device: torch.device) -> None:
+        parameters = inspect.signature(model.forward).parameters
+        if "logits_to_keep" not in parameters:
+            raise TypeError(f"{type(model).__name__}.forward takes no logits_to_keep argument.")
+        self.model = model
+        self.device = device
+        self.pad_id = pad_id
+        self.pair = [no_id, yes_id]
+        # transformers 5 renamed ``past_key_values`` to ``cache``.
+        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
+
+    def prefix(self, ids: list[int]) -> PrefixState:
+        """Run ``ids`` once and keep their key/value states for :meth:`score_rows`."""
+        with torch.inference_mode():
+            output = self.model(
+                input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1
+            )
+        cache = getattr(output, "cache", None) or output.past_key_values
+        return PrefixState(len(ids), [(layer.keys, layer.values) for layer in cache.layers])
+
+    def score_rows(self, rows: list[list[int]], prefix: PrefixState | None = None) -> list[float]:
+        """P("yes") for each row of token ids; with ``prefix``, each row continues that prefix."""
+        width = max(len(row) for row in rows)
+        before = 0 if prefix is None else prefix.length
+        ids = torch.tensor([[self.pad_id] * (width - len(row)) + row for row in rows])
+        pads = torch.tensor([[width - len(row)] for row in rows])
+        columns = torch.arange(before + width)
+        mask = ((columns < before) | (columns >= before + pads)).long()
+        kwargs: dict[str, Any] = {}
+        if prefix is not None:
+            # Real tokens take the positions right after the prefix; padding is masked anyway.
+            kwargs["position_ids"] = (before + torch.arange(width) - pads).clamp(min=0).to(self.device)
+            kwargs[self._cache_arg] = transformers.DynamicCache(
+                [(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1)) for k, v in prefix.layers]
+            )
+            kwargs["use_cache"] = True
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                logits_to_keep=1,
+                **kwargs,
+            ).logits[:, -1, self.pair]
+            scores: list[float] = torch.softmax(logits.float(), dim=1)[:, 1].tolist()
+        return scores
