@@ -1,8 +1,10 @@
 """The forward pass: token ids in, P("yes") out, computing only what the score needs.
 
-The model runs with ``logits_to_keep=1``: the 151,669-wide vocabulary head is
-applied to the last position of each prompt only, never to every position, and
-the score is the model card's ``softmax([logit_no, logit_yes])[1]`` in float32.
+The score is the model card's ``softmax([logit_no, logit_yes])[1]`` in float32,
+and nothing else of the 151,669-wide vocabulary head is ever computed: the head
+is cut to its "no" and "yes" rows (as vLLM does when it serves the reranker as
+a classifier), and the model runs with ``logits_to_keep=1``, so those two
+logits are taken at the last position only.
 
 Rows are left-padded, as in the model card. A shared prefix (system prompt,
 instruction, query) runs once into a key/value cache; each batch of document
@@ -42,7 +44,9 @@ class YesNoScorer:
     """Scores token-id prompts with a causal LM: P("yes") at each prompt's last token.
 
     Args:
-        model: A transformers causal LM (``Qwen3ForCausalLM``) in eval mode on ``device``.
+        model: A transformers causal LM (``Qwen3ForCausalLM``) in eval mode on
+            ``device``. Its output head is replaced by one that holds only the
+            "no" and "yes" rows, so its logits are ``[logit_no, logit_yes]``.
         yes_id, no_id: Token ids of "yes" and "no".
         pad_id: Any valid token id; it fills masked positions.
         device: Where the model lives.
@@ -52,12 +56,27 @@ class YesNoScorer:
 
     def __init__(self, model: Any, *, yes_id: int, no_id: int, pad_id: int, device: torch.device) -> None:
         parameters = inspect.signature(model.forward).parameters
-        if "logits_to_keep" not in parameters:
-            raise TypeError(f"{type(model).__name__}.forward takes no logits_to_keep argument.")
+        head = model.get_output_embeddings()
+        if "logits_to_keep" not in parameters or not isinstance(head, torch.nn.Linear):
+            raise TypeError(
+                f"{type(model).__name__} is not a causal LM with a linear vocabulary head and a "
+                "logits_to_keep argument (like Qwen3ForCausalLM)."
+            )
+        pair = torch.nn.Linear(
+            head.in_features,
+            2,
+            bias=head.bias is not None,
+            device=head.weight.device,
+            dtype=head.weight.dtype,
+        )
+        with torch.no_grad():
+            pair.weight.copy_(head.weight[[no_id, yes_id]])
+            if head.bias is not None:
+                pair.bias.copy_(head.bias[[no_id, yes_id]])
+        model.set_output_embeddings(pair)
         self.model = model
         self.device = device
         self.pad_id = pad_id
-        self.pair = [no_id, yes_id]
         # transformers 5 renamed ``past_key_values`` to ``cache``.
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
 
@@ -68,7 +87,11 @@ class YesNoScorer:
                 input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1
             )
         cache = getattr(output, "cache", None) or output.past_key_values
-        return PrefixState(len(ids), [(layer.keys, layer.values) for layer in cache.layers])
+        if hasattr(cache, "layers"):
+            states = [(layer.keys, layer.values) for layer in cache.layers]
+        else:  # transformers before the cache-layer refactor
+            states = list(zip(cache.key_cache, cache.value_cache, strict=True))
+        return PrefixState(len(ids), states)
 
     def score_rows(self, rows: list[list[int]], prefix: PrefixState | None = None) -> list[float]:
         """P("yes") for each row of token ids; with ``prefix``, each row continues that prefix."""
@@ -92,6 +115,6 @@ class YesNoScorer:
                 attention_mask=mask.to(self.device),
                 logits_to_keep=1,
                 **kwargs,
-            ).logits[:, -1, self.pair]
+            ).logits[:, -1, :]
             scores: list[float] = torch.softmax(logits.float(), dim=1)[:, 1].tolist()
         return scores

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from qwen_rerank._batching import plan_batches
 from qwen_rerank._cache import ScoreCache
@@ -75,14 +75,19 @@ def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
     )
 
 
-def default_batch_tokens(device: torch.device) -> int:
-    """The default ``max_batch_tokens`` for ``device``.
+def default_batch_tokens(device: torch.device, dtype: torch.dtype, intermediate_size: int) -> int:
+    """The default ``max_batch_tokens``: 16384 on a GPU; on CPU, about 12 MiB per activation.
 
-    GPUs want big batches. On CPU a batch of 2048 tokens already keeps the
-    matrix units busy, and smaller activations are reused by the allocator
-    instead of being mapped afresh from the OS on every layer.
+    On CPU a batch of a thousand tokens already keeps the matrix units busy,
+    and activations of around 12 MiB are reused by the memory allocator rather
+    than mapped afresh from the OS (and page-faulted in) at every layer. That
+    gives 1024 tokens for Qwen3-Reranker-0.6B in float32 and 2048 in bfloat16,
+    fewer for the larger models.
     """
-    return 16384 if device.type in ("cuda", "mps") else 2048
+    if device.type != "cpu":
+        return 16384
+    tokens = (12 << 20) // (max(intermediate_size, 1) * dtype.itemsize)
+    return max(256, min(4096, 1 << max(tokens.bit_length() - 1, 0)))
 
 
 class LocalReranker(Reranker):
@@ -93,8 +98,9 @@ class LocalReranker(Reranker):
     float32. They are computed faster than the model card's loop, with the same
     result (within 1e-5 in float32):
 
-    - only ``logit("yes") - logit("no")`` is computed, as one dot product with
-      the last hidden state, never the 151,669-wide vocabulary head;
+    - of the 151,669-wide vocabulary head only the "no" and "yes" rows are
+      kept (``self.model`` holds the cut head), and they are applied at each
+      prompt's last position only;
     - prompts are sorted by length and batched under a token budget, so little
       padding is computed, and scores come back in input order;
     - the prefix every prompt of a call shares (system prompt, instruction,
@@ -120,9 +126,11 @@ class LocalReranker(Reranker):
         instruction: Default task instruction; see :data:`DEFAULT_INSTRUCTION`.
         max_batch_tokens: Most tokens (padding included) in one forward pass.
             Documents are sorted by length and grouped under this budget; a
-            longer document runs alone. ``None`` picks 16384 on a GPU and 2048
-            on CPU. On device out-of-memory a batch is halved and retried, down
-            to one document, before :class:`OutOfMemoryError` is raised.
+            longer document runs alone. ``None`` picks 16384 on a GPU and, on
+            CPU, what keeps activations near 12 MiB (1024 tokens for the 0.6B
+            model in float32, 2048 in bfloat16); see :func:`default_batch_tokens`.
+            On device out-of-memory a batch is halved and retried, down to one
+            document, before :class:`OutOfMemoryError` is raised.
         trust_remote_code: Passed to transformers. Off by default.
         revision: Hub revision (branch, tag or commit) to load.
         prefix_reuse: Run the shared prompt prefix once per call and reuse its
@@ -166,11 +174,8 @@ class LocalReranker(Reranker):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_length = check_positive_int("max_length", max_length)
-        self.max_batch_tokens = (
+        if max_batch_tokens is not None:
             check_positive_int("max_batch_tokens", max_batch_tokens)
-            if max_batch_tokens is not None
-            else default_batch_tokens(self.device)
-        )
         self.prefix_reuse = bool(prefix_reuse)
         self.show_progress = bool(show_progress)
         self._cache = ScoreCache(cache_size) if cache_size else None
@@ -192,6 +197,9 @@ class LocalReranker(Reranker):
         self.prompt_tokenizer = PromptTokenizer(tokenizer)
         self.prompt_tokenizer.check_max_length(self.max_length)
         self.model = hf_model.to(self.device).eval()
+        self.max_batch_tokens: int = max_batch_tokens or default_batch_tokens(
+            self.device, self.dtype, getattr(self.model.config, "intermediate_size", 3072)
+        )
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         try:
             self._scorer = YesNoScorer(
@@ -247,89 +255,74 @@ class LocalReranker(Reranker):
         """Scores of distinct documents, in order."""
         pt = self.prompt_tokenizer
         prompts = pt.encode_pairs(query, documents, instruction, self.max_length)
-        scores = [0.0] * len(prompts)
-        rows: list[list[int]] = list(prompts)
-        reuse: list[int] = []
-        prefix: PrefixState | None = None
+        work = _Work(prompts=prompts, rows=list(prompts), scores=[0.0] * len(prompts))
+        shared: list[int] = []
         if self.prefix_reuse:
             head = pt.encode_head(query, instruction)
-            # A prompt truncated into its query does not start with the head: it runs whole.
-            reuse = [i for i, p in enumerate(prompts) if len(p) > len(head) and p[: len(head)] == head]
-            for i in reuse:
-                rows[i] = prompts[i][len(head) :]
-            if reuse:
-                prefix = self._run_guarded(
-                    lambda: self._scorer.prefix(head),
-                    what=f"the shared prompt prefix (instruction and query, {len(head)} tokens)",
-                )
-        whole = sorted(set(range(len(prompts))) - set(reuse))
-        jobs = [(batch, prefix) for batch in self._plan(reuse, rows)] + [
-            (batch, None) for batch in self._plan(whole, rows)
-        ]
+            # A prompt truncated into its query does not start with the head; it runs whole.
+            shared = [i for i, p in enumerate(prompts) if len(p) > len(head) and p[: len(head)] == head]
+            for i in shared:
+                work.rows[i] = prompts[i][len(head) :]
+            if shared:
+                try:
+                    with self._forward_lock:
+                        work.prefix = self._scorer.prefix(head)
+                except Exception as exc:
+                    self._raise_out_of_memory(exc, f"the instruction and query ({len(head)} prompt tokens)")
+        whole = sorted(set(range(len(prompts))).difference(shared))
+        jobs = [(batch, True) for batch in self._plan(shared, work.rows)]
+        jobs += [(batch, False) for batch in self._plan(whole, work.rows)]
         with tqdm(
-            total=len(prompts),
-            desc="Reranking",
-            unit="doc",
-            disable=not self.show_progress or len(jobs) < 2,
+            total=len(prompts), desc="Reranking", unit="doc", disable=not self.show_progress or len(jobs) < 2
         ) as progress:
-            for batch, state in jobs:
-                self._run_batch(batch, rows, state, prompts, scores)
+            for batch, uses_prefix in jobs:
+                self._run_batch(batch, work, uses_prefix)
                 progress.update(len(batch))
-        return scores
+        return work.scores
 
     def _plan(self, indices: list[int], rows: list[list[int]]) -> list[list[int]]:
-        return [
-            [indices[j] for j in batch]
-            for batch in plan_batches([len(rows[i]) for i in indices], self.max_batch_tokens)
-        ]
+        """``indices`` grouped into batches under the token budget, longest rows first."""
+        lengths = [len(rows[i]) for i in indices]
+        return [[indices[j] for j in batch] for batch in plan_batches(lengths, self.max_batch_tokens)]
 
-    def _run_batch(
-        self,
-        batch: list[int],
-        rows: list[list[int]],
-        prefix: PrefixState | None,
-        prompts: list[list[int]],
-        scores: list[float],
-    ) -> None:
-        """Score ``batch`` into ``scores``, halving it on out-of-memory down to one document."""
-        if len(batch) == 1:
-            i = batch[0]
-            values = self._run_guarded(
-                lambda: self._scorer.score_rows([rows[i]], prefix),
-                what=f"a document of {len(prompts[i])} prompt tokens",
-            )
-        else:
-            try:
-                with self._forward_lock:
-                    values = self._scorer.score_rows([rows[i] for i in batch], prefix)
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                values = None  # retried below, once this frame's tensors are freed
-            if values is None:
-                self._release_memory()
-                middle = len(batch) // 2
-                self._run_batch(batch[:middle], rows, prefix, prompts, scores)
-                self._run_batch(batch[middle:], rows, prefix, prompts, scores)
-                return
-        for i, value in zip(batch, values, strict=True):
-            scores[i] = value
-
-    def _run_guarded(self, step: Callable[[], Any], *, what: str) -> Any:
+    def _run_batch(self, batch: list[int], work: _Work, uses_prefix: bool) -> None:
+        """Score ``batch`` into ``work.scores``; on out-of-memory, halve it and retry, down to one row."""
+        values: list[float] | None = None
         try:
             with self._forward_lock:
-                return step()
+                values = self._scorer.score_rows(
+                    [work.rows[i] for i in batch], work.prefix if uses_prefix else None
+                )
         except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            raise OutOfMemoryError(
-                f"{self.device.type} ran out of memory scoring {what}, even alone. Lower max_length "
-                f"(now {self.max_length}) to truncate long documents, use a smaller dtype, or free "
-                "device memory."
-            ) from exc
+            if len(batch) == 1 or not is_out_of_memory(exc):
+                self._raise_out_of_memory(exc, f"a document of {len(work.prompts[batch[0]])} prompt tokens")
+        if values is None:
+            # Retried here, after the except block, so the failed attempt's tensors are freed first.
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            middle = len(batch) // 2
+            self._run_batch(batch[:middle], work, uses_prefix)
+            self._run_batch(batch[middle:], work, uses_prefix)
+            return
+        for i, value in zip(batch, values, strict=True):
+            work.scores[i] = value
 
-    def _release_memory(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        elif self.device.type == "mps":
-            torch.mps.empty_cache()
+    def _raise_out_of_memory(self, exc: Exception, what: str) -> NoReturn:
+        """Re-raise ``exc``; as :class:`OutOfMemoryError` naming ``what`` if the device ran out of memory."""
+        if not is_out_of_memory(exc):
+            raise exc
+        raise OutOfMemoryError(
+            f"The {self.device.type} device ran out of memory scoring {what}, even alone. Lower "
+            f"max_length (now {self.max_length}) so long documents are truncated, load the model in a "
+            "smaller dtype, or free device memory."
+        ) from exc
+
+
+@dataclass
+class _Work:
+    """One call's tokenized prompts, the rows the model runs, the shared prefix and the scores."""
+
+    prompts: list[list[int]]
+    rows: list[list[int]]
+    scores: list[float]
+    prefix: PrefixState | None = None

@@ -21,6 +21,7 @@ import torch
 from qwen_rerank import InvalidInputError, LocalReranker, OutOfMemoryError
 from qwen_rerank._batching import plan_batches
 from qwen_rerank._cache import ScoreCache
+from qwen_rerank.local import default_batch_tokens
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, format_body, format_query_part
 from tests.reference import ModelCardReranker
 
@@ -173,9 +174,7 @@ def truncating_references(tiny_model_path: Path) -> Any:
     return factory
 
 
-@pytest.mark.parametrize(
-    ("max_length", "prefix_reuse"), [(60, True), (75, True), (90, False), (128, True), (300, False)]
-)
+@pytest.mark.parametrize(("max_length", "prefix_reuse"), [(60, True), (75, False), (90, True), (300, False)])
 def test_parity_when_truncating(
     make: Any, truncating_references: Any, max_length: int, prefix_reuse: bool
 ) -> None:
@@ -227,10 +226,16 @@ def recorded_batches(
         handle.remove()
 
 
-def test_the_vocabulary_head_sees_one_position_per_prompt(make: Any, shuffled: list[str]) -> None:
+def test_only_the_yes_and_no_logits_are_computed(make: Any, shuffled: list[str]) -> None:
     reranker = make(max_batch_tokens=400)
-    head_inputs: list[tuple[int, ...]] = []
+    pt = reranker.prompt_tokenizer
     head = reranker.model.get_output_embeddings()
+    # The vocabulary head is cut to the "no" and "yes" rows of the (tied) embedding matrix...
+    assert head.weight.shape == (2, reranker.model.config.hidden_size)
+    embeddings = reranker.model.get_input_embeddings().weight
+    assert torch.equal(head.weight, embeddings[[pt.no_id, pt.yes_id]])
+    # ...and applied to one position per prompt.
+    head_inputs: list[tuple[int, ...]] = []
     handle = head.register_forward_pre_hook(lambda _m, args: head_inputs.append(tuple(args[0].shape)))
     try:
         with recorded_batches(reranker) as shapes:
@@ -238,8 +243,7 @@ def test_the_vocabulary_head_sees_one_position_per_prompt(make: Any, shuffled: l
     finally:
         handle.remove()
     assert len(shapes) > 3
-    assert all(shape[1] == 1 for shape in head_inputs)
-    assert [shape[0] for shape in head_inputs] == [rows for rows, _ in shapes]
+    assert [shape[:2] for shape in head_inputs] == [(rows, 1) for rows, _ in shapes]
 
 
 def test_batches_follow_the_token_budget_and_the_prefix_runs_once(make: Any, shuffled: list[str]) -> None:
@@ -268,6 +272,15 @@ def test_scores_come_back_in_input_order(tiny_reranker: LocalReranker, shuffled:
     assert max_diff(reversed_scores, scores[::-1]) < 1e-6
     # Duplicates get identical scores, each at its own index.
     assert len({scores[i] for i, doc in enumerate(shuffled) if doc == DOCUMENTS[0]}) == 1
+
+
+def test_default_budget_keeps_cpu_activations_small(tiny_reranker: LocalReranker) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert default_batch_tokens(cpu, torch.float32, 3072) == 1024  # Qwen3-Reranker-0.6B
+    assert default_batch_tokens(cpu, torch.bfloat16, 3072) == 2048
+    assert default_batch_tokens(cpu, torch.float32, 12288) == 256  # Qwen3-Reranker-8B
+    assert default_batch_tokens(cuda, torch.bfloat16, 3072) == 16384
+    assert tiny_reranker.max_batch_tokens == default_batch_tokens(cpu, torch.float32, 128) == 4096
 
 
 def test_plan_batches() -> None:
@@ -476,7 +489,7 @@ def test_bfloat16_on_cpu(tiny_model_path: Path, tiny_reranker: LocalReranker) ->
 
 
 def test_progress_bar_only_when_asked(make: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    quiet = make(max_batch_tokens=100)
+    quiet = make(max_batch_tokens=150)
     capsys.readouterr()
     quiet.score(QUERY, DOCUMENTS)
     assert "Reranking" not in capsys.readouterr().err

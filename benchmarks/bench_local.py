@@ -1,0 +1,299 @@
+"""LocalReranker against the model card's loop, on a model shaped exactly like Qwen3-Reranker-0.6B.
+
+    .venv/bin/python benchmarks/bench_local.py                # full 28 layers, fp32 and bf16 (minutes)
+    .venv/bin/python benchmarks/bench_local.py --layers 2     # smoke run
+
+The model has Qwen3-Reranker-0.6B's architecture (hidden 1024, 28 layers, 16
+query and 8 key/value heads of 128, intermediate 3072, vocabulary 151,669, tied
+embeddings, rope_theta 1e6) with random weights, and the real Qwen3 tokenizer.
+Speed does not depend on weight values; scores of random weights mean nothing,
+but their agreement between methods does.
+
+Workload: a ~15-token query and 32 documents of 30 to 500 tokens, English and
+Chinese mixed, in shuffled order (as a retriever returns them).
+
+Each dtype is run on one model object shared by all methods:
+- the model card's loop (left padding, full-vocabulary logits), all documents
+  in one padded batch, then in input-order batches of 8;
+- LocalReranker with its defaults.
+
+It prints pairs/s, the speed-up over each card loop, the largest score
+difference, and achieved GFLOP/s against this machine's measured matmul peak
+for the dtype. FLOPs count 2 x non-embedding parameters per real token plus
+causal attention (4 x context x heads x head_dim per token and layer), for the
+tokens each method must run: every prompt in full for the card loop, the
+shared prefix once plus each document's tail for LocalReranker. Padding and
+the vocabulary head are not useful work and are not counted.
+
+The timings are wall-clock on whatever else the machine is running: on a
+shared machine, run it twice and trust the better run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from qwen_rerank import LocalReranker
+from qwen_rerank.prompt import PREFIX, SUFFIX, format_body
+from qwen_rerank.testing import make_tiny_reranker
+
+QUERY = "How does the Great Wall of China protect against invasions from the northern steppe?"
+INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+ENGLISH_TEXT = (
+    "the wall was built over many centuries by successive dynasties to guard the northern frontier "
+    "soldiers manned watchtowers and signal fires carried warnings across hundreds of miles while "
+    "garrisons stored grain and weapons in forts along the route rammed earth stone and brick were "
+    "used depending on local materials and the terrain of mountains deserts and plains traders "
+    "passed through gates where officials collected taxes and checked documents"
+)
+CHINESE = (
+    "长城是中国古代的军事防御工程历代王朝在北方边境修筑城墙烽火台和关隘士兵驻守在城楼上"
+    "用烽火传递敌情城墙用夯土石块和砖建造商人经过关口时缴纳税款并接受检查"
+)
+
+
+@dataclass
+class Run:
+    name: str
+    seconds: float
+    scores: list[float]
+    flops: float
+
+
+def build_model(folder: Path, layers: int) -> Path:
+    """Save a random model with Qwen3-Reranker-0.6B's architecture and the real tokenizer."""
+    return make_tiny_reranker(
+        folder,
+        hidden_size=1024,
+        num_hidden_layers=layers,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        intermediate_size=3072,
+        initializer_range=0.02,
+    )
+
+
+def make_documents(tokenizer: transformers.PreTrainedTokenizerBase, count: int, seed: int) -> list[str]:
+    """``count`` documents whose token lengths spread evenly over 30..500, half Chinese, shuffled."""
+    rng = random.Random(seed)
+    words = ENGLISH_TEXT.split()
+    documents = []
+    for k in range(count):
+        target = round(30 + (500 - 30) * k / max(count - 1, 1))
+        if k % 2:
+            text = "".join(rng.choice(CHINESE) for _ in range(target * 2))
+        else:
+            text = " ".join(rng.choice(words) for _ in range(target * 2)).capitalize()
+        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        documents.append(text[: encoding["offset_mapping"][target - 1][1]])
+    rng.shuffle(documents)
+    return documents
+
+
+def model_card_loop(
+    model: torch.nn.Module,
+    tokenizer: transformers.PreTrainedTokenizerBase,
+    documents: list[str],
+    batch_size: int,
+    max_length: int = 8192,
+) -> list[float]:
+    """The Qwen3-Reranker model card's scoring code, batch by batch in input order."""
+    prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
+    suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
+    yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
+    pairs = [format_body(QUERY, doc, INSTRUCTION) for doc in documents]
+    scores: list[float] = []
+    for start in range(0, len(pairs), batch_size):
+        inputs = tokenizer(
+            pairs[start : start + batch_size],
+            padding=False,
+            truncation="longest_first",
+            return_attention_mask=False,
+            max_length=max_length - len(prefix) - len(suffix),
+        )
+        inputs["input_ids"] = [prefix + ids + suffix for ids in inputs["input_ids"]]
+        batch = tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=max_length)
+        with torch.no_grad():
+            logits = model(**batch).logits[:, -1, :]
+        pair = torch.stack([logits[:, no], logits[:, yes]], dim=1).float()
+        scores.extend(torch.nn.functional.log_softmax(pair, dim=1)[:, 1].exp().tolist())
+    return scores
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 4096, trials: int = 6) -> float:
+    """Best GFLOP/s of a large square matmul in ``dtype`` on this machine."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = 0.0
+    for _ in range(trials):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size**3 / (time.perf_counter() - start))
+    return best / 1e9
+
+
+def available_memory() -> int:
+    """Bytes of memory the OS can still give (MemAvailable), or a large number where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 50
+
+
+class FlopCounter:
+    """Useful FLOPs of a forward pass over given tokens of the model."""
+
+    def __init__(self, model: Any) -> None:
+        config = model.config
+        embeddings = model.get_input_embeddings().weight
+        self.per_token = 2 * sum(p.numel() for p in model.parameters() if p is not embeddings)
+        self.attention = 4 * config.num_attention_heads * config.head_dim * config.num_hidden_layers
+
+    def run(self, new_tokens: int, context_before: int = 0) -> float:
+        """FLOPs of ``new_tokens`` that continue ``context_before`` cached tokens, causally."""
+        contexts = sum(context_before + t for t in range(1, new_tokens + 1))
+        return float(self.per_token * new_tokens + self.attention * contexts)
+
+
+def timed(name: str, flops: float, score: object, repeats: int) -> Run:
+    best, scores = float("inf"), []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        scores = score()  # type: ignore[operator]
+        best = min(best, time.perf_counter() - start)
+    return Run(name, best, list(scores), flops)
+
+
+def bench_card_loops(
+    path: Path, dtype: torch.dtype, documents: list[str], args: argparse.Namespace
+) -> tuple[dict[str, Run], list[int], FlopCounter]:
+    """The model card's loop on the model as transformers loads it; freed on return."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), padding_side="left")
+    model: Any = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model.eval()
+    counter = FlopCounter(model)
+    fixed = len(tokenizer.encode(PREFIX + SUFFIX))
+    bodies = tokenizer([format_body(QUERY, doc, INSTRUCTION) for doc in documents])["input_ids"]
+    lengths = [fixed + len(ids) for ids in bodies]
+    card_flops = sum(counter.run(length) for length in lengths)
+    print(f"{len(documents)} documents, prompt tokens {min(lengths)}..{max(lengths)} (total {sum(lengths)})")
+    model_card_loop(model, tokenizer, documents[:2], 2)  # warm-up
+    runs = {}
+    logits_bytes = len(lengths) * max(lengths) * model.config.vocab_size * dtype.itemsize
+    if not args.skip_full_batch and logits_bytes > available_memory() * 0.6:
+        print(f"skipping the one-batch card loop: its logits alone take {logits_bytes / 2**30:.1f} GiB")
+    elif not args.skip_full_batch:
+        runs["card-1-batch"] = timed(
+            "model card, one padded batch",
+            card_flops,
+            lambda: model_card_loop(model, tokenizer, documents, len(documents)),
+            args.repeats,
+        )
+    runs["card-batch-8"] = timed(
+        "model card, batches of 8",
+        card_flops,
+        lambda: model_card_loop(model, tokenizer, documents, 8),
+        args.repeats,
+    )
+    return runs, lengths, counter
+
+
+def bench_dtype(path: Path, dtype_name: str, args: argparse.Namespace) -> dict[str, Run]:
+    """Time every method in one dtype on the same checkpoint, one model in memory at a time."""
+    dtype = getattr(torch, dtype_name)
+    print(f"\n[{dtype_name}]")
+    peak = matmul_peak(dtype)
+    documents = make_documents(
+        transformers.AutoTokenizer.from_pretrained(str(path)), args.documents, args.seed
+    )
+    runs, lengths, counter = bench_card_loops(path, dtype, documents, args)
+
+    reranker = LocalReranker(
+        str(path), device="cpu", dtype=dtype_name, max_batch_tokens=args.max_batch_tokens
+    )
+    head = len(reranker.prompt_tokenizer.encode_head(QUERY, INSTRUCTION))
+    ours_flops = counter.run(head) + sum(counter.run(length - head, head) for length in lengths)
+    print(f"LocalReranker: shared head {head} tokens, budget {reranker.max_batch_tokens} tokens")
+    reranker.score(QUERY, documents[:2], instruction=INSTRUCTION)  # warm-up
+    runs["local"] = timed(
+        "LocalReranker",
+        ours_flops,
+        lambda: reranker.score(QUERY, documents, instruction=INSTRUCTION),
+        args.repeats,
+    )
+    report(runs, max(peak, matmul_peak(dtype)), dtype_name)
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--layers", type=int, default=28, help="decoder layers (28 is the real 0.6B)")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated: float32,bfloat16")
+    parser.add_argument("--documents", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per method; the best counts")
+    parser.add_argument("--max-batch-tokens", type=int, default=None, help="LocalReranker's budget")
+    parser.add_argument("--skip-full-batch", action="store_true", help="skip the one-padded-batch card loop")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {threads} threads")
+    results: dict[str, dict[str, Run]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        path = build_model(Path(tmp), args.layers)
+        print(f"model: {args.layers} layers, built in {time.perf_counter() - started:.0f} s")
+        for dtype_name in args.dtypes.split(","):
+            results[dtype_name] = bench_dtype(path, dtype_name, args)
+    if "float32" in results and "bfloat16" in results:
+        fp32, bf16 = results["float32"]["local"], results["bfloat16"]["local"]
+        drift = max(abs(a - b) for a, b in zip(fp32.scores, bf16.scores, strict=True))
+        same_order = sorted(range(len(fp32.scores)), key=lambda i: -fp32.scores[i]) == sorted(
+            range(len(bf16.scores)), key=lambda i: -bf16.scores[i]
+        )
+        print(
+            f"\nbf16 vs fp32 (LocalReranker): {fp32.seconds / bf16.seconds:.2f}x the speed, "
+            f"max |score drift| {drift:.2e}, same ranking: {same_order} "
+            f"(fp32 scores span {min(fp32.scores):.4f}..{max(fp32.scores):.4f})"
+        )
+
+
+def report(runs: dict[str, Run], peak: float, dtype_name: str) -> None:
+    local = runs["local"]
+    pairs = len(local.scores)
+    print(f"matmul peak ({dtype_name}, 4096^3, best of runs): {peak:.0f} GFLOP/s")
+    print(f"{'method':32} {'pairs/s':>8} {'seconds':>8} {'GFLOP/s':>8} {'% peak':>7} {'max |diff|':>11}")
+    for run in runs.values():
+        gflops = run.flops / run.seconds / 1e9
+        diff = max(abs(a - b) for a, b in zip(run.scores, runs["card-batch-8"].scores, strict=True))
+        print(
+            f"{run.name:32} {pairs / run.seconds:8.3f} {run.seconds:8.1f} {gflops:8.1f} "
+            f"{100 * gflops / peak:6.1f}% {diff:11.2e}"
+        )
+    for key, run in runs.items():
+        if key != "local":
+            print(f"speed-up of LocalReranker over '{run.name}': {run.seconds / local.seconds:.2f}x")
+    print("(max |diff| is against the card loop in batches of 8, in the same dtype)")
+
+
+if __name__ == "__main__":
+    main()
