@@ -189,7 +189,10 @@ async def test_contextual_compression_retriever(
     else:
         docs = await retriever.ainvoke(QUERY)
     want = expected(backend, TEXTS, top_n=4)
-    assert [(d.id, d.metadata["relevance_score"]) for d in docs] == [(f"doc-{i}", s) for i, s in want]
+    assert [d.id for d in docs] == [f"doc-{i}" for i, _ in want]
+    # The vector store hands the documents over in another order, so batches differ and the
+    # scores may differ in the last float bits.
+    assert [d.metadata["relevance_score"] for d in docs] == pytest.approx([s for _, s in want], abs=1e-6)
     if mode == "async":
         # Native async: the backend's async path, on the event loop's thread, not a worker thread.
         assert recorder.calls == [("async", threading.get_ident())]
