@@ -101,14 +101,14 @@ class YesNoScorer:
         pads = torch.tensor([[width - len(row)] for row in rows])
         columns = torch.arange(before + width)
         mask = ((columns < before) | (columns >= before + pads)).long()
-        kwargs: dict[str, Any] = {}
+        # Only a prefix needs a cache; without one, no layer's keys and values are kept.
+        kwargs: dict[str, Any] = {"use_cache": prefix is not None}
         if prefix is not None:
             # Real tokens take the positions right after the prefix; padding is masked anyway.
             kwargs["position_ids"] = (before + torch.arange(width) - pads).clamp(min=0).to(self.device)
             kwargs[self._cache_arg] = transformers.DynamicCache(
                 [(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1)) for k, v in prefix.layers]
             )
-            kwargs["use_cache"] = True
         with torch.inference_mode():
             logits = self.model(
                 input_ids=ids.to(self.device),

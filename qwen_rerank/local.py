@@ -124,9 +124,10 @@ class LocalReranker(Reranker):
             truncated from their end; the prompt's fixed prefix and suffix are
             never cut. Must exceed the fixed prompt's length (about 50 tokens).
         instruction: Default task instruction; see :data:`DEFAULT_INSTRUCTION`.
-        max_batch_tokens: Most tokens (padding included) in one forward pass.
-            Documents are sorted by length and grouped under this budget; a
-            longer document runs alone. ``None`` picks 16384 on a GPU and, on
+        max_batch_tokens: Most tokens one forward pass holds: each row's
+            padded length plus the shared prefix it continues. Documents are
+            sorted by length and grouped under this budget; a longer document
+            runs alone. ``None`` picks 16384 on a GPU and, on
             CPU, what keeps activations near 12 MiB (1024 tokens for the 0.6B
             model in float32, 2048 in bfloat16); see :func:`default_batch_tokens`.
             On device out-of-memory a batch is halved and retried, down to one
@@ -138,7 +139,8 @@ class LocalReranker(Reranker):
             runs each full prompt; scores agree within float rounding.
         cache_size: Keep the scores of this many most recent
             (instruction, query, document) triples and answer repeats without
-            the model. ``0`` (the default) turns the cache off.
+            the model; each entry keeps its texts alive. ``0`` (the default)
+            turns the cache off. :meth:`clear_cache` empties it.
         show_progress: Show a tqdm progress bar (on stderr) for calls that take
             more than one forward pass. Off by default.
 
@@ -270,8 +272,9 @@ class LocalReranker(Reranker):
                 except Exception as exc:
                     self._raise_out_of_memory(exc, f"the instruction and query ({len(head)} prompt tokens)")
         whole = sorted(set(range(len(prompts))).difference(shared))
-        jobs = [(batch, True) for batch in self._plan(shared, work.rows)]
-        jobs += [(batch, False) for batch in self._plan(whole, work.rows)]
+        prefix_length = 0 if work.prefix is None else work.prefix.length
+        jobs = [(batch, True) for batch in self._plan(shared, work.rows, prefix_length)]
+        jobs += [(batch, False) for batch in self._plan(whole, work.rows, 0)]
         with tqdm(
             total=len(prompts), desc="Reranking", unit="doc", disable=not self.show_progress or len(jobs) < 2
         ) as progress:
@@ -280,10 +283,11 @@ class LocalReranker(Reranker):
                 progress.update(len(batch))
         return work.scores
 
-    def _plan(self, indices: list[int], rows: list[list[int]]) -> list[list[int]]:
+    def _plan(self, indices: list[int], rows: list[list[int]], prefix_length: int) -> list[list[int]]:
         """``indices`` grouped into batches under the token budget, longest rows first."""
         lengths = [len(rows[i]) for i in indices]
-        return [[indices[j] for j in batch] for batch in plan_batches(lengths, self.max_batch_tokens)]
+        batches = plan_batches(lengths, self.max_batch_tokens, shared=prefix_length)
+        return [[indices[j] for j in batch] for batch in batches]
 
     def _run_batch(self, batch: list[int], work: _Work, uses_prefix: bool) -> None:
         """Score ``batch`` into ``work.scores``; on out-of-memory, halve it and retry, down to one row."""

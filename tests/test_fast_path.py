@@ -254,7 +254,9 @@ def test_batches_follow_the_token_budget_and_the_prefix_runs_once(make: Any, shu
         reranker.score(QUERY, shuffled)
     prefix, *batches = shapes
     assert prefix == (1, head)
-    assert all(rows * width <= budget or rows == 1 for rows, width in batches)
+    # A row holds its padded tail plus the prefix it continues.
+    assert all(rows * (head + width) <= budget or rows == 1 for rows, width in batches)
+    assert any(rows > 1 for rows, _ in batches)
     assert [width for _, width in batches] == sorted((width for _, width in batches), reverse=True)
     assert sum(rows for rows, _ in batches) == len(set(shuffled))  # duplicates are scored once
     # Without prefix reuse, every row carries the whole prompt.
@@ -293,6 +295,9 @@ def test_plan_batches() -> None:
         assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 40
     widths = [max(lengths[i] for i in batch) for batch in batches]
     assert widths == sorted(widths, reverse=True)
+    # Rows that continue a 10-token prefix cost 10 more each: 2 x (10 + 12) > 40.
+    assert plan_batches([12, 12, 12], 40, shared=10) == [[0], [1], [2]]
+    assert plan_batches([12, 12, 12], 44, shared=10) == [[0, 1], [2]]
     assert plan_batches([], 10) == []
     assert plan_batches([3, 3, 3], 1_000) == [[0, 1, 2]]
 
