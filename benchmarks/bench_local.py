@@ -32,6 +32,7 @@ shared machine, run it twice and trust the better run.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -257,6 +258,7 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {threads} threads")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (other work on the machine slows every number)")
     results: dict[str, dict[str, Run]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
@@ -264,6 +266,7 @@ def main() -> None:
         print(f"model: {args.layers} layers, built in {time.perf_counter() - started:.0f} s")
         for dtype_name in args.dtypes.split(","):
             results[dtype_name] = bench_dtype(path, dtype_name, args)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     if "float32" in results and "bfloat16" in results:
         fp32, bf16 = results["float32"]["local"], results["bfloat16"]["local"]
         drift = max(abs(a - b) for a, b in zip(fp32.scores, bf16.scores, strict=True))

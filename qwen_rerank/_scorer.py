@@ -25,9 +25,13 @@ import transformers
 __all__ = ["PrefixState", "YesNoScorer", "is_out_of_memory"]
 
 
+# torch.OutOfMemoryError is torch >= 2.5's name for torch.cuda.OutOfMemoryError.
+_OUT_OF_MEMORY: type[Exception] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for a device out-of-memory error (torch's own class, or MPS's RuntimeError)."""
-    if isinstance(exc, torch.OutOfMemoryError):
+    if isinstance(exc, _OUT_OF_MEMORY):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc)
 
