@@ -17,8 +17,8 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_valid
 from qwen_rerank import DEFAULT_MODEL, InvalidInputError, Reranker, RerankResult
 from qwen_rerank._adapters import (
     LazyReranker,
-    adapter_backend,
     api_key_from_env,
+    backend_from_fields,
     check_call_settings,
     invalid_input_in,
     rerank_inputs,
@@ -135,20 +135,7 @@ class QwenRerank(BaseNodePostprocessor):
         return data
 
     def model_post_init(self, context: Any, /) -> None:
-        self._backend = adapter_backend(
-            reranker=self.reranker,
-            model=self.model,
-            model_is_default="model" not in self.model_fields_set,
-            base_url=self.base_url,
-            settings={
-                "api_key": self.api_key.get_secret_value() if self.api_key is not None else None,
-                "device": self.device,
-                "dtype": self.dtype,
-                "max_length": self.max_length,
-                "timeout": self.timeout,
-            },
-            options=self.backend_options,
-        )
+        self._backend = backend_from_fields(self)
 
     @classmethod
     def class_name(cls) -> str:

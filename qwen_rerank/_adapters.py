@@ -26,6 +26,7 @@ __all__ = [
     "LazyReranker",
     "adapter_backend",
     "api_key_from_env",
+    "backend_from_fields",
     "check_call_settings",
     "invalid_input_in",
     "rerank_inputs",
@@ -108,6 +109,30 @@ def adapter_backend(
     name = None if base_url is not None and model_is_default else model
     return LazyReranker(
         lambda: create_reranker(name, base_url=base_url, **kwargs), eager=base_url is not None
+    )
+
+
+def backend_from_fields(adapter: Any) -> LazyReranker:
+    """:func:`adapter_backend` for an adapter model with the shared backend fields.
+
+    ``adapter`` is a pydantic model with ``reranker``, ``model``, ``base_url``,
+    ``api_key`` (a SecretStr or None), ``device``, ``dtype``, ``max_length``,
+    ``timeout`` and ``backend_options``, as both adapters declare them.
+    """
+    api_key = adapter.api_key
+    return adapter_backend(
+        reranker=adapter.reranker,
+        model=adapter.model,
+        model_is_default="model" not in adapter.model_fields_set,
+        base_url=adapter.base_url,
+        settings={
+            "api_key": api_key.get_secret_value() if api_key is not None else None,
+            "device": adapter.device,
+            "dtype": adapter.dtype,
+            "max_length": adapter.max_length,
+            "timeout": adapter.timeout,
+        },
+        options=adapter.backend_options,
     )
 
 
