@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_remote.py            # about a minute
     .venv/bin/python benchmarks/bench_remote.py --quick    # a smoke run
 
-The server is tests/vllm_server.py in ``--instant`` mode (vLLM's response shape,
+The server is qwen_rerank/testing/fake_vllm.py in ``--instant`` mode (vLLM's response shape,
 no model), run in its own process so that it does not share the client's GIL.
 It counts the TCP connections it accepts.
 
@@ -87,7 +87,7 @@ def same_json(docs: list[str]) -> dict[str, object]:
 class Server:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.vllm_server", "--instant"],
+            [sys.executable, "-m", "qwen_rerank.testing.fake_vllm", "--instant"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

@@ -38,7 +38,7 @@ def reference(tiny_model_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def _fake_vllm_session(tiny_model_path: Path):  # type: ignore[no-untyped-def]
-    from tests.vllm_server import FakeVLLMServer
+    from qwen_rerank.testing.fake_vllm import FakeVLLMServer
 
     with FakeVLLMServer(str(tiny_model_path)) as server:
         yield server
@@ -46,7 +46,7 @@ def _fake_vllm_session(tiny_model_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def fake_vllm(_fake_vllm_session):  # type: ignore[no-untyped-def]
-    """A fake vLLM server on loopback scoring with the tiny model (see tests/vllm_server.py).
+    """A fake vLLM server on loopback scoring with the tiny model (see qwen_rerank/testing/fake_vllm.py).
 
     ``fake_vllm.url`` is its base URL; ``fake_vllm.add_fault(kind, times=..., **params)``
     makes the next rerank requests misbehave; ``fake_vllm.requests`` records what arrived
@@ -61,6 +61,6 @@ def fake_vllm(_fake_vllm_session):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def closed_port_url() -> str:
     """A loopback URL where nothing listens: connections to it are refused."""
-    from tests.vllm_server import closed_port_url
+    from qwen_rerank.testing.fake_vllm import closed_port_url
 
     return closed_port_url()

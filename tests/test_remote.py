@@ -1,4 +1,4 @@
-"""VLLMReranker against a real HTTP server on loopback (tests/vllm_server.py) scoring with the tiny model."""
+"""VLLMReranker against a real loopback server (qwen_rerank.testing.fake_vllm) scoring with the tiny model."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from qwen_rerank import (
     create_reranker,
 )
 from qwen_rerank.prompt import SUFFIX
-from tests.vllm_server import FakeVLLMServer
+from qwen_rerank.testing.fake_vllm import FakeVLLMServer
 
 QUERY = "what is a giant panda?"
 DOCS = [
@@ -279,7 +279,7 @@ def test_requests_spread_over_replicas(make) -> None:  # type: ignore[no-untyped
 
 
 def test_all_replicas_down_is_a_connection_error(make, closed_port_url, mode) -> None:  # type: ignore[no-untyped-def]
-    from tests.vllm_server import closed_port_url as another
+    from qwen_rerank.testing.fake_vllm import closed_port_url as another
 
     other = another()
     reranker = make([closed_port_url, other], max_retries=2)

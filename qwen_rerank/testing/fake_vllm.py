@@ -49,7 +49,7 @@ requests each one hits. Kinds:
 ``drop``            close the connection without sending any response
 ==================  =============================================================
 
-Run ``python -m tests.vllm_server --instant`` to serve in the foreground; it prints the URL.
+Run ``python -m qwen_rerank.testing.fake_vllm --instant`` to serve in the foreground; it prints the URL.
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ class _Scorer:
 
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        self.model.eval()
         self.yes = self.tokenizer.convert_tokens_to_ids("yes")
         self.no = self.tokenizer.convert_tokens_to_ids("no")
         self.pad = self.tokenizer.pad_token_id or 0
