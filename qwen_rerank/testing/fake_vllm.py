@@ -127,7 +127,7 @@ class _Scorer:
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-        self.model.eval()
+        self.model.eval()  # type: ignore[no-untyped-call]
         self.yes = self.tokenizer.convert_tokens_to_ids("yes")
         self.no = self.tokenizer.convert_tokens_to_ids("no")
         self.pad = self.tokenizer.pad_token_id or 0
