@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from qwen_rerank.exceptions import InvalidInputError
 
+# A str holding one of these code points cannot be encoded as UTF-8 (a lone UTF-16 surrogate).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(name: str, text: str) -> str:
+    """``text``, or InvalidInputError when it holds a lone surrogate, which no tokenizer or server accepts."""
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise InvalidInputError(
+            f"{name} holds a lone UTF-16 surrogate (U+{ord(found.group()):04X}) at position {found.start()}, "
+            "which is not valid Unicode text. Decode the source with errors='replace', or remove it."
+        )
+    return text
+
 
 def check_query(query: Any) -> str:
     if not isinstance(query, str):
         raise InvalidInputError(f"query must be a str, got {type(query).__name__}.")
-    return query
+    return check_text("query", query)
 
 
 def check_instruction(instruction: Any, default: str) -> str:
@@ -20,7 +35,7 @@ def check_instruction(instruction: Any, default: str) -> str:
         return default
     if not isinstance(instruction, str):
         raise InvalidInputError(f"instruction must be a str or None, got {type(instruction).__name__}.")
-    return instruction
+    return check_text("instruction", instruction)
 
 
 def check_documents(documents: Any) -> list[str]:
@@ -38,6 +53,7 @@ def check_documents(documents: Any) -> list[str]:
     for position, doc in enumerate(docs):
         if not isinstance(doc, str):
             raise InvalidInputError(f"documents[{position}] must be a str, got {type(doc).__name__}.")
+        check_text(f"documents[{position}]", doc)
     return docs
 
 

@@ -23,6 +23,13 @@ from qwen_rerank.results import RerankResult, check_scores, rank
 __all__ = ["Reranker"]
 
 
+def _distinct(documents: list[str]) -> tuple[list[str], list[int]]:
+    """The distinct documents in first-seen order, and where each input document is among them."""
+    first: dict[str, int] = {}
+    where = [first.setdefault(doc, len(first)) for doc in documents]
+    return list(first), where
+
+
 class Reranker(ABC):
     """Scores how well documents answer a query, with a Qwen3-Reranker model.
 
@@ -53,6 +60,17 @@ class Reranker(ABC):
             check_instruction(instruction, self.instruction),
         )
 
+    def _distinct_scores(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        """Checked scores, each distinct document scored once: identical documents tie exactly."""
+        distinct, where = _distinct(documents)
+        scores = check_scores(self._score(query, distinct, instruction), len(distinct))
+        return [scores[i] for i in where]
+
+    async def _adistinct_scores(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        distinct, where = _distinct(documents)
+        scores = check_scores(await self._ascore(query, distinct, instruction), len(distinct))
+        return [scores[i] for i in where]
+
     def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None) -> list[float]:
         """Relevance of each document to ``query``, in input order.
 
@@ -67,7 +85,7 @@ class Reranker(ABC):
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        return check_scores(self._score(q, docs, instr), len(docs))
+        return self._distinct_scores(q, docs, instr)
 
     async def ascore(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None
@@ -76,7 +94,7 @@ class Reranker(ABC):
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        return check_scores(await self._ascore(q, docs, instr), len(docs))
+        return await self._adistinct_scores(q, docs, instr)
 
     def rerank(
         self,
@@ -105,7 +123,7 @@ class Reranker(ABC):
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        scores = check_scores(self._score(q, docs, instr), len(docs))
+        scores = self._distinct_scores(q, docs, instr)
         return rank(docs, scores, top_n=n, score_threshold=threshold)
 
     async def arerank(
@@ -122,7 +140,7 @@ class Reranker(ABC):
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        scores = check_scores(await self._ascore(q, docs, instr), len(docs))
+        scores = await self._adistinct_scores(q, docs, instr)
         return rank(docs, scores, top_n=n, score_threshold=threshold)
 
     def close(self) -> None:  # noqa: B027 - a hook: most backends hold nothing to release

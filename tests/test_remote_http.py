@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from qwen_rerank import _http
+from qwen_rerank._dialects import DIALECTS, encode_body
 from qwen_rerank.exceptions import (
     APIStatusError,
     InvalidInputError,
@@ -72,9 +73,15 @@ def test_chunk_bounds(count: int, size: int, expected: list[tuple[int, int]]) ->
 
 
 def test_encode_body_omits_model_none_and_keeps_unicode() -> None:
-    body = json.loads(_http.encode_body("q", ["é", "<"], None, {"instruction": "i"}))
-    assert body == {"query": "q", "documents": ["é", "<"], "instruction": "i"}
-    assert json.loads(_http.encode_body("q", ["d"], "m", {}))["model"] == "m"
+    vllm = DIALECTS["vllm"]
+    body = json.loads(encode_body(vllm, "q", ["é", "<"], None, instruction="i"))
+    assert body == {
+        "query": "q",
+        "documents": ["é", "<"],
+        "instruction": "i",
+        "chat_template_kwargs": {"instruction": "i"},
+    }
+    assert json.loads(encode_body(vllm, "q", ["d"], "m"))["model"] == "m"
 
 
 # -- responses -----------------------------------------------------------------------------------
@@ -85,8 +92,12 @@ def _results(pairs: list[tuple[Any, Any]]) -> bytes:
 
 
 def test_parse_scores_maps_by_index() -> None:
-    assert _http.parse_scores(_results([(2, 0.9), (0, 0.1), (1, 0.5)]), 3, "http://h") == [0.1, 0.5, 0.9]
-    assert _http.parse_scores(_results([(0, 1), (1, 0)]), 2, "http://h") == [1.0, 0.0]
+    assert _http.parse_scores(_results([(2, 0.9), (0, 0.1), (1, 0.5)]), 3, "http://h").scores == [
+        0.1,
+        0.5,
+        0.9,
+    ]
+    assert _http.parse_scores(_results([(0, 1), (1, 0)]), 2, "http://h").scores == [1.0, 0.0]
 
 
 @pytest.mark.parametrize(
@@ -184,7 +195,7 @@ def drive(flow: _http.Flow, outcomes: list[Any]) -> tuple[list[Any], Any]:
             actions.append(action)
             action = flow.send(None if isinstance(action, _http.Sleep) else next(feed))
     except StopIteration as done:
-        return actions, done.value
+        return actions, done.value.scores
     except Exception as exc:
         return actions, exc
 

@@ -1,0 +1,157 @@
+"""The lifecycle of the remote backend's connections: shared by calls, safe to close at any time.
+
+- :class:`Shared`: one lazily made object (an ``httpx.Client``, a thread pool) used by many
+  calls at once. :meth:`Shared.close` during a call lets that call finish: the object is
+  closed after its last user lets go, and the next call makes a new one.
+- :class:`LoopClients`: one ``httpx.AsyncClient`` per live event loop (a client's
+  connections belong to the loop that opened them). Each is closed when its loop shuts
+  down (``asyncio.run`` and ``loop.shutdown_asyncgens()``), or at ``close()``/``aclose()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import httpx
+
+__all__ = ["LoopClients", "Shared"]
+
+T = TypeVar("T")
+
+
+class Shared(Generic[T]):
+    """One object made on first use and shared; closed once no call uses it any more."""
+
+    def __init__(self, make: Callable[[], T], close: Callable[[T], None]) -> None:
+        self._make, self._close = make, close
+        self._current: T | None = None
+        self._users: dict[int, int] = {}  # id(object) -> calls using it
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> T | None:
+        return self._current
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[T]:
+        with self._lock:
+            if self._current is None:
+                self._current = self._make()
+            obj = self._current
+            self._users[id(obj)] = self._users.get(id(obj), 0) + 1
+        try:
+            yield obj
+        finally:
+            with self._lock:
+                left = self._users.pop(id(obj)) - 1
+                if left:
+                    self._users[id(obj)] = left
+                retired = not left and obj is not self._current
+            if retired:
+                self._close(obj)
+
+    def close(self) -> None:
+        """Close the current object now, or after the calls that use it end."""
+        with self._lock:
+            obj, self._current = self._current, None
+            idle = obj is not None and id(obj) not in self._users
+        if idle and obj is not None:
+            self._close(obj)
+
+
+@dataclass(eq=False)
+class _Entry:
+    client: httpx.AsyncClient
+    loop: asyncio.AbstractEventLoop
+    closer: AsyncGenerator[None, None] | None = None
+    users: int = 0
+    retired: bool = False
+
+
+class LoopClients:
+    """An ``httpx.AsyncClient`` for each event loop that makes calls, closed with its loop."""
+
+    def __init__(self, make: Callable[[], httpx.AsyncClient]) -> None:
+        self._make = make
+        # Removed when its loop shuts down; an entry keeps its loop alive until then.
+        self._entries: dict[asyncio.AbstractEventLoop, _Entry] = {}
+        self._lock = threading.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[httpx.AsyncClient]:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._entries.get(loop)
+            if entry is None:
+                entry = self._entries[loop] = _Entry(self._make(), loop)
+                # The loop closes this generator at shutdown (asyncio.run does): its finally
+                # closes the client on the loop that owns its connections.
+                entry.closer = self._close_at_shutdown(entry)
+                started = entry.closer
+            else:
+                started = None
+            entry.users += 1
+        if started is not None:
+            await started.asend(None)
+        try:
+            yield entry.client
+        finally:
+            with self._lock:
+                entry.users -= 1
+                last = entry.retired and entry.users == 0
+            if last:
+                await self._shut(entry)
+
+    async def _close_at_shutdown(self, entry: _Entry) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._entries.get(entry.loop) is entry:
+                    del self._entries[entry.loop]
+            await entry.client.aclose()
+
+    @staticmethod
+    async def _shut(entry: _Entry) -> None:
+        if entry.closer is not None:
+            await entry.closer.aclose()
+        else:  # pragma: no cover - closed before its first use finished starting
+            await entry.client.aclose()
+
+    async def aclose_current(self) -> None:
+        """Close the running loop's client now, or after its calls in flight end."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._entries.pop(loop, None)
+            if entry is None:
+                return
+            entry.retired = True
+            idle = entry.users == 0
+        if idle:
+            await self._shut(entry)
+
+    def close(self) -> None:
+        """Close every loop's client on its own loop: soon if idle, else after its last call."""
+        with self._lock:
+            entries = list(self._entries.values())
+            self._entries.clear()
+            for entry in entries:
+                entry.retired = True
+            idle = [entry for entry in entries if entry.users == 0]
+        for entry in idle:
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile: nothing to close on
+                entry.loop.call_soon_threadsafe(self._spawn_shut, entry)
+
+    def _spawn_shut(self, entry: _Entry) -> None:
+        task = entry.loop.create_task(self._shut(entry))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
