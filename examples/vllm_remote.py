@@ -13,12 +13,20 @@ client wraps query and documents in the Qwen3-Reranker prompt itself (the
 default). If you started vLLM with ``--chat-template qwen3_reranker.jinja``,
 pass ``--server-template`` so the prompt is not wrapped twice. A server started
 with ``--api-key`` needs ``QWEN_RERANK_API_KEY`` set here.
+
+No GPU at hand? ``python examples/vllm_remote.py --tiny`` starts the fake vLLM server
+from ``qwen_rerank.testing`` on loopback, scoring with a tiny random model (built once,
+offline), and runs against it: the same HTTP, meaningless scores.
 """  # noqa: E501 - the serve command is quoted exactly, on one line
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -40,6 +48,18 @@ TEXTS = [
 ]
 
 
+@contextlib.contextmanager
+def tiny_server(model_path: str) -> Iterator[str]:
+    """A fake vLLM server on loopback scoring with the tiny random model; yields its URL."""
+    from qwen_rerank.testing import FakeVLLMServer, make_tiny_reranker
+
+    if not model_path:
+        folder = Path(tempfile.gettempdir()) / "qwen-rerank-tiny-example"
+        model_path = str(folder if (folder / "config.json").is_file() else make_tiny_reranker(folder))
+    with FakeVLLMServer(model_path) as server:
+        yield server.url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,9 +68,23 @@ def main() -> None:
     parser.add_argument("--model", help="model name to ask the server for (default: the one it serves)")
     parser.add_argument("--server-template", action="store_true", help="vLLM runs with --chat-template")
     parser.add_argument("--top-n", type=int, default=3, help="documents to keep after reranking")
+    parser.add_argument(
+        "--tiny",
+        nargs="?",
+        const="",
+        metavar="MODEL_DIR",
+        help="run offline against a fake vLLM server on a tiny random model (built if no folder is given)",
+    )
     args = parser.parse_args()
+    if args.tiny is None:
+        run(args, args.base_url)
+    else:
+        with tiny_server(args.tiny) as url:
+            run(args, url)
 
-    settings: dict[str, Any] = {"base_url": args.base_url, "top_n": args.top_n}
+
+def run(args: argparse.Namespace, base_url: str) -> None:
+    settings: dict[str, Any] = {"base_url": base_url, "top_n": args.top_n}
     if args.model:
         settings["model"] = args.model
     if args.server_template:

@@ -20,7 +20,7 @@ OFFLINE_ARGS = {
     "quickstart.py": lambda model, url: ["--tiny"],
     "langchain_rag.py": lambda model, url: ["--model", model, "--top-n", "3"],
     "llamaindex_query_engine.py": lambda model, url: ["--model", model, "--top-n", "3"],
-    "vllm_remote.py": lambda model, url: ["--base-url", url, "--top-n", "3"],
+    "vllm_remote.py": lambda model, url: ["--tiny", model, "--top-n", "3"],
 }
 
 # A ranked line as the examples print it: "1. 0.1234  text" (quickstart adds the "[index]").
@@ -47,10 +47,11 @@ def test_every_example_is_covered() -> None:
     assert not missing, f"add offline arguments for {missing} to OFFLINE_ARGS so they are run"
 
 
-def launch(script: str, model: str, url: str) -> subprocess.Popen[str]:
+def launch(script: str, model: str, url: str, args: list[str] | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "PYTHONPATH": str(ROOT)}
+    args = OFFLINE_ARGS[script](model, url) if args is None else args
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / script), *OFFLINE_ARGS[script](model, url)],
+        [sys.executable, str(ROOT / "examples" / script), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -62,7 +63,7 @@ def launch(script: str, model: str, url: str) -> subprocess.Popen[str]:
 @pytest.fixture(scope="module")
 def local_runs(tiny_model_path: Path) -> Iterator[dict[str, subprocess.Popen[str]]]:
     """The examples that load a model, all started at once: most of their time is imports."""
-    scripts = [s for s in EXAMPLES if s in OFFLINE_ARGS and s != "vllm_remote.py"]
+    scripts = [s for s in EXAMPLES if s in OFFLINE_ARGS]
     runs = {script: launch(script, str(tiny_model_path), "") for script in scripts}
     yield runs
     for run in runs.values():
@@ -90,7 +91,7 @@ def check_output(script: str, run: subprocess.Popen[str]) -> str:
     return stdout
 
 
-@pytest.mark.parametrize("script", [s for s in EXAMPLES if s != "vllm_remote.py"])
+@pytest.mark.parametrize("script", EXAMPLES)
 def test_example_runs_offline(script: str, local_runs: dict[str, subprocess.Popen[str]]) -> None:
     if script not in local_runs:
         pytest.fail(f"examples/{script} has no entry in OFFLINE_ARGS")
@@ -98,5 +99,6 @@ def test_example_runs_offline(script: str, local_runs: dict[str, subprocess.Pope
 
 
 def test_vllm_remote_example_runs_against_the_fake_server(fake_vllm: Any) -> None:
-    check_output("vllm_remote.py", launch("vllm_remote.py", "", fake_vllm.url))
+    run = launch("vllm_remote.py", "", "", args=["--base-url", fake_vllm.url, "--top-n", "3"])
+    check_output("vllm_remote.py", run)
     assert len(fake_vllm.rerank_requests) == 2  # LangChain, then LlamaIndex, over HTTP

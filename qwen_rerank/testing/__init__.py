@@ -24,8 +24,9 @@ from pathlib import Path
 
 from qwen_rerank._imports import require
 from qwen_rerank.exceptions import MissingDependencyError
+from qwen_rerank.testing.fake_vllm import FakeVLLMServer
 
-__all__ = ["make_tiny_reranker", "tokenizer_files_dir"]
+__all__ = ["FakeVLLMServer", "make_tiny_reranker", "tokenizer_files_dir"]
 
 QWEN3_VOCAB_SIZE = 151669
 

@@ -1,31 +1,44 @@
-"""A fake vLLM server on loopback: real HTTP, vLLM's /v1/rerank shapes, and faults on demand.
+"""A fake rerank server on loopback: real HTTP, vLLM's, SGLang's and Cohere's shapes, faults on demand.
 
-It speaks what ``vllm serve Qwen/Qwen3-Reranker-* --runner pooling --hf_overrides ...``
-speaks, and shares no code with qwen_rerank on purpose:
+Use it to test an application against a server that behaves like ``vllm serve
+Qwen/Qwen3-Reranker-* --runner pooling --hf_overrides ...``, and that misbehaves when asked,
+without a GPU::
 
-- ``POST /v1/rerank`` (also ``/rerank``): ``{"model"?, "query", "documents", "top_n"?,
-  "instruction"?, "chat_template_kwargs"?, "max_tokens_per_doc"?}`` answered with
-  ``{"id", "model", "usage", "results": [{"index", "document": {"text"}, "relevance_score"}]}``,
-  results sorted by score, highest first.
-- Without a score template (the default, like vLLM started without ``--chat-template``) a pair
-  is scored from the plain concatenation ``query + document``, tokenized by the full tokenizer
-  (so ``<|im_end|>`` in text becomes the control token, as in vLLM). With ``template=True`` it
-  renders the Qwen3 reranker template around the raw query and document, taking the instruction
-  from ``instruction``, then ``chat_template_kwargs["instruction"]``, then the default.
-- ``GET /v1/models``, ``GET /health``, and ``GET /stats`` (connection and request counts).
+    from qwen_rerank import VLLMReranker
+    from qwen_rerank.testing import FakeVLLMServer, make_tiny_reranker
+
+    with FakeVLLMServer(str(make_tiny_reranker("/tmp/tiny"))) as server:
+        reranker = VLLMReranker(server.url)
+        reranker.score("what is a panda?", ["A bear.", "A city."])
+        server.add_fault("status", status=503, times=2)   # the next 2 rerank calls fail
+        server.requests                    # recorded RecordedRequest(method, path, headers, body)
+
+Or from a shell: ``python -m qwen_rerank.testing.fake_vllm [--model PATH] [--api sglang]``
+prints the URL and serves until Ctrl-C (without ``--model`` it builds the tiny model once).
+
+It shares no code with qwen_rerank on purpose. ``api`` picks the wire format, served at
+``/rerank``, ``/v1/rerank`` and ``/v2/rerank`` alike:
+
+- ``"vllm"``: ``{"model"?, "query", "documents", "top_n"?, "instruction"?,
+  "chat_template_kwargs"?, "max_tokens_per_doc"?}`` answered with ``{"id", "model",
+  "usage", "results": [{"index", "document": {"text"}, "relevance_score"}]}``.
+- ``"sglang"``: ``{"query", "documents", "instruct"?, "top_n"?, "return_documents"?}``
+  answered with a bare list ``[{"score", "index", "document"?, "meta_info"}]``
+  (``meta_info.prompt_tokens`` per document); a ``model`` field is ignored.
+- ``"cohere"``: ``{"model", "query", "documents", "top_n"?}`` (model required) answered
+  with ``{"id", "results": [{"index", "relevance_score"}], "meta": {"tokens": ...}}``.
+
+Results are sorted by score, highest first. Without a score template (the default, like
+vLLM started without ``--chat-template``) a pair is scored from the plain concatenation
+``query + document``, tokenized by the full tokenizer (so ``<|im_end|>`` in text becomes
+the control token, as in vLLM). With ``template=True`` it renders the Qwen3 reranker
+template around the raw query and document, with the dialect's instruction field (or the
+default). A prompt longer than ``max_model_len`` tokens is refused with vLLM's HTTP 400.
+``GET /v1/models``, ``GET /health`` and ``GET /stats`` answer too.
 
 Scores come from the tiny model through transformers (softmax over the "no"/"yes" logits at
 the last position); with ``model_path=None`` the server answers at once with a fake,
 deterministic score per pair (for benchmarks of the client alone).
-
-Use it from tests through the fixtures in ``tests/conftest.py``::
-
-    def test_something(fake_vllm):
-        fake_vllm.url                      # "http://127.0.0.1:PORT"
-        fake_vllm.add_fault("status", status=503, times=2)   # the next 2 rerank calls fail
-        ...
-        fake_vllm.requests                 # recorded RecordedRequest(path, headers, body)
-        fake_vllm.connections              # TCP connections accepted so far
 
 Faults apply to rerank requests, in the order they were added; ``times`` says how many
 requests each one hits. Kinds:
@@ -37,6 +50,8 @@ requests each one hits. Kinds:
                     ``"string"`` (``{"error": "..."}``) or ``"text"`` (plain text);
                     ``message``; optional ``retry_after`` header value
 ``echo_auth``       400 whose message repeats the request's Authorization header
+``echo_headers``    a normal answer with the Authorization header echoed in a
+                    response header (``X-Echo-Authorization``)
 ``garbage``         200 with a body that is not JSON
 ``json``            200 with ``body`` (any JSON value) as the whole response
 ``shuffle``         results in a random order instead of by score
@@ -46,18 +61,26 @@ requests each one hits. Kinds:
 ``bad_index``       one index out of range (``len(documents)``)
 ``nan_score``       one score NaN
 ``string_score``    one score sent as a JSON string
+``constant``        every score equal to ``value`` (default 0.5), a known server bug
 ``drop``            close the connection without sending any response
+``trickle``         200 headers, then a ``size``-byte body ``chunk`` bytes every
+                    ``interval`` seconds
+``break_body``      200 headers, part of the body, then the connection closes
+``gzip_bomb``       200 with ``Content-Encoding: gzip``: ``size`` zero bytes
+                    (default 200 MB) compressed to about 0.1% of that
+``huge``            200 with a JSON body of ``size`` bytes (default 64 MB)
+``deep_json``       200 with ``depth`` nested JSON arrays (default 100,000)
 ==================  =============================================================
-
-Run ``python -m qwen_rerank.testing.fake_vllm --instant`` to serve in the foreground; it prints the URL.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
+import os
 import random
 import socket
 import threading
@@ -66,6 +89,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 __all__ = ["FakeVLLMServer", "Fault", "RecordedRequest", "closed_port_url"]
@@ -98,8 +122,16 @@ FAULT_KINDS = frozenset(
         "nan_score",
         "string_score",
         "drop",
+        "trickle",
+        "break_body",
+        "gzip_bomb",
+        "huge",
+        "deep_json",
+        "echo_headers",
+        "constant",
     }
 )
+APIS = frozenset({"vllm", "sglang", "cohere"})
 
 
 @dataclass
@@ -153,7 +185,24 @@ class _Scorer:
 
 
 class FakeVLLMServer:
-    """A vLLM look-alike on 127.0.0.1 in a background thread. See the module docstring."""
+    """A rerank server look-alike on 127.0.0.1, served from a background thread.
+
+    Args:
+        model_path: Checkpoint folder to score with (e.g. from ``make_tiny_reranker``);
+            ``None`` answers at once with deterministic fake scores.
+        served_model_name: The model name it serves; another ``model`` gets HTTP 404.
+        template: Emulate ``--chat-template qwen3_reranker.jinja`` (the server wraps
+            query and document in the Qwen3 prompt).
+        max_model_len: Longest prompt, in tokens; longer ones get vLLM's HTTP 400.
+        api_key: When set, rerank requests without ``Authorization: Bearer <key>`` get 401.
+        legacy_usage: Report only ``usage.total_tokens``, as older vLLM did.
+        api: ``"vllm"``, ``"sglang"`` or ``"cohere"``: the wire format (module docstring).
+        port: Port on 127.0.0.1; 0 picks a free one (see :attr:`url`).
+
+    Use it as a context manager (``with FakeVLLMServer(...) as server:``), or call
+    :meth:`start` and :meth:`stop`. :meth:`add_fault` makes the next rerank requests
+    misbehave; :attr:`requests` records what arrived; :meth:`reset` forgets both.
+    """
 
     def __init__(
         self,
@@ -164,11 +213,15 @@ class FakeVLLMServer:
         max_model_len: int = 40960,
         api_key: str | None = None,
         legacy_usage: bool = False,
+        api: str = "vllm",
         port: int = 0,
     ) -> None:
+        if api not in APIS:
+            raise ValueError(f"api must be one of {sorted(APIS)}, got {api!r}")
+        self.api = self._default_api = api
         self.served_model_name = served_model_name
         self.template = template
-        self.max_model_len = max_model_len
+        self.max_model_len = self._default_max_model_len = max_model_len
         self.api_key = api_key
         self.legacy_usage = legacy_usage
         self._scorer = _Scorer(model_path) if model_path is not None else None
@@ -223,6 +276,8 @@ class FakeVLLMServer:
         self.template = False
         self.api_key = None
         self.legacy_usage = False
+        self.max_model_len = self._default_max_model_len
+        self.api = self._default_api
 
     @property
     def rerank_requests(self) -> list[RecordedRequest]:
@@ -257,17 +312,24 @@ class FakeVLLMServer:
         if not self.template:
             return query + document
         kwargs = body.get("chat_template_kwargs") or {}
-        instruction = body.get("instruction") or kwargs.get("instruction") or _DEFAULT_INSTRUCTION
+        if self.api == "sglang":
+            instruction = body.get("instruct") or _DEFAULT_INSTRUCTION
+        elif self.api == "cohere":
+            instruction = _DEFAULT_INSTRUCTION
+        else:
+            instruction = body.get("instruction") or kwargs.get("instruction") or _DEFAULT_INSTRUCTION
         return _TEMPLATE.format(instruction=instruction, query=query, document=document)
 
     def rerank(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         query, documents = body.get("query"), body.get("documents")
         if not isinstance(query, str) or not isinstance(documents, list) or not documents:
             return 400, _error_body("query must be a string and documents a non-empty list", "error")
-        model = body.get("model")
+        model = body.get("model") if self.api != "sglang" else None  # SGLang ignores it
+        if self.api == "cohere" and model is None:
+            return 400, _error_body("model is required", "error")
         if model is not None and model != self.served_model_name:
             return 404, _error_body(f"The model `{model}` does not exist.", "error", code=404)
-        max_doc = body.get("max_tokens_per_doc") or 0
+        max_doc = (body.get("max_tokens_per_doc") or 0) if self.api == "vllm" else 0
         prompts: list[list[int]] = []
         texts: list[str] = []
         for doc in documents:
@@ -288,16 +350,23 @@ class FakeVLLMServer:
                 prompts.append(ids)
         if self._scorer is not None:
             scores = self._scorer.score(prompts)
-            tokens = sum(len(p) for p in prompts)
+            counts = [len(p) for p in prompts]
         else:
             scores = [zlib.crc32(t.encode()) / 2**32 for t in texts]
-            tokens = sum(len(t) for t in texts) // 4
+            counts = [len(t) // 4 for t in texts]
+        tokens = sum(counts)
         order = sorted(range(len(documents)), key=lambda i: -scores[i])
         top_n = body.get("top_n") or 0
         if top_n > 0:
             order = order[:top_n]
         results = [
-            {"index": i, "document": {"text": documents[i]}, "relevance_score": scores[i]} for i in order
+            {
+                "index": i,
+                "document": {"text": documents[i]},
+                "relevance_score": scores[i],
+                "_tokens": counts[i],
+            }
+            for i in order
         ]
         usage: dict[str, int] = {"total_tokens": tokens}
         if not self.legacy_usage:
@@ -307,6 +376,33 @@ class FakeVLLMServer:
             "model": self.served_model_name,
             "usage": usage,
             "results": results,
+        }
+
+    def shape(self, response: dict[str, Any], body: dict[str, Any]) -> Any:
+        """A vLLM-shaped 200 response in this server's dialect."""
+        results = response["results"]
+        tokens = [r.pop("_tokens", 0) for r in results]
+        if self.api == "vllm":
+            return response
+        if self.api == "sglang":
+            keep_text = body.get("return_documents", True)
+            return [
+                {
+                    "score": r["relevance_score"],
+                    "index": r["index"],
+                    **({"document": r["document"]["text"]} if keep_text else {}),
+                    "meta_info": {"id": uuid.uuid4().hex, "prompt_tokens": n, "finish_reason": None},
+                }
+                for r, n in zip(results, tokens, strict=True)
+            ]
+        return {
+            "id": response["id"],
+            "results": [{"index": r["index"], "relevance_score": r["relevance_score"]} for r in results],
+            "meta": {
+                "api_version": {"version": "2"},
+                "billed_units": {"search_units": 1},
+                "tokens": {"input_tokens": sum(tokens), "output_tokens": 0},
+            },
         }
 
 
@@ -325,7 +421,7 @@ def _error_body(message: str, shape: str, *, code: int = 400, kind: str = "BadRe
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def _corrupt(kind: str, response: dict[str, Any], rng: random.Random) -> None:
+def _corrupt(kind: str, params: dict[str, Any], response: dict[str, Any], rng: random.Random) -> None:
     results: list[dict[str, Any]] = response["results"]
     n = len(results)
     if kind == "shuffle":
@@ -345,6 +441,9 @@ def _corrupt(kind: str, response: dict[str, Any], rng: random.Random) -> None:
     elif kind == "string_score":
         r = results[rng.randrange(n)]
         r["relevance_score"] = str(r["relevance_score"])
+    elif kind == "constant":
+        for r in results:
+            r["relevance_score"] = float(params.get("value", 0.5))
 
 
 def _make_handler(server: FakeVLLMServer) -> type[BaseHTTPRequestHandler]:
@@ -423,9 +522,12 @@ def _make_handler(server: FakeVLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._send(400, _error_body("body must be a JSON object", "error"))
                 return
             status, response = server.rerank(body)
+            headers: dict[str, str] = {}
             if fault is not None and status == 200:
-                _corrupt(fault.kind, response, rng)
-            self._send(status, response)
+                _corrupt(fault.kind, fault.params, response, rng)
+                if fault.kind == "echo_headers":
+                    headers = {"X-Echo-Authorization": str(self.headers.get("Authorization"))}
+            self._send(status, server.shape(response, body) if status == 200 else response, headers)
 
         def _apply_fault(self, fault: Fault) -> bool:
             """Act out ``fault``; True when the response has been sent (or dropped)."""
@@ -455,9 +557,88 @@ def _make_handler(server: FakeVLLMServer) -> type[BaseHTTPRequestHandler]:
             if fault.kind == "json":
                 self._send(200, p.get("body"))
                 return True
+            if fault.kind in _RAW_FAULTS:
+                _RAW_FAULTS[fault.kind](self, p)
+                return True
             return False
 
+        def raw(self, status: int, headers: dict[str, str], chunks: Any, *, interval: float = 0.0) -> None:
+            """Send a status line and headers, then each chunk of ``chunks``, ``interval`` s apart."""
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                if interval:
+                    time.sleep(interval)
+
     return Handler
+
+
+# Faults that write the response themselves, byte by byte: fn(handler, params).
+def _trickle(handler: Any, p: dict[str, Any]) -> None:
+    body = b'{"results": []}' + b" " * int(p.get("size", 4096))
+    step = int(p.get("chunk", 1))
+    chunks = (body[i : i + step] for i in range(0, len(body), step))
+    handler.raw(
+        200,
+        {"Content-Type": "application/json", "Content-Length": str(len(body))},
+        chunks,
+        interval=float(p.get("interval", 0.1)),
+    )
+
+
+def _break_body(handler: Any, p: dict[str, Any]) -> None:
+    body = b'{"results": [{"index": 0, "relevance_score": 0.5}]}'
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body) + 1000)}
+    handler.raw(200, headers, [body[:20]])
+    handler.close_connection = True
+    handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+@functools.lru_cache(maxsize=4)
+def _gzip_of_zeros(size: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b"\0" * (1 << 20)
+    parts = [packer.compress(block[: min(len(block), size - done)]) for done in range(0, size, len(block))]
+    return b"".join([*parts, packer.flush()])
+
+
+def _gzip_bomb(handler: Any, p: dict[str, Any]) -> None:
+    body = _gzip_of_zeros(int(p.get("size", 200 << 20)))
+    headers = {
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+        "Content-Length": str(len(body)),
+    }
+    step = 16384
+    handler.raw(200, headers, (body[i : i + step] for i in range(0, len(body), step)))
+
+
+def _huge(handler: Any, p: dict[str, Any]) -> None:
+    size, step = int(p.get("size", 64 << 20)), 1 << 16
+    head, tail = b'{"results": [], "padding": "', b'"}'
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(head) + size + len(tail))}
+    filler = b"x" * step
+    chunks = [head, *(filler[: min(step, size - done)] for done in range(0, size, step)), tail]
+    with contextlib.suppress(OSError):  # the client stops reading: that is the point
+        handler.raw(200, headers, chunks)
+
+
+def _deep_json(handler: Any, p: dict[str, Any]) -> None:
+    depth = int(p.get("depth", 100_000))
+    body = b"[" * depth + b"]" * depth
+    handler.raw(200, {"Content-Type": "application/json", "Content-Length": str(len(body))}, [body])
+
+
+_RAW_FAULTS = {
+    "trickle": _trickle,
+    "break_body": _break_body,
+    "gzip_bomb": _gzip_bomb,
+    "huge": _huge,
+    "deep_json": _deep_json,
+}
 
 
 def closed_port_url() -> str:
@@ -469,22 +650,41 @@ def closed_port_url() -> str:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    server = FakeVLLMServer(None if args.instant else args.model, template=args.template, port=args.port)
+    model = None if args.instant else (args.model or _tiny_model())
+    server = FakeVLLMServer(
+        model, template=args.template, api=args.api, max_model_len=args.max_model_len, port=args.port
+    )
     print(server.url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server._httpd.serve_forever()
 
 
+def _tiny_model() -> str:
+    """The tiny random model, built once per user by :func:`make_tiny_reranker`."""
+    import inspect
+    import tempfile
+
+    from qwen_rerank.testing import make_tiny_reranker
+
+    if inspect.signature(make_tiny_reranker).parameters["path"].default is inspect.Parameter.empty:
+        folder = (
+            Path(tempfile.gettempdir()) / f"qwen-rerank-tiny-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        )
+        if not (folder / "config.json").is_file():
+            make_tiny_reranker(folder)
+        return str(folder)
+    return str(make_tiny_reranker())  # type: ignore[call-arg, unused-ignore]
+
+
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--model", help="checkpoint folder to score with (e.g. the tiny model)")
+    parser.add_argument("--model", help="checkpoint folder to score with (default: the tiny random model)")
     parser.add_argument("--instant", action="store_true", help="answer at once with fake scores")
     parser.add_argument("--template", action="store_true", help="emulate --chat-template qwen3_reranker")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args(argv)
-    if not args.instant and not args.model:
-        parser.error("give --model PATH or --instant")
-    return args
+    parser.add_argument("--api", choices=sorted(APIS), default="vllm", help="wire format (default: vllm)")
+    parser.add_argument("--max-model-len", type=int, default=40960, help="longest prompt accepted, tokens")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
