@@ -42,6 +42,8 @@ DOCS = [
 ]
 INSTRUCTION = "Given a question about animals, retrieve the passage that answers it"
 SECRET = "sk-test-0123456789abcdef"
+SERVED = "Qwen/Qwen3-Reranker-0.6B"  # the name the fake server serves
+VLLM_ONLY = pytest.mark.parametrize("api", ["vllm"])  # checks of vLLM's own request fields
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -56,13 +58,24 @@ def call(reranker: VLLMReranker, mode: str, method: str, *args: Any, **kwargs: A
     return asyncio.run(getattr(reranker, "a" + method)(*args, **kwargs))
 
 
+@pytest.fixture(params=["vllm", "sglang", "cohere"])
+def api(request: pytest.FixtureRequest) -> str:
+    """The wire format: the fake server (when the test uses it) and the rerankers speak it."""
+    if "fake_vllm" in request.fixturenames:
+        request.getfixturevalue("fake_vllm").api = request.param
+    return str(request.param)
+
+
 @pytest.fixture
-def make() -> Iterator[Callable[..., VLLMReranker]]:
-    """Build VLLMRerankers with millisecond backoff; all are closed after the test."""
+def make(api: str) -> Iterator[Callable[..., VLLMReranker]]:
+    """Build VLLMRerankers speaking ``api``, with millisecond backoff; all are closed after the test."""
     made: list[VLLMReranker] = []
 
     def build(base_url: Any, **options: Any) -> VLLMReranker:
         options.setdefault("retry_backoff", 0.001)
+        options.setdefault("api", api)
+        if api == "cohere":
+            options.setdefault("model", SERVED)
         reranker = VLLMReranker(base_url, **options)
         made.append(reranker)
         return reranker
@@ -77,14 +90,15 @@ def close_to(a: list[float], b: list[float], tol: float = 1e-4) -> bool:
 
 
 # -- exactness -------------------------------------------------------------------------------
-def test_client_template_scores_equal_local(fake_vllm, make, tiny_reranker, mode) -> None:  # type: ignore[no-untyped-def]
+def test_client_template_scores_equal_local(fake_vllm, make, tiny_reranker, mode, api) -> None:  # type: ignore[no-untyped-def]
     reranker = make(fake_vllm.url)
     assert close_to(call(reranker, mode, "score", QUERY, DOCS), tiny_reranker.score(QUERY, DOCS))
     custom = call(reranker, mode, "score", QUERY, DOCS, instruction=INSTRUCTION)
     assert close_to(custom, tiny_reranker.score(QUERY, DOCS, instruction=INSTRUCTION))
     body = fake_vllm.rerank_requests[0].body
     assert body["query"].endswith(f"<Query>: {QUERY}\n") and body["documents"][0].endswith(SUFFIX)
-    assert "model" not in body  # model=None lets the server use the model it serves
+    # model=None lets the server use the model it serves; Cohere's API needs one.
+    assert body.get("model") == (SERVED if api == "cohere" else None)
 
 
 def test_rerank_matches_local_order_and_top_n(fake_vllm, make, tiny_reranker, mode) -> None:  # type: ignore[no-untyped-def]
@@ -105,6 +119,7 @@ def test_rerank_matches_local_order_and_top_n(fake_vllm, make, tiny_reranker, mo
     assert len(fake_vllm.rerank_requests) == sent  # an empty list never reaches the server
 
 
+@VLLM_ONLY
 def test_server_template_sends_raw_text_and_instruction(fake_vllm, make, tiny_reranker, mode) -> None:  # type: ignore[no-untyped-def]
     fake_vllm.template = True
     reranker = make(fake_vllm.url, template="server", instruction=INSTRUCTION, max_tokens_per_doc=4096)
@@ -275,8 +290,8 @@ def test_fails_over_from_a_replica_that_is_down(
     assert len(fake_vllm.rerank_requests) == 4
 
 
-def test_requests_spread_over_replicas(make) -> None:  # type: ignore[no-untyped-def]
-    with FakeVLLMServer(None) as a, FakeVLLMServer(None) as b:
+def test_requests_spread_over_replicas(make, api) -> None:  # type: ignore[no-untyped-def]
+    with FakeVLLMServer(None, api=api) as a, FakeVLLMServer(None, api=api) as b:
         reranker = make([a.url, b.url], max_documents_per_request=2)
         reranker.score(QUERY, DOCS[:4])  # two sub-requests, one per replica
         assert len(a.rerank_requests) == len(b.rerank_requests) == 1
@@ -339,6 +354,7 @@ def test_error_status_carries_server_message_and_code(fake_vllm, make, shape: st
     assert len(fake_vllm.rerank_requests) == 1  # plain 4xx: no retry
 
 
+@pytest.mark.parametrize("api", ["vllm", "cohere"])  # SGLang ignores the model name
 def test_unknown_model_is_a_404_with_a_hint(fake_vllm, make) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(APIStatusError, match=r"does not exist.*model=") as info:
         make(fake_vllm.url, model="no-such-model").score(QUERY, DOCS)
@@ -392,8 +408,8 @@ def test_timeout_is_raised_not_retried(fake_vllm, make, mode) -> None:  # type: 
     ("kind", "params", "match"),
     [
         ("garbage", {}, "HTTP 200 with a body that is not JSON: '<html>502"),
-        ("json", {"body": {"data": []}}, "without a 'results' list"),
-        ("json", {"body": [1, 2]}, "without a 'results' list"),
+        ("json", {"body": {"data": []}}, "without a 'results' list|without a bare list"),
+        ("json", {"body": [1, 2]}, "without a 'results' list|index None"),
         ("drop_index", {}, "missing indices"),
         ("duplicate_index", {}, "twice"),
         ("bad_index", {}, r"outside range\(6\)"),  # 7 documents, 6 distinct
@@ -408,6 +424,7 @@ def test_malformed_responses(fake_vllm, make, kind: str, params: dict[str, Any],
     assert len(fake_vllm.rerank_requests) == 1
 
 
+@pytest.mark.parametrize("api", ["vllm", "cohere"])  # the body below is in their shape
 def test_scores_outside_unit_interval_are_malformed(fake_vllm, make) -> None:  # type: ignore[no-untyped-def]
     body = {"results": [{"index": 0, "document": {"text": "x"}, "relevance_score": 3.2}]}
     fake_vllm.add_fault("json", body=body)
@@ -438,10 +455,58 @@ def test_legacy_usage_shape_is_accepted(fake_vllm, make, tiny_reranker) -> None:
 
 
 # -- construction, clients, lifecycle ------------------------------------------------------------
-@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/", "/v1/rerank"])
-def test_base_url_forms_post_to_v1_rerank(fake_vllm, make, suffix: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/", "/v1/rerank", "/rerank", "/v2/rerank/"])
+def test_base_url_forms_post_to_the_rerank_path(fake_vllm, make, suffix: str, api) -> None:  # type: ignore[no-untyped-def]
     make(fake_vllm.url + suffix).score(QUERY, DOCS[:1])
-    assert fake_vllm.requests[-1].path == "/v1/rerank"
+    default = "/v2/rerank" if api == "cohere" else "/v1/rerank"
+    assert fake_vllm.requests[-1].path == (suffix.rstrip("/") if "rerank" in suffix else default)
+
+
+@pytest.mark.parametrize("suffix", ["/v1/score", "/v1/chat/completions", "/v1/embeddings", "/score/"])
+def test_base_url_of_another_endpoint_is_refused(suffix: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"not a rerank endpoint.*/v1/rerank, /v2/rerank, /rerank"):
+        VLLMReranker("http://h:8000" + suffix)
+
+
+def test_server_template_sends_each_dialects_instruction_field(fake_vllm, make, tiny_reranker, api) -> None:  # type: ignore[no-untyped-def]
+    fake_vllm.template = True
+    expected = tiny_reranker.score(QUERY, DOCS)
+    assert close_to(make(fake_vllm.url, template="server").score(QUERY, DOCS), expected)
+    body = fake_vllm.rerank_requests[-1].body
+    sent = {k for k in body if k not in ("query", "documents")}
+    assert (
+        sent
+        == {
+            "vllm": {"instruction", "chat_template_kwargs"},
+            "sglang": {"instruct", "return_documents"},
+            "cohere": {"model", "top_n"},
+        }[api]
+    )
+    custom = make(fake_vllm.url, template="server", instruction=INSTRUCTION)
+    if api == "cohere":  # Cohere's request has no instruction: refused, never dropped
+        with pytest.raises(InvalidInputError, match="no instruction field"):
+            custom.score(QUERY, DOCS)
+    else:
+        assert close_to(custom.score(QUERY, DOCS), tiny_reranker.score(QUERY, DOCS, instruction=INSTRUCTION))
+
+
+def test_usage_is_summed_over_sub_requests(fake_vllm, make, mode, api) -> None:  # type: ignore[no-untyped-def]
+    reranker = make(fake_vllm.url, max_documents_per_request=2)
+    assert reranker.last_usage is None
+
+    async def in_one_task() -> Any:
+        await reranker.ascore(QUERY, DOCS)
+        return reranker.last_usage
+
+    usage = (
+        reranker.score(QUERY, DOCS) and reranker.last_usage if mode == "sync" else asyncio.run(in_one_task())
+    )
+    per_request = [r.body for r in fake_vllm.rerank_requests]
+    assert len(per_request) == 3 and usage is not None
+    assert usage.prompt_tokens == usage.total_tokens and usage.prompt_tokens > 0
+    one = make(fake_vllm.url)
+    one.score(QUERY, DOCS)
+    assert one.last_usage == usage  # the same prompts, in one request: the same tokens
 
 
 @pytest.mark.parametrize(
