@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
     demo.set_defaults(handler=_run_demo)
+
+    from qwen_rerank.check import add_check_command  # imports the remote backend only
+
+    add_check_command(commands)
     return parser
 
 
