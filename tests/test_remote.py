@@ -30,6 +30,8 @@ from qwen_rerank import (
 from qwen_rerank.prompt import SUFFIX
 from qwen_rerank.testing.fake_vllm import FakeVLLMServer
 
+pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
+
 QUERY = "what is a giant panda?"
 DOCS = [
     "The giant panda is a bear species endemic to China.",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import gzip
 import json
 import time
 from pathlib import Path
@@ -12,7 +14,8 @@ import httpx
 import pytest
 
 from qwen_rerank import _http
-from qwen_rerank._dialects import DIALECTS, encode_body
+from qwen_rerank._dialects import DIALECTS, Usage, encode_body
+from qwen_rerank._secrets import Redactor, check_api_key, split_userinfo
 from qwen_rerank.exceptions import (
     APIStatusError,
     InvalidInputError,
@@ -28,6 +31,8 @@ from qwen_rerank.prompt import (
     split_prompt,
     split_prompts,
 )
+
+pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
 
 # -- URLs and bodies -----------------------------------------------------------------------------
@@ -316,3 +321,99 @@ def test_truncate_documents_for_the_server_template(prompt_tokenizer: PromptToke
         assert tokenizer(format_prompt("what?", doc, DEFAULT_INSTRUCTION))["input_ids"] == ids
     with pytest.raises(InvalidInputError, match="no document text fits"):
         prompt_tokenizer.truncate_documents("long " * 100, docs, DEFAULT_INSTRUCTION, 100)
+
+
+# -- secrets, caps, deadlines and dialects, as pure functions ---------------------------------------
+def test_redactor_hides_every_fragment_of_six_or_more() -> None:
+    redact = Redactor(["sk-0123456789"])
+    assert redact("key sk-0123456789 and sk-01 and 456789!") == "key *** and sk-01 and ***!"
+    assert redact("nothing here") == "nothing here"
+    assert Redactor(["pw"])("a pw b") == "a *** b"  # a secret shorter than 6 is hidden whole
+    assert not Redactor([]) and Redactor([])("sk-0123456789") == "sk-0123456789"
+
+
+def test_split_userinfo_moves_credentials_to_basic_auth() -> None:
+    url, auth, secrets = split_userinfo("http://al%40ice:p%3Ass@h:1/v1")
+    assert url == "http://h:1/v1" and auth == "Basic " + base64.b64encode(b"al@ice:p:ss").decode()
+    assert secrets == ["p:ss", auth.removeprefix("Basic ")]
+    assert split_userinfo("http://h:1") == ("http://h:1", None, [])
+
+
+@pytest.mark.parametrize("key", ["a\nb", "ké", "a b", "\x7f"])
+def test_check_api_key_refuses_what_a_header_cannot_carry(key: str) -> None:
+    with pytest.raises(InvalidInputError, match="position") as info:
+        check_api_key(key)
+    assert key not in str(info.value)
+    assert check_api_key("") is None and check_api_key("sk-ok_1.2") == "sk-ok_1.2"
+
+
+def test_body_reader_stops_a_gzip_bomb_at_the_limit() -> None:
+    bomb = gzip.compress(b"\0" * (50 << 20))
+    reader = _http.BodyReader(1 << 20, "gzip", "http://h")
+    with pytest.raises(MalformedResponseError, match="larger than 1,048,576 bytes"):
+        for i in range(0, len(bomb), 4096):
+            reader.feed(bomb[i : i + 4096])
+    small = _http.BodyReader(100, "gzip", "http://h")
+    small.feed(gzip.compress(b'{"results": []}'))
+    assert small.content() == b'{"results": []}'
+    with pytest.raises(MalformedResponseError, match="'br'"):
+        _http.BodyReader(100, "br", "http://h")
+
+
+def test_deep_json_is_malformed() -> None:
+    with pytest.raises(MalformedResponseError, match="nested too deeply"):
+        _http.parse_scores(b"[" * 100_000 + b"]" * 100_000, 1, "http://h")
+
+
+def test_flow_stops_at_the_deadline_instead_of_sleeping_past_it() -> None:
+    now = [0.0]
+    busy = _http.Reply(503, b"{}")
+    flow = _http.request_flow(
+        _http.Replicas(["http://a"]), policy(retries=9), 1, budget=5.0, deadline_at=0.3, clock=lambda: now[0]
+    )
+    actions, error = drive(flow, [busy] * 10)
+    assert actions[0] == _http.Send("http://a", 0.3)  # the attempt gets what is left, not all 5 s
+    assert isinstance(error, RemoteTimeoutError) and "deadline" in str(error)
+    assert isinstance(error.__cause__, APIStatusError)
+    assert sum(a.seconds for a in actions if isinstance(a, _http.Sleep)) < 0.3
+
+
+def test_flow_does_not_retry_a_broken_body_or_a_slow_attempt() -> None:
+    broken = _http.BodyBroken(200, 17, httpx.ReadError("reset", request=REQUEST))
+    actions, error = drive(_http.request_flow(_http.Replicas(["http://a"]), policy(), 1), [broken])
+    assert len(actions) == 1 and isinstance(error, MalformedResponseError) and "after 17 bytes" in str(error)
+    actions, error = drive(
+        _http.request_flow(_http.Replicas(["http://a"]), policy(), 1), [_http.AttemptTimeout(2)]
+    )
+    assert (
+        len(actions) == 1
+        and isinstance(error, RemoteTimeoutError)
+        and "2 s for the whole attempt" in str(error)
+    )
+
+
+@pytest.mark.parametrize(
+    ("base", "api", "expected"),
+    [
+        ("http://h", "cohere", "http://h/v2/rerank"),
+        ("http://h/v1", "sglang", "http://h/v1/rerank"),
+        ("http://h/rerank/", "cohere", "http://h/rerank"),
+        ("http://h/v2/rerank", "vllm", "http://h/v2/rerank"),
+    ],
+)
+def test_rerank_url_per_dialect(base: str, api: str, expected: str) -> None:
+    assert _http.rerank_url(base, DIALECTS[api]) == expected
+
+
+def test_each_dialect_parses_its_shape_and_usage() -> None:
+    sglang = json.dumps(
+        [{"index": 1, "score": 0.2, "meta_info": {"prompt_tokens": 5}}, {"index": 0, "score": 0.9}]
+    )
+    parsed = _http.parse_scores(sglang.encode(), 2, "http://h", dialect=DIALECTS["sglang"])
+    assert parsed.scores == [0.9, 0.2] and parsed.usage == Usage(5, 5)
+    cohere = {"results": [{"index": 0, "relevance_score": 0.4}], "meta": {"tokens": {"input_tokens": 9}}}
+    parsed = _http.parse_scores(json.dumps(cohere).encode(), 1, "http://h", dialect=DIALECTS["cohere"])
+    assert parsed.scores == [0.4] and parsed.usage == Usage(9, 9)
+    legacy = {"results": [{"index": 0, "relevance_score": 0.4}], "usage": {"total_tokens": 7}}
+    assert _http.parse_scores(json.dumps(legacy).encode(), 1, "http://h").usage == Usage(7, 7)
+    assert Usage(1, None) + Usage(2, 3) == Usage(3, 3) and Usage() + Usage() == Usage()
