@@ -169,7 +169,7 @@ def test_an_api_key_that_cannot_be_a_header_is_refused_unquoted(key: str, monkey
 
 def test_no_fragment_of_the_key_survives_a_truncated_echo(fake_vllm, make, mode, all_logs) -> None:  # type: ignore[no-untyped-def]
     # The server's plain-text message is cut at 500 characters: in the middle of the key.
-    fake_vllm.add_fault("status", status=400, shape="text", message="x" * 490 + f" key={KEY} end")
+    fake_vllm.add_fault("status", status=400, shape="text", message="x" * 488 + f" key={KEY} end")
     reranker = make(fake_vllm.url, api_key=KEY)
     with pytest.raises(APIStatusError) as info:
         call(reranker, mode, "score", QUERY, DOCS)
