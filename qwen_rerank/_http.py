@@ -210,8 +210,15 @@ def parse_scores(
             f"and does it speak api={dialect.name!r}?"
         )
     scores: list[float | None] = [None] * expected
+    key = dialect.score_key
     for item in results:
-        index, score = _index_and_score(item, dialect.score_key, expected, len(results), where)
+        index = item.get("index") if type(item) is dict else None
+        score = item.get(key) if type(item) is dict else None
+        # The common case inline (NaN and infinities fail the range test); the rest explains itself.
+        if not (
+            type(index) is int and 0 <= index < expected and type(score) is float and 0.0 <= score <= 1.0
+        ):
+            index, score = _index_and_score(item, key, expected, len(results), where)
         if scores[index] is not None:
             raise MalformedResponseError(f"{where} with index {index} twice; results are incomplete.")
         scores[index] = score

@@ -15,7 +15,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def check_text(name: str, text: str) -> str:
     """``text``, or InvalidInputError when it holds a lone surrogate, which no tokenizer or server accepts."""
-    found = _SURROGATE.search(text)
+    found = None if text.isascii() else _SURROGATE.search(text)
     if found is not None:
         raise InvalidInputError(
             f"{name} holds a lone UTF-16 surrogate (U+{ord(found.group()):04X}) at position {found.start()}, "

@@ -64,12 +64,12 @@ class Reranker(ABC):
         """Checked scores, each distinct document scored once: identical documents tie exactly."""
         distinct, where = _distinct(documents)
         scores = check_scores(self._score(query, distinct, instruction), len(distinct))
-        return [scores[i] for i in where]
+        return scores if len(distinct) == len(documents) else [scores[i] for i in where]
 
     async def _adistinct_scores(self, query: str, documents: list[str], instruction: str) -> list[float]:
         distinct, where = _distinct(documents)
         scores = check_scores(await self._ascore(query, distinct, instruction), len(distinct))
-        return [scores[i] for i in where]
+        return scores if len(distinct) == len(documents) else [scores[i] for i in where]
 
     def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None) -> list[float]:
         """Relevance of each document to ``query``, in input order.

@@ -367,15 +367,33 @@ def test_deep_json_is_malformed() -> None:
 
 def test_flow_stops_at_the_deadline_instead_of_sleeping_past_it() -> None:
     now = [0.0]
-    busy = _http.Reply(503, b"{}")
     flow = _http.request_flow(
         _http.Replicas(["http://a"]), policy(retries=9), 1, budget=5.0, deadline_at=0.3, clock=lambda: now[0]
     )
-    actions, error = drive(flow, [busy] * 10)
+    actions: list[Any] = []
+    with pytest.raises(RemoteTimeoutError, match="deadline") as info:
+        action = next(flow)
+        while True:
+            actions.append(action)
+            if isinstance(action, _http.Sleep):
+                now[0] += action.seconds  # the driver sleeps: time passes
+                action = flow.send(None)
+            else:
+                action = flow.send(_http.Reply(503, b"{}"))
     assert actions[0] == _http.Send("http://a", 0.3)  # the attempt gets what is left, not all 5 s
-    assert isinstance(error, RemoteTimeoutError) and "deadline" in str(error)
-    assert isinstance(error.__cause__, APIStatusError)
-    assert sum(a.seconds for a in actions if isinstance(a, _http.Sleep)) < 0.3
+    assert all(a.budget <= 0.3 - t for a, t in zip(actions[2::2], _elapsed(actions), strict=False))
+    assert isinstance(info.value.__cause__, APIStatusError)
+    assert now[0] < 0.3  # it never slept past the deadline
+
+
+def _elapsed(actions: list[Any]) -> list[float]:
+    """Time slept before each Send after the first."""
+    total, out = 0.0, []
+    for action in actions[1:]:
+        if isinstance(action, _http.Sleep):
+            total += action.seconds
+            out.append(total)
+    return out
 
 
 def test_flow_does_not_retry_a_broken_body_or_a_slow_attempt() -> None:

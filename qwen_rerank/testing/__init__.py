@@ -21,10 +21,23 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from qwen_rerank._imports import require
 from qwen_rerank.exceptions import MissingDependencyError
-from qwen_rerank.testing.fake_vllm import FakeVLLMServer
+
+if TYPE_CHECKING:
+    from qwen_rerank.testing.fake_vllm import FakeVLLMServer
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `python -m qwen_rerank.testing.fake_vllm` runs it only once.
+    if name == "FakeVLLMServer":
+        from qwen_rerank.testing.fake_vllm import FakeVLLMServer
+
+        return FakeVLLMServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["FakeVLLMServer", "make_tiny_reranker", "tokenizer_files_dir"]
 
