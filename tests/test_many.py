@@ -337,3 +337,69 @@ def test_a_malformed_response_fails_the_call_with_our_error(fake_vllm: Any, mode
     fake_vllm.add_fault("drop_index")
     with VLLMReranker(fake_vllm.url, max_concurrency=2) as remote, pytest.raises(MalformedResponseError):
         call(remote, mode, "score_many", [(f"q{k}", ["a", "b", "c"]) for k in range(4)])
+
+
+# -- qwen-rerank eval ----------------------------------------------------------------------------------
+
+
+def one_query_at_a_time_metrics(reranker: Reranker, top_k: int) -> dict[str, float]:
+    """The metrics as eval computed them before the many-queries API: one rerank call per query."""
+    from qwen_rerank.evaluation import compute_metrics, load_dataset, load_run, select_candidates
+    from tests.test_eval import TINY_BEIR, TINY_RUN
+
+    data = load_dataset(TINY_BEIR)
+    candidates = select_candidates(load_run(TINY_RUN), data.qrels, top_k)
+    rankings = {}
+    for query_id, doc_ids in candidates.rankings.items():
+        results = reranker.rerank(data.queries[query_id], [data.corpus[d] for d in doc_ids])
+        rankings[query_id] = [doc_ids[r.index] for r in results]
+    return compute_metrics(data.qrels, rankings)
+
+
+@pytest.mark.parametrize("batch_queries", [1, 4, 64])
+def test_eval_metrics_are_those_of_one_query_at_a_time(
+    tiny_reranker: LocalReranker, batch_queries: int
+) -> None:
+    from qwen_rerank.evaluation import evaluate
+    from tests.test_eval import TINY_BEIR, TINY_RUN
+
+    report = evaluate(tiny_reranker, TINY_BEIR, TINY_RUN, batch_queries=batch_queries)
+    assert report.reranked == one_query_at_a_time_metrics(tiny_reranker, 100)
+
+
+def test_eval_cli_batches_queries_against_vllm_with_concurrency(
+    fake_vllm: Any, tiny_reranker: LocalReranker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from qwen_rerank.cli import main
+    from tests.test_eval import TINY_BEIR, TINY_RUN
+
+    argv = ["eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--top-k", "5", "--json"]
+    remote = [*argv, "--base-url", fake_vllm.url, "--concurrency", "3", "--batch-queries", "4"]
+    assert main(remote) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["reranked"] == one_query_at_a_time_metrics(tiny_reranker, 5)
+    assert "6/6 queries" in err  # the progress bar counts queries and documents
+    assert fake_vllm.peak_in_flight <= 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-queries", "0"], "--batch-queries must be a positive integer, got 0."),
+        (["--concurrency", "4"], "--concurrency only applies to a vLLM server"),
+        (
+            ["--base-url", "http://127.0.0.1:9", "--concurrency", "0"],
+            "--concurrency must be a positive integer",
+        ),
+    ],
+)
+def test_eval_cli_rejects_bad_batching_options(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qwen_rerank.cli import main
+    from tests.test_eval import TINY_BEIR, TINY_RUN
+
+    assert main(["eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--model", "/unused", *extra]) == 2
+    assert message in capsys.readouterr().err
