@@ -107,8 +107,10 @@ def bench_local(args: argparse.Namespace) -> None:
         tokens = [len(ids) for ids in reranker.prompt_tokenizer.encode_text(shallow[0][1])]
         print(f"documents of {min(tokens)}..{max(tokens)} tokens")
         reranker.score_many(shallow[:2])  # warm-up
-        compare("shallow", reranker, shallow, args.repeats, ">= 1.5x")
-        compare("deeper", reranker, make_requests(64, 8, 40, seed=1), args.repeats, ">= 1.0x")
+        if "shallow" in args.workloads:
+            compare("shallow", reranker, shallow, args.repeats, ">= 1.5x")
+        if "deeper" in args.workloads:
+            compare("deeper", reranker, make_requests(64, 8, 40, seed=1), args.repeats, ">= 1.0x")
 
 
 def bench_remote(args: argparse.Namespace) -> None:
@@ -136,6 +138,7 @@ def main() -> None:
     )
     parser.add_argument("--part", choices=("local", "remote", "both"), default="both")
     parser.add_argument("--layers", type=int, default=28, help="decoder layers (28 is the real 0.6B)")
+    parser.add_argument("--workloads", default="shallow,deeper", help="local workloads: shallow,deeper")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per method; the best counts")

@@ -28,7 +28,8 @@ class Reranker(ABC):
     """Scores how well documents answer a query, with a Qwen3-Reranker model.
 
     Backends implement ``_score`` (and, when they have native async I/O,
-    ``_ascore``); everything else — validation, the empty case, score checks,
+    ``_ascore``; to share work between queries, ``_score_many`` and
+    ``_ascore_many``); everything else — validation, the empty case, score checks,
     ranking — lives here, once.
 
     Args:

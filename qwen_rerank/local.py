@@ -105,9 +105,11 @@ class LocalReranker(Reranker):
       prompt's last position only;
     - prompts are sorted by length and batched under a token budget, so little
       padding is computed, and scores come back in input order;
-    - the prefix every prompt of a call shares (system prompt, instruction,
-      query) is run once, and each document continues its key/value cache;
-    - identical documents in one call are scored once.
+    - the prefix every prompt of a query shares (system prompt, instruction,
+      query) is run once, and each document continues its key/value cache,
+      when the query has enough documents for that to pay; otherwise its whole
+      prompts share batches with other queries' (see :meth:`score_many`);
+    - identical documents of a query are scored once.
 
     One instance may be used from many threads and from async code at once:
     forward passes take turns (one at a time per instance), and ``ascore`` /
