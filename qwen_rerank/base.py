@@ -10,6 +10,7 @@ from typing import Any
 
 from typing_extensions import Self
 
+from qwen_rerank._many import Progress, Request, assemble, check_requests, progress_bar
 from qwen_rerank._validation import (
     check_documents,
     check_instruction,
@@ -34,7 +35,8 @@ class Reranker(ABC):
     """Scores how well documents answer a query, with a Qwen3-Reranker model.
 
     Backends implement ``_score`` (and, when they have native async I/O,
-    ``_ascore``); everything else — validation, the empty case, score checks,
+    ``_ascore``; to share work between queries, ``_score_many`` and
+    ``_ascore_many``); everything else — validation, the empty case, score checks,
     ranking — lives here, once.
 
     Args:
@@ -143,6 +145,130 @@ class Reranker(ABC):
         scores = await self._adistinct_scores(q, docs, instr)
         return rank(docs, scores, top_n=n, score_threshold=threshold)
 
+    # -- many queries per call ------------------------------------------------------------------
+    def _score_many(self, requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
+        """Score validated requests, each with documents; one list per request, in order.
+
+        Backends that can do better than one request at a time override this;
+        the default calls ``_score`` per request. Call ``progress(queries,
+        documents)`` as requests finish.
+        """
+        out = []
+        for query, documents in requests:
+            out.append(self._score(query, documents, instruction))
+            progress(1, len(documents))
+        return out
+
+    async def _ascore_many(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
+        """Async twin of ``_score_many``. The default awaits ``_ascore`` per request."""
+        out = []
+        for query, documents in requests:
+            out.append(await self._ascore(query, documents, instruction))
+            progress(1, len(documents))
+        return out
+
+    def _score_requests(
+        self, requests: list[Request], instruction: str, progress: Progress | None = None
+    ) -> list[list[float]]:
+        """Checked scores of validated requests; empty ones get ``[]`` without the backend."""
+        todo = [request for request in requests if request[1]]
+        report = progress or _ignore
+        if len(todo) < len(requests):
+            report(len(requests) - len(todo), 0)
+        return assemble(requests, self._score_many(todo, instruction, report) if todo else [])
+
+    async def _ascore_requests(
+        self, requests: list[Request], instruction: str, progress: Progress | None = None
+    ) -> list[list[float]]:
+        """Async :meth:`_score_requests`."""
+        todo = [request for request in requests if request[1]]
+        report = progress or _ignore
+        if len(todo) < len(requests):
+            report(len(requests) - len(todo), 0)
+        return assemble(requests, await self._ascore_many(todo, instruction, report) if todo else [])
+
+    def score_many(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        *,
+        instruction: str | None = None,
+        show_progress: bool = False,
+    ) -> list[list[float]]:
+        """:meth:`score` for many queries at once: one score list per request, in request order.
+
+        ``requests`` is a sequence of ``(query, documents)`` pairs. Each list
+        equals what ``score(query, documents)`` returns (within float rounding,
+        1e-5 in float32), but the work is shared: a local model packs the
+        prompts of all requests into its forward passes, a vLLM client sends
+        the requests concurrently. ``show_progress`` shows a tqdm bar on stderr
+        counting documents and queries.
+
+        Raises:
+            InvalidInputError: as :meth:`score`; the message names the request,
+                e.g. ``requests[3]: documents[1] must be a str, got int.``
+        """
+        checked, instr = self._prepare_many(requests, instruction)
+        with progress_bar(len(checked), sum(len(d) for _, d in checked), show_progress) as progress:
+            return self._score_requests(checked, instr, progress)
+
+    async def ascore_many(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        *,
+        instruction: str | None = None,
+        show_progress: bool = False,
+    ) -> list[list[float]]:
+        """Async :meth:`score_many`; it does not block the event loop."""
+        checked, instr = self._prepare_many(requests, instruction)
+        with progress_bar(len(checked), sum(len(d) for _, d in checked), show_progress) as progress:
+            return await self._ascore_requests(checked, instr, progress)
+
+    def rerank_many(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+    ) -> list[list[RerankResult]]:
+        """:meth:`rerank` for many queries at once: one ranking per request, in request order.
+
+        ``top_n`` and ``score_threshold`` apply to each request. Scoring is
+        shared as in :meth:`score_many`.
+
+        Raises:
+            InvalidInputError: as :meth:`rerank`; the message names the request.
+        """
+        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
+        checked, instr = self._prepare_many(requests, instruction)
+        scores = self._score_requests(checked, instr)
+        return [
+            rank(docs, part, top_n=n, score_threshold=threshold)
+            for (_, docs), part in zip(checked, scores, strict=True)
+        ]
+
+    async def arerank_many(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+    ) -> list[list[RerankResult]]:
+        """Async :meth:`rerank_many`; it does not block the event loop."""
+        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
+        checked, instr = self._prepare_many(requests, instruction)
+        scores = await self._ascore_requests(checked, instr)
+        return [
+            rank(docs, part, top_n=n, score_threshold=threshold)
+            for (_, docs), part in zip(checked, scores, strict=True)
+        ]
+
+    def _prepare_many(self, requests: Any, instruction: Any) -> tuple[list[Request], str]:
+        return check_requests(requests), check_instruction(instruction, self.instruction)
+
     def close(self) -> None:  # noqa: B027 - a hook: most backends hold nothing to release
         """Release what the backend holds open. Safe to call more than once."""
 
@@ -171,3 +297,7 @@ class Reranker(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _ignore(queries: int, documents: int) -> None:
+    """A :data:`Progress` that reports nowhere."""

@@ -4,6 +4,7 @@
 
     qwen-rerank rank --query "What is the capital of China?" docs.txt [--top-n 3] [--json]
     qwen-rerank eval DATASET_DIR --run RUN_FILE [--top-k 100] [--split test] [--output DIR] [--json]
+                     [--batch-queries 64] [--concurrency 8]
     qwen-rerank demo [--host 127.0.0.1] [--port 7860]
 
 Every command takes the backend options: ``--model PATH_OR_ID`` for a local
@@ -27,7 +28,7 @@ from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank.base import Reranker
-from qwen_rerank.evaluation import DataFormatError
+from qwen_rerank.evaluation import DEFAULT_BATCH_QUERIES, DataFormatError
 from qwen_rerank.exceptions import QwenRerankError
 from qwen_rerank.factory import create_reranker
 from qwen_rerank.prompt import DEFAULT_MODEL
@@ -149,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--split", default="test", help="qrels split (default test)")
     evaluate.add_argument("--output", metavar="DIR", help="write metrics.json and reranked.trec here")
+    evaluate.add_argument(
+        "--batch-queries",
+        type=int,
+        default=DEFAULT_BATCH_QUERIES,
+        metavar="N",
+        help=f"queries scored together (default {DEFAULT_BATCH_QUERIES}); the results do not depend on it",
+    )
+    evaluate.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="vLLM: most requests in flight at once, spread over the replicas (default 8)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     evaluate.set_defaults(handler=_run_eval)
 
@@ -227,13 +241,28 @@ def _run_eval(args: argparse.Namespace) -> int:
         )
     if args.top_k < 1:
         raise UsageError(f"--top-k must be a positive integer, got {args.top_k}.")
+    if args.batch_queries < 1:
+        raise UsageError(f"--batch-queries must be a positive integer, got {args.batch_queries}.")
+    if args.concurrency is not None and not args.base_url:
+        raise UsageError("--concurrency only applies to a vLLM server: add --base-url URL, or drop it.")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UsageError(f"--concurrency must be a positive integer, got {args.concurrency}.")
     require("pytrec_eval", "eval")
     require("tqdm", "eval")
     # Check the data before loading a model: bad data should fail in a second, not a minute.
     dataset = load_dataset(args.dataset, args.split)
     run = load_run(args.run, queries=dataset.queries, corpus=dataset.corpus)
-    with _build_reranker(args) as reranker:
-        report = evaluate(reranker, dataset, run, top_k=args.top_k, progress=True, on_note=_note)
+    concurrency = {} if args.concurrency is None else {"max_concurrency": args.concurrency}
+    with _build_reranker(args, **concurrency) as reranker:
+        report = evaluate(
+            reranker,
+            dataset,
+            run,
+            top_k=args.top_k,
+            progress=True,
+            on_note=_note,
+            batch_queries=args.batch_queries,
+        )
     if args.output is not None:
         out = Path(args.output)
         try:
@@ -289,12 +318,16 @@ def _check_backend_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-length must be a positive integer, got {args.max_length}.")
 
 
-def _build_reranker(args: argparse.Namespace) -> Reranker:
+def _build_reranker(args: argparse.Namespace, **remote_extra: Any) -> Reranker:
     if args.base_url:
         urls: list[str] = args.base_url
         base_url = urls[0] if len(urls) == 1 else urls
         return create_reranker(
-            args.model, base_url=base_url, instruction=args.instruction, **_remote_options(args)
+            args.model,
+            base_url=base_url,
+            instruction=args.instruction,
+            **_remote_options(args),
+            **remote_extra,
         )
     return create_reranker(args.model, instruction=args.instruction, **_local_options(args))
 

@@ -35,18 +35,20 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qwen_rerank._imports import require
+from qwen_rerank._many import progress_bar
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.results import rank
 
 __all__ = [
+    "DEFAULT_BATCH_QUERIES",
     "METRICS",
     "Candidates",
     "DataFormatError",
@@ -77,6 +79,9 @@ _FULL_LIST_MEASURES = {
     "recall_at_100": ("recall.100", "recall_100"),
 }
 _MRR_DEPTH = 10
+
+DEFAULT_BATCH_QUERIES = 64
+"""Queries per :meth:`~qwen_rerank.Reranker.score_many` call in :func:`evaluate`."""
 
 Run = dict[str, list[tuple[str, float]]]
 """A ranked run: query id -> [(document id, score)], best first."""
@@ -330,20 +335,29 @@ def rerank_candidates(
     rankings: Mapping[str, Sequence[str]],
     *,
     progress: bool = False,
+    batch_queries: int = DEFAULT_BATCH_QUERIES,
 ) -> Run:
     """Rerank each query's candidates: query id -> [(document id, score)], best first.
 
-    Ties keep first-stage order. ``progress`` shows a tqdm bar on stderr,
-    counting documents.
+    Ties keep first-stage order. Queries go to the reranker ``batch_queries``
+    at a time (see :meth:`~qwen_rerank.Reranker.score_many`), so a local model
+    packs short candidate lists into shared forward passes and a vLLM client
+    keeps its replicas busy. ``progress`` shows a tqdm bar on stderr, counting
+    documents and queries.
     """
-    tqdm = require("tqdm", "eval").tqdm
+    size = check_positive_int("batch_queries", batch_queries)
+    require("tqdm", "eval")
+    ids = list(rankings)
+    total = sum(len(rankings[q]) for q in ids)
     reranked: Run = {}
-    total = sum(len(ids) for ids in rankings.values())
-    with tqdm(total=total, unit="doc", desc="Reranking", file=sys.stderr, disable=not progress) as bar:
-        for query_id, doc_ids in rankings.items():
-            results = reranker.rerank(queries[query_id], [corpus[d] for d in doc_ids])
-            reranked[query_id] = [(doc_ids[r.index], r.score) for r in results]
-            bar.update(len(doc_ids))
+    with progress_bar(len(ids), total, progress) as advance:
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            requests = [(queries[q], [corpus[d] for d in rankings[q]]) for q in chunk]
+            scored = reranker._score_requests(requests, reranker.instruction, advance)
+            for query_id, (_, documents), scores in zip(chunk, requests, scored, strict=True):
+                doc_ids = rankings[query_id]
+                reranked[query_id] = [(doc_ids[r.index], r.score) for r in rank(documents, scores)]
     return reranked
 
 
@@ -386,6 +400,7 @@ def evaluate(
     split: str = "test",
     progress: bool = False,
     on_note: Callable[[str], None] | None = None,
+    batch_queries: int = DEFAULT_BATCH_QUERIES,
 ) -> EvalReport:
     """Rerank a first-stage run and measure both, MTEB-style (see the module docstring).
 
@@ -399,13 +414,16 @@ def evaluate(
         progress: Show a progress bar on stderr.
         on_note: Called with each note (queries not reranked, with counts)
             as soon as it is known; the notes are also in the report.
+        batch_queries: Queries scored per call (see :func:`rerank_candidates`);
+            the results do not depend on it.
 
     Raises:
         DataFormatError: A file is missing or malformed; the message names the
             file and line.
-        InvalidInputError: ``top_k`` is not a positive integer.
+        InvalidInputError: ``top_k`` or ``batch_queries`` is not a positive integer.
     """
     k = check_positive_int("top_k", top_k)
+    check_positive_int("batch_queries", batch_queries)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
     parsed = load_run(run, queries=data.queries, corpus=data.corpus) if isinstance(run, (str, Path)) else run
     candidates = select_candidates(parsed, data.qrels, k)
@@ -413,7 +431,14 @@ def evaluate(
     for note in notes:
         if on_note is not None:
             on_note(note)
-    reranked = rerank_candidates(reranker, data.queries, data.corpus, candidates.rankings, progress=progress)
+    reranked = rerank_candidates(
+        reranker,
+        data.queries,
+        data.corpus,
+        candidates.rankings,
+        progress=progress,
+        batch_queries=batch_queries,
+    )
     return EvalReport(
         first_stage=compute_metrics(data.qrels, candidates.rankings),
         reranked=compute_metrics(data.qrels, {q: [d for d, _ in docs] for q, docs in reranked.items()}),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from qwen_rerank._batching import plan_batches
+from qwen_rerank._batching import plan_batches, prefix_pays
 from qwen_rerank._cache import ScoreCache
+from qwen_rerank._many import Progress, Request
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
@@ -103,9 +105,11 @@ class LocalReranker(Reranker):
       prompt's last position only;
     - prompts are sorted by length and batched under a token budget, so little
       padding is computed, and scores come back in input order;
-    - the prefix every prompt of a call shares (system prompt, instruction,
-      query) is run once, and each document continues its key/value cache;
-    - identical documents in one call are scored once.
+    - the prefix every prompt of a query shares (system prompt, instruction,
+      query) is run once, and each document continues its key/value cache,
+      when the query has enough documents for that to pay; otherwise its whole
+      prompts share batches with other queries' (see :meth:`score_many`);
+    - identical documents of a query are scored once.
 
     One instance may be used from many threads and from async code at once:
     forward passes take turns (one at a time per instance), and ``ascore`` /
@@ -232,62 +236,110 @@ class LocalReranker(Reranker):
             self._cache.clear()
 
     def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        distinct = list(dict.fromkeys(documents))
-        known: dict[str, float] = {}
-        if self._cache is not None:
-            cached = self._cache.get_many([self._cache_key(query, doc, instruction) for doc in distinct])
-            known = {doc: score for doc, score in zip(distinct, cached, strict=True) if score is not None}
-        missing = [doc for doc in distinct if doc not in known]
-        if missing:
-            computed = self._compute(query, missing, instruction)
-            known.update(zip(missing, computed, strict=True))
-            if self._cache is not None:
+        return self._score_many([(query, documents)], instruction, None)[0]
+
+    async def _ascore_many(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
+        return await asyncio.to_thread(self._score_many, requests, instruction, progress)
+
+    def _score_many(
+        self, requests: list[Request], instruction: str, progress: Progress | None
+    ) -> list[list[float]]:
+        """Scores per request: cached ones looked up, each request's distinct rest computed together."""
+        known = [self._cached(query, documents, instruction) for query, documents in requests]
+        missing = [
+            (query, [doc for doc in dict.fromkeys(documents) if doc not in hits])
+            for (query, documents), hits in zip(requests, known, strict=True)
+        ]
+        tracker = _Tracker(requests, [len(docs) for _, docs in missing], progress)
+        computed = self._compute_many(missing, instruction, tracker)
+        for (query, docs), scores, hits in zip(missing, computed, known, strict=True):
+            hits.update(zip(docs, scores, strict=True))
+            if self._cache is not None and docs:
                 self._cache.put_many(
                     [
-                        (self._cache_key(query, doc, instruction), score)
-                        for doc, score in zip(missing, computed, strict=True)
+                        (self._cache_key(query, doc, instruction), s)
+                        for doc, s in zip(docs, scores, strict=True)
                     ]
                 )
-        return [known[doc] for doc in documents]
+        return [
+            [hits[doc] for doc in documents] for (_, documents), hits in zip(requests, known, strict=True)
+        ]
+
+    def _cached(self, query: str, documents: list[str], instruction: str) -> dict[str, float]:
+        """The cached scores of ``query``'s distinct documents (empty when the cache is off)."""
+        if self._cache is None:
+            return {}
+        distinct = list(dict.fromkeys(documents))
+        cached = self._cache.get_many([self._cache_key(query, doc, instruction) for doc in distinct])
+        return {doc: score for doc, score in zip(distinct, cached, strict=True) if score is not None}
 
     def _cache_key(self, query: str, document: str, instruction: str) -> tuple[int, str, str, str]:
         return (self.max_length, instruction, query, document)
 
-    def _compute(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        """Scores of distinct documents, in order."""
-        pt = self.prompt_tokenizer
-        prompts = pt.encode_pairs(query, documents, instruction, self.max_length)
-        work = _Work(prompts=prompts, rows=list(prompts), scores=[0.0] * len(prompts))
-        shared: list[int] = []
-        if self.prefix_reuse:
-            head = pt.encode_head(query, instruction)
-            # A prompt truncated into its query does not start with the head; it runs whole.
-            shared = [i for i, p in enumerate(prompts) if len(p) > len(head) and p[: len(head)] == head]
-            for i in shared:
-                work.rows[i] = prompts[i][len(head) :]
-            if shared:
-                try:
-                    with self._forward_lock:
-                        work.prefix = self._scorer.prefix(head)
-                except Exception as exc:
-                    self._raise_out_of_memory(exc, f"the instruction and query ({len(head)} prompt tokens)")
-        whole = sorted(set(range(len(prompts))).difference(shared))
-        prefix_length = 0 if work.prefix is None else work.prefix.length
-        jobs = [(batch, True) for batch in self._plan(shared, work.rows, prefix_length)]
-        jobs += [(batch, False) for batch in self._plan(whole, work.rows, 0)]
+    def _compute_many(
+        self, requests: list[Request], instruction: str, tracker: _Tracker
+    ) -> list[list[float]]:
+        """Scores of each request's (distinct) documents, in order, from one plan of forward passes."""
+        groups = self._group(requests, instruction)
+        jobs = [(work, batch) for work in groups for batch in self._plan(work)]
+        scores: list[list[float]] = [[0.0] * len(docs) for _, docs in requests]
+        show = self.show_progress and tracker.progress is None and len(jobs) >= 2
         with tqdm(
-            total=len(prompts), desc="Reranking", unit="doc", disable=not self.show_progress or len(jobs) < 2
-        ) as progress:
-            for batch, uses_prefix in jobs:
-                self._run_batch(batch, work, uses_prefix)
-                progress.update(len(batch))
-        return work.scores
+            total=sum(len(w.prompts) for w in groups), desc="Reranking", unit="doc", disable=not show
+        ) as bar:
+            for k, (work, batch) in enumerate(jobs):
+                if work.head is not None and work.prefix is None:
+                    work.prefix = self._prefix(work.head)
+                self._run_batch(batch, work, work.head is not None)
+                if k + 1 == len(jobs) or jobs[k + 1][0] is not work:
+                    work.prefix = None  # free the prefix's key/value states once its rows are done
+                bar.update(len(batch))
+                tracker.scored([work.slots[i][0] for i in batch])
+        for work in groups:
+            for (request, document), value in zip(work.slots, work.scores, strict=True):
+                scores[request][document] = value
+        return scores
 
-    def _plan(self, indices: list[int], rows: list[list[int]], prefix_length: int) -> list[list[int]]:
-        """``indices`` grouped into batches under the token budget, longest rows first."""
-        lengths = [len(rows[i]) for i in indices]
-        batches = plan_batches(lengths, self.max_batch_tokens, shared=prefix_length)
-        return [[indices[j] for j in batch] for batch in batches]
+    def _group(self, requests: list[Request], instruction: str) -> list[_Work]:
+        """Each request's prompts: in a group of its own continuing its prefix, where that pays,
+        or in one pool of whole prompts that requests share (see :func:`prefix_pays`)."""
+        pt = self.prompt_tokenizer
+        groups: list[_Work] = []
+        pool = _Work(prompts=[], rows=[], scores=[])
+        for request, (query, documents) in enumerate(requests):
+            if not documents:
+                continue
+            prompts = pt.encode_pairs(query, documents, instruction, self.max_length)
+            shared: list[int] = []
+            if self.prefix_reuse:
+                head = pt.encode_head(query, instruction)
+                # A prompt truncated into its query does not start with the head; it runs whole.
+                shared = [i for i, p in enumerate(prompts) if len(p) > len(head) and p[: len(head)] == head]
+                tails = [len(prompts[i]) - len(head) for i in shared]
+                if shared and prefix_pays(len(head), tails, self.max_batch_tokens):
+                    group = _Work(prompts=[], rows=[], scores=[], head=head)
+                    for i in shared:
+                        group.add(prompts[i], prompts[i][len(head) :], (request, i))
+                    groups.append(group)
+                else:
+                    shared = []
+            for i in sorted(set(range(len(prompts))).difference(shared)):
+                pool.add(prompts[i], prompts[i], (request, i))
+        return [*groups, pool] if pool.prompts else groups
+
+    def _plan(self, work: _Work) -> list[list[int]]:
+        """``work``'s rows grouped into batches under the token budget, longest rows first."""
+        shared = 0 if work.head is None else len(work.head)
+        return plan_batches([len(row) for row in work.rows], self.max_batch_tokens, shared=shared)
+
+    def _prefix(self, head: list[int]) -> PrefixState:
+        try:
+            with self._forward_lock:
+                return self._scorer.prefix(head)
+        except Exception as exc:
+            self._raise_out_of_memory(exc, f"the instruction and query ({len(head)} prompt tokens)")
 
     def _run_batch(self, batch: list[int], work: _Work, uses_prefix: bool) -> None:
         """Score ``batch`` into ``work.scores``; on out-of-memory, halve it and retry, down to one row."""
@@ -324,9 +376,52 @@ class LocalReranker(Reranker):
 
 @dataclass
 class _Work:
-    """One call's tokenized prompts, the rows the model runs, the shared prefix and the scores."""
+    """Prompts that run together: their rows, scores, and the prefix (``head``) the rows continue.
+
+    ``head`` is ``None`` for whole prompts; ``slots`` says which (request,
+    document) each prompt scores.
+    """
 
     prompts: list[list[int]]
     rows: list[list[int]]
     scores: list[float]
     prefix: PrefixState | None = None
+    head: list[int] | None = None
+    slots: list[tuple[int, int]] = field(default_factory=list)
+
+    def add(self, prompt: list[int], row: list[int], slot: tuple[int, int]) -> None:
+        self.prompts.append(prompt)
+        self.rows.append(row)
+        self.scores.append(0.0)
+        self.slots.append(slot)
+
+
+class _Tracker:
+    """Turns scored prompts into ``progress(queries, documents)`` reports.
+
+    A request counts as a query done when its last prompt is scored; its
+    documents are counted as their prompts are scored, plus, at that moment,
+    its repeats and cached documents, which need no prompt.
+    """
+
+    def __init__(self, requests: list[Request], pending: list[int], progress: Progress | None) -> None:
+        self.progress = progress
+        self._pending = list(pending)
+        self._free = [len(documents) - count for (_, documents), count in zip(requests, pending, strict=True)]
+        if progress is not None:
+            ready = [i for i, count in enumerate(pending) if count == 0]
+            if ready:
+                progress(len(ready), sum(self._free[i] for i in ready))
+
+    def scored(self, requests: list[int]) -> None:
+        """Report one scored prompt for each entry of ``requests`` (request indices)."""
+        if self.progress is None:
+            return
+        finished = 0
+        documents = len(requests)
+        for i in requests:
+            self._pending[i] -= 1
+            if self._pending[i] == 0:
+                finished += 1
+                documents += self._free[i]
+        self.progress(finished, documents)

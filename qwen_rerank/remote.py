@@ -27,6 +27,7 @@ from qwen_rerank import _http, _secrets
 from qwen_rerank._clients import LoopClients, Shared
 from qwen_rerank._dialects import DIALECTS, Usage, encode_body
 from qwen_rerank._imports import require
+from qwen_rerank._many import Progress, Request
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, MalformedResponseError, ModelLoadError
@@ -502,6 +503,51 @@ class VLLMReranker(Reranker):
         finally:
             await response.aclose()
 
+    # -- many queries: every request's sub-requests in flight together ----------------------------
+    def _score_many(self, requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
+        """Sub-requests of all requests on the pool, at most ``max_concurrency`` in flight.
+
+        Each sub-request's ``deadline`` starts when it is sent. The first failure
+        fails the call, once the sub-requests not yet started are cancelled and
+        those running have finished. ``last_usage`` sums every sub-request.
+        """
+        tally = _ManyTally(self, requests, instruction, progress)
+        with _tally_usage(self._last_usage), self._executor.use() as pool:
+            futures = {
+                pool.submit(contextvars.copy_context().run, self._send, sub): key
+                for key, sub in tally.pending()
+            }
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    tally.done(futures[future], future.result())
+            finally:
+                for future in futures:
+                    future.cancel()
+                concurrent.futures.wait(futures)
+        return tally.results()
+
+    async def _ascore_many(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
+        """Async :meth:`_score_many`: tasks gated to ``max_concurrency``, all ended before returning."""
+        tally = _ManyTally(self, requests, instruction, progress)
+        gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def gated(key: tuple[int, int], sub: _SubRequest) -> tuple[tuple[int, int], list[float]]:
+            async with gate:
+                return key, await self._asend(sub)
+
+        with _tally_usage(self._last_usage):
+            tasks = [asyncio.ensure_future(gated(key, sub)) for key, sub in tally.pending()]
+            try:
+                for next_done in asyncio.as_completed(tasks):
+                    tally.done(*await next_done)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        return tally.results()
+
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
         """Close the connections and threads this reranker opened (not injected clients).
@@ -582,6 +628,36 @@ def _make_deadline(
             f"deadline must be a positive number of seconds, 'auto' or None, got {deadline!r}."
         )
     return seconds
+
+
+class _ManyTally:
+    """The sub-requests of a many-queries call, and their scores as they come back, merged per request."""
+
+    def __init__(
+        self, reranker: VLLMReranker, requests: list[Request], instruction: str, progress: Progress
+    ) -> None:
+        self._reranker = reranker
+        self._counts = [len(documents) for _, documents in requests]
+        self._subs = [reranker._sub_requests(q, documents, instruction) for q, documents in requests]
+        self._parts: list[list[list[float] | None]] = [[None] * len(subs) for subs in self._subs]
+        self._left = [len(subs) for subs in self._subs]
+        self._progress = progress
+
+    def pending(self) -> list[tuple[tuple[int, int], _SubRequest]]:
+        """Every sub-request with its key ``(request, part)``, in request order."""
+        return [((r, k), sub) for r, subs in enumerate(self._subs) for k, sub in enumerate(subs)]
+
+    def done(self, key: tuple[int, int], scores: list[float]) -> None:
+        request, part = key
+        self._parts[request][part] = scores
+        self._left[request] -= 1
+        self._progress(1 if self._left[request] == 0 else 0, len(scores))
+
+    def results(self) -> list[list[float]]:
+        out = []
+        for count, subs, parts in zip(self._counts, self._subs, self._parts, strict=True):
+            out.append(self._reranker._merge(count, subs, [p for p in parts if p is not None]))
+        return out
 
 
 def _make_timeout(timeout: Any) -> httpx.Timeout:

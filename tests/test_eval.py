@@ -285,7 +285,9 @@ def test_rerank_candidates_orders_like_the_reranker(tiny_reranker) -> None:  # t
     assert list(reranked) == list(rankings)
     for query_id, ids in rankings.items():
         expected = tiny_reranker.rerank(dataset.queries[query_id], [dataset.corpus[d] for d in ids])
-        assert reranked[query_id] == [(ids[r.index], r.score) for r in expected]
+        # Queries are scored together, so scores match one call per query within float rounding.
+        assert [d for d, _ in reranked[query_id]] == [ids[r.index] for r in expected]
+        assert [s for _, s in reranked[query_id]] == pytest.approx([r.score for r in expected], abs=1e-5)
 
 
 def test_evaluate_reports_both_columns_on_the_same_candidates(tiny_reranker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
