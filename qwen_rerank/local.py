@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 from qwen_rerank._batching import plan_batches
 from qwen_rerank._cache import ScoreCache
+from qwen_rerank._chunking import LongDocumentsMode
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
@@ -143,6 +144,15 @@ class LocalReranker(Reranker):
             turns the cache off. :meth:`clear_cache` empties it.
         show_progress: Show a tqdm progress bar (on stderr) for calls that take
             more than one forward pass. Off by default.
+        long_documents: ``"truncate"`` (the default) cuts a prompt longer than
+            ``max_length`` at its end, and ``rerank`` marks the result
+            ``truncated``; ``"chunk"`` scores overlapping windows of such a
+            document, in the same batches as the other documents, and keeps
+            the best window's score and ``span`` (see ``docs/long-documents.md``).
+        chunk_tokens: Chunk mode: document tokens per window. ``None`` (the
+            default) takes the most that fit beside the instruction and query.
+        chunk_overlap: Chunk mode: tokens that neighbouring windows share.
+            ``None`` takes 64, or a quarter of the window when that is less.
 
     Raises:
         ModelLoadError: The model or its tokenizer cannot be found or loaded.
@@ -164,8 +174,16 @@ class LocalReranker(Reranker):
         prefix_reuse: bool = True,
         cache_size: int = 0,
         show_progress: bool = False,
+        long_documents: LongDocumentsMode = "truncate",
+        chunk_tokens: int | None = None,
+        chunk_overlap: int | None = None,
     ) -> None:
-        super().__init__(instruction=instruction)
+        super().__init__(
+            instruction=instruction,
+            long_documents=long_documents,
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap,
+        )
         if not isinstance(model, str) or not model:
             raise InvalidInputError(f"model must be a hub id or a local path, got {model!r}.")
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
@@ -230,6 +248,9 @@ class LocalReranker(Reranker):
         """Forget every cached score (a no-op when the cache is off)."""
         if self._cache is not None:
             self._cache.clear()
+
+    def _prompt_rule(self) -> tuple[PromptTokenizer, int]:
+        return self.prompt_tokenizer, self.max_length
 
     def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
         distinct = list(dict.fromkeys(documents))
