@@ -20,6 +20,7 @@ from typing import Any, Literal
 import httpx
 
 from qwen_rerank import _http
+from qwen_rerank._chunking import LongDocumentsMode
 from qwen_rerank._imports import require
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
@@ -91,6 +92,11 @@ class VLLMReranker(Reranker):
         retry_backoff: Base of the exponential backoff between retries, seconds.
         max_retry_wait: Longest wait before a retry, ``Retry-After`` included:
             a server asking for longer gets its error raised instead.
+        long_documents: ``"truncate"`` (the default) or ``"chunk"``, as for
+            LocalReranker. ``"chunk"`` needs ``tokenizer=`` to place windows
+            exactly; the windows go out as documents of the call's requests
+            (split like any documents) and each document keeps its best score.
+        chunk_tokens, chunk_overlap: Window size and overlap in chunk mode.
     """
 
     def __init__(
@@ -112,8 +118,21 @@ class VLLMReranker(Reranker):
         async_http_client: httpx.AsyncClient | None = None,
         retry_backoff: float = 0.5,
         max_retry_wait: float = 30.0,
+        long_documents: LongDocumentsMode = "truncate",
+        chunk_tokens: int | None = None,
+        chunk_overlap: int | None = None,
     ) -> None:
-        super().__init__(instruction=instruction)
+        super().__init__(
+            instruction=instruction,
+            long_documents=long_documents,
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap,
+        )
+        if long_documents == "chunk" and tokenizer is None:
+            raise InvalidInputError(
+                "long_documents='chunk' needs tokenizer= (the model's hub id or local folder) to cut "
+                "windows on token boundaries; pass it, or use long_documents='truncate'."
+            )
         urls = [base_url] if isinstance(base_url, str) else base_url
         if not isinstance(urls, Sequence) or not urls:
             raise InvalidInputError(f"base_url must be a URL or a non-empty list of URLs, got {base_url!r}.")
@@ -176,6 +195,10 @@ class VLLMReranker(Reranker):
         )
 
     # -- what to send (no I/O) ------------------------------------------------------------
+    def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None:
+        pt = self._prompt_tokenizer
+        return None if pt is None else (pt, self.max_length)
+
     def _sub_requests(self, query: str, documents: list[str], instruction: str) -> list[_SubRequest]:
         query, instruction = escape_control_tokens(query), escape_control_tokens(instruction)
         documents = [escape_control_tokens(doc) for doc in documents]
