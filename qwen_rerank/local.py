@@ -282,8 +282,12 @@ class LocalReranker(Reranker):
         shared: list[int] = []
         if self.prefix_reuse:
             head = pt.encode_head(query, instruction)
-            # A prompt truncated into its query does not start with the head; it runs whole.
-            shared = [i for i, p in enumerate(prompts) if len(p) > len(head) and p[: len(head)] == head]
+            # A prompt truncated into its query does not start with the head; it runs whole. So does
+            # one that fills a batch alone: reuse would save a sliver of it, at the price of a mask.
+            alone = self.max_batch_tokens // 2
+            shared = [
+                i for i, p in enumerate(prompts) if len(head) < len(p) <= alone and p[: len(head)] == head
+            ]
             for i in shared:
                 work.rows[i] = prompts[i][len(head) :]
             if shared:
@@ -296,6 +300,7 @@ class LocalReranker(Reranker):
         prefix_length = 0 if work.prefix is None else work.prefix.length
         jobs = [(batch, True) for batch in self._plan(shared, work.rows, prefix_length)]
         jobs += [(batch, False) for batch in self._plan(whole, work.rows, 0)]
+        jobs.sort(key=lambda job: -len(work.rows[job[0][0]]))  # longest first, as each plan is
         with tqdm(
             total=len(prompts), desc="Reranking", unit="doc", disable=not self.show_progress or len(jobs) < 2
         ) as progress:

@@ -170,3 +170,51 @@ def test_remote_truncate_mode_reports_truncation(fake_vllm, tiny_model_path: Pat
     with VLLMReranker(fake_vllm.url, tokenizer=str(tiny_model_path), max_length=MAX_LENGTH) as remote:
         flags = {r.index: r.truncated for r in remote.rerank(QUERY, [CONTRACT, "short"])}
     assert flags == {0: True, 1: False}
+
+
+def test_adapters_report_truncated_and_best_span(chunking, truncating) -> None:  # type: ignore[no-untyped-def]
+    from langchain_core.documents import Document
+    from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
+
+    from langchain_qwen_rerank import QwenRerank as LangChainRerank
+    from llamaindex_qwen_rerank import QwenRerank as LlamaIndexRerank
+
+    texts = [CONTRACT, "A short note."]
+    expected = {r.index: r for r in chunking.rerank(QUERY, texts)}
+    docs = [Document(page_content=t, metadata={"n": k}, id=str(k)) for k, t in enumerate(texts)]
+    out = LangChainRerank(reranker=chunking).compress_documents(docs, QUERY)
+    for doc in out:
+        result = expected[doc.metadata["n"]]
+        assert doc.metadata["best_span"] == (None if result.span is None else list(result.span))
+        assert doc.metadata["truncated"] is False
+    assert all("best_span" not in d.metadata for d in docs)  # the inputs stay untouched
+    cut = LangChainRerank(reranker=truncating).compress_documents(docs, QUERY)
+    assert {d.metadata["n"]: d.metadata["truncated"] for d in cut} == {0: True, 1: False}
+
+    nodes = [NodeWithScore(node=TextNode(text=t, id_=str(k)), score=0.5) for k, t in enumerate(texts)]
+    scored = LlamaIndexRerank(reranker=chunking).postprocess_nodes(nodes, query_str=QUERY)
+    for item in scored:
+        result = expected[int(item.node.node_id)]
+        assert item.node.metadata["best_span"] == (None if result.span is None else list(result.span))
+        assert "best_span" not in item.node.get_content(metadata_mode=MetadataMode.LLM)
+    assert all(not n.node.metadata for n in nodes)
+
+
+def test_cli_long_documents_option(
+    tiny_model_path: Path, chunking, truncating, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from qwen_rerank.cli import main
+
+    path = tmp_path / "docs.txt"
+    path.write_text(CONTRACT + "\nA short note.\n", encoding="utf-8")
+    scores = {}
+    for mode, reference in (("chunk", chunking), ("truncate", truncating)):
+        argv = ["rank", "--model", str(tiny_model_path), "--device", "cpu", "--query", QUERY, str(path)]
+        assert main([*argv, "--max-length", str(MAX_LENGTH), "--long-documents", mode, "--json"]) == 0
+        results = json.loads(capsys.readouterr().out)["results"]
+        scores[mode] = {r["index"]: r["score"] for r in results}
+        expected = reference.score(QUERY, [CONTRACT, "A short note."])
+        assert abs(scores[mode][0] - expected[0]) <= 1e-5
+    assert scores["chunk"][0] >= scores["truncate"][0] - 1e-6
