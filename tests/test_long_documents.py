@@ -147,8 +147,10 @@ def test_create_reranker_passes_the_option(tiny_model_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_remote_chunk_mode_matches_local(fake_vllm, tiny_model_path: Path, chunking, mode: str) -> None:  # type: ignore[no-untyped-def]
-    fake_vllm.max_model_len = MAX_LENGTH  # the server rejects any longer prompt, as vLLM does
+def test_remote_chunk_mode_matches_local(
+    fake_vllm, monkeypatch, tiny_model_path: Path, chunking, mode: str
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(fake_vllm, "max_model_len", MAX_LENGTH)  # longer prompts get HTTP 400, as in vLLM
     docs = [CONTRACT, *SHORT, CJK]
     remote = VLLMReranker(
         fake_vllm.url,
@@ -165,8 +167,8 @@ def test_remote_chunk_mode_matches_local(fake_vllm, tiny_model_path: Path, chunk
         assert a.span == b.span and a.truncated == b.truncated
 
 
-def test_remote_truncate_mode_reports_truncation(fake_vllm, tiny_model_path: Path) -> None:  # type: ignore[no-untyped-def]
-    fake_vllm.max_model_len = MAX_LENGTH
+def test_remote_truncate_mode_reports_truncation(fake_vllm, monkeypatch, tiny_model_path: Path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(fake_vllm, "max_model_len", MAX_LENGTH)
     with VLLMReranker(fake_vllm.url, tokenizer=str(tiny_model_path), max_length=MAX_LENGTH) as remote:
         flags = {r.index: r.truncated for r in remote.rerank(QUERY, [CONTRACT, "short"])}
     assert flags == {0: True, 1: False}
