@@ -25,6 +25,20 @@ tokens each method must run: every prompt in full for the card loop, the
 shared prefix once plus each document's tail for LocalReranker. Padding and
 the vocabulary head are not useful work and are not counted.
 
+With ``--peer sentence-transformers`` the same documents are also scored by
+sentence-transformers' ``CrossEncoder`` (it loads the checkpoint as a causal LM
+with a yes/no logit head; the model card's prompt is given as its chat
+template), on two cases: the mixed documents above and ``--long-count``
+documents of 4,000 tokens. The peer's scores are checked against ours, and the
+two are timed in alternation (ours, peer, ours, peer, ...), best of
+``--repeats``, so that load from other work hits both alike.
+
+``--long-case`` runs the long-document case: one document of 32,000 tokens and
+20 of 500, with ``max_length=2048``, in ``long_documents="truncate"`` and
+``"chunk"`` mode, with the number of windows; then one document of 8k, 16k
+and 32k tokens alone in chunk mode, and the ratios of their times (linear cost
+gives about 2x per doubling).
+
 The timings are wall-clock on whatever else the machine is running: on a
 shared machine, run it twice and trust the better run.
 """
@@ -32,6 +46,7 @@ shared machine, run it twice and trust the better run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import sys
@@ -101,6 +116,139 @@ def make_documents(tokenizer: transformers.PreTrainedTokenizerBase, count: int, 
         documents.append(text[: encoding["offset_mapping"][target - 1][1]])
     rng.shuffle(documents)
     return documents
+
+
+def sized_text(tokenizer: transformers.PreTrainedTokenizerBase, tokens: int, seed: int) -> str:
+    """English text of exactly ``tokens`` tokens (by this tokenizer, on its own)."""
+    rng = random.Random(seed)
+    words = ENGLISH_TEXT.split()
+    text = " ".join(rng.choice(words) for _ in range(tokens * 2))
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return text[: encoding["offset_mapping"][tokens - 1][1]]
+
+
+# The model card's prompt as a chat template over the pair roles that CrossEncoder sends.
+PEER_TEMPLATE = (
+    "{%- set q = (messages | selectattr('role', 'eq', 'query') | first).content -%}"
+    "{%- set d = (messages | selectattr('role', 'eq', 'document') | first).content -%}"
+    "{%- if q is not string %}{% set q = q[0].text %}{% endif -%}"
+    "{%- if d is not string %}{% set d = d[0].text %}{% endif -%}"
+    "{{ prefix }}<Instruct>: {{ instruction }}\n<Query>: {{ q }}\n<Document>: {{ d }}{{ suffix }}"
+    "{{ '' }}"  # Jinja drops the template's final newline, which the suffix ends with
+)
+
+
+def load_peer(path: Path, dtype: torch.dtype, max_length: int) -> Any:
+    """sentence-transformers' CrossEncoder on the checkpoint, with the card's prompt as its template."""
+    try:
+        from sentence_transformers import CrossEncoder
+    except ImportError:
+        sys.exit('--peer sentence-transformers needs: pip install "qwen-rerank[bench]"')
+    template = (
+        PEER_TEMPLATE.replace("{{ prefix }}", PREFIX)
+        .replace("{{ suffix }}", SUFFIX)
+        .replace("{{ instruction }}", INSTRUCTION)
+    )
+    return CrossEncoder(
+        str(path),
+        device="cpu",
+        max_length=max_length,
+        model_kwargs={"dtype": dtype},
+        processor_kwargs={"chat_template": template},
+    )
+
+
+def peer_scores(peer: Any, documents: list[str], batch_size: int) -> list[float]:
+    """P("yes") by the peer: the sigmoid of its yes-minus-no logit, in float32."""
+    raw = peer.predict(
+        [(QUERY, doc) for doc in documents],
+        batch_size=batch_size,
+        activation_fn=torch.nn.Sigmoid(),
+        convert_to_tensor=True,
+    )
+    scores: list[float] = raw.float().reshape(-1).tolist()
+    return scores
+
+
+def interleaved(methods: dict[str, Any], repeats: int) -> dict[str, tuple[float, list[float]]]:
+    """Best time and last scores of each method, run in turn ``repeats`` times."""
+    best = {name: (float("inf"), []) for name in methods}
+    for _ in range(repeats):
+        for name, call in methods.items():
+            start = time.perf_counter()
+            scores = call()
+            seconds = time.perf_counter() - start
+            best[name] = (min(best[name][0], seconds), list(scores))
+    return best  # type: ignore[return-value]
+
+
+def bench_peer(path: Path, dtype_name: str, documents: list[str], args: argparse.Namespace) -> None:
+    """Us against sentence-transformers on the mixed documents and on 4,000-token documents."""
+    dtype = getattr(torch, dtype_name)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+    long_docs = [sized_text(tokenizer, 4000, seed) for seed in range(args.long_count)]
+    peak = matmul_peak(dtype)
+    ours = LocalReranker(str(path), device="cpu", dtype=dtype_name, max_length=8192)
+    peer = load_peer(path, dtype, 8192)
+    counter = FlopCounter(ours.model)
+    print(f"\n[{dtype_name}] peer: sentence-transformers CrossEncoder, batch size {args.peer_batch_size}")
+    for case, docs in (("mixed", documents), (f"{len(long_docs)}x4000", long_docs)):
+        head = len(ours.prompt_tokenizer.encode_head(QUERY, INSTRUCTION))
+        lengths = [len(p) for p in ours.prompt_tokenizer.encode_pairs(QUERY, docs, INSTRUCTION, 8192)]
+        flops = counter.run(head) + sum(counter.run(n - head, head) for n in lengths)
+        ours.score(QUERY, docs[:1], instruction=INSTRUCTION)  # warm-up
+        peer_scores(peer, docs[:1], args.peer_batch_size)
+        best = interleaved(
+            {
+                "ours": lambda docs=docs: ours.score(QUERY, docs, instruction=INSTRUCTION),
+                "peer": lambda docs=docs: peer_scores(peer, docs, args.peer_batch_size),
+            },
+            args.repeats,
+        )
+        (t_ours, s_ours), (t_peer, s_peer) = best["ours"], best["peer"]
+        diff = max(abs(a - b) for a, b in zip(s_ours, s_peer, strict=True))
+        gflops = flops / t_ours / 1e9
+        print(
+            f"{case:>8}: ours {t_ours:7.2f} s, peer {t_peer:7.2f} s -> {t_peer / t_ours:.2f}x; "
+            f"ours {gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f}% of the {peak:.0f} GFLOP/s matmul peak; "
+            f"max |score diff| {diff:.1e}; load {os.getloadavg()[0]:.2f}"
+        )
+
+
+def bench_long_case(path: Path, dtype_name: str, args: argparse.Namespace) -> None:
+    """One 32,000-token document among 20 of 500, max_length=2048: truncate against chunk; linear cost."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+    docs = [sized_text(tokenizer, 32000, 99)] + [sized_text(tokenizer, 500, k) for k in range(20)]
+    common = {"device": "cpu", "dtype": dtype_name, "max_length": 2048}
+    truncate = LocalReranker(str(path), **common)
+    chunk = LocalReranker(str(path), long_documents="chunk", **common)
+    plan = chunk._windows(QUERY, docs, INSTRUCTION)
+    windows = 0 if plan is None else plan.owners.count(0)
+    print(f"\n[{dtype_name}] long documents: 1 x 32,000 + 20 x 500 tokens, max_length=2048")
+    best = interleaved(
+        {
+            "truncate": lambda: truncate.rerank(QUERY, docs, instruction=INSTRUCTION),
+            "chunk": lambda: chunk.rerank(QUERY, docs, instruction=INSTRUCTION),
+        },
+        args.repeats,
+    )
+    results = {name: {r.index: r for r in rs} for name, (_, rs) in best.items()}  # type: ignore[attr-defined]
+    cut, whole = results["truncate"][0], results["chunk"][0]
+    print(
+        f"truncate {best['truncate'][0]:.2f} s (document 0 truncated: {cut.truncated}, "
+        f"score {cut.score:.4f}); "
+        f"chunk {best['chunk'][0]:.2f} s, {windows} windows for the long document "
+        f"(best span {whole.span}, score {whole.score:.4f}); load {os.getloadavg()[0]:.2f}"
+    )
+    lengths = (8000, 16000, 32000)
+    alone = {n: [docs[0][: len(sized_text(tokenizer, n, 99))]] for n in lengths}
+    times = interleaved(
+        {str(n): lambda n=n: chunk.score(QUERY, alone[n], instruction=INSTRUCTION) for n in lengths},
+        args.repeats,
+    )
+    line = ", ".join(f"{n // 1000}k {times[str(n)][0]:.2f} s" for n in lengths)
+    ratios = [times[str(b)][0] / times[str(a)][0] for a, b in itertools.pairwise(lengths)]
+    print(f"chunk mode alone: {line}; ratios 16k/8k {ratios[0]:.2f}, 32k/16k {ratios[1]:.2f} (linear: 2.00)")
 
 
 def model_card_loop(
@@ -253,6 +401,11 @@ def main() -> None:
     parser.add_argument("--max-batch-tokens", type=int, default=None, help="LocalReranker's budget")
     parser.add_argument("--skip-full-batch", action="store_true", help="skip the one-padded-batch card loop")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peer", choices=["sentence-transformers"], help="also time this peer")
+    parser.add_argument("--peer-batch-size", type=int, default=32, help="the peer's batch size")
+    parser.add_argument("--long-count", type=int, default=4, help="4,000-token documents in the peer case")
+    parser.add_argument("--long-case", action="store_true", help="run the long-document (chunk) case")
+    parser.add_argument("--only", choices=["peer", "long"], help="skip the card-loop comparison")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
@@ -265,7 +418,15 @@ def main() -> None:
         path = build_model(Path(tmp), args.layers)
         print(f"model: {args.layers} layers, built in {time.perf_counter() - started:.0f} s")
         for dtype_name in args.dtypes.split(","):
-            results[dtype_name] = bench_dtype(path, dtype_name, args)
+            if args.only is None:
+                results[dtype_name] = bench_dtype(path, dtype_name, args)
+            if args.peer and args.only in (None, "peer"):
+                documents = make_documents(
+                    transformers.AutoTokenizer.from_pretrained(str(path)), args.documents, args.seed
+                )
+                bench_peer(path, dtype_name, documents, args)
+            if args.long_case or args.only == "long":
+                bench_long_case(path, dtype_name, args)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     if "float32" in results and "bfloat16" in results:
         fp32, bf16 = results["float32"]["local"], results["bfloat16"]["local"]

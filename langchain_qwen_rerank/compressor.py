@@ -17,6 +17,7 @@ from qwen_rerank._adapters import (
     api_key_from_env,
     backend_from_fields,
     check_call_settings,
+    cut_metadata,
     invalid_input_in,
     rerank_inputs,
 )
@@ -143,7 +144,7 @@ class QwenRerank(BaseDocumentCompressor):
         if not docs:
             return []
         results = self._backend.get().rerank(checked, texts, **self._settings(self.top_n))
-        return [_scored_copy(docs[result.index], result.score) for result in results]
+        return [_scored_copy(docs[result.index], result) for result in results]
 
     async def acompress_documents(
         self,
@@ -157,7 +158,7 @@ class QwenRerank(BaseDocumentCompressor):
             return []
         backend = await self._backend.aget()
         results = await backend.arerank(checked, texts, **self._settings(self.top_n))
-        return [_scored_copy(docs[result.index], result.score) for result in results]
+        return [_scored_copy(docs[result.index], result) for result in results]
 
     def rerank(
         self,
@@ -225,9 +226,10 @@ def _any_text(document: object) -> object:
     )
 
 
-def _scored_copy(document: Document, score: float) -> Document:
+def _scored_copy(document: Document, result: RerankResult) -> Document:
     metadata = copy.deepcopy(document.metadata)
-    metadata["relevance_score"] = score
+    metadata["relevance_score"] = result.score
+    metadata.update(cut_metadata(result))
     return document.model_copy(update={"metadata": metadata})
 
 

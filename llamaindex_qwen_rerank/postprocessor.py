@@ -20,6 +20,7 @@ from qwen_rerank._adapters import (
     api_key_from_env,
     backend_from_fields,
     check_call_settings,
+    cut_metadata,
     invalid_input_in,
     rerank_inputs,
 )
@@ -205,16 +206,21 @@ class QwenRerank(BaseNodePostprocessor):
         self, nodes: list[NodeWithScore], results: list[RerankResult], event: EventContext
     ) -> list[NodeWithScore]:
         """New scored nodes in result order, and the events that close the rerank."""
-        new_nodes = [self._scored_copy(nodes[result.index], result.score) for result in results]
+        new_nodes = [self._scored_copy(nodes[result.index], result) for result in results]
         event.on_end(payload={EventPayload.NODES: new_nodes})
         dispatcher.event(ReRankEndEvent(nodes=new_nodes))
         return new_nodes
 
-    def _scored_copy(self, item: NodeWithScore, score: float) -> NodeWithScore:
+    def _scored_copy(self, item: NodeWithScore, result: RerankResult) -> NodeWithScore:
         node = item.node.model_copy(deep=True)
         if self.keep_retrieval_score:
             node.metadata["retrieval_score"] = item.score
-        return NodeWithScore(node=node, score=score)
+        cut = cut_metadata(result)
+        node.metadata.update(cut)
+        # What the reranker read is for the caller, not for the LLM or the embedder.
+        for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
+            excluded.extend(key for key in cut if key not in excluded)
+        return NodeWithScore(node=node, score=result.score)
 
 
 # Where LlamaIndex nodes keep non-text content (ImageNode, and Node's media resources).

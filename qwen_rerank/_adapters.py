@@ -20,6 +20,7 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.factory import create_reranker
 from qwen_rerank.remote import API_KEY_ENV
+from qwen_rerank.results import RerankResult
 
 __all__ = [
     "API_KEY_ENV",
@@ -28,6 +29,7 @@ __all__ = [
     "api_key_from_env",
     "backend_from_fields",
     "check_call_settings",
+    "cut_metadata",
     "invalid_input_in",
     "rerank_inputs",
 ]
@@ -110,6 +112,16 @@ def adapter_backend(
     return LazyReranker(
         lambda: create_reranker(name, base_url=base_url, **kwargs), eager=base_url is not None
     )
+
+
+def cut_metadata(result: RerankResult) -> dict[str, Any]:
+    """The metadata keys an adapter adds about what the model read of a document.
+
+    ``truncated``: the document's tail was cut to fit ``max_length``;
+    ``best_span``: in chunk mode, ``[start, end]`` character offsets of the best
+    window, ``None`` when the document was scored whole.
+    """
+    return {"truncated": result.truncated, "best_span": None if result.span is None else list(result.span)}
 
 
 def backend_from_fields(adapter: Any) -> LazyReranker:

@@ -1,4 +1,4 @@
-"""Pure helpers of the many-queries calls: request checks, reassembly, and the progress bar."""
+"""Pure helpers of the many-queries calls: request checks and the progress bar."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank._validation import check_documents, check_query
-from qwen_rerank.exceptions import InvalidInputError, QwenRerankError
-from qwen_rerank.results import check_scores
+from qwen_rerank.exceptions import InvalidInputError
 
-__all__ = ["Progress", "Request", "assemble", "check_requests", "progress_bar"]
+__all__ = ["Progress", "Request", "check_requests", "progress_bar"]
 
 Request = tuple[str, list[str]]
 """A validated request: the query and a new list of its documents."""
@@ -43,20 +42,6 @@ def check_requests(requests: Any) -> list[Request]:
         except InvalidInputError as exc:
             raise InvalidInputError(f"requests[{position}]: {exc}") from exc
     return checked
-
-
-def assemble(requests: Sequence[Request], scored: Sequence[Sequence[float]]) -> list[list[float]]:
-    """One checked score list per request, given the backend's scores of the non-empty ones, in order."""
-    todo = [position for position, (_, documents) in enumerate(requests) if documents]
-    if len(scored) != len(todo):
-        raise QwenRerankError(f"Got {len(scored)} score lists for {len(todo)} non-empty requests.")
-    out: list[list[float]] = [[] for _ in requests]
-    for position, scores in zip(todo, scored, strict=True):
-        try:
-            out[position] = check_scores(scores, len(requests[position][1]))
-        except QwenRerankError as exc:
-            raise QwenRerankError(f"requests[{position}]: {exc}") from exc
-    return out
 
 
 @contextmanager

@@ -10,7 +10,9 @@ Rows are left-padded, as in the model card. A shared prefix (system prompt,
 instruction, query) runs once into a key/value cache; each batch of document
 tails then continues that cache, expanded to the batch's rows. Each row's
 real tokens take the positions right after the prefix, and its padding, which
-sits between the prefix and the tail, is masked out.
+sits between the prefix and the tail, is masked out. Rows with no prefix and
+no padding (a long prompt that runs alone) get no mask at all: a plain causal
+pass, for which SDPA picks its fused kernels.
 """
 
 from __future__ import annotations
@@ -113,10 +115,12 @@ class YesNoScorer:
             kwargs[self._cache_arg] = transformers.DynamicCache(
                 [(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1)) for k, v in prefix.layers]
             )
+        # Nothing to mask without a prefix or padding: a plain causal pass takes SDPA's fused kernels.
+        attention_mask = None if prefix is None and not pads.any() else mask.to(self.device)
         with torch.inference_mode():
             logits = self.model(
                 input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
+                attention_mask=attention_mask,
                 logits_to_keep=1,
                 **kwargs,
             ).logits[:, -1, :]

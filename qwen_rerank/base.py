@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from typing_extensions import Self
 
-from qwen_rerank._many import Progress, Request, assemble, check_requests, progress_bar
+from qwen_rerank._chunking import LongDocuments, LongDocumentsMode, WindowPlan, plan_windows, truncated_flags
+from qwen_rerank._many import Progress, Request, check_requests, progress_bar
 from qwen_rerank._validation import (
     check_documents,
     check_instruction,
@@ -18,17 +20,30 @@ from qwen_rerank._validation import (
     check_score_threshold,
     check_top_n,
 )
-from qwen_rerank.prompt import DEFAULT_INSTRUCTION
-from qwen_rerank.results import RerankResult, check_scores, rank
+from qwen_rerank.exceptions import InvalidInputError, QwenRerankError
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION, PromptTokenizer
+from qwen_rerank.results import RerankResult, Scored, check_scores, rank
 
 __all__ = ["Reranker"]
 
 
-def _distinct(documents: list[str]) -> tuple[list[str], list[int]]:
-    """The distinct documents in first-seen order, and where each input document is among them."""
-    first: dict[str, int] = {}
-    where = [first.setdefault(doc, len(first)) for doc in documents]
-    return list(first), where
+@dataclass(frozen=True)
+class _Job:
+    """One request on its way to the backend: what it sends, and how the answers map back.
+
+    ``texts`` are the distinct documents in first-seen order, or in chunk mode
+    their windows; ``where[i]`` is the distinct document that ``documents[i]`` is.
+    """
+
+    query: str
+    documents: list[str]
+    distinct: list[str]
+    where: list[int]
+    plan: WindowPlan | None
+
+    @property
+    def texts(self) -> list[str]:
+        return self.distinct if self.plan is None else self.plan.texts
 
 
 class Reranker(ABC):
@@ -36,16 +51,78 @@ class Reranker(ABC):
 
     Backends implement ``_score`` (and, when they have native async I/O,
     ``_ascore``; to share work between queries, ``_score_many`` and
-    ``_ascore_many``); everything else — validation, the empty case, score checks,
-    ranking — lives here, once.
+    ``_ascore_many``); everything else — validation, the empty case, identical
+    documents, long documents, score checks, ranking — lives here, once. A
+    backend that cuts prompts to a token limit tells how through
+    ``_prompt_rule``; in chunk mode its ``_score`` then simply receives the
+    windows as documents. Identical documents of one request reach the backend
+    once, so they always tie exactly.
 
     Args:
         instruction: The task instruction used when a call passes none.
             Defaults to :data:`~qwen_rerank.DEFAULT_INSTRUCTION`.
+        long_documents: ``"truncate"`` (the default) cuts a prompt longer than
+            ``max_length`` at its end; ``"chunk"`` scores overlapping windows of
+            the document and keeps the best (see ``docs/long-documents.md``).
+        chunk_tokens: Chunk mode: document tokens per window; ``None`` takes
+            the most that fit beside the instruction and query.
+        chunk_overlap: Chunk mode: tokens neighbouring windows share; ``None``
+            takes 64, or a quarter of the window when that is less.
     """
 
-    def __init__(self, *, instruction: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        instruction: str | None = None,
+        long_documents: LongDocumentsMode = "truncate",
+        chunk_tokens: int | None = None,
+        chunk_overlap: int | None = None,
+    ) -> None:
         self.instruction: str = check_instruction(instruction, DEFAULT_INSTRUCTION)
+        self._long = LongDocuments.of(long_documents, chunk_tokens, chunk_overlap)
+
+    @property
+    def long_documents(self) -> LongDocumentsMode:
+        """``"truncate"`` or ``"chunk"``: what happens to a document longer than ``max_length``."""
+        return self._long.mode
+
+    def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None:
+        """The tokenizer and ``max_length`` this backend cuts prompts with; ``None`` if it cuts none."""
+        return None
+
+    def _windows(self, query: str, documents: list[str], instruction: str) -> WindowPlan | None:
+        """Chunk mode's windows, to be scored in place of ``documents``; ``None`` in truncate mode."""
+        if self._long.mode == "truncate":
+            return None
+        rule = self._prompt_rule()
+        if rule is None:
+            raise InvalidInputError(
+                f"{type(self).__name__} cannot count tokens, so it cannot cut windows for "
+                "long_documents='chunk'; give it a tokenizer or use long_documents='truncate'."
+            )
+        return plan_windows(rule[0], query, documents, instruction, rule[1], self._long)
+
+    def _scored(
+        self,
+        query: str,
+        documents: list[str],
+        instruction: str,
+        plan: WindowPlan | None,
+        raw: list[float],
+        *,
+        report: bool,
+    ) -> Scored:
+        """The checked scores of ``documents`` from those of ``plan``'s windows (or of the documents).
+
+        With ``report``, truncate mode also tells which documents were cut.
+        """
+        if plan is not None:
+            return plan.merge(check_scores(raw, len(plan.texts)))
+        scores = check_scores(raw, len(documents))
+        rule = self._prompt_rule() if report else None
+        if rule is None:
+            return Scored(scores)
+        return Scored(scores, truncated=truncated_flags(rule[0], query, documents, instruction, rule[1]))
 
     @abstractmethod
     def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
@@ -62,16 +139,16 @@ class Reranker(ABC):
             check_instruction(instruction, self.instruction),
         )
 
-    def _distinct_scores(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        """Checked scores, each distinct document scored once: identical documents tie exactly."""
-        distinct, where = _distinct(documents)
-        scores = check_scores(self._score(query, distinct, instruction), len(distinct))
-        return scores if len(distinct) == len(documents) else [scores[i] for i in where]
+    def _job(self, query: str, documents: list[str], instruction: str) -> _Job:
+        first: dict[str, int] = {}
+        where = [first.setdefault(doc, len(first)) for doc in documents]
+        distinct = list(first)
+        return _Job(query, documents, distinct, where, self._windows(query, distinct, instruction))
 
-    async def _adistinct_scores(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        distinct, where = _distinct(documents)
-        scores = check_scores(await self._ascore(query, distinct, instruction), len(distinct))
-        return scores if len(distinct) == len(documents) else [scores[i] for i in where]
+    def _finish_job(self, job: _Job, instruction: str, raw: list[float], *, report: bool) -> Scored:
+        """The checked :class:`Scored` of ``job.documents`` from the backend's scores of ``job.texts``."""
+        scored = self._scored(job.query, job.distinct, instruction, job.plan, raw, report=report)
+        return scored if len(job.distinct) == len(job.documents) else scored.select(job.where)
 
     def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None) -> list[float]:
         """Relevance of each document to ``query``, in input order.
@@ -87,7 +164,8 @@ class Reranker(ABC):
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        return self._distinct_scores(q, docs, instr)
+        job = self._job(q, docs, instr)
+        return self._finish_job(job, instr, self._score(q, job.texts, instr), report=False).scores
 
     async def ascore(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None
@@ -96,7 +174,8 @@ class Reranker(ABC):
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        return await self._adistinct_scores(q, docs, instr)
+        job = self._job(q, docs, instr)
+        return self._finish_job(job, instr, await self._ascore(q, job.texts, instr), report=False).scores
 
     def rerank(
         self,
@@ -110,7 +189,8 @@ class Reranker(ABC):
         """Documents sorted by relevance to ``query``, highest first.
 
         Ties keep input order. Each :class:`RerankResult` carries the document's
-        input ``index``, its ``score`` and its text.
+        input ``index``, its ``score`` and its text, whether it was ``truncated``
+        and, in chunk mode, the ``span`` of its best window.
 
         Args:
             top_n: Keep at most this many results; ``None`` keeps all. A value
@@ -125,8 +205,9 @@ class Reranker(ABC):
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        scores = self._distinct_scores(q, docs, instr)
-        return rank(docs, scores, top_n=n, score_threshold=threshold)
+        job = self._job(q, docs, instr)
+        scored = self._finish_job(job, instr, self._score(q, job.texts, instr), report=True)
+        return rank(docs, scored.scores, top_n=n, score_threshold=threshold, scored=scored)
 
     async def arerank(
         self,
@@ -142,8 +223,9 @@ class Reranker(ABC):
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        scores = await self._adistinct_scores(q, docs, instr)
-        return rank(docs, scores, top_n=n, score_threshold=threshold)
+        job = self._job(q, docs, instr)
+        scored = self._finish_job(job, instr, await self._ascore(q, job.texts, instr), report=True)
+        return rank(docs, scored.scores, top_n=n, score_threshold=threshold, scored=scored)
 
     # -- many queries per call ------------------------------------------------------------------
     def _score_many(self, requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
@@ -169,25 +251,51 @@ class Reranker(ABC):
             progress(1, len(documents))
         return out
 
+    def _jobs(self, requests: list[Request], instruction: str) -> list[_Job]:
+        return [self._job(query, documents, instruction) for query, documents in requests]
+
     def _score_requests(
-        self, requests: list[Request], instruction: str, progress: Progress | None = None
-    ) -> list[list[float]]:
-        """Checked scores of validated requests; empty ones get ``[]`` without the backend."""
-        todo = [request for request in requests if request[1]]
-        report = progress or _ignore
-        if len(todo) < len(requests):
-            report(len(requests) - len(todo), 0)
-        return assemble(requests, self._score_many(todo, instruction, report) if todo else [])
+        self, jobs: list[_Job], instruction: str, progress: Progress | None = None, *, report: bool = False
+    ) -> list[Scored]:
+        """Checked scores of the jobs' requests; empty ones get nothing from the backend."""
+        todo, done = self._todo(jobs, progress)
+        requests = [(job.query, job.texts) for job in todo]
+        raw = self._score_many(requests, instruction, done) if todo else []
+        return self._finish_many(jobs, instruction, raw, report=report)
 
     async def _ascore_requests(
-        self, requests: list[Request], instruction: str, progress: Progress | None = None
-    ) -> list[list[float]]:
+        self, jobs: list[_Job], instruction: str, progress: Progress | None = None, *, report: bool = False
+    ) -> list[Scored]:
         """Async :meth:`_score_requests`."""
-        todo = [request for request in requests if request[1]]
-        report = progress or _ignore
-        if len(todo) < len(requests):
-            report(len(requests) - len(todo), 0)
-        return assemble(requests, await self._ascore_many(todo, instruction, report) if todo else [])
+        todo, done = self._todo(jobs, progress)
+        raw = (
+            await self._ascore_many([(job.query, job.texts) for job in todo], instruction, done)
+            if todo
+            else []
+        )
+        return self._finish_many(jobs, instruction, raw, report=report)
+
+    @staticmethod
+    def _todo(jobs: list[_Job], progress: Progress | None) -> tuple[list[_Job], Progress]:
+        todo = [job for job in jobs if job.documents]
+        done = progress or _ignore
+        if len(todo) < len(jobs):
+            done(len(jobs) - len(todo), 0)
+        return todo, done
+
+    def _finish_many(
+        self, jobs: list[_Job], instruction: str, raw: list[list[float]], *, report: bool
+    ) -> list[Scored]:
+        todo = [position for position, job in enumerate(jobs) if job.documents]
+        if len(raw) != len(todo):
+            raise QwenRerankError(f"Got {len(raw)} score lists for {len(todo)} non-empty requests.")
+        out = [Scored([]) for _ in jobs]
+        for position, scores in zip(todo, raw, strict=True):
+            try:
+                out[position] = self._finish_job(jobs[position], instruction, scores, report=report)
+            except QwenRerankError as exc:
+                raise QwenRerankError(f"requests[{position}]: {exc}") from exc
+        return out
 
     def score_many(
         self,
@@ -209,9 +317,9 @@ class Reranker(ABC):
             InvalidInputError: as :meth:`score`; the message names the request,
                 e.g. ``requests[3]: documents[1] must be a str, got int.``
         """
-        checked, instr = self._prepare_many(requests, instruction)
-        with progress_bar(len(checked), sum(len(d) for _, d in checked), show_progress) as progress:
-            return self._score_requests(checked, instr, progress)
+        jobs, instr = self._prepare_many(requests, instruction)
+        with progress_bar(len(jobs), sum(len(job.texts) for job in jobs), show_progress) as progress:
+            return [scored.scores for scored in self._score_requests(jobs, instr, progress)]
 
     async def ascore_many(
         self,
@@ -221,9 +329,9 @@ class Reranker(ABC):
         show_progress: bool = False,
     ) -> list[list[float]]:
         """Async :meth:`score_many`; it does not block the event loop."""
-        checked, instr = self._prepare_many(requests, instruction)
-        with progress_bar(len(checked), sum(len(d) for _, d in checked), show_progress) as progress:
-            return await self._ascore_requests(checked, instr, progress)
+        jobs, instr = self._prepare_many(requests, instruction)
+        with progress_bar(len(jobs), sum(len(job.texts) for job in jobs), show_progress) as progress:
+            return [scored.scores for scored in await self._ascore_requests(jobs, instr, progress)]
 
     def rerank_many(
         self,
@@ -242,11 +350,11 @@ class Reranker(ABC):
             InvalidInputError: as :meth:`rerank`; the message names the request.
         """
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
-        checked, instr = self._prepare_many(requests, instruction)
-        scores = self._score_requests(checked, instr)
+        jobs, instr = self._prepare_many(requests, instruction)
+        scored = self._score_requests(jobs, instr, report=True)
         return [
-            rank(docs, part, top_n=n, score_threshold=threshold)
-            for (_, docs), part in zip(checked, scores, strict=True)
+            rank(job.documents, part.scores, top_n=n, score_threshold=threshold, scored=part)
+            for job, part in zip(jobs, scored, strict=True)
         ]
 
     async def arerank_many(
@@ -259,15 +367,16 @@ class Reranker(ABC):
     ) -> list[list[RerankResult]]:
         """Async :meth:`rerank_many`; it does not block the event loop."""
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
-        checked, instr = self._prepare_many(requests, instruction)
-        scores = await self._ascore_requests(checked, instr)
+        jobs, instr = self._prepare_many(requests, instruction)
+        scored = await self._ascore_requests(jobs, instr, report=True)
         return [
-            rank(docs, part, top_n=n, score_threshold=threshold)
-            for (_, docs), part in zip(checked, scores, strict=True)
+            rank(job.documents, part.scores, top_n=n, score_threshold=threshold, scored=part)
+            for job, part in zip(jobs, scored, strict=True)
         ]
 
-    def _prepare_many(self, requests: Any, instruction: Any) -> tuple[list[Request], str]:
-        return check_requests(requests), check_instruction(instruction, self.instruction)
+    def _prepare_many(self, requests: Any, instruction: Any) -> tuple[list[_Job], str]:
+        instr = check_instruction(instruction, self.instruction)
+        return self._jobs(check_requests(requests), instr), instr
 
     def close(self) -> None:  # noqa: B027 - a hook: most backends hold nothing to release
         """Release what the backend holds open. Safe to call more than once."""

@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-length", type=int, metavar="TOKENS", help="most tokens per prompt; longer documents are cut"
     )
     group.add_argument(
+        "--long-documents",
+        choices=("truncate", "chunk"),
+        help="a document longer than --max-length: 'truncate' (default) cuts its tail, 'chunk' scores "
+        "overlapping windows and keeps the best (vLLM: needs --tokenizer)",
+    )
+    group.add_argument(
         "--device", help="local backend: cpu, cuda, cuda:N or mps (default: the best available)"
     )
     group.add_argument("--dtype", help="local backend: float32, bfloat16 or float16 (default: by device)")
@@ -333,11 +339,11 @@ def _build_reranker(args: argparse.Namespace, **remote_extra: Any) -> Reranker:
 
 
 def _local_options(args: argparse.Namespace) -> dict[str, Any]:
-    return _given(args, (*_LOCAL_ONLY, "max_length"))
+    return _given(args, (*_LOCAL_ONLY, "max_length", "long_documents"))
 
 
 def _remote_options(args: argparse.Namespace) -> dict[str, Any]:
-    return _given(args, (*_REMOTE_ONLY, "max_length"))
+    return _given(args, (*_REMOTE_ONLY, "max_length", "long_documents"))
 
 
 def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:

@@ -348,16 +348,16 @@ def rerank_candidates(
     size = check_positive_int("batch_queries", batch_queries)
     require("tqdm", "eval")
     ids = list(rankings)
-    total = sum(len(rankings[q]) for q in ids)
+    requests = [(queries[q], [corpus[d] for d in rankings[q]]) for q in ids]
+    jobs = reranker._jobs(requests, reranker.instruction)
     reranked: Run = {}
-    with progress_bar(len(ids), total, progress) as advance:
+    with progress_bar(len(ids), sum(len(job.texts) for job in jobs), progress) as advance:
         for start in range(0, len(ids), size):
-            chunk = ids[start : start + size]
-            requests = [(queries[q], [corpus[d] for d in rankings[q]]) for q in chunk]
-            scored = reranker._score_requests(requests, reranker.instruction, advance)
-            for query_id, (_, documents), scores in zip(chunk, requests, scored, strict=True):
+            batch = jobs[start : start + size]
+            scored = reranker._score_requests(batch, reranker.instruction, advance)
+            for query_id, job, part in zip(ids[start : start + size], batch, scored, strict=True):
                 doc_ids = rankings[query_id]
-                reranked[query_id] = [(doc_ids[r.index], r.score) for r in rank(documents, scores)]
+                reranked[query_id] = [(doc_ids[r.index], r.score) for r in rank(job.documents, part.scores)]
     return reranked
 
 

@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 from qwen_rerank._batching import plan_batches, prefix_pays
 from qwen_rerank._cache import ScoreCache
+from qwen_rerank._chunking import LongDocumentsMode
 from qwen_rerank._many import Progress, Request
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
@@ -147,6 +148,15 @@ class LocalReranker(Reranker):
             turns the cache off. :meth:`clear_cache` empties it.
         show_progress: Show a tqdm progress bar (on stderr) for calls that take
             more than one forward pass. Off by default.
+        long_documents: ``"truncate"`` (the default) cuts a prompt longer than
+            ``max_length`` at its end, and ``rerank`` marks the result
+            ``truncated``; ``"chunk"`` scores overlapping windows of such a
+            document, in the same batches as the other documents, and keeps
+            the best window's score and ``span`` (see ``docs/long-documents.md``).
+        chunk_tokens: Chunk mode: document tokens per window. ``None`` (the
+            default) takes the most that fit beside the instruction and query.
+        chunk_overlap: Chunk mode: tokens that neighbouring windows share.
+            ``None`` takes 64, or a quarter of the window when that is less.
 
     Raises:
         ModelLoadError: The model or its tokenizer cannot be found or loaded.
@@ -168,8 +178,16 @@ class LocalReranker(Reranker):
         prefix_reuse: bool = True,
         cache_size: int = 0,
         show_progress: bool = False,
+        long_documents: LongDocumentsMode = "truncate",
+        chunk_tokens: int | None = None,
+        chunk_overlap: int | None = None,
     ) -> None:
-        super().__init__(instruction=instruction)
+        super().__init__(
+            instruction=instruction,
+            long_documents=long_documents,
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap,
+        )
         if not isinstance(model, str) or not model:
             raise InvalidInputError(f"model must be a hub id or a local path, got {model!r}.")
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
@@ -234,6 +252,9 @@ class LocalReranker(Reranker):
         """Forget every cached score (a no-op when the cache is off)."""
         if self._cache is not None:
             self._cache.clear()
+
+    def _prompt_rule(self) -> tuple[PromptTokenizer, int]:
+        return self.prompt_tokenizer, self.max_length
 
     def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
         return self._score_many([(query, documents)], instruction, None)[0]
@@ -315,8 +336,12 @@ class LocalReranker(Reranker):
             shared: list[int] = []
             if self.prefix_reuse:
                 head = pt.encode_head(query, instruction)
-                # A prompt truncated into its query does not start with the head; it runs whole.
-                shared = [i for i, p in enumerate(prompts) if len(p) > len(head) and p[: len(head)] == head]
+                # A prompt truncated into its query does not start with the head; it runs whole. So
+                # does one that fills a batch alone: reuse would save a sliver, at the price of a mask.
+                alone = self.max_batch_tokens // 2
+                shared = [
+                    i for i, p in enumerate(prompts) if len(head) < len(p) <= alone and p[: len(head)] == head
+                ]
                 tails = [len(prompts[i]) - len(head) for i in shared]
                 if shared and prefix_pays(len(head), tails, self.max_batch_tokens):
                     group = _Work(prompts=[], rows=[], scores=[], head=head)
@@ -327,7 +352,10 @@ class LocalReranker(Reranker):
                     shared = []
             for i in sorted(set(range(len(prompts))).difference(shared)):
                 pool.add(prompts[i], prompts[i], (request, i))
-        return [*groups, pool] if pool.prompts else groups
+        if pool.prompts:
+            groups.append(pool)
+        # Longest rows first, as within each group: the biggest activations are allocated first.
+        return sorted(groups, key=lambda work: -max(map(len, work.rows)))
 
     def _plan(self, work: _Work) -> list[list[int]]:
         """``work``'s rows grouped into batches under the token budget, longest rows first."""

@@ -37,6 +37,7 @@ __all__ = [
     "SYSTEM_PROMPT",
     "YES_TOKEN",
     "PromptTokenizer",
+    "document_start",
     "escape_control_tokens",
     "format_body",
     "format_document_part",
@@ -79,6 +80,11 @@ def format_document_part(document: str) -> str:
 def format_body(query: str, document: str, instruction: str) -> str:
     """The text between ``PREFIX`` and ``SUFFIX``: the part that truncation may cut."""
     return format_query_part(query, instruction) + format_document_part(document)
+
+
+def document_start(query: str, instruction: str) -> int:
+    """Where the document's first character sits in :func:`format_body`'s text."""
+    return len(format_body(query, "", instruction))
 
 
 def format_prompt(query: str, document: str, instruction: str) -> str:
@@ -159,6 +165,16 @@ class PromptTokenizer:
     def encode_text(self, texts: Sequence[str]) -> list[list[int]]:
         """Encode user text as plain characters, with no control tokens."""
         return [encoding.ids for encoding in self._plain.encode_batch(list(texts), add_special_tokens=False)]
+
+    def body_budget(self, max_length: int) -> int:
+        """Most body tokens a prompt of ``max_length`` holds; raises if there is no room."""
+        self.check_max_length(max_length)
+        return max_length - self.fixed_length
+
+    def encode_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """:meth:`encode_text` with each token's ``(start, end)`` character offsets in its text."""
+        encodings = self._plain.encode_batch(list(texts), add_special_tokens=False)
+        return [(encoding.ids, encoding.offsets) for encoding in encodings]
 
     def encode_pairs(
         self, query: str, documents: Sequence[str], instruction: str, max_length: int

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import httpx
 
 from qwen_rerank import _http, _secrets
+from qwen_rerank._chunking import LongDocumentsMode
 from qwen_rerank._clients import LoopClients, Shared
 from qwen_rerank._dialects import DIALECTS, Usage, encode_body
 from qwen_rerank._imports import require
@@ -118,6 +119,11 @@ class VLLMReranker(Reranker):
         retry_backoff: Base of the exponential backoff between retries, seconds.
         max_retry_wait: Longest wait before a retry, ``Retry-After`` included:
             a server asking for longer gets its error raised instead.
+        long_documents: ``"truncate"`` (the default) or ``"chunk"``, as for
+            LocalReranker. ``"chunk"`` needs ``tokenizer=`` to place windows
+            exactly; the windows go out as documents of the call's requests
+            (split like any documents) and each document keeps its best score.
+        chunk_tokens, chunk_overlap: Window size and overlap in chunk mode.
     """
 
     def __init__(
@@ -142,8 +148,21 @@ class VLLMReranker(Reranker):
         deadline: float | Literal["auto"] | None = "auto",
         api: Literal["vllm", "sglang", "cohere"] = "vllm",
         max_response_bytes: int | None = None,
+        long_documents: LongDocumentsMode = "truncate",
+        chunk_tokens: int | None = None,
+        chunk_overlap: int | None = None,
     ) -> None:
-        super().__init__(instruction=instruction)
+        super().__init__(
+            instruction=instruction,
+            long_documents=long_documents,
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap,
+        )
+        if long_documents == "chunk" and tokenizer is None:
+            raise InvalidInputError(
+                "long_documents='chunk' needs tokenizer= (the model's hub id or local folder) to cut "
+                "windows on token boundaries; pass it, or use long_documents='truncate'."
+            )
         if api not in DIALECTS:
             raise InvalidInputError(f"api must be one of {sorted(DIALECTS)}, got {api!r}.")
         self.api: Literal["vllm", "sglang", "cohere"] = api
@@ -247,6 +266,10 @@ class VLLMReranker(Reranker):
         return self._last_usage.get()
 
     # -- what to send (no I/O) ------------------------------------------------------------
+    def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None:
+        pt = self._prompt_tokenizer
+        return None if pt is None else (pt, self.max_length)
+
     def _sub_requests(self, query: str, documents: list[str], instruction: str) -> list[_SubRequest]:
         query, instruction = escape_control_tokens(query), escape_control_tokens(instruction)
         documents = [escape_control_tokens(doc) for doc in documents]

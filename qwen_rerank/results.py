@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from qwen_rerank.exceptions import QwenRerankError
 
-__all__ = ["RerankResult", "rank"]
+__all__ = ["RerankResult", "Scored", "rank"]
+
+Span = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -19,11 +21,48 @@ class RerankResult:
         index: Position of the document in the list that was passed in.
         score: Relevance in [0, 1]: the model's probability of answering "yes".
         document: The document text, as it was passed in (not truncated).
+        truncated: True when the model did not read the whole document: in
+            ``long_documents="truncate"`` mode, its prompt was longer than
+            ``max_length`` and lost its tail. A backend that cannot count tokens
+            (a remote one without ``tokenizer=``) sends documents whole and
+            reports ``False``.
+        span: In ``long_documents="chunk"`` mode, the ``(start, end)``
+            character offsets in ``document`` of the window that scored best
+            (``document[start:end]``); ``None`` when the document was scored whole.
     """
 
     index: int
     score: float
     document: str
+    truncated: bool = False
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What a backend reports for one call: a score per document, and what it cut.
+
+    ``truncated`` and ``spans`` are per document, in input order; empty lists
+    mean "nothing to report" (every document read whole).
+    """
+
+    scores: list[float]
+    truncated: list[bool] = field(default_factory=list)
+    spans: list[Span | None] = field(default_factory=list)
+
+    def truncated_at(self, index: int) -> bool:
+        return bool(self.truncated) and self.truncated[index]
+
+    def span_at(self, index: int) -> Span | None:
+        return self.spans[index] if self.spans else None
+
+    def select(self, positions: Sequence[int]) -> Scored:
+        """The report of the documents at ``positions``, in that order (repeats allowed)."""
+        return Scored(
+            [self.scores[i] for i in positions],
+            truncated=[self.truncated[i] for i in positions] if self.truncated else [],
+            spans=[self.spans[i] for i in positions] if self.spans else [],
+        )
 
 
 def rank(
@@ -32,16 +71,28 @@ def rank(
     *,
     top_n: int | None = None,
     score_threshold: float | None = None,
+    scored: Scored | None = None,
 ) -> list[RerankResult]:
     """Sort documents by score, highest first; ties keep input order.
 
     Keeps the documents whose score is at least ``score_threshold``, then the
-    first ``top_n`` of them. Arguments are assumed validated.
+    first ``top_n`` of them. ``scored`` (whose scores must be ``scores``) adds
+    each document's ``truncated`` flag and ``span``. Arguments are assumed validated.
     """
     if len(scores) != len(documents):
         raise QwenRerankError(f"Got {len(scores)} scores for {len(documents)} documents.")
+    extra = scored or Scored(list(scores))
     order = sorted(range(len(documents)), key=lambda i: -scores[i])
-    results = [RerankResult(index=i, score=float(scores[i]), document=documents[i]) for i in order]
+    results = [
+        RerankResult(
+            index=i,
+            score=float(scores[i]),
+            document=documents[i],
+            truncated=extra.truncated_at(i),
+            span=extra.span_at(i),
+        )
+        for i in order
+    ]
     if score_threshold is not None:
         results = [r for r in results if r.score >= score_threshold]
     if top_n is not None:

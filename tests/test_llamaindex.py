@@ -149,7 +149,9 @@ async def test_returns_new_scored_nodes_best_first(backend: Reranker, mode: str)
         original = by_id[new.node.node_id]
         assert new is not original and new.node is not original.node
         assert type(new.score) is float
-        assert new.node.metadata == original.node.metadata and "retrieval_score" not in new.node.metadata
+        added = {"truncated": False, "best_span": None}  # what the model read: all of it
+        assert new.node.metadata == {**original.node.metadata, **added}
+        assert "retrieval_score" not in new.node.metadata
         assert new.node.metadata["internal"] is not original.node.metadata["internal"]
         assert new.node.get_content() == original.node.get_content()
     assert nodes == before  # the caller's nodes and scores are untouched
