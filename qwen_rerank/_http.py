@@ -357,7 +357,8 @@ def request_flow(
                 continue
             if retries >= policy.max_retries:
                 raise RemoteConnectionError(
-                    f"Could not connect to {_servers(replicas, tried)} after {len(tried)} attempts: "
+                    f"Could not connect to {_servers(replicas, tried)} after {len(tried)} "
+                    f"attempt{'' if len(tried) == 1 else 's'}: "
                     f"{outcome}. Check that the vLLM server is running and that base_url is right."
                 ) from outcome
             cause = outcome
