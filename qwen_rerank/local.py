@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import re
@@ -161,7 +162,7 @@ def check_model_source(model: str | os.PathLike[str], revision: str | None = Non
         raise ModelLoadError(
             f"No such folder: {model!r}. Pass an existing checkpoint folder, or a hub id such as "
             "'Qwen/Qwen3-Reranker-0.6B'."
-        )
+        ) from FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), model)
     return model, _hub_offline_check(model, revision)
 
 
