@@ -205,22 +205,32 @@ def build_demo(
         )
         with gr.Row():
             with gr.Column(scale=1):
-                query_box = gr.Textbox(label="Query", value=_EXAMPLE_QUERY, lines=1)
+                query_box = gr.Textbox(label="Query", value=_EXAMPLE_QUERY, lines=1, elem_id="query")
                 instruction_box = gr.Textbox(
-                    label="Instruction", value=instruction or DEFAULT_INSTRUCTION, lines=2
+                    label="Instruction",
+                    value=instruction or DEFAULT_INSTRUCTION,
+                    lines=2,
+                    elem_id="instruction",
                 )
                 documents_box = gr.Textbox(
-                    label="Documents, one per line", value=_EXAMPLE_DOCUMENTS, lines=10, max_lines=20
+                    label="Documents, one per line",
+                    value=_EXAMPLE_DOCUMENTS,
+                    lines=10,
+                    max_lines=20,
+                    elem_id="documents",
                 )
                 with gr.Row():
-                    top_n_box = gr.Number(label="top_n (0 or empty: all)", value=0, precision=0, step=1)
+                    top_n_box = gr.Number(
+                        label="top_n (0 or empty: all)", value=0, precision=0, step=1, elem_id="top_n"
+                    )
                     backend_box = gr.Dropdown(
                         choices=backends.names,
                         value=backends.default,
                         label="Backend",
                         interactive=len(backends.names) > 1,
+                        elem_id="backend",
                     )
-                button = gr.Button("Rerank", variant="primary")
+                button = gr.Button("Rerank", variant="primary", elem_id="rerank")
             with gr.Column(scale=1):
                 table = gr.Dataframe(
                     headers=TABLE_COLUMNS,
