@@ -260,7 +260,7 @@ class LocalReranker(Reranker):
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch.dtype.
             ``None`` picks bfloat16 (float16 where bf16 is unsupported) on a GPU
             and float32 on CPU. ``"bfloat16"`` works on CPU too, and is several
-            times faster on CPUs with AMX or AVX512-BF16 (see the README's Speed
+            times faster on CPUs with AMX or AVX512-BF16 (see the docs' Speed
             section for the score drift).
         max_length: Most tokens one prompt may take. Longer documents are
             truncated from their end; the prompt's fixed prefix and suffix are
