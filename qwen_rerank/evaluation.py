@@ -447,14 +447,14 @@ def format_table(report: EvalReport) -> str:
         lines.append(f"{name:<15}{before:>12.4f}{after:>10.4f}{after - before:>+10.4f}")
     depth = max((len(docs) for docs in report.reranked_run.values()), default=0)
     queries = f"{report.queries} {'query' if report.queries == 1 else 'queries'}"
+    candidates = "candidate" if min(depth, report.top_k) == 1 else "candidates"
     if depth < report.top_k:
-        candidates = "candidate" if depth == 1 else "candidates"
         lines.append(
             f"{queries}, at most {depth} first-stage {candidates} each "
             f"(the run has fewer than {report.top_k})"
         )
     else:
-        lines.append(f"{queries}, top {report.top_k} first-stage candidates each")
+        lines.append(f"{queries}, top {report.top_k} first-stage {candidates} each")
     return "\n".join(lines)
 
 

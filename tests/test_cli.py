@@ -481,3 +481,18 @@ def test_vllm_only_options_need_a_base_url(capsys) -> None:  # type: ignore[no-u
     assert_one_line_error(
         capsys.readouterr().err, "--template and --tokenizer only apply to a vLLM server: add --base-url"
     )
+
+
+def test_messages_say_one_attempt_and_one_query_in_the_singular(closed_port_url: str) -> None:
+    from qwen_rerank import RemoteConnectionError, VLLMReranker
+    from qwen_rerank.evaluation import EvalReport, format_table
+
+    with (
+        VLLMReranker(closed_port_url, max_retries=0) as reranker,
+        pytest.raises(RemoteConnectionError) as info,
+    ):
+        reranker.rerank(QUERY, DOCUMENTS)
+    assert "after 1 attempt:" in str(info.value)
+    metrics = dict.fromkeys(("ndcg_at_10", "map_at_10", "mrr_at_10", "recall_at_10", "recall_at_100"), 0.5)
+    one = EvalReport(metrics, metrics, queries=1, reranked_run={"q": [("d", 0.5)]}, top_k=1)
+    assert format_table(one).splitlines()[-1] == "1 query, top 1 first-stage candidate each"
