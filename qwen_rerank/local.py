@@ -34,7 +34,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         'Install them with: pip install "qwen-rerank[local]"'
     ) from exc
 
-__all__ = ["LocalReranker", "default_batch_tokens", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "LocalReranker",
+    "check_model_source",
+    "default_batch_tokens",
+    "quiet_progress_bars",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 _DTYPE_NAMES = {
     "float32": "float32",
