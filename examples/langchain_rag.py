@@ -2,7 +2,7 @@
 
     python examples/langchain_rag.py                      # Qwen/Qwen3-Reranker-0.6B (downloads once)
     python examples/langchain_rag.py --model PATH_OR_ID   # any Qwen3-Reranker checkpoint
-    python examples/langchain_rag.py --tiny               # offline: a tiny random model, built on the spot
+    python examples/langchain_rag.py --tiny               # offline: a tiny random model (cached)
 
 An in-memory vector store retrieves candidates, and a ContextualCompressionRetriever
 reorders them with QwenRerank. The embeddings here are a crude word-hashing
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import tempfile
 import zlib
 
 from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -69,7 +68,7 @@ def main() -> None:
     if args.tiny:
         from qwen_rerank.testing import make_tiny_reranker
 
-        model = str(make_tiny_reranker(tempfile.mkdtemp(prefix="qwen-rerank-tiny-")))
+        model = str(make_tiny_reranker())
         print("Using a tiny random model: the scores below carry no meaning.\n")
 
     store = InMemoryVectorStore(WordHashEmbeddings())

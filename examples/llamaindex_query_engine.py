@@ -15,7 +15,6 @@ real code path with no download.
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 from llama_index.core import Document, MockEmbedding, VectorStoreIndex
 from llama_index.core.llms import MockLLM
@@ -48,7 +47,7 @@ def main() -> None:
     if args.tiny:
         from qwen_rerank.testing import make_tiny_reranker
 
-        model = str(make_tiny_reranker(tempfile.mkdtemp(prefix="qwen-rerank-tiny-")))
+        model = str(make_tiny_reranker())
         print("Using a tiny random model: the scores below carry no meaning.\n")
 
     index = VectorStoreIndex.from_documents(

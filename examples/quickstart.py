@@ -2,7 +2,7 @@
 
     python examples/quickstart.py                      # Qwen/Qwen3-Reranker-0.6B (downloads once)
     python examples/quickstart.py --model PATH_OR_ID   # any Qwen3-Reranker checkpoint
-    python examples/quickstart.py --tiny               # offline: a tiny random model, built on the spot
+    python examples/quickstart.py --tiny               # offline: a tiny random model, built once and cached
 
 The tiny model's weights are random, so its ranking means nothing; it exercises
 the real code path with no download.
@@ -11,7 +11,6 @@ the real code path with no download.
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 from qwen_rerank import DEFAULT_MODEL, LocalReranker
 
@@ -38,7 +37,7 @@ def main() -> None:
     if args.tiny:
         from qwen_rerank.testing import make_tiny_reranker
 
-        model = str(make_tiny_reranker(tempfile.mkdtemp(prefix="qwen-rerank-tiny-")))
+        model = str(make_tiny_reranker())
         print("Using a tiny random model: the scores below carry no meaning.\n")
 
     reranker = LocalReranker(model)

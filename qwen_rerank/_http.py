@@ -510,7 +510,8 @@ def _flow(
                 continue
             if retries >= policy.max_retries:
                 raise RemoteConnectionError(
-                    f"Could not connect to {_servers(replicas, tried)} after {len(tried)} attempts: "
+                    f"Could not connect to {_servers(replicas, tried)} after {len(tried)} "
+                    f"attempt{'' if len(tried) == 1 else 's'}: "
                     f"{outcome}. Check that the server is running and that base_url is right."
                 ) from outcome
             cause = outcome

@@ -5,14 +5,17 @@
     qwen-rerank rank --query "What is the capital of China?" docs.txt [--top-n 3] [--json]
     qwen-rerank eval DATASET_DIR --run RUN_FILE [--top-k 100] [--split test] [--output DIR] [--json]
                      [--batch-queries 64] [--concurrency 8]
-    qwen-rerank demo [--host 127.0.0.1] [--port 7860]
+    qwen-rerank demo [--host 127.0.0.1] [--port 7860] [--allow-backend CHOICE ...]
+    qwen-rerank check --base-url URL [--model NAME] [--template client|server] [--api vllm] [--json]
+    qwen-rerank --version
 
 Every command takes the backend options: ``--model PATH_OR_ID`` for a local
 checkpoint (default Qwen/Qwen3-Reranker-0.6B), or ``--base-url URL`` for a vLLM
 server, plus ``--instruction`` and ``--max-length``. ``--device`` and ``--dtype``
 apply to the local backend only; ``--template`` and ``--tokenizer`` to vLLM only,
 whose API key is read from ``QWEN_RERANK_API_KEY``. Results go to stdout,
-progress and notes to stderr. An error is one line on stderr and a non-zero
+progress and notes to stderr. Document files are split into lines at ``\\n``
+only (a trailing ``\\r`` is dropped), as ``wc -l`` counts them. An error is one line on stderr and a non-zero
 exit: 2 for a usage error, 1 for anything else (a missing model, bad data, an
 unreachable server).
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +32,7 @@ from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank.base import Reranker
+from qwen_rerank.demo import split_lines
 from qwen_rerank.evaluation import DEFAULT_BATCH_QUERIES, DataFormatError
 from qwen_rerank.exceptions import QwenRerankError
 from qwen_rerank.factory import create_reranker
@@ -109,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rerank documents with Qwen3-Reranker, locally or through vLLM.",
         epilog="Run 'qwen-rerank COMMAND --help' for a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     rank = commands.add_parser(
@@ -149,7 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset", metavar="DATASET_DIR", help="folder with corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv"
     )
     evaluate.add_argument(
-        "--run", metavar="RUN_FILE", help="first-stage run, TREC format: qid Q0 docid rank score tag"
+        "--run",
+        metavar="RUN_FILE",
+        required=True,
+        help="first-stage run to rerank (required), TREC format: qid Q0 docid rank score tag, "
+        "from BM25 or your vector store",
     )
     evaluate.add_argument(
         "--top-k", type=int, default=100, metavar="K", help="candidates per query (default 100)"
@@ -180,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    demo.add_argument(
+        "--allow-backend",
+        metavar="CHOICE",
+        action="append",
+        default=[],
+        help="another backend page users may pick from a dropdown: a local model path or hub id, or a "
+        "vLLM URL (commas separate replicas); repeatable. By default the page serves only the backend "
+        "given by --model or --base-url",
+    )
     demo.set_defaults(handler=_run_demo)
 
     from qwen_rerank.check import add_check_command  # imports the remote backend only
@@ -191,12 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
 def read_documents(text: str, *, name: str, fmt: str) -> tuple[list[str], int]:
     """Documents from ``text`` in ``fmt`` ("lines" or "jsonl"), and the number of blank lines skipped.
 
+    Lines end at ``"\\n"`` only, with a trailing ``"\\r"`` dropped (see
+    :func:`~qwen_rerank.demo.split_lines`): a form feed or U+2028 stays inside
+    its document.
+
     Raises:
         DataFormatError: a JSONL line is not an object with a string ``text``.
     """
     documents: list[str] = []
     blank = 0
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             blank += 1
         elif fmt == "lines":
@@ -222,7 +245,7 @@ def _run_rank(args: argparse.Namespace) -> int:
         raise UsageError(f"--top-n must be a positive integer (leave it out to print all), got {args.top_n}.")
     documents, blank = read_documents(_read_source(args.documents, name), name=name, fmt=fmt)
     if blank:
-        _note(f"skipped {blank} blank line{'s' if blank != 1 else ''} in {name}")
+        _note(f"skipped {_count(blank, 'blank line')} in {name}")
     if not documents:
         raise DataFormatError(name, None, "no documents to rank (expected one per line).")
     with _build_reranker(args) as reranker:
@@ -239,12 +262,6 @@ def _run_rank(args: argparse.Namespace) -> int:
 def _run_eval(args: argparse.Namespace) -> int:
     from qwen_rerank.evaluation import evaluate, format_table, load_dataset, load_run, write_trec
 
-    if args.run is None:
-        raise UsageError(
-            "eval needs a first-stage run to rerank: pass --run RUN_FILE, a TREC run "
-            "('qid Q0 docid rank score tag' per line) from BM25 or your vector store; "
-            "each query's top --top-k candidates are reranked."
-        )
     if args.top_k < 1:
         raise UsageError(f"--top-k must be a positive integer, got {args.top_k}.")
     if args.batch_queries < 1:
@@ -291,17 +308,51 @@ def _run_demo(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {args.port}.")
     require("gradio", "demo")
+    _check_port_free(args.host, args.port)
     reranker = _build_reranker(args)  # load now, so a bad model fails here and not in the page
     backend = ", ".join(args.base_url) if args.base_url else (args.model or DEFAULT_MODEL)
     app = build_demo(
         backend,
+        allowed_backends=args.allow_backend,
         reranker=reranker,
         instruction=args.instruction,
         local_options=_local_options(args),
         remote_options={**_remote_options(args), "model": args.model} if args.base_url else None,
     )
-    launch_demo(app, host=args.host, port=args.port)
+    try:
+        launch_demo(app, host=args.host, port=args.port)
+    except OSError as exc:
+        raise UsageError(_port_message(args.host, args.port)) from exc
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in a second, before a model loads, when ``host:port`` cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(infos[0][4])
+    except OSError as exc:
+        raise UsageError(_port_message(host, port)) from exc
+
+
+def _port_message(host: str, port: int) -> str:
+    return f"cannot listen on {host}:{port}: the port is in use or not allowed. Pick another with --port N."
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("qwen-rerank")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, in the plural unless ``n`` is 1."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 _LOCAL_ONLY = ("device", "dtype")

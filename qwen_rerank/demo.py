@@ -6,15 +6,26 @@ Launch it with ``qwen-rerank demo --model PATH_OR_ID`` (or ``--base-url URL``), 
 
     launch_demo(build_demo("Qwen/Qwen3-Reranker-0.6B"), host="127.0.0.1", port=7860)
 
-The page takes a query, an instruction, documents one per line, ``top_n`` and
-the backend (a local model path or hub id, or a vLLM URL; several URLs may be
-separated by commas). It shows a ranked table (``rank``, ``index``, ``score``,
-``document`` preview), a bar chart of the scores and the time taken. ``index``
-is a document's position among the non-blank lines, from 0.
+The page takes a query, an instruction, documents one per line and ``top_n``
+(0 or empty ranks them all). It shows a ranked table (``rank``, ``index``,
+``score`` to 4 decimals, a ``document`` preview), horizontal bars of the 20
+best scores labelled by rank and index, and the time taken. ``index`` is a
+document's position among the non-blank lines, from 0; lines are split on
+``"\\n"`` only (a trailing ``"\\r"`` is dropped), as ``wc -l`` counts them.
+
+**Backends.** The page serves only the backends its operator configured: the
+one given to :func:`build_demo`, plus any listed in ``allowed_backends``
+(``qwen-rerank demo --allow-backend CHOICE``, repeatable), offered as a
+dropdown. A page user cannot type a model path or a URL: a backend that was not
+offered is refused before anything is loaded or called, so the operator's API
+key only ever goes to the URLs the operator configured. A vLLM failure is shown
+in the page as one short status line (e.g. "HTTP 500"), never with the
+server's response body; the full error goes to the ``qwen_rerank.demo`` logger.
+URL passwords are never shown in the page.
 
 API clients call the same function as ``/rerank`` with the inputs
-``(query, documents, instruction, top_n)``, then optionally ``backend``; the
-first output is the table::
+``(query, documents, instruction, top_n)``, then optionally ``backend`` (one
+of the offered names); the first output is the table::
 
     from gradio_client import Client
 
@@ -24,30 +35,39 @@ first output is the table::
         api_name="/rerank",
     )
 
-Every backend typed in the page is loaded on first use and kept (the last few),
-so anyone who can reach the page can make the server load a local model or call
-a URL: keep the default host, 127.0.0.1, unless you trust the network. Gradio's
+Keep the default host, 127.0.0.1, unless you trust the network. Gradio's
 analytics are off; the page makes no request beyond its own server.
 """
 
 from __future__ import annotations
 
+import html
+import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from qwen_rerank._http import display_url
 from qwen_rerank._imports import require
 from qwen_rerank.base import Reranker
-from qwen_rerank.exceptions import QwenRerankError
+from qwen_rerank.exceptions import (
+    APIStatusError,
+    MalformedResponseError,
+    QwenRerankError,
+    RemoteConnectionError,
+    RemoteError,
+    RemoteTimeoutError,
+)
 from qwen_rerank.factory import create_reranker
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.results import RerankResult
 
-__all__ = ["build_demo", "launch_demo"]
+__all__ = ["build_demo", "launch_demo", "split_lines"]
 
 TABLE_COLUMNS = ["rank", "index", "score", "document"]
+CHART_BARS = 20
 _PREVIEW_CHARS = 160
 _KEPT_BACKENDS = 3
 _EXAMPLE_QUERY = "What is the capital of China?"
@@ -60,29 +80,58 @@ _EXAMPLE_DOCUMENTS = "\n".join(
         "Paris is the capital of France.",
     ]
 )
+_log = logging.getLogger(__name__)
+
+
+def split_lines(text: str) -> list[str]:
+    """``text`` cut at each ``"\\n"`` only, a trailing ``"\\r"`` dropped from each line.
+
+    Lines are counted as ``wc -l`` counts them: form feeds, U+2028 and the other
+    characters :meth:`str.splitlines` also breaks on stay inside their line, and
+    a final ``"\\n"`` does not start an empty last line.
+    """
+    if not text:
+        return []
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 class _Backends:
-    """Rerankers by backend string, built on first use; the default one is never dropped."""
+    """The operator's backends by page name, each built on first use; the default one is kept."""
 
-    def __init__(self, default: str, reranker: Reranker | None, factory: Callable[[str], Reranker]) -> None:
-        self.default = default
+    def __init__(
+        self,
+        specs: Sequence[str],
+        reranker: Reranker | None,
+        factory: Callable[[str], Reranker],
+    ) -> None:
+        self.names = _page_names(specs)
+        self._specs = dict(zip(self.names, specs, strict=True))
+        self.default = self.names[0]
         self._factory = factory
         self._lock = threading.Lock()
         self._pinned: Reranker | None = reranker
         self._others: OrderedDict[str, Reranker] = OrderedDict()
 
-    def get(self, backend: str) -> Reranker:
+    def get(self, name: str) -> Reranker:
+        """The reranker offered as ``name``; a name that was not offered is refused before any work."""
+        if name not in self._specs:
+            shown = name if len(name) <= 80 else name[:79] + "…"
+            raise _PageError(
+                f"Backend {shown!r} is not offered by this page. Choose one of: {', '.join(self.names)}."
+            )
         with self._lock:
-            if backend == self.default:
+            if name == self.default:
                 if self._pinned is None:
-                    self._pinned = self._factory(backend)
+                    self._pinned = self._factory(self._specs[name])
                 return self._pinned
-            if backend in self._others:
-                self._others.move_to_end(backend)
-                return self._others[backend]
-            reranker = self._factory(backend)
-            self._others[backend] = reranker
+            if name in self._others:
+                self._others.move_to_end(name)
+                return self._others[name]
+            reranker = self._factory(self._specs[name])
+            self._others[name] = reranker
             while len(self._others) > _KEPT_BACKENDS:
                 _, dropped = self._others.popitem(last=False)
                 dropped.close()
@@ -92,6 +141,7 @@ class _Backends:
 def build_demo(
     backend: str,
     *,
+    allowed_backends: Sequence[str] = (),
     reranker: Reranker | None = None,
     instruction: str | None = None,
     local_options: Mapping[str, Any] | None = None,
@@ -101,15 +151,18 @@ def build_demo(
     """Build the Gradio app (a ``gr.Blocks``); launch it with :func:`launch_demo`.
 
     Args:
-        backend: The backend the page starts with: a local model path or hub
-            id, or a vLLM URL (``http://...``; commas separate replicas).
+        backend: The backend the page serves: a local model path or hub id, or
+            a vLLM URL (``http://...``; commas separate replicas).
+        allowed_backends: More backends, in the same form, that page users may
+            pick from a dropdown. Nothing else can be chosen from the page.
         reranker: An already-built reranker for ``backend``; otherwise it is
             built on the first request.
         instruction: The instruction the page starts with (default
             :data:`~qwen_rerank.DEFAULT_INSTRUCTION`).
         local_options: Keyword arguments for local backends, e.g. ``device``.
-        remote_options: Keyword arguments for vLLM backends, e.g. ``template``;
-            ``model`` is the model name to ask for (default: the server's).
+        remote_options: Keyword arguments for vLLM backends, e.g. ``template``
+            or ``api_key``; ``model`` is the model name to ask for (default:
+            the server's).
         title: The page title.
 
     Raises:
@@ -120,27 +173,29 @@ def build_demo(
     remote = dict(remote_options or {})
     remote_model = remote.pop("model", None)
 
-    def make(name: str) -> Reranker:
-        urls = _urls(name)
+    def make(spec: str) -> Reranker:
+        urls = _urls(spec)
         if urls:
             return create_reranker(remote_model, base_url=urls[0] if len(urls) == 1 else urls, **remote)
-        return create_reranker(name, **local)
+        return create_reranker(spec, **local)
 
-    backends = _Backends(backend, reranker, make)
+    specs = list(dict.fromkeys([backend.strip(), *(b.strip() for b in allowed_backends)]))
+    backends = _Backends(specs, reranker, make)
 
     def rerank(
         query: str,
         documents: str,
         instruction: str | None = None,
         top_n: float | None = None,
-        backend: str = backend,
-    ) -> tuple[Any, Any, str]:
-        """Rank documents (one per line) for a query: the ranked table, the chart data, the timing."""
+        backend: str = backends.default,
+    ) -> tuple[Any, str, str]:
+        """Rank documents (one per line) for a query: the ranked table, the score bars, the timing."""
         try:
             return _rank(backends, query, documents, instruction, top_n, backend)
-        except QwenRerankError as exc:
-            raise gr.Error(str(exc), print_exception=False) from exc
-        except _PageError as exc:
+        except RemoteError as exc:
+            _log.warning("The demo's call to %s failed: %s", backend, exc)
+            raise gr.Error(_remote_summary(exc), print_exception=False) from None
+        except (QwenRerankError, _PageError) as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
@@ -150,19 +205,32 @@ def build_demo(
         )
         with gr.Row():
             with gr.Column(scale=1):
-                query_box = gr.Textbox(label="Query", value=_EXAMPLE_QUERY, lines=1)
+                query_box = gr.Textbox(label="Query", value=_EXAMPLE_QUERY, lines=1, elem_id="query")
                 instruction_box = gr.Textbox(
-                    label="Instruction", value=instruction or DEFAULT_INSTRUCTION, lines=2
+                    label="Instruction",
+                    value=instruction or DEFAULT_INSTRUCTION,
+                    lines=2,
+                    elem_id="instruction",
                 )
                 documents_box = gr.Textbox(
-                    label="Documents, one per line", value=_EXAMPLE_DOCUMENTS, lines=10, max_lines=40
+                    label="Documents, one per line",
+                    value=_EXAMPLE_DOCUMENTS,
+                    lines=10,
+                    max_lines=20,
+                    elem_id="documents",
                 )
                 with gr.Row():
-                    top_n_box = gr.Number(label="top_n (empty shows all)", value=None, precision=0, step=1)
-                    backend_box = gr.Textbox(
-                        label="Backend: local model path or hub id, or vLLM URL", value=backend
+                    top_n_box = gr.Number(
+                        label="top_n (0 or empty: all)", value=0, precision=0, step=1, elem_id="top_n"
                     )
-                button = gr.Button("Rerank", variant="primary")
+                    backend_box = gr.Dropdown(
+                        choices=backends.names,
+                        value=backends.default,
+                        label="Backend",
+                        interactive=len(backends.names) > 1,
+                        elem_id="backend",
+                    )
+                button = gr.Button("Rerank", variant="primary", elem_id="rerank")
             with gr.Column(scale=1):
                 table = gr.Dataframe(
                     headers=TABLE_COLUMNS,
@@ -170,11 +238,11 @@ def build_demo(
                     label="Ranking",
                     interactive=False,
                     wrap=True,
+                    column_widths=["9%", "10%", "13%", "68%"],
+                    elem_id="ranking",
                 )
-                chart = gr.BarPlot(
-                    x="document", y="score", sort="-y", y_lim=[0.0, 1.0], label="Scores", x_label_angle=-30
-                )
-                timing = gr.Textbox(label="Time taken", interactive=False)
+                chart = gr.HTML(label="Scores", elem_id="scores")
+                timing = gr.Textbox(label="Time taken", interactive=False, elem_id="timing")
         inputs = [query_box, documents_box, instruction_box, top_n_box, backend_box]
         outputs = [table, chart, timing]
         # One queue for both triggers: a local model scores one request at a time anyway.
@@ -190,6 +258,9 @@ def launch_demo(app: Any, *, host: str = "127.0.0.1", port: int = 7860, block: b
     With ``block=True`` it prints the page's URL and serves until interrupted
     (Ctrl+C). With ``block=False`` it returns once the server is up; stop it
     with ``app.close()``.
+
+    Raises:
+        OSError: ``port`` is in use or may not be bound.
     """
     app.launch(
         server_name=host,
@@ -217,36 +288,29 @@ def _rank(
     instruction: str | None,
     top_n: float | None,
     backend: str | None,
-) -> tuple[Any, Any, str]:
+) -> tuple[Any, str, str]:
     pd = require("pandas", "demo")
     if not query or not query.strip():
         raise _PageError("Enter a query.")
-    lines = (documents or "").splitlines()
+    lines = split_lines(documents or "")
     docs = [line for line in lines if line.strip()]
     if not docs:
         raise _PageError("Enter at least one document, one per line.")
     n = _top_n(top_n)
-    name = (backend or "").strip()
-    if not name:
-        raise _PageError("Enter a backend: a local model path or hub id, or a vLLM URL.")
+    name = backend or backends.default
     reranker = backends.get(name)
     start = time.perf_counter()
     results = reranker.rerank(query, docs, top_n=n, instruction=(instruction or "").strip() or None)
     elapsed = time.perf_counter() - start
-    table = pd.DataFrame([_row(rank, r) for rank, r in enumerate(results, start=1)], columns=TABLE_COLUMNS)
-    chart = pd.DataFrame(
-        {
-            "document": [f"{rank}. doc {r.index}" for rank, r in enumerate(results, start=1)],
-            "score": [r.score for r in results],
-        }
-    )
-    message = f"Scored {len(docs)} document{'s' if len(docs) != 1 else ''} in {elapsed:.3f} s with {name}."
+    frame = pd.DataFrame([_row(rank, r) for rank, r in enumerate(results, start=1)], columns=TABLE_COLUMNS)
+    table = frame.style.format({"score": "{:.4f}"}).hide(axis="index")
+    message = f"Scored {_count(len(docs), 'document')} in {elapsed:.3f} s with {name}."
     if len(results) < len(docs):
         message += f" Showing the top {len(results)}."
     skipped = len(lines) - len(docs)
     if skipped:
-        message += f" Skipped {skipped} blank line{'s' if skipped != 1 else ''}."
-    return table, chart, message
+        message += f" Skipped {_count(skipped, 'blank line')}."
+    return table, _bars(results, len(docs)), message
 
 
 def _row(rank: int, result: RerankResult) -> list[Any]:
@@ -255,12 +319,66 @@ def _row(rank: int, result: RerankResult) -> list[Any]:
     return [rank, result.index, result.score, preview]
 
 
+def _bars(results: Sequence[RerankResult], total: int) -> str:
+    """Horizontal bars of the best :data:`CHART_BARS` scores, labelled ``#rank · doc index``."""
+    shown = results[:CHART_BARS]
+    caption = f"Top {len(shown)} of {total} scores" if len(shown) < total else f"All {total} scores"
+    rows = []
+    for rank, result in enumerate(shown, start=1):
+        width = max(0.0, min(1.0, result.score)) * 100
+        rows.append(
+            '<div class="qr-bar-row" style="display:flex;align-items:center;gap:8px;margin:2px 0;'
+            'font-size:13px;line-height:18px">'
+            f'<span class="qr-bar-label" style="flex:0 0 96px;white-space:nowrap">#{rank} · doc '
+            f"{result.index}</span>"
+            '<span style="flex:1 1 auto;background:var(--neutral-100,#f3f4f6);height:14px">'
+            f'<span class="qr-bar" style="display:block;height:14px;width:{width:.2f}%;'
+            'background:var(--color-accent,#f97316)"></span></span>'
+            '<span class="qr-bar-value" style="flex:0 0 56px;text-align:right;'
+            f'font-variant-numeric:tabular-nums">{result.score:.4f}</span></div>'
+        )
+    return (
+        f'<div class="qr-bars"><div class="qr-caption" style="font-weight:600;margin-bottom:4px">'
+        f"{html.escape(caption)}</div>{''.join(rows)}</div>"
+    )
+
+
+def _remote_summary(exc: RemoteError) -> str:
+    """One short line for the page, with no server response body in it."""
+    if isinstance(exc, APIStatusError):
+        return f"The vLLM server answered HTTP {exc.status_code}. The server log has the details."
+    if isinstance(exc, RemoteTimeoutError):
+        return "The vLLM server did not answer in time."
+    if isinstance(exc, RemoteConnectionError):
+        return "The vLLM server could not be reached."
+    if isinstance(exc, MalformedResponseError):
+        return "The vLLM server's reply was not a valid rerank response."
+    return "The call to the vLLM server failed."
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _top_n(value: float | None) -> int | None:
-    if value is None:
+    if value is None or value == 0:
         return None
-    if isinstance(value, bool) or not float(value).is_integer() or value < 1:
-        raise _PageError(f"top_n must be a whole number of at least 1 (empty shows all), got {value}.")
+    if isinstance(value, bool) or not float(value).is_integer() or value < 0:
+        raise _PageError(f"top_n must be a whole number: N shows the N best, 0 or empty all; got {value}.")
     return int(value)
+
+
+def _page_names(specs: Sequence[str]) -> list[str]:
+    """How each backend is named in the page: URLs without their user:password part, made unique."""
+    names: list[str] = []
+    for spec in specs:
+        urls = _urls(spec)
+        name = ", ".join(display_url(url) for url in urls) if urls else spec
+        base, k = name, 2
+        while name in names:
+            name, k = f"{base} ({k})", k + 1
+        names.append(name)
+    return names
 
 
 def _urls(backend: str) -> list[str]:

@@ -28,6 +28,12 @@ candidates in first-stage order, so both columns compare like with like.
 Each list is evaluated in exactly the order given: ties in score never let
 pytrec_eval reorder it.
 
+**Relevance** in qrels is an integer from -1000 to 1000 (:data:`RELEVANCE_RANGE`);
+0 and below count as not relevant, and graded levels above 1 weigh more in
+nDCG. Values outside that range are rejected with the file and line, rather
+than handed to pytrec_eval, which allocates memory per level and overflows
+near 2**31.
+
 **Bad data** raises :class:`DataFormatError` naming the file and line.
 """
 
@@ -50,6 +56,7 @@ from qwen_rerank.results import rank
 __all__ = [
     "DEFAULT_BATCH_QUERIES",
     "METRICS",
+    "RELEVANCE_RANGE",
     "Candidates",
     "DataFormatError",
     "Dataset",
@@ -79,6 +86,8 @@ _FULL_LIST_MEASURES = {
     "recall_at_100": ("recall.100", "recall_100"),
 }
 _MRR_DEPTH = 10
+RELEVANCE_RANGE: tuple[int, int] = (-1000, 1000)
+"""The qrels relevance values accepted, inclusive: pytrec_eval handles these exactly, in little memory."""
 
 DEFAULT_BATCH_QUERIES = 64
 """Queries per :meth:`~qwen_rerank.Reranker.score_many` call in :func:`evaluate`."""
@@ -238,6 +247,8 @@ def load_qrels(
         query_id, doc_id, score = fields
         if not _is_int(score):
             raise DataFormatError(path, number, f"score must be an integer, got {score!r}.")
+        if not _relevance_ok(int(score)):
+            raise DataFormatError(path, number, _relevance_message(score))
         _check_known(path, number, "query", query_id, queries, "queries.jsonl")
         _check_known(path, number, "document", doc_id, corpus, "corpus.jsonl")
         judged = qrels.setdefault(query_id, {})
@@ -373,6 +384,10 @@ def compute_metrics(
     judged = {q: dict(docs) for q, docs in qrels.items()}
     if not judged:
         raise InvalidInputError("qrels is empty: there is no judged query to evaluate.")
+    for query_id, docs in judged.items():
+        for doc_id, relevance in docs.items():
+            if isinstance(relevance, bool) or not isinstance(relevance, int) or not _relevance_ok(relevance):
+                raise InvalidInputError(f"qrels[{query_id!r}][{doc_id!r}]: {_relevance_message(relevance)}")
     full = {q: _ordered_scores(rankings.get(q, ())) for q in judged}
     cut = {q: _ordered_scores(rankings.get(q, ())[:_MRR_DEPTH]) for q in judged}
     full = {q: scores for q, scores in full.items() if scores}
@@ -455,7 +470,16 @@ def format_table(report: EvalReport) -> str:
     for name in METRICS:
         before, after = report.first_stage[name], report.reranked[name]
         lines.append(f"{name:<15}{before:>12.4f}{after:>10.4f}{after - before:>+10.4f}")
-    lines.append(f"{report.queries} queries, top {report.top_k} first-stage candidates each")
+    depth = max((len(docs) for docs in report.reranked_run.values()), default=0)
+    queries = f"{report.queries} {'query' if report.queries == 1 else 'queries'}"
+    candidates = "candidate" if min(depth, report.top_k) == 1 else "candidates"
+    if depth < report.top_k:
+        lines.append(
+            f"{queries}, at most {depth} first-stage {candidates} each "
+            f"(the run has fewer than {report.top_k})"
+        )
+    else:
+        lines.append(f"{queries}, top {report.top_k} first-stage {candidates} each")
     return "\n".join(lines)
 
 
@@ -538,6 +562,18 @@ def _split_fields(line: str, *, tabs: bool) -> list[str]:
     if tabs and "\t" in line:
         return [part.strip() for part in line.split("\t")]
     return line.split()
+
+
+def _relevance_ok(value: int) -> bool:
+    return RELEVANCE_RANGE[0] <= value <= RELEVANCE_RANGE[1]
+
+
+def _relevance_message(value: object) -> str:
+    low, high = RELEVANCE_RANGE
+    return (
+        f"relevance must be an integer from {low} to {high} (0 or less is not relevant, higher "
+        f"grades weigh more in nDCG), got {value}."
+    )
 
 
 def _is_int(text: str) -> bool:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import importlib
+import os
+import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
+
+import httpx
 
 from qwen_rerank._batching import plan_batches, prefix_pays
 from qwen_rerank._cache import ScoreCache
@@ -28,7 +37,14 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         'Install them with: pip install "qwen-rerank[local]"'
     ) from exc
 
-__all__ = ["LocalReranker", "default_batch_tokens", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "LocalReranker",
+    "check_model_source",
+    "default_batch_tokens",
+    "quiet_progress_bars",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 _DTYPE_NAMES = {
     "float32": "float32",
@@ -52,11 +68,36 @@ def resolve_device(device: Any = None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise InvalidInputError(
             f"device must be 'cpu', 'cuda', 'cuda:N', 'mps', a torch.device or None, got {device!r}."
         ) from exc
+    _check_available(resolved)
+    return resolved
+
+
+def _check_available(device: torch.device) -> None:
+    """Refuse a cuda or mps device that this machine's PyTorch cannot use, before anything loads."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InvalidInputError(
+                f"device={str(device)!r}, but this PyTorch sees no CUDA GPU (torch.cuda.is_available() is "
+                "False). Pass device='cpu', or leave device unset to use the best device available."
+            )
+        if device.index is not None and device.index >= count:
+            raise InvalidInputError(
+                f"device={str(device)!r}, but this machine has {count} CUDA GPU{'s' if count != 1 else ''} "
+                f"(cuda:0 to cuda:{count - 1})."
+            )
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InvalidInputError(
+                f"device={str(device)!r}, but Apple's MPS is not available to this PyTorch. Pass "
+                "device='cpu', or leave device unset to use the best device available."
+            )
 
 
 def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
@@ -93,6 +134,110 @@ def default_batch_tokens(device: torch.device, dtype: torch.dtype, intermediate_
     return max(256, min(4096, 1 << max(tokens.bit_length() - 1, 0)))
 
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_HUB_PROBE_SECONDS = 3.0
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def check_model_source(model: str | os.PathLike[str], revision: str | None = None) -> tuple[str, bool]:
+    """Where ``model`` loads from: ``(folder or hub id, local_files_only)``; a plain error if nowhere.
+
+    A URL, a folder that does not exist or holds no checkpoint, and a hub id
+    that cannot be fetched (offline, or the hub unreachable within a few
+    seconds, and not in the local cache) each raise with the fix. A cached hub
+    id loads from the cache when the hub cannot be reached.
+    """
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidInputError(f"model must be a hub id or a local folder, got {model!r}.")
+    if model.startswith(("http://", "https://")):
+        raise InvalidInputError(
+            f"model={model!r} is a URL, not a model. To score with a vLLM server there, pass it as "
+            "base_url= (create_reranker(base_url=URL) or VLLMReranker(URL)), "
+            "or --base-url on the command line."
+        )
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        _check_model_folder(folder)
+        return str(folder), True
+    if folder.exists():
+        raise ModelLoadError(f"{model!r} is a file; pass the folder that holds the checkpoint.")
+    if not _HUB_ID.fullmatch(model) or model.startswith("."):
+        raise ModelLoadError(
+            f"No such folder: {model!r}. Pass an existing checkpoint folder, or a hub id such as "
+            "'Qwen/Qwen3-Reranker-0.6B'."
+        ) from FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), model)
+    return model, _hub_offline_check(model, revision)
+
+
+def _check_model_folder(folder: Path) -> None:
+    names = {item.name for item in folder.iterdir()}
+    missing = []
+    if "config.json" not in names:
+        missing.append("config.json")
+    if not names.intersection(_WEIGHT_FILES) and not any(n.endswith(".safetensors") for n in names):
+        missing.append("model weights (model.safetensors or pytorch_model.bin)")
+    if "tokenizer.json" not in names and not {"vocab.json", "merges.txt"} <= names:
+        missing.append("tokenizer files (tokenizer.json, or vocab.json and merges.txt)")
+    if missing:
+        raise ModelLoadError(
+            f"{str(folder)!r} is not a model checkpoint: it has no {', no '.join(missing)}. Pass the folder "
+            "that save_pretrained() or `hf download Qwen/Qwen3-Reranker-0.6B --local-dir DIR` wrote."
+        )
+
+
+def _hub_offline_check(model: str, revision: str | None) -> bool:
+    """True to load ``model`` from the local cache only; raises when neither cache nor hub can serve it."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(model, "config.json", revision=revision), str)
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if offline:
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        endpoint = os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
+        try:
+            httpx.head(endpoint, timeout=_HUB_PROBE_SECONDS, trust_env=True)
+            return False
+        except httpx.HTTPError as exc:
+            reason = f"{endpoint} cannot be reached ({type(exc).__name__})"
+    if cached:
+        return True
+    raise ModelLoadError(
+        f"Cannot download {model!r}: {reason}, and it is not in the local Hugging Face cache. Pass a "
+        "local checkpoint folder (download it once where the hub is reachable, e.g. `hf download "
+        f"{model} --local-dir DIR`), or, for tests, the tiny model of "
+        "qwen_rerank.testing.make_tiny_reranker()."
+    )
+
+
+@contextlib.contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Hide transformers' and the hub's progress bars inside the block, then restore them as they were.
+
+    Logging levels and handlers are left alone.
+    """
+    hub_utils: Any = importlib.import_module("huggingface_hub.utils")
+    tlog: Any = transformers.utils.logging
+    if not tlog.is_progress_bar_enabled():
+        yield
+        return
+    hub_was_disabled = hub_utils.are_progress_bars_disabled()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.enable_progress_bar()
+        if hub_was_disabled:
+            hub_utils.disable_progress_bars()
+
+
 class LocalReranker(Reranker):
     """Qwen3-Reranker run in this process with transformers.
 
@@ -117,13 +262,17 @@ class LocalReranker(Reranker):
     ``arerank`` run in a worker thread, never blocking the event loop.
 
     Args:
-        model: A hub id (``"Qwen/Qwen3-Reranker-4B"``) or a local checkpoint folder.
+        model: A hub id (``"Qwen/Qwen3-Reranker-4B"``) or a local checkpoint
+            folder (a ``str`` or any ``os.PathLike``, e.g. a ``pathlib.Path``).
+            A hub id is downloaded, or read from the Hugging Face cache when
+            the hub cannot be reached (checked within a few seconds).
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or a torch.device.
-            ``None`` picks cuda, then mps, then cpu.
+            ``None`` picks cuda, then mps, then cpu. A device this machine
+            lacks raises :class:`InvalidInputError` before anything loads.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch.dtype.
             ``None`` picks bfloat16 (float16 where bf16 is unsupported) on a GPU
             and float32 on CPU. ``"bfloat16"`` works on CPU too, and is several
-            times faster on CPUs with AMX or AVX512-BF16 (see the README's Speed
+            times faster on CPUs with AMX or AVX512-BF16 (see the docs' Speed
             section for the score drift).
         max_length: Most tokens one prompt may take. Longer documents are
             truncated from their end; the prompt's fixed prefix and suffix are
@@ -159,14 +308,18 @@ class LocalReranker(Reranker):
             ``None`` takes 64, or a quarter of the window when that is less.
 
     Raises:
-        ModelLoadError: The model or its tokenizer cannot be found or loaded.
+        ModelLoadError: The model or its tokenizer cannot be found or loaded:
+            no such folder, a folder without model files, a hub id that
+            cannot be downloaded.
+        InvalidInputError: A bad argument: a URL as ``model`` (use
+            :class:`~qwen_rerank.VLLMReranker`), a device this machine lacks.
         MissingDependencyError: torch or transformers is not installed
             (``pip install "qwen-rerank[local]"``).
     """
 
     def __init__(
         self,
-        model: str = DEFAULT_MODEL,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
         *,
         device: Any = None,
         dtype: Any = None,
@@ -188,13 +341,10 @@ class LocalReranker(Reranker):
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
         )
-        if not isinstance(model, str) or not model:
-            raise InvalidInputError(f"model must be a hub id or a local path, got {model!r}.")
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise InvalidInputError(
                 f"cache_size must be an int >= 0 (0 turns the cache off), got {cache_size!r}."
             )
-        self.model_name = model
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_length = check_positive_int("max_length", max_length)
@@ -203,16 +353,23 @@ class LocalReranker(Reranker):
         self.prefix_reuse = bool(prefix_reuse)
         self.show_progress = bool(show_progress)
         self._cache = ScoreCache(cache_size) if cache_size else None
+        self.model_name = os.fspath(model) if isinstance(model, os.PathLike) else model
+        source, local_only = check_model_source(model, revision)
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(
-                model, trust_remote_code=trust_remote_code, revision=revision
-            )
-            hf_model: torch.nn.Module = transformers.AutoModelForCausalLM.from_pretrained(
-                model,
-                dtype=self.dtype,
-                trust_remote_code=trust_remote_code,
-                revision=revision,
-            )
+            with quiet_progress_bars():
+                tokenizer = transformers.AutoTokenizer.from_pretrained(
+                    source,
+                    trust_remote_code=trust_remote_code,
+                    revision=revision,
+                    local_files_only=local_only,
+                )
+                hf_model: torch.nn.Module = transformers.AutoModelForCausalLM.from_pretrained(
+                    source,
+                    dtype=self.dtype,
+                    trust_remote_code=trust_remote_code,
+                    revision=revision,
+                    local_files_only=local_only,
+                )
         except Exception as exc:
             raise ModelLoadError(
                 f"Could not load model {model!r}: {exc}. Pass a local checkpoint folder or a hub id "

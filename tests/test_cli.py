@@ -185,7 +185,6 @@ def test_eval_table_output(tiny_model_path: Path, tmp_path: Path, capsys) -> Non
 @pytest.mark.parametrize(
     ("argv", "status", "fragment"),
     [
-        (["eval", str(TINY_BEIR)], 2, "eval needs a first-stage run to rerank: pass --run RUN_FILE"),
         (["eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--top-k", "0"], 2, "--top-k must be a positive"),
         (["eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--split", "train"], 1, "no qrels for split"),
         (["eval", "/no/such/data", "--run", str(TINY_RUN)], 1, "/no/such/data: no such dataset folder."),
@@ -229,7 +228,124 @@ def test_model_that_cannot_load_is_one_line(tmp_path: Path, docs_file: Path, cap
     empty_model = tmp_path / "not-a-model"
     empty_model.mkdir()
     assert main(["rank", "--model", str(empty_model), "--query", "q", str(docs_file)]) == 1
-    assert_one_line_error(capsys.readouterr().err, f"Could not load model '{empty_model}'")
+    assert_one_line_error(
+        capsys.readouterr().err, f"'{empty_model}' is not a model checkpoint: it has no config.json"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--model", "http://127.0.0.1:8000"], "is a URL, not a model"),
+        (["--model", "/no/such/folder"], "No such folder: '/no/such/folder'"),
+        (["--device", "cuda"], "this PyTorch sees no CUDA GPU"),
+        (["--device", "mps"], "MPS is not available"),
+    ],
+)
+def test_model_and_device_mistakes_are_one_line_with_the_fix(
+    argv: list[str], fragment: str, docs_file: Path, capsys, tiny_model_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    if "--model" not in argv:
+        argv = [*argv, "--model", str(tiny_model_path)]
+    assert main(["rank", *argv, "--query", "q", str(docs_file)]) == 1
+    captured = capsys.readouterr()
+    assert_one_line_error(captured.err, fragment)
+    if "URL" in fragment:
+        assert "--base-url" in captured.err
+
+
+def test_version(capsys) -> None:  # type: ignore[no-untyped-def]
+    from qwen_rerank import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() in (f"qwen-rerank {__version__}", "qwen-rerank unknown")
+
+
+def test_eval_usage_shows_run_as_required(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as info:
+        main(["eval", str(TINY_BEIR)])
+    assert info.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert " --run RUN_FILE " in err and "[--run RUN_FILE]" not in err
+    assert "the following arguments are required: --run" in err
+
+
+def test_eval_prints_the_real_candidate_depth(tiny_model_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    argv = ["eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--model", str(tiny_model_path), "--top-k", "50"]
+    assert main(argv) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "6 queries, at most 14 first-stage candidates each (the run has fewer than 50)"
+
+
+def test_rank_splits_lines_like_wc_l(tmp_path: Path, tiny_reranker, tiny_model_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    text = "page one\fpage two\r\nsecond\u2028still second\x85also\n\nthird\n"
+    path = tmp_path / "docs.txt"
+    path.write_bytes(text.encode("utf-8"))
+    assert subprocess.run(["wc", "-l"], input=text.encode(), capture_output=True).stdout.split()[0] == b"4"
+    argv = ["rank", "--model", str(tiny_model_path), "--query", QUERY, str(path), "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    documents = ["page one\fpage two", "second\u2028still second\x85also", "third"]
+    results = json.loads(captured.out)["results"]
+    assert [(r["index"], r["document"]) for r in results] == [
+        (r.index, r.document) for r in tiny_reranker.rerank(QUERY, documents)
+    ]
+    assert "skipped 1 blank line in" in captured.err
+
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text('{"text": "one\u2028line"}\n{"text": "two"}\n', encoding="utf-8")
+    assert main(["rank", "--model", str(tiny_model_path), "--query", QUERY, str(jsonl), "--json"]) == 0
+    assert sorted(r["document"] for r in json.loads(capsys.readouterr().out)["results"]) == [
+        "one\u2028line",
+        "two",
+    ]
+
+
+def test_demo_on_a_busy_port_is_one_line_naming_port(capsys) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("gradio")
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["demo", "--model", "/not/loaded", "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert_one_line_error(captured.err, f"cannot listen on 127.0.0.1:{port}")
+    assert "--port" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_demo_allow_backend_offers_a_dropdown(tiny_model_path: Path, fake_vllm) -> None:  # type: ignore[no-untyped-def]
+    gradio = pytest.importorskip("gradio")
+    from tests.test_demo import connect, free_port
+
+    port = free_port()
+    argv = ["demo", "--model", str(tiny_model_path), "--port", str(port), "--allow-backend", fake_vllm.url]
+    server = threading.Thread(target=lambda: main(argv), daemon=True)
+    server.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(app.is_running and app.server_port == port for app in gradio.Blocks.get_instances()):
+            assert server.is_alive() and time.monotonic() < deadline, "qwen-rerank demo did not start"
+            time.sleep(0.2)
+        client = connect(f"http://127.0.0.1:{port}/")
+        _, _, timing = client.predict(
+            QUERY, "\n".join(DOCUMENTS), None, None, fake_vllm.url, api_name="/rerank"
+        )
+        assert timing.endswith(f"with {fake_vllm.url}.")
+        assert len(fake_vllm.rerank_requests) == 1
+    finally:
+        for app in gradio.Blocks.get_instances():
+            if app.server_port == port:
+                app.close()
+        server.join(timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -365,3 +481,18 @@ def test_vllm_only_options_need_a_base_url(capsys) -> None:  # type: ignore[no-u
     assert_one_line_error(
         capsys.readouterr().err, "--template and --tokenizer only apply to a vLLM server: add --base-url"
     )
+
+
+def test_messages_say_one_attempt_and_one_query_in_the_singular(closed_port_url: str) -> None:
+    from qwen_rerank import RemoteConnectionError, VLLMReranker
+    from qwen_rerank.evaluation import EvalReport, format_table
+
+    with (
+        VLLMReranker(closed_port_url, max_retries=0) as reranker,
+        pytest.raises(RemoteConnectionError) as info,
+    ):
+        reranker.rerank(QUERY, DOCUMENTS)
+    assert "after 1 attempt:" in str(info.value)
+    metrics = dict.fromkeys(("ndcg_at_10", "map_at_10", "mrr_at_10", "recall_at_10", "recall_at_100"), 0.5)
+    one = EvalReport(metrics, metrics, queries=1, reranked_run={"q": [("d", 0.5)]}, top_k=1)
+    assert format_table(one).splitlines()[-1] == "1 query, top 1 first-stage candidate each"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from qwen_rerank import DEFAULT_INSTRUCTION
-from qwen_rerank.demo import TABLE_COLUMNS, build_demo, launch_demo
+from qwen_rerank.demo import CHART_BARS, TABLE_COLUMNS, build_demo, launch_demo, split_lines
 
 QUERY = "What is the capital of China?"
 DOCUMENTS = [
@@ -44,6 +45,13 @@ def connect(url: str) -> Client:
 
 def expected_rows(results: list[Any]) -> list[list[Any]]:
     return [[rank, r.index, pytest.approx(r.score, abs=1e-6)] for rank, r in enumerate(results, start=1)]
+
+
+def bars(chart: str) -> list[tuple[str, str]]:
+    """The (label, value) of each bar in the chart's HTML."""
+    labels = re.findall(r'class="qr-bar-label"[^>]*>([^<]*)</span>', chart)
+    values = re.findall(r'class="qr-bar-value"[^>]*>([^<]*)</span>', chart)
+    return list(zip(labels, values, strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +105,10 @@ def test_ranked_table_chart_and_timing_match_the_local_reranker(client: Client, 
     assert previews[4].endswith("…") and len(previews[4]) == 160
     assert DOCUMENTS[4].startswith(previews[4][:-1])
 
-    assert [row[0] for row in chart["data"]] == [
-        f"{rank}. doc {r.index}" for rank, r in enumerate(expected, 1)
+    assert bars(chart) == [
+        (f"#{rank} · doc {r.index}", f"{r.score:.4f}") for rank, r in enumerate(expected, 1)
     ]
-    assert [row[1] for row in chart["data"]] == pytest.approx([r.score for r in expected], abs=1e-6)
+    assert "All 5 scores" in chart
     assert timing.startswith("Scored 5 documents in ")
     assert "Skipped 2 blank lines." in timing
 
@@ -114,15 +122,52 @@ def test_instruction_and_top_n_are_applied(client: Client, tiny_reranker) -> Non
     assert "Showing the top 2." in timing
 
 
-def test_another_backend_typed_in_the_page_is_loaded(
-    client: Client, tiny_model_path: Path, tiny_reranker
+def test_blank_and_zero_top_n_rank_every_document(client: Client) -> None:
+    for top_n in (None, 0):
+        table, _, timing = client.predict(
+            QUERY, "\n".join(DOCUMENTS), DEFAULT_INSTRUCTION, top_n, api_name="/rerank"
+        )
+        assert len(table["data"]) == len(DOCUMENTS)
+        assert "Showing the top" not in timing
+
+
+def test_the_chart_shows_the_top_20_of_60_documents(client: Client, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
+    documents = [f"Passage {i} about {'Beijing' if i % 3 else 'Paris'} and rivers." for i in range(60)]
+    table, chart, timing = client.predict(QUERY, "\n".join(documents), api_name="/rerank")
+    expected = tiny_reranker.rerank(QUERY, documents)
+    assert len(table["data"]) == 60
+    assert bars(chart) == [
+        (f"#{rank} · doc {r.index}", f"{r.score:.4f}") for rank, r in enumerate(expected[:CHART_BARS], 1)
+    ]
+    assert "Top 20 of 60 scores" in chart
+    assert timing.startswith("Scored 60 documents in ")
+
+
+def test_lines_split_on_newline_only_like_wc_l(client: Client, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
+    text = "page one\fstill page one\r\nsecond\u2028same line\x85too\nthird\n"
+    documents = ["page one\fstill page one", "second\u2028same line\x85too", "third"]
+    assert split_lines(text) == documents
+    table, _, timing = client.predict(QUERY, text, api_name="/rerank")
+    assert sorted(row[1] for row in table["data"]) == [0, 1, 2]
+    assert [row[:3] for row in table["data"]] == expected_rows(tiny_reranker.rerank(QUERY, documents))
+    assert "Skipped" not in timing
+
+
+REFUSED = ("is not offered by this page", "is not in the list of choices")
+
+
+@pytest.mark.parametrize("backend", ["/no/such/model", "{tiny}{sep}", "{fake}", "  "])
+def test_a_backend_that_was_not_offered_is_refused_before_any_work(
+    client: Client, backend: str, tiny_model_path: Path, fake_vllm, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    other = f"{tiny_model_path}{os.sep}"  # the same checkpoint under another name: a second, new backend
-    table, _, timing = client.predict(
-        QUERY, "\n".join(DOCUMENTS), DEFAULT_INSTRUCTION, None, other, api_name="/rerank"
-    )
-    assert [row[:3] for row in table["data"]] == expected_rows(tiny_reranker.rerank(QUERY, DOCUMENTS))
-    assert timing.endswith(f"with {other}.")
+    built: list[Any] = []
+    monkeypatch.setattr("qwen_rerank.demo.create_reranker", lambda *a, **k: built.append((a, k)))
+    typed = backend.format(tiny=tiny_model_path, sep=os.sep, fake=fake_vllm.url)
+    with pytest.raises(AppError) as info:
+        client.predict(QUERY, "\n".join(DOCUMENTS), DEFAULT_INSTRUCTION, None, typed, api_name="/rerank")
+    assert any(text in str(info.value) for text in REFUSED)
+    assert built == []
+    assert fake_vllm.requests == []
 
 
 @pytest.mark.parametrize(
@@ -130,15 +175,7 @@ def test_another_backend_typed_in_the_page_is_loaded(
     [
         (("  ", "a doc"), "Enter a query."),
         ((QUERY, "\n \n"), "Enter at least one document, one per line."),
-        (
-            (QUERY, "a doc", DEFAULT_INSTRUCTION, 0),
-            "top_n must be a whole number of at least 1 (empty shows all)",
-        ),
-        ((QUERY, "a doc", DEFAULT_INSTRUCTION, None, "  "), "Enter a backend"),
-        (
-            (QUERY, "a doc", DEFAULT_INSTRUCTION, None, "/no/such/model"),
-            "Could not load model '/no/such/model'",
-        ),
+        ((QUERY, "a doc", DEFAULT_INSTRUCTION, -1), "top_n must be a whole number"),
     ],
 )
 def test_errors_are_messages_not_tracebacks(client: Client, args: tuple[Any, ...], message: str) -> None:
@@ -163,18 +200,52 @@ class _RecordingProxy(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_vllm_url_typed_in_the_page_is_used(client: Client, fake_vllm, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def operator_page(tiny_model_path: Path, tiny_reranker, _fake_vllm_session) -> Iterator[tuple[Client, str]]:  # type: ignore[no-untyped-def]
+    """A page whose operator offers a second backend: the fake vLLM server, with a password in its URL."""
+    secret_url = _fake_vllm_session.url.replace("http://", "http://operator:s3cr3t-pw@")
+    app = build_demo(
+        str(tiny_model_path),
+        allowed_backends=[secret_url],
+        reranker=tiny_reranker,
+        remote_options={"api_key": "operator-key-123456"},
+    )
+    port = free_port()
+    launch_demo(app, host="127.0.0.1", port=port, block=False)
+    try:
+        yield connect(f"http://127.0.0.1:{port}/"), _fake_vllm_session.url
+    finally:
+        app.close()
+
+
+def test_an_offered_vllm_backend_is_a_dropdown_choice_without_its_password(
+    operator_page: tuple[Client, str], fake_vllm, tiny_reranker
+) -> None:  # type: ignore[no-untyped-def]
+    client, url = operator_page
+    endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/rerank"]
+    backend = endpoint["parameters"][4]
+    assert backend["component"] == "Dropdown"
+    assert "s3cr3t-pw" not in str(endpoint)
     table, _, timing = client.predict(
-        QUERY, "\n".join(DOCUMENTS), DEFAULT_INSTRUCTION, 3, fake_vllm.url, api_name="/rerank"
+        QUERY, "\n".join(DOCUMENTS), DEFAULT_INSTRUCTION, 3, url, api_name="/rerank"
     )
-    assert [row[:2] for row in table["data"]] == [
-        [rank, r.index] for rank, r in enumerate(tiny_reranker.rerank(QUERY, DOCUMENTS, top_n=3), 1)
-    ]
-    assert [row[2] for row in table["data"]] == pytest.approx(
-        [r.score for r in tiny_reranker.rerank(QUERY, DOCUMENTS, top_n=3)], abs=1e-4
+    expected = tiny_reranker.rerank(QUERY, DOCUMENTS, top_n=3)
+    assert [row[:2] for row in table["data"]] == [[rank, r.index] for rank, r in enumerate(expected, 1)]
+    assert [row[2] for row in table["data"]] == pytest.approx([r.score for r in expected], abs=1e-4)
+    assert f"with {url}." in timing and "s3cr3t-pw" not in timing
+    assert len(fake_vllm.rerank_requests) == 1  # the operator's URL, the only place its credentials go
+
+
+def test_a_remote_error_body_is_not_shown_in_the_page(operator_page: tuple[Client, str], fake_vllm) -> None:  # type: ignore[no-untyped-def]
+    client, url = operator_page
+    fake_vllm.add_fault(
+        "status", status=500, message="internal detail: db at 10.0.0.7 password=hunter2", times=10
     )
-    assert len(fake_vllm.rerank_requests) == 1
-    assert f"with {fake_vllm.url}." in timing
+    with pytest.raises(AppError) as info:
+        client.predict(QUERY, "one\ntwo", DEFAULT_INSTRUCTION, None, url, api_name="/rerank")
+    message = str(info.value)
+    assert "HTTP 500" in message
+    assert "10.0.0.7" not in message and "hunter2" not in message and "internal detail" not in message
 
 
 def test_nothing_was_requested_beyond_loopback(client: Client, outside_requests: list[str]) -> None:

