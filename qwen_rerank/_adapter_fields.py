@@ -45,6 +45,7 @@ from qwen_rerank._adapters import (
     redact_urls,
 )
 from qwen_rerank.base import Reranker
+from qwen_rerank.exceptions import InvalidInputError
 
 __all__ = ["BACKEND_FIELDS", "BackendFields", "RankingFields"]
 
@@ -126,13 +127,16 @@ class BackendFields(BaseModel):
     if not TYPE_CHECKING:  # type checkers keep pydantic's signature, built from the fields
 
         def __init__(self, **data: Any) -> None:
+            ours: InvalidInputError | None = None
             try:
                 super().__init__(**data)
             except ValidationError as exc:
                 if (ours := invalid_input_in(exc)) is None:
                     raise
-                # from None: pydantic's error quotes the input, secrets included.
-                raise ours from None
+            if ours is not None:
+                # Raised outside the except block: pydantic's error quotes the input, secrets
+                # included, and must not ride along as the context.
+                raise ours
 
     @model_validator(mode="before")
     @classmethod

@@ -372,12 +372,8 @@ def invalid_input_in(error: Exception) -> InvalidInputError | None:
 
     Pydantic wraps every ValueError raised while validating a model; adapters
     re-raise ours so users get (and can catch) the same error as from the core.
-    Raise it ``from None``: pydantic's error quotes the input, secrets included::
-
-        except ValidationError as exc:
-            if (ours := invalid_input_in(exc)) is None:
-                raise
-            raise ours from None
+    Raise it outside the ``except`` block: pydantic's error quotes the input,
+    secrets included, and must not become its ``__context__``.
     """
     errors = getattr(error, "errors", None)
     if not callable(errors):
