@@ -20,6 +20,7 @@ OFFLINE_ARGS = {
     "quickstart.py": lambda model, url: ["--tiny"],
     "langchain_rag.py": lambda model, url: ["--model", model, "--top-n", "3"],
     "llamaindex_query_engine.py": lambda model, url: ["--model", model, "--top-n", "3"],
+    "haystack_pipeline.py": lambda model, url: ["--model", model, "--top-n", "3"],
     "vllm_remote.py": lambda model, url: ["--base-url", url, "--top-n", "3"],
 }
 
