@@ -1,4 +1,4 @@
-"""LangChain integration of qwen-rerank: ``QwenRerank``, a document compressor.
+"""LangChain integration of qwen-rerank: ``QwenRerank`` (a document compressor) and ``QwenCrossEncoder``.
 
 >>> from langchain_classic.retrievers import ContextualCompressionRetriever
 >>> from langchain_qwen_rerank import QwenRerank
@@ -13,5 +13,6 @@ alone to use a vLLM server through ``base_url``).
 from __future__ import annotations
 
 from langchain_qwen_rerank.compressor import QwenRerank
+from langchain_qwen_rerank.cross_encoder import QwenCrossEncoder
 
-__all__ = ["QwenRerank"]
+__all__ = ["QwenCrossEncoder", "QwenRerank"]

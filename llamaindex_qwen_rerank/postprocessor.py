@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.callbacks.base import EventContext
@@ -12,36 +12,25 @@ from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic import Field
 
-from qwen_rerank import DEFAULT_MODEL, InvalidInputError, Reranker, RerankResult
-from qwen_rerank._adapters import (
-    LazyReranker,
-    api_key_from_env,
-    backend_from_fields,
-    check_call_settings,
-    cut_metadata,
-    invalid_input_in,
-    rerank_inputs,
-)
+from qwen_rerank import InvalidInputError, Reranker, RerankResult
+from qwen_rerank._adapter_fields import RankingFields
+from qwen_rerank._adapters import copy_metadata, cut_metadata, rerank_inputs, served_model
 
 __all__ = ["QwenRerank"]
 
 dispatcher = get_dispatcher(__name__)
 
 
-def _secret_from_env() -> SecretStr | None:
-    key = api_key_from_env()
-    return SecretStr(key) if key is not None else None
-
-
-class QwenRerank(BaseNodePostprocessor):
+class QwenRerank(RankingFields, BaseNodePostprocessor):
     """Reorders retrieved nodes by relevance with Qwen3-Reranker, locally or on vLLM.
 
-    Each node is scored on ``node.get_content(metadata_mode=MetadataMode.EMBED)``.
-    Returns new ``NodeWithScore`` objects, best first, with ``score`` the
-    relevance in [0, 1] and a copy of the node (same ``node_id``, deep-copied
-    metadata). The nodes passed in are never modified.
+    Each node is scored on ``node.get_content(metadata_mode=self.metadata_mode)``
+    (``MetadataMode.EMBED`` by default). Returns new ``NodeWithScore`` objects,
+    best first, with ``score`` the relevance in [0, 1] and a copy of the node
+    (same ``node_id``, deep-copied metadata; a value that cannot be deep-copied
+    is shared). The nodes passed in are never modified.
 
     Without ``base_url`` the model runs in this process (``pip install
     "qwen-rerank[local]"``) and is loaded on the first call; with ``base_url``
@@ -55,93 +44,29 @@ class QwenRerank(BaseNodePostprocessor):
             engine = index.as_query_engine(similarity_top_k=50, node_postprocessors=[QwenRerank(top_n=5)])
             response = engine.query("What is the capital of China?")
 
-    Backend settings (``model``, ``base_url``, ``device``...) are read once,
-    when the backend is built; ``top_n``, ``score_threshold``, ``instruction``
-    and ``keep_retrieval_score`` are read on every call.
+    Changing a backend field (``model``, ``base_url``, ``device``...), by
+    assignment or ``model_copy(update=...)``, rebuilds the backend; the other
+    fields are read on every call. ``close()`` / ``aclose()`` release a backend
+    the postprocessor built. Both rerank events carry the span of the call and
+    the model actually used.
     """
 
-    model: str = Field(
-        default=DEFAULT_MODEL,
-        description="Hub id or local folder of the checkpoint to run; with base_url, the model name "
-        "to ask the server for (left at the default, the server's own model is used).",
-    )
-    base_url: str | list[str] | None = Field(
-        default=None,
-        description="URL of a vLLM server (or a list of replicas). When set, the remote backend is used.",
-    )
-    api_key: SecretStr | None = Field(
-        default_factory=_secret_from_env,
-        exclude=True,
-        description="API key of the vLLM server; defaults to the QWEN_RERANK_API_KEY environment "
-        "variable. Never shown in the repr nor serialised.",
-    )
-    top_n: int | None = Field(default=3, description="Number of nodes to return; None returns them all.")
-    score_threshold: float | None = Field(
-        default=None, description="Keep only nodes whose score is at least this; None keeps all."
-    )
-    instruction: str | None = Field(
-        default=None,
-        description='Tells the model what "relevant" means for your task; None uses the backend\'s '
-        "(by default qwen_rerank.DEFAULT_INSTRUCTION).",
-    )
     keep_retrieval_score: bool = Field(
         default=False,
         description="Keep each node's incoming (retrieval) score in the returned node's "
         "metadata['retrieval_score'].",
     )
-    reranker: Reranker | None = Field(
-        default=None,
-        exclude=True,
-        description="A ready backend, so that one loaded model serves several postprocessors (and "
-        "LangChain compressors). No other backend setting may be given with it.",
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.EMBED,
+        description="What of each node is scored: its text plus the metadata this mode shows "
+        "(MetadataMode.EMBED, the default), or the text alone (MetadataMode.NONE).",
     )
-    device: str | None = Field(
-        default=None,
-        description="Local backend only: 'cuda', 'cuda:1', 'mps' or 'cpu'; None picks one.",
-    )
-    dtype: str | None = Field(
-        default=None,
-        description="Local backend only: 'float32', 'bfloat16' or 'float16'; None picks one.",
-    )
-    max_length: int | None = Field(
-        default=None,
-        description="Most tokens one prompt may take; longer documents are truncated from their end.",
-    )
-    timeout: float | None = Field(
-        default=None, description="Remote backend only: seconds to wait for the server."
-    )
-    backend_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Further keyword arguments for the backend's constructor (LocalReranker or "
-        'VLLMReranker), e.g. {"max_batch_tokens": 8192}.',
-    )
-
-    _backend: LazyReranker = PrivateAttr()
-
-    if not TYPE_CHECKING:  # type checkers keep pydantic's signature, built from the fields
-
-        def __init__(self, **data: Any) -> None:
-            try:
-                super().__init__(**data)
-            except ValidationError as exc:
-                if (ours := invalid_input_in(exc)) is None:
-                    raise
-                raise ours from exc
-
-    @model_validator(mode="before")
-    @classmethod
-    def _check_call_settings(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            check_call_settings(data.get("top_n"), data.get("score_threshold"), data.get("instruction"))
-        return data
-
-    def model_post_init(self, context: Any, /) -> None:
-        self._backend = backend_from_fields(self)
 
     @classmethod
     def class_name(cls) -> str:
         return "QwenRerank"
 
+    @dispatcher.span
     def _postprocess_nodes(
         self,
         nodes: list[NodeWithScore],
@@ -150,11 +75,12 @@ class QwenRerank(BaseNodePostprocessor):
         query, listed, texts = self._inputs(nodes, query_bundle)
         if not listed:
             return []
-        backend = self._backend.get()
-        with self._reranking(listed, query_bundle, query) as event:
+        backend = self._current_backend().get()
+        with self._reranking(backend, listed, query_bundle, query) as event:
             results = backend.rerank(query, texts, **self._settings())
             return self._finish(listed, results, event)
 
+    @dispatcher.span
     async def _apostprocess_nodes(
         self,
         nodes: list[NodeWithScore],
@@ -163,8 +89,8 @@ class QwenRerank(BaseNodePostprocessor):
         query, listed, texts = self._inputs(nodes, query_bundle)
         if not listed:
             return []
-        backend = await self._backend.aget()
-        with self._reranking(listed, query_bundle, query) as event:
+        backend = await self._current_backend().aget()
+        with self._reranking(backend, listed, query_bundle, query) as event:
             results = await backend.arerank(query, texts, **self._settings())
             return self._finish(listed, results, event)
 
@@ -173,29 +99,30 @@ class QwenRerank(BaseNodePostprocessor):
     ) -> tuple[str, list[NodeWithScore], list[str]]:
         if query_bundle is None:
             raise InvalidInputError("Missing query bundle in extra info.")
-        return rerank_inputs(query_bundle.query_str, nodes, _embed_text, "nodes")
+        return rerank_inputs(query_bundle.query_str, nodes, self._node_text, "nodes")
 
     def _settings(self) -> dict[str, Any]:
         return {"top_n": self.top_n, "score_threshold": self.score_threshold, "instruction": self.instruction}
 
     @contextmanager
     def _reranking(
-        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None, query: str
+        self, backend: Reranker, nodes: list[NodeWithScore], query_bundle: QueryBundle | None, query: str
     ) -> Iterator[EventContext]:
         """The instrumentation start event and the RERANKING callback event around one rerank."""
+        model = served_model(backend)
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle,
                 nodes=nodes,
                 top_n=self.top_n if self.top_n is not None else len(nodes),
-                model_name=self.model,
+                model_name=model,
             )
         )
         with self.callback_manager.event(
             CBEventType.RERANKING,
             payload={
                 EventPayload.NODES: nodes,
-                EventPayload.MODEL_NAME: self.model,
+                EventPayload.MODEL_NAME: model,
                 EventPayload.QUERY_STR: query,
                 EventPayload.TOP_K: self.top_n,
             },
@@ -212,7 +139,10 @@ class QwenRerank(BaseNodePostprocessor):
         return new_nodes
 
     def _scored_copy(self, item: NodeWithScore, result: RerankResult) -> NodeWithScore:
-        node = item.node.model_copy(deep=True)
+        try:
+            node = item.node.model_copy(deep=True)
+        except Exception:  # metadata that cannot be deep-copied (a lock, a client)
+            node = item.node.model_copy(update={"metadata": copy_metadata(item.node.metadata)})
         if self.keep_retrieval_score:
             node.metadata["retrieval_score"] = item.score
         cut = cut_metadata(result)
@@ -222,20 +152,19 @@ class QwenRerank(BaseNodePostprocessor):
             excluded.extend(key for key in cut if key not in excluded)
         return NodeWithScore(node=node, score=result.score)
 
+    def _node_text(self, item: object) -> object:
+        if not isinstance(item, NodeWithScore):
+            raise InvalidInputError(f"must be a NodeWithScore, got {type(item).__name__}.")
+        node = item.node
+        if not node.get_content(metadata_mode=MetadataMode.NONE):
+            media = [name for name in _MEDIA_FIELDS if getattr(node, name, None)]
+            if media:
+                raise InvalidInputError(
+                    f"({type(node).__name__} {node.node_id!r}) has no text, only {', '.join(media)}; "
+                    "qwen-rerank scores text. Give the node a text (e.g. a caption) or leave it out."
+                )
+        return node.get_content(metadata_mode=self.metadata_mode)
+
 
 # Where LlamaIndex nodes keep non-text content (ImageNode, and Node's media resources).
 _MEDIA_FIELDS = ("image", "image_path", "image_url", "image_resource", "audio_resource", "video_resource")
-
-
-def _embed_text(item: object) -> object:
-    if not isinstance(item, NodeWithScore):
-        raise InvalidInputError(f"must be a NodeWithScore, got {type(item).__name__}.")
-    node = item.node
-    if not node.get_content(metadata_mode=MetadataMode.NONE):
-        media = [name for name in _MEDIA_FIELDS if getattr(node, name, None)]
-        if media:
-            raise InvalidInputError(
-                f"({type(node).__name__} {node.node_id!r}) has no text, only {', '.join(media)}; "
-                "qwen-rerank scores text. Give the node a text (e.g. a caption) or leave it out."
-            )
-    return node.get_content(metadata_mode=MetadataMode.EMBED)

@@ -1,20 +1,24 @@
-"""Framework-free logic shared by the LangChain and LlamaIndex adapters, written once.
+"""Framework-free logic shared by the LangChain, LlamaIndex and Haystack adapters, written once.
 
-The adapters declare their fields the way their ecosystem expects (pydantic
-models) and delegate everything else here: which settings go to which backend,
-building that backend once on first use, turning documents or nodes into text
-with errors that name the position, and surfacing our own error when pydantic
-wraps it.
+The adapters declare their settings the way their ecosystem expects and
+delegate everything else here: which settings go to which backend, building
+that backend once on first use (and releasing it), turning documents or nodes
+into text with errors that name the position, copying metadata safely,
+scoring (query, document) pairs grouped by query, and surfacing our own error
+when pydantic wraps it. Nothing here imports a framework.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from qwen_rerank._http import display_url
 from qwen_rerank._validation import check_instruction, check_query, check_score_threshold, check_top_n
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
@@ -27,11 +31,17 @@ __all__ = [
     "LazyReranker",
     "adapter_backend",
     "api_key_from_env",
-    "backend_from_fields",
     "check_call_settings",
+    "copy_metadata",
     "cut_metadata",
+    "group_by_query",
     "invalid_input_in",
+    "model_name",
+    "redact_urls",
     "rerank_inputs",
+    "score_pairs",
+    "served_model",
+    "text_with_metadata",
 ]
 
 T = TypeVar("T")
@@ -53,21 +63,46 @@ def check_call_settings(top_n: Any, score_threshold: Any, instruction: Any) -> N
     check_instruction(instruction, "")
 
 
+def model_name(model: Any) -> str | None:
+    """An adapter's ``model`` setting as the core takes it: a str (a path is made one), or None.
+
+    Raises:
+        InvalidInputError: ``model`` is neither None, a non-empty str nor an os.PathLike.
+    """
+    if model is None:
+        return None
+    name = os.fspath(model) if isinstance(model, os.PathLike) else model
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(
+            f"model must be a hub id, a local folder (str or pathlib.Path) or None, got {model!r}."
+        )
+    return name
+
+
+def redact_urls(base_url: str | Sequence[str] | None) -> str | list[str] | None:
+    """``base_url`` (one URL or a list) with any ``user:password@`` removed, for reprs and serialization."""
+    if base_url is None:
+        return None
+    if isinstance(base_url, str):
+        return display_url(base_url)
+    return [display_url(url) if isinstance(url, str) else url for url in base_url]
+
+
 def adapter_backend(
     *,
     reranker: Reranker | None,
-    model: str,
-    model_is_default: bool,
+    model: Any,
     base_url: str | Sequence[str] | None,
     settings: Mapping[str, Any],
     options: Mapping[str, Any],
 ) -> LazyReranker:
-    """An adapter's backend, from its fields: checked now, built now or on first use.
+    """An adapter's backend, from its settings: checked now, built now or on first use.
 
     A remote backend is built at once (that does no I/O), so a bad setting fails
     when the adapter is constructed; a local one is built on first use, since
-    loading a model takes seconds. With ``base_url`` and ``model_is_default``,
-    no model name is sent, so the server uses whatever model it serves.
+    loading a model takes seconds. ``model=None`` means the default checkpoint
+    locally (:data:`~qwen_rerank.DEFAULT_MODEL`) and, with ``base_url``, no
+    model name sent, so the server uses whatever model it serves.
 
     ``settings`` are the adapter's named pass-through fields (``device``,
     ``api_key``...); those left at ``None`` are not passed on. ``options`` are
@@ -85,14 +120,14 @@ def adapter_backend(
     if reranker is not None:
         # api_key is left out: it may come from the environment without the user asking.
         extra = sorted(set(given) - {"api_key"}) + sorted(options)
+        extra += ["model"] if model is not None else []
         extra += ["base_url"] if base_url is not None else []
         if extra:
             raise InvalidInputError(
                 f"A ready reranker was passed together with backend settings ({', '.join(extra)}), "
                 "which would be ignored. Configure the reranker itself, or drop reranker=."
             )
-        ready = reranker
-        return LazyReranker(lambda: ready, eager=True)
+        return LazyReranker(functools.partial(_ready, reranker), eager=True, owned=False)
     wrong_side = _REMOTE_ONLY if base_url is None else _LOCAL_ONLY
     misplaced = [name for name in wrong_side if name in given]
     if misplaced:
@@ -108,10 +143,8 @@ def adapter_backend(
     if base_url is None:
         # An API key means nothing locally, and may have come from the environment unasked.
         kwargs.pop("api_key", None)
-    name = None if base_url is not None and model_is_default else model
-    return LazyReranker(
-        lambda: create_reranker(name, base_url=base_url, **kwargs), eager=base_url is not None
-    )
+    build = functools.partial(create_reranker, model_name(model), base_url=base_url, **kwargs)
+    return LazyReranker(build, eager=base_url is not None)
 
 
 def cut_metadata(result: RerankResult) -> dict[str, Any]:
@@ -124,35 +157,47 @@ def cut_metadata(result: RerankResult) -> dict[str, Any]:
     return {"truncated": result.truncated, "best_span": None if result.span is None else list(result.span)}
 
 
-def backend_from_fields(adapter: Any) -> LazyReranker:
-    """:func:`adapter_backend` for an adapter model with the shared backend fields.
+def _ready(reranker: Reranker) -> Reranker:
+    return reranker
 
-    ``adapter`` is a pydantic model with ``reranker``, ``model``, ``base_url``,
-    ``api_key`` (a SecretStr or None), ``device``, ``dtype``, ``max_length``,
-    ``timeout`` and ``backend_options``, as both adapters declare them.
+
+def served_model(reranker: Reranker) -> str:
+    """The model a backend scores with, as tracing events report it.
+
+    The checkpoint of a local backend; for a remote one, the model name it
+    sends, or ``"<server default> at URL"`` when it leaves the choice to the
+    server; for any other backend, its class name.
     """
-    api_key = adapter.api_key
-    return adapter_backend(
-        reranker=adapter.reranker,
-        model=adapter.model,
-        model_is_default="model" not in adapter.model_fields_set,
-        base_url=adapter.base_url,
-        settings={
-            "api_key": api_key.get_secret_value() if api_key is not None else None,
-            "device": adapter.device,
-            "dtype": adapter.dtype,
-            "max_length": adapter.max_length,
-            "timeout": adapter.timeout,
-        },
-        options=adapter.backend_options,
-    )
+    local_name = getattr(reranker, "model_name", None)
+    if isinstance(local_name, str):
+        return local_name
+    urls = getattr(reranker, "base_urls", None)
+    if isinstance(urls, list) and urls:
+        sent = getattr(reranker, "model", None)
+        return sent if isinstance(sent, str) else f"<server default> at {urls[0]}"
+    return type(reranker).__name__
 
 
 class LazyReranker:
-    """A backend built once, on first use (or at once with ``eager``), even when threads race."""
+    """A backend built once, on first use (or at once with ``eager``), even when threads race.
 
-    def __init__(self, build: Callable[[], Reranker], *, eager: bool = False) -> None:
+    ``owned`` says the adapter built it (rather than receiving a ready one), so
+    :meth:`close` releases it. ``settings`` records what it was built from, so
+    an adapter can tell that a field changed since. Pickling keeps the recipe,
+    not a backend built from it: the copy builds its own on first use.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[], Reranker],
+        *,
+        eager: bool = False,
+        owned: bool = True,
+        settings: Any = None,
+    ) -> None:
         self._build = build
+        self.owned = owned
+        self.settings = settings
         self._reranker: Reranker | None = None
         self._lock = threading.Lock()
         if eager:
@@ -160,16 +205,18 @@ class LazyReranker:
 
     @property
     def built(self) -> bool:
-        """Whether the backend exists yet."""
+        """Whether the backend exists now."""
         return self._reranker is not None
 
     def get(self) -> Reranker:
         """The backend, building it now if this is the first use."""
-        if self._reranker is None:
+        reranker = self._reranker
+        if reranker is None:
             with self._lock:
                 if self._reranker is None:
                     self._reranker = self._build()
-        return self._reranker
+                reranker = self._reranker
+        return reranker
 
     async def aget(self) -> Reranker:
         """The backend; a first build runs in a worker thread so the event loop keeps running."""
@@ -177,9 +224,43 @@ class LazyReranker:
             return self._reranker
         return await asyncio.to_thread(self.get)
 
+    def close(self) -> None:
+        """Close and drop a backend built here (a later use builds a new one); a ready one is kept."""
+        released = self._release()
+        if released is not None:
+            released.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        released = self._release()
+        if released is not None:
+            await released.aclose()
+
+    def _release(self) -> Reranker | None:
+        if not self.owned:
+            return None
+        with self._lock:
+            released, self._reranker = self._reranker, None
+        return released
+
     def __deepcopy__(self, memo: dict[int, Any]) -> LazyReranker:
         # A copied adapter shares the backend: a loaded model is never duplicated.
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "build": self._build,
+            "owned": self.owned,
+            "settings": self.settings,
+            "reranker": None if self.owned else self._reranker,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._build = state["build"]
+        self.owned = state["owned"]
+        self.settings = state["settings"]
+        self._reranker = state["reranker"]
+        self._lock = threading.Lock()
 
 
 def rerank_inputs(
@@ -192,13 +273,14 @@ def rerank_inputs(
     so the user learns which position is wrong.
 
     Raises:
-        InvalidInputError: ``query`` is not a str, ``items`` is a bare string
-            or not iterable, or an item is not of the right kind or its
-            content is not text.
+        InvalidInputError: ``query`` is not a str, ``items`` is a bare string,
+            a bare dict or not iterable, or an item is not of the right kind
+            or its content is not text.
     """
     checked = check_query(query)
-    if isinstance(items, (str, bytes, bytearray)) or not isinstance(items, Iterable):
-        raise InvalidInputError(f"{what} must be a list, got {type(items).__name__}.")
+    if isinstance(items, (str, bytes, bytearray, Mapping)) or not isinstance(items, Iterable):
+        hint = "; wrap a single document in a list" if isinstance(items, (str, Mapping)) else ""
+        raise InvalidInputError(f"{what} must be a list, got {type(items).__name__}{hint}.")
     listed = list(items)
     texts: list[str] = []
     for position, item in enumerate(listed):
@@ -215,16 +297,95 @@ def rerank_inputs(
     return checked, listed, texts
 
 
+def text_with_metadata(
+    content: str,
+    metadata: Mapping[str, Any],
+    fields: Sequence[str],
+    *,
+    separator: str = "\n",
+    named: bool = True,
+) -> str:
+    """The text to score: the listed metadata fields, then ``content``, joined by ``separator``.
+
+    Fields missing from ``metadata`` (or empty) are skipped. With ``named``
+    each field reads ``name: value`` (LangChain's ``rank_fields``); without,
+    only the value (Haystack's ``meta_fields_to_embed``). With no fields the
+    content is returned as it is.
+    """
+    parts = [
+        f"{name}: {metadata[name]}" if named else str(metadata[name])
+        for name in fields
+        if metadata.get(name) not in (None, "")
+    ]
+    return separator.join([*parts, content]) if parts else content
+
+
+def copy_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``metadata``; a value that cannot be deep-copied (a lock, a client) is shared.
+
+    Never raises for an unusual value, so no adapter fails after the model
+    has done its work.
+    """
+    try:
+        return dict(copy.deepcopy(dict(metadata)))
+    except Exception:  # any value may refuse to be copied, in any way
+        copied: dict[str, Any] = {}
+        for key, value in metadata.items():
+            try:
+                copied[key] = copy.deepcopy(value)
+            except Exception:
+                copied[key] = value
+        return copied
+
+
+def group_by_query(
+    queries: Sequence[str], instructions: Sequence[str | None] | None = None
+) -> dict[tuple[str, str | None], list[int]]:
+    """The positions of each distinct (query, instruction), in order of first appearance.
+
+    Scoring each group with one call keeps the prefix reuse of the local
+    backend and one request per query on a server.
+    """
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for position, query in enumerate(queries):
+        instruction = instructions[position] if instructions is not None else None
+        key: tuple[str, str | None] = (query, instruction)
+        groups.setdefault(key, []).append(position)
+    return groups
+
+
+def score_pairs(
+    reranker: Reranker,
+    queries: Sequence[str],
+    documents: Sequence[str],
+    *,
+    instructions: Sequence[str | None] | None = None,
+    instruction: str | None = None,
+) -> list[float]:
+    """The score of each row-aligned (query, document) pair, one backend call per distinct query.
+
+    ``instructions`` gives each row its own instruction (``None`` falls back
+    to ``instruction``, then to the backend's).
+    """
+    scores = [0.0] * len(queries)
+    for (query, row_instruction), positions in group_by_query(queries, instructions).items():
+        group_scores = reranker.score(
+            query,
+            [documents[i] for i in positions],
+            instruction=row_instruction if row_instruction is not None else instruction,
+        )
+        for position, score in zip(positions, group_scores, strict=True):
+            scores[position] = score
+    return scores
+
+
 def invalid_input_in(error: Exception) -> InvalidInputError | None:
     """A fresh copy of the InvalidInputError inside a pydantic ValidationError, if any.
 
     Pydantic wraps every ValueError raised while validating a model; adapters
-    re-raise ours so users get (and can catch) the same error as from the core::
-
-        except ValidationError as exc:
-            if (ours := invalid_input_in(exc)) is None:
-                raise
-            raise ours from exc
+    re-raise ours so users get (and can catch) the same error as from the core.
+    Raise it outside the ``except`` block: pydantic's error quotes the input,
+    secrets included, and must not become its ``__context__``.
     """
     errors = getattr(error, "errors", None)
     if not callable(errors):

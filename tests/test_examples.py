@@ -22,6 +22,7 @@ OFFLINE_ARGS = {
     "llamaindex_query_engine.py": lambda model, url: ["--model", model, "--top-n", "3"],
     "vllm_remote.py": lambda model, url: ["--tiny", model, "--top-n", "3"],
     "ray_batch.py": lambda model, url: ["--model", model, "--top-n", "3"],
+    "haystack_pipeline.py": lambda model, url: ["--model", model, "--top-n", "3"],
 }
 
 # A ranked line as the examples print it: "1. 0.1234  text" (quickstart adds the "[index]").

@@ -212,10 +212,17 @@ def test_empty_nodes_do_not_load_the_model(tmp_path: Any) -> None:
     assert not pp._backend.built
 
 
+def model_used(backend: Reranker) -> str:
+    """What the events should report for the fixture's backends."""
+    if isinstance(backend, VLLMReranker):
+        return f"<server default> at {backend.base_urls[0]}"
+    return str(getattr(backend, "model_name", ""))
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_events_and_callbacks(backend: Reranker, instrumentation: EventCollector, mode: str) -> None:
     debug = LlamaDebugHandler()
-    pp = QwenRerank(reranker=backend, top_n=2, model="qwen-tiny", callback_manager=CallbackManager([debug]))
+    pp = QwenRerank(reranker=backend, top_n=2, callback_manager=CallbackManager([debug]))
     nodes = make_nodes()
     out = await postprocess(pp, nodes, mode, query_bundle=QueryBundle(QUERY))
 
@@ -223,18 +230,35 @@ async def test_events_and_callbacks(backend: Reranker, instrumentation: EventCol
     assert [type(e) for e in mine] == [ReRankStartEvent, ReRankEndEvent]
     start, end = mine
     assert isinstance(start, ReRankStartEvent) and isinstance(end, ReRankEndEvent)
-    assert start.query == QueryBundle(QUERY) and start.top_n == 2 and start.model_name == "qwen-tiny"
+    assert start.query == QueryBundle(QUERY) and start.top_n == 2
+    assert start.model_name == model_used(backend) and model_used(backend)  # the model really used
     assert start.nodes == nodes and end.nodes == out
+    # Both events belong to the postprocessor's own span, on the sync and the async path.
+    assert start.span_id is not None and start.span_id == end.span_id
+    assert "QwenRerank._" in start.span_id and "postprocess_nodes" in start.span_id
 
     pairs = debug.get_event_pairs(CBEventType.RERANKING)
     assert len(pairs) == 1
     begin, finish = pairs[0]
     assert begin.payload is not None and finish.payload is not None
     assert begin.payload[EventPayload.NODES] == nodes
-    assert begin.payload[EventPayload.MODEL_NAME] == "qwen-tiny"
+    assert begin.payload[EventPayload.MODEL_NAME] == model_used(backend)
     assert begin.payload[EventPayload.QUERY_STR] == QUERY
     assert begin.payload[EventPayload.TOP_K] == 2
     assert finish.payload[EventPayload.NODES] == out
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_events_name_the_model_built_from_settings(
+    tiny_model_path: Any, fake_vllm: Any, instrumentation: EventCollector, mode: str
+) -> None:
+    local = QwenRerank(model=tiny_model_path, device="cpu")  # a pathlib.Path, as os.PathLike
+    named = QwenRerank(base_url=fake_vllm.url, model=fake_vllm.served_model_name)
+    for pp, model in ((local, str(tiny_model_path)), (named, fake_vllm.served_model_name)):
+        instrumentation.events.clear()
+        await postprocess(pp, make_nodes(), mode, query_str=QUERY)
+        starts = [e for e in instrumentation.events if isinstance(e, ReRankStartEvent)]
+        assert [e.model_name for e in starts] == [model]
 
 
 def test_start_event_top_n_counts_all_nodes_when_unlimited(

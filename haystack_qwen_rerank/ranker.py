@@ -1,0 +1,305 @@
+"""``QwenRanker``: a Haystack ranker component backed by Qwen3-Reranker."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from haystack import Document, component, default_from_dict, default_to_dict
+from haystack.utils import Secret, deserialize_secrets_inplace
+
+from qwen_rerank import InvalidInputError, Reranker, RerankResult
+from qwen_rerank._adapters import (
+    API_KEY_ENV,
+    LazyReranker,
+    adapter_backend,
+    check_call_settings,
+    copy_metadata,
+    cut_metadata,
+    redact_urls,
+    rerank_inputs,
+    text_with_metadata,
+)
+
+__all__ = ["QwenRanker"]
+
+# Attributes the backend is built from: changing one rebuilds it.
+_BACKEND_ATTRIBUTES = (
+    "reranker",
+    "model",
+    "base_url",
+    "api_key",
+    "device",
+    "dtype",
+    "max_length",
+    "timeout",
+    "backend_options",
+)
+
+
+@component
+class QwenRanker:
+    """Ranks documents by relevance to a query with Qwen3-Reranker, locally or on vLLM.
+
+    Returns new ``Document`` objects, best first, each with ``score`` set to
+    the relevance in [0, 1], its ``id``, ``content`` and a copy of its ``meta``
+    (a value that cannot be deep-copied is shared). The documents passed in
+    are never modified.
+
+    Usage example:
+
+    ```python
+    from haystack import Document
+    from haystack_qwen_rerank import QwenRanker
+
+    ranker = QwenRanker(top_k=2)
+    ranker.warm_up()
+    docs = [Document(content="Paris is in France."), Document(content="Beijing is China's capital.")]
+    result = ranker.run(query="What is the capital of China?", documents=docs)
+    print(result["documents"][0].content)
+    ```
+
+    Without ``base_url`` the model runs in this process (``pip install
+    "qwen-rerank[local]"``) and ``warm_up()`` loads it; with ``base_url`` a
+    vLLM server scores and torch is never imported. Changing a backend
+    attribute (``model``, ``base_url``, ``device``...) after construction
+    rebuilds the backend on the next call.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        base_url: str | list[str] | None = None,
+        api_key: Secret | None = Secret.from_env_var(API_KEY_ENV, strict=False),  # noqa: B008
+        top_k: int | None = 10,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+        meta_fields_to_embed: list[str] | None = None,
+        meta_data_separator: str = "\n",
+        device: str | None = None,
+        dtype: str | None = None,
+        max_length: int | None = None,
+        timeout: float | None = None,
+        backend_options: dict[str, Any] | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
+        """Create a ranker; nothing is loaded until ``warm_up()`` or the first run.
+
+        :param model: Hub id or local folder (str or ``pathlib.Path``) of the checkpoint; ``None``
+            runs Qwen/Qwen3-Reranker-0.6B. With ``base_url``, the model name to ask the server for;
+            ``None`` lets the server use its own.
+        :param base_url: URL of a vLLM server (or a list of replicas); selects the remote backend.
+            A ``user:password@`` part is sent as HTTP basic auth and never serialized.
+        :param api_key: The server's API key, as a Haystack ``Secret``; by default read from the
+            ``QWEN_RERANK_API_KEY`` environment variable, when set. Never serialized as a value.
+        :param top_k: Most documents to return; ``None`` returns them all.
+        :param score_threshold: Keep only documents whose score is at least this.
+        :param instruction: Tells the model what "relevant" means for your task; ``None`` uses
+            ``qwen_rerank.DEFAULT_INSTRUCTION``.
+        :param meta_fields_to_embed: Meta fields whose values are scored with the content, each
+            before it, in this order (missing or empty ones are skipped).
+        :param meta_data_separator: What joins those values and the content.
+        :param device: Local backend only: ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"cpu"``.
+        :param dtype: Local backend only: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        :param max_length: Most tokens one prompt may take; longer documents are cut at their end.
+        :param timeout: Remote backend only: seconds to wait for the server.
+        :param backend_options: Further keyword arguments for ``LocalReranker`` or ``VLLMReranker``.
+        :param reranker: A ready backend to share between components; no other backend setting may
+            be given with it. It is neither serialized nor closed by this component.
+        :raises InvalidInputError: A setting is invalid or belongs to the other backend.
+        """
+        check_call_settings(top_k, score_threshold, instruction)
+        if not isinstance(meta_data_separator, str):
+            raise InvalidInputError(f"meta_data_separator must be a str, got {meta_data_separator!r}.")
+        self.model = model
+        self.base_url = base_url
+        self.api_key = api_key
+        self.top_k = top_k
+        self.score_threshold = score_threshold
+        self.instruction = instruction
+        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
+        self.meta_data_separator = meta_data_separator
+        self.device = device
+        self.dtype = dtype
+        self.max_length = max_length
+        self.timeout = timeout
+        self.backend_options = dict(backend_options or {})
+        self.reranker = reranker
+        self._backend = self._new_backend()
+
+    # -- the backend ----------------------------------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        snapshot = {name: getattr(self, name) for name in _BACKEND_ATTRIBUTES}
+        snapshot["base_url"] = list(self.base_url) if isinstance(self.base_url, list) else self.base_url
+        snapshot["backend_options"] = dict(self.backend_options)
+        return snapshot
+
+    def _new_backend(self) -> LazyReranker:
+        key = self.api_key.resolve_value() if self.api_key is not None else None
+        backend = adapter_backend(
+            reranker=self.reranker,
+            model=self.model,
+            base_url=self.base_url,
+            settings={
+                "api_key": key,
+                "device": self.device,
+                "dtype": self.dtype,
+                "max_length": self.max_length,
+                "timeout": self.timeout,
+            },
+            options=self.backend_options,
+        )
+        backend.settings = self._snapshot()
+        return backend
+
+    def _current_backend(self) -> LazyReranker:
+        if self._backend.settings != self._snapshot():
+            self._backend = self._new_backend()
+        return self._backend
+
+    def warm_up(self) -> None:
+        """Load the local model now (a remote backend needs nothing); later calls do nothing."""
+        self._current_backend().get()
+
+    def close(self) -> None:
+        """Release a backend this component built; a later run builds it anew. ``reranker=`` stays open."""
+        self._backend.close()
+
+    async def close_async(self) -> None:
+        """Async :meth:`close`."""
+        await self._backend.aclose()
+
+    # -- running ----------------------------------------------------------------------------
+    @component.output_types(documents=list[Document])
+    def run(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+    ) -> dict[str, list[Document]]:
+        """Rank ``documents`` by relevance to ``query``, best first.
+
+        :param query: The query.
+        :param documents: The documents to rank; an empty list returns ``[]`` without the model.
+        :param top_k: Overrides the component's ``top_k`` for this run.
+        :param score_threshold: Overrides the component's ``score_threshold`` for this run.
+        :param instruction: Overrides the component's ``instruction`` for this run.
+        :returns: ``{"documents": [...]}``: new documents with ``score`` set, best first.
+        :raises InvalidInputError: The query is not a str, an item is not a ``Document`` with text
+            content (the message names its position), or an override is invalid.
+        """
+        texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
+        if not docs:
+            return {"documents": []}
+        results = self._current_backend().get().rerank(query, texts, **settings)
+        return {"documents": _scored(docs, results)}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+    ) -> dict[str, list[Document]]:
+        """Async :meth:`run`, through the backend's native ``arerank``; it never blocks the event loop."""
+        texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
+        if not docs:
+            return {"documents": []}
+        backend = await self._current_backend().aget()
+        results = await backend.arerank(query, texts, **settings)
+        return {"documents": _scored(docs, results)}
+
+    def _prepare(
+        self,
+        query: str,
+        documents: Sequence[Document],
+        top_k: int | None,
+        score_threshold: float | None,
+        instruction: str | None,
+    ) -> tuple[list[str], list[Document], dict[str, Any]]:
+        check_call_settings(top_k, score_threshold, instruction)
+        _, docs, texts = rerank_inputs(query, documents, self._document_text, "documents")
+        settings = {
+            "top_n": top_k if top_k is not None else self.top_k,
+            "score_threshold": score_threshold if score_threshold is not None else self.score_threshold,
+            "instruction": instruction if instruction is not None else self.instruction,
+        }
+        return texts, docs, settings
+
+    def _document_text(self, document: object) -> object:
+        if not isinstance(document, Document):
+            raise InvalidInputError(f"must be a haystack Document, got {type(document).__name__}.")
+        if document.content is None:
+            raise InvalidInputError(
+                f"(id {document.id!r}) has no text content; qwen-rerank scores text. "
+                "Give it content or leave it out."
+            )
+        return text_with_metadata(
+            document.content,
+            document.meta,
+            self.meta_fields_to_embed,
+            separator=self.meta_data_separator,
+            named=False,
+        )
+
+    # -- serialization ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting but ``reranker``; the API key as its ``Secret`` recipe, URL credentials left out."""
+        return default_to_dict(
+            self,
+            model=os.fspath(self.model) if self.model is not None else None,
+            base_url=redact_urls(self.base_url),
+            api_key=self.api_key.to_dict() if self.api_key is not None else None,
+            top_k=self.top_k,
+            score_threshold=self.score_threshold,
+            instruction=self.instruction,
+            meta_fields_to_embed=self.meta_fields_to_embed,
+            meta_data_separator=self.meta_data_separator,
+            device=self.device,
+            dtype=self.dtype,
+            max_length=self.max_length,
+            timeout=self.timeout,
+            backend_options=self.backend_options,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QwenRanker:
+        """A ranker from :meth:`to_dict`'s output (which is left unchanged)."""
+        data = {**data, "init_parameters": dict(data.get("init_parameters", {}))}
+        deserialize_secrets_inplace(data["init_parameters"], keys=["api_key"])
+        ranker: QwenRanker = default_from_dict(cls, data)
+        return ranker
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_backend", None)  # rebuilt from the settings on unpickling
+        if self.base_url is not None:
+            # The URL travels inside a Secret, so no text form of the state shows its credentials.
+            state["base_url"] = Secret.from_token(json.dumps(self.base_url))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        url = state.get("base_url")
+        if isinstance(url, Secret):
+            state = {**state, "base_url": json.loads(url.resolve_value() or "null")}
+        self.__dict__.update(state)
+        self._backend = self._new_backend()
+
+
+def _scored(documents: list[Document], results: list[RerankResult]) -> list[Document]:
+    return [
+        dataclasses.replace(
+            documents[result.index],
+            score=result.score,
+            meta={**copy_metadata(documents[result.index].meta), **cut_metadata(result)},
+        )
+        for result in results
+    ]
