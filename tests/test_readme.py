@@ -56,10 +56,14 @@ def run_snippet(code: str, hub_cache: Path, cwd: Path) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize(("heading", "rows"), [("Quickstart", 2), ("LangChain", 2), ("LlamaIndex", 2)])
+@pytest.mark.parametrize(
+    ("heading", "rows"), [("Quickstart", 2), ("LangChain", 2), ("LlamaIndex", 2), ("Haystack", 2)]
+)
 def test_readme_snippet_runs_as_written(heading: str, rows: int, hub_cache: Path, tmp_path: Path) -> None:
     pytest.importorskip(
-        {"LangChain": "langchain_classic", "LlamaIndex": "llama_index.core"}.get(heading, "torch")
+        {"LangChain": "langchain_classic", "LlamaIndex": "llama_index.core", "Haystack": "haystack"}.get(
+            heading, "torch"
+        )
     )
     (code,) = python_blocks(README, heading)
     assert HUB_ID in code
