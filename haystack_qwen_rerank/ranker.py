@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.utils import Secret, deserialize_secrets_inplace
@@ -36,6 +36,7 @@ _BACKEND_ATTRIBUTES = (
     "dtype",
     "max_length",
     "timeout",
+    "long_documents",
     "backend_options",
 )
 
@@ -84,6 +85,7 @@ class QwenRanker:
         dtype: str | None = None,
         max_length: int | None = None,
         timeout: float | None = None,
+        long_documents: Literal["truncate", "chunk"] | None = None,
         backend_options: dict[str, Any] | None = None,
         reranker: Reranker | None = None,
     ) -> None:
@@ -107,6 +109,10 @@ class QwenRanker:
         :param dtype: Local backend only: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
         :param max_length: Most tokens one prompt may take; longer documents are cut at their end.
         :param timeout: Remote backend only: seconds to wait for the server.
+        :param long_documents: ``"truncate"`` (the default) cuts a document longer than
+            ``max_length`` at its end; ``"chunk"`` scores overlapping windows and keeps the best,
+            reported as ``meta["best_span"]`` (a remote backend needs ``tokenizer=`` in
+            ``backend_options``).
         :param backend_options: Further keyword arguments for ``LocalReranker`` or ``VLLMReranker``.
         :param reranker: A ready backend to share between components; no other backend setting may
             be given with it. It is neither serialized nor closed by this component.
@@ -127,6 +133,7 @@ class QwenRanker:
         self.dtype = dtype
         self.max_length = max_length
         self.timeout = timeout
+        self.long_documents = long_documents
         self.backend_options = dict(backend_options or {})
         self.reranker = reranker
         self._backend = self._new_backend()
@@ -150,6 +157,7 @@ class QwenRanker:
                 "dtype": self.dtype,
                 "max_length": self.max_length,
                 "timeout": self.timeout,
+                "long_documents": self.long_documents,
             },
             options=self.backend_options,
         )
@@ -267,6 +275,7 @@ class QwenRanker:
             dtype=self.dtype,
             max_length=self.max_length,
             timeout=self.timeout,
+            long_documents=self.long_documents,
             backend_options=self.backend_options,
         )
 

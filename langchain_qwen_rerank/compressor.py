@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field
 
 from qwen_rerank import InvalidInputError, RerankResult
 from qwen_rerank._adapter_fields import RankingFields
-from qwen_rerank._adapters import copy_metadata, cut_metadata, rerank_inputs, text_with_metadata
+from qwen_rerank._adapters import copy_metadata, cut_metadata, rerank_inputs, text_with_metadata, usage_of
 
 __all__ = ["QwenRerank"]
 
@@ -80,7 +80,8 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
             return []
         backend = self._current_backend().get()
         results = backend.rerank(checked, texts, **self._settings(self.top_n, instruction))
-        return [_scored_copy(docs[result.index], result) for result in results]
+        usage = usage_of(backend)
+        return [_scored_copy(docs[result.index], result, usage) for result in results]
 
     async def acompress_documents(
         self,
@@ -96,7 +97,8 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
             return []
         backend = await self._current_backend().aget()
         results = await backend.arerank(checked, texts, **self._settings(self.top_n, instruction))
-        return [_scored_copy(docs[result.index], result) for result in results]
+        usage = usage_of(backend)
+        return [_scored_copy(docs[result.index], result, usage) for result in results]
 
     def rerank(
         self,
@@ -180,10 +182,12 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         )
 
 
-def _scored_copy(document: Document, result: RerankResult) -> Document:
+def _scored_copy(document: Document, result: RerankResult, usage: dict[str, Any] | None) -> Document:
     metadata = copy_metadata(document.metadata)
     metadata["relevance_score"] = result.score
     metadata.update(cut_metadata(result))
+    if usage is not None:
+        metadata["rerank_usage"] = dict(usage)  # the whole call's tokens, on each document
     return document.model_copy(update={"metadata": metadata})
 
 

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from qwen_rerank import InvalidInputError, Reranker, RerankResult
 from qwen_rerank._adapter_fields import RankingFields
-from qwen_rerank._adapters import copy_metadata, cut_metadata, rerank_inputs, served_model
+from qwen_rerank._adapters import copy_metadata, cut_metadata, rerank_inputs, served_model, usage_of
 
 __all__ = ["QwenRerank"]
 
@@ -78,7 +78,7 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
         backend = self._current_backend().get()
         with self._reranking(backend, listed, query_bundle, query) as event:
             results = backend.rerank(query, texts, **self._settings())
-            return self._finish(listed, results, event)
+            return self._finish(listed, results, event, usage_of(backend))
 
     @dispatcher.span
     async def _apostprocess_nodes(
@@ -92,7 +92,7 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
         backend = await self._current_backend().aget()
         with self._reranking(backend, listed, query_bundle, query) as event:
             results = await backend.arerank(query, texts, **self._settings())
-            return self._finish(listed, results, event)
+            return self._finish(listed, results, event, usage_of(backend))
 
     def _inputs(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
@@ -130,11 +130,19 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
             yield event
 
     def _finish(
-        self, nodes: list[NodeWithScore], results: list[RerankResult], event: EventContext
+        self,
+        nodes: list[NodeWithScore],
+        results: list[RerankResult],
+        event: EventContext,
+        usage: dict[str, int | None] | None,
     ) -> list[NodeWithScore]:
-        """New scored nodes in result order, and the events that close the rerank."""
+        """New scored nodes in result order, and the events that close the rerank.
+
+        The RERANKING event's end payload carries ``"usage"``: the tokens a server
+        reported for the call (``None`` for a local model).
+        """
         new_nodes = [self._scored_copy(nodes[result.index], result) for result in results]
-        event.on_end(payload={EventPayload.NODES: new_nodes})
+        event.on_end(payload={EventPayload.NODES: new_nodes, "usage": usage})
         dispatcher.event(ReRankEndEvent(nodes=new_nodes))
         return new_nodes
 

@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -58,6 +58,7 @@ BACKEND_FIELDS = (
     "dtype",
     "max_length",
     "timeout",
+    "long_documents",
     "backend_options",
 )
 """Fields the backend is built from: changing one rebuilds it."""
@@ -113,6 +114,12 @@ class BackendFields(BaseModel):
     )
     timeout: float | None = Field(
         default=None, description="Remote backend only: seconds to wait for the server."
+    )
+    long_documents: Literal["truncate", "chunk"] | None = Field(
+        default=None,
+        description="What happens to a document longer than max_length: 'truncate' (the default) "
+        "cuts its end, 'chunk' scores overlapping windows and keeps the best, reported as "
+        "metadata 'best_span' (a remote backend needs tokenizer= in backend_options).",
     )
     backend_options: dict[str, Any] = Field(
         default_factory=dict,
@@ -180,6 +187,7 @@ class BackendFields(BaseModel):
                 "dtype": self.dtype,
                 "max_length": self.max_length,
                 "timeout": self.timeout,
+                "long_documents": self.long_documents,
             },
             options=self.backend_options,
         )

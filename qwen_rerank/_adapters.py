@@ -42,6 +42,7 @@ __all__ = [
     "score_pairs",
     "served_model",
     "text_with_metadata",
+    "usage_of",
 ]
 
 T = TypeVar("T")
@@ -155,6 +156,18 @@ def cut_metadata(result: RerankResult) -> dict[str, Any]:
     window, ``None`` when the document was scored whole.
     """
     return {"truncated": result.truncated, "best_span": None if result.span is None else list(result.span)}
+
+
+def usage_of(backend: Reranker) -> dict[str, int | None] | None:
+    """The tokens the server reported for the backend's last call in this thread or task.
+
+    ``{"prompt_tokens": ..., "total_tokens": ...}`` for a remote backend whose
+    server reports usage; ``None`` for a local one. Read it right after the call.
+    """
+    usage = getattr(backend, "last_usage", None)
+    if usage is None:
+        return None
+    return {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
 
 
 def _ready(reranker: Reranker) -> Reranker:

@@ -83,9 +83,9 @@ async def test_close_releases_a_backend_the_adapter_built(
     remote = adapter_class(base_url=fake_vllm.url)
     client = remote._backend.get()
     run(remote)
-    assert client._client is not None
+    assert client._client.current is not None  # its pooled connections
     await close(remote)
-    assert not remote._backend.built and client._client is None
+    assert not remote._backend.built and client._client.current is None
 
     shared = adapter_class(reranker=tiny_reranker)
     await close(shared)
