@@ -252,6 +252,12 @@ def _run_rank(args: argparse.Namespace) -> int:
         results = reranker.rerank(
             args.query, documents, top_n=args.top_n, score_threshold=args.score_threshold
         )
+    cut = sum(r.truncated for r in results)
+    if cut:
+        _note(
+            f"{_count(cut, 'document')} of those shown lost {'its' if cut == 1 else 'their'} end to "
+            "--max-length; --long-documents chunk scores them window by window"
+        )
     if args.json:
         _print_json({"query": args.query, "results": [_result_dict(rank, r) for rank, r in _ranked(results)]})
     else:
@@ -425,7 +431,14 @@ def _ranked(results: Sequence[RerankResult]) -> list[tuple[int, RerankResult]]:
 
 
 def _result_dict(rank: int, result: RerankResult) -> dict[str, Any]:
-    return {"rank": rank, "index": result.index, "score": result.score, "document": result.document}
+    return {
+        "rank": rank,
+        "index": result.index,
+        "score": result.score,
+        "document": result.document,
+        "truncated": result.truncated,
+        "span": None if result.span is None else list(result.span),
+    }
 
 
 def _format_ranking(results: Sequence[RerankResult]) -> str:

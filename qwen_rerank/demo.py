@@ -310,6 +310,16 @@ def _rank(
     skipped = len(lines) - len(docs)
     if skipped:
         message += f" Skipped {_count(skipped, 'blank line')}."
+    cut = sum(r.truncated for r in results)
+    if cut:
+        message += (
+            f" {_count(cut, 'document')} shown lost {'its' if cut == 1 else 'their'} end to max_length."
+        )
+    chunked = sum(r.span is not None for r in results)
+    if chunked:
+        message += (
+            f" {_count(chunked, 'long document')} scored by {'its' if chunked == 1 else 'their'} best window."
+        )
     return table, _bars(results, len(docs)), message
 
 

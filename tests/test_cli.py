@@ -159,6 +159,8 @@ def test_rank_json_from_jsonl_with_instruction_threshold_and_top_n(  # type: ign
                 "index": r.index,
                 "score": pytest.approx(r.score, abs=1e-6),
                 "document": r.document,
+                "truncated": False,
+                "span": None,
             }
             for rank, r in enumerate(expected, start=1)
         ],

@@ -252,3 +252,27 @@ def test_nothing_was_requested_beyond_loopback(client: Client, outside_requests:
     # Runs last in this module: building, launching and using the app reached nothing outside.
     client.predict(QUERY, "one\ntwo", api_name="/rerank")
     assert outside_requests == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "note"),
+    [
+        ("truncate", "1 document shown lost its end to max_length."),
+        ("chunk", "1 long document scored by its best window."),
+    ],
+)
+def test_timing_says_what_was_cut(tiny_model_path: Path, mode: str, note: str) -> None:
+    from qwen_rerank import LocalReranker
+
+    reranker = LocalReranker(str(tiny_model_path), device="cpu", max_length=120, long_documents=mode)
+    app = build_demo(str(tiny_model_path), reranker=reranker)
+    port = free_port()
+    launch_demo(app, host="127.0.0.1", port=port, block=False)
+    try:
+        long = "Gravity pulls apples down. " * 30 + "Beijing is the capital of China."
+        _, _, timing = connect(f"http://127.0.0.1:{port}/").predict(
+            QUERY, f"{long}\nParis is in France.", api_name="/rerank"
+        )
+    finally:
+        app.close()
+    assert timing.endswith(note)

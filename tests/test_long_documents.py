@@ -215,8 +215,17 @@ def test_cli_long_documents_option(
     for mode, reference in (("chunk", chunking), ("truncate", truncating)):
         argv = ["rank", "--model", str(tiny_model_path), "--device", "cpu", "--query", QUERY, str(path)]
         assert main([*argv, "--max-length", str(MAX_LENGTH), "--long-documents", mode, "--json"]) == 0
-        results = json.loads(capsys.readouterr().out)["results"]
+        captured = capsys.readouterr()
+        results = json.loads(captured.out)["results"]
         scores[mode] = {r["index"]: r["score"] for r in results}
+        contract = next(r for r in results if r["index"] == 0)
+        if mode == "chunk":
+            start, end = contract["span"]
+            assert not contract["truncated"] and 0 <= start < end <= len(CONTRACT)
+            assert "lost" not in captured.err
+        else:
+            assert contract["truncated"] and contract["span"] is None
+            assert "1 document of those shown lost its end to --max-length" in captured.err
         expected = reference.score(QUERY, [CONTRACT, "A short note."])
         assert abs(scores[mode][0] - expected[0]) <= 1e-5
     assert scores["chunk"][0] >= scores["truncate"][0] - 1e-6
