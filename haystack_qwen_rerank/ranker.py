@@ -15,7 +15,8 @@ from qwen_rerank import InvalidInputError, Reranker, RerankResult
 from qwen_rerank._adapters import (
     API_KEY_ENV,
     LazyReranker,
-    adapter_backend,
+    backend_snapshot,
+    build_backend,
     check_call_settings,
     copy_metadata,
     cut_metadata,
@@ -25,20 +26,6 @@ from qwen_rerank._adapters import (
 )
 
 __all__ = ["QwenRanker"]
-
-# Attributes the backend is built from: changing one rebuilds it.
-_BACKEND_ATTRIBUTES = (
-    "reranker",
-    "model",
-    "base_url",
-    "api_key",
-    "device",
-    "dtype",
-    "max_length",
-    "timeout",
-    "long_documents",
-    "backend_options",
-)
 
 
 @component
@@ -139,33 +126,11 @@ class QwenRanker:
         self._backend = self._new_backend()
 
     # -- the backend ----------------------------------------------------------------------------
-    def _snapshot(self) -> dict[str, Any]:
-        snapshot = {name: getattr(self, name) for name in _BACKEND_ATTRIBUTES}
-        snapshot["base_url"] = list(self.base_url) if isinstance(self.base_url, list) else self.base_url
-        snapshot["backend_options"] = dict(self.backend_options)
-        return snapshot
-
     def _new_backend(self) -> LazyReranker:
-        key = self.api_key.resolve_value() if self.api_key is not None else None
-        backend = adapter_backend(
-            reranker=self.reranker,
-            model=self.model,
-            base_url=self.base_url,
-            settings={
-                "api_key": key,
-                "device": self.device,
-                "dtype": self.dtype,
-                "max_length": self.max_length,
-                "timeout": self.timeout,
-                "long_documents": self.long_documents,
-            },
-            options=self.backend_options,
-        )
-        backend.settings = self._snapshot()
-        return backend
+        return build_backend(self, self.api_key.resolve_value() if self.api_key is not None else None)
 
     def _current_backend(self) -> LazyReranker:
-        if self._backend.settings != self._snapshot():
+        if self._backend.settings != backend_snapshot(self):
             self._backend = self._new_backend()
         return self._backend
 

@@ -37,9 +37,11 @@ from pydantic import (
 )
 
 from qwen_rerank._adapters import (
+    BACKEND_FIELDS,
     LazyReranker,
-    adapter_backend,
     api_key_from_env,
+    backend_snapshot,
+    build_backend,
     check_call_settings,
     invalid_input_in,
     redact_urls,
@@ -47,21 +49,8 @@ from qwen_rerank._adapters import (
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 
-__all__ = ["BACKEND_FIELDS", "BackendFields", "RankingFields"]
+__all__ = ["BackendFields", "RankingFields"]
 
-BACKEND_FIELDS = (
-    "reranker",
-    "model",
-    "base_url",
-    "api_key",
-    "device",
-    "dtype",
-    "max_length",
-    "timeout",
-    "long_documents",
-    "backend_options",
-)
-"""Fields the backend is built from: changing one rebuilds it."""
 
 _URL_SECRET = "qwen_rerank_base_url"
 
@@ -168,36 +157,14 @@ class BackendFields(BaseModel):
             raise
 
     # -- the backend -------------------------------------------------------------------------
-    def _snapshot(self) -> dict[str, Any]:
-        snapshot = {name: getattr(self, name) for name in BACKEND_FIELDS}
-        if isinstance(self.base_url, list):
-            snapshot["base_url"] = list(self.base_url)
-        snapshot["backend_options"] = dict(self.backend_options)
-        return snapshot
-
     def _new_backend(self) -> LazyReranker:
         api_key = self.api_key
-        backend = adapter_backend(
-            reranker=self.reranker,
-            model=self.model,
-            base_url=self.base_url,
-            settings={
-                "api_key": api_key.get_secret_value() if api_key is not None else None,
-                "device": self.device,
-                "dtype": self.dtype,
-                "max_length": self.max_length,
-                "timeout": self.timeout,
-                "long_documents": self.long_documents,
-            },
-            options=self.backend_options,
-        )
-        backend.settings = self._snapshot()
-        return backend
+        return build_backend(self, api_key.get_secret_value() if api_key is not None else None)
 
     def _current_backend(self) -> LazyReranker:
         """The backend for the fields as they are now, rebuilt if one changed since it was made."""
         backend = self._backend
-        if backend.settings != self._snapshot():
+        if backend.settings != backend_snapshot(self):
             backend = self._new_backend()
             self._backend = backend
         return backend

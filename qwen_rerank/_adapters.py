@@ -28,9 +28,12 @@ from qwen_rerank.results import RerankResult
 
 __all__ = [
     "API_KEY_ENV",
+    "BACKEND_FIELDS",
     "LazyReranker",
     "adapter_backend",
     "api_key_from_env",
+    "backend_snapshot",
+    "build_backend",
     "check_call_settings",
     "copy_metadata",
     "cut_metadata",
@@ -156,6 +159,34 @@ def cut_metadata(result: RerankResult) -> dict[str, Any]:
     window, ``None`` when the document was scored whole.
     """
     return {"truncated": result.truncated, "best_span": None if result.span is None else list(result.span)}
+
+
+# Settings every adapter passes to the backend by name, and all the fields a backend is built from:
+# changing one of those rebuilds it.
+_PASSED_SETTINGS = ("device", "dtype", "max_length", "timeout", "long_documents")
+BACKEND_FIELDS = ("reranker", "model", "base_url", "api_key", *_PASSED_SETTINGS, "backend_options")
+
+
+def backend_snapshot(adapter: Any) -> dict[str, Any]:
+    """The values of ``adapter``'s :data:`BACKEND_FIELDS`, copied so that later changes show."""
+    snapshot = {name: getattr(adapter, name) for name in BACKEND_FIELDS}
+    if isinstance(adapter.base_url, list):
+        snapshot["base_url"] = list(adapter.base_url)
+    snapshot["backend_options"] = dict(adapter.backend_options)
+    return snapshot
+
+
+def build_backend(adapter: Any, api_key: str | None) -> LazyReranker:
+    """:func:`adapter_backend` from an adapter's :data:`BACKEND_FIELDS` (``api_key`` resolved)."""
+    backend = adapter_backend(
+        reranker=adapter.reranker,
+        model=adapter.model,
+        base_url=adapter.base_url,
+        settings={"api_key": api_key, **{name: getattr(adapter, name) for name in _PASSED_SETTINGS}},
+        options=adapter.backend_options,
+    )
+    backend.settings = backend_snapshot(adapter)
+    return backend
 
 
 def usage_of(backend: Reranker) -> dict[str, int | None] | None:

@@ -76,7 +76,9 @@ async def test_bm25_pipeline_reranks_with_the_backend_scores(
     expected = with_direct.rerank(QUERY, [d.content for d in retrieved], top_n=3)
     assert [(d.id, d.score) for d in ranked] == [(retrieved[r.index].id, r.score) for r in expected]
     assert [d.content for d in ranked] == [r.document for r in expected]
-    assert all(d.meta == {"title": f"Title {d.id[-1]}", "rank": int(d.id[-1])} for d in ranked)
+    # The caller's meta, plus what the model read: each document whole, no window chosen.
+    cut = {"truncated": False, "best_span": None}
+    assert all(d.meta == {"title": f"Title {d.id[-1]}", "rank": int(d.id[-1]), **cut} for d in ranked)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
