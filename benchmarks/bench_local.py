@@ -71,6 +71,7 @@ import torch
 import transformers
 
 from qwen_rerank import LocalReranker
+from qwen_rerank._scorer import compile_cache_dir
 from qwen_rerank.prompt import PREFIX, SUFFIX, format_body
 from qwen_rerank.testing import make_tiny_reranker
 
@@ -202,6 +203,7 @@ def bench_peer(path: Path, dtype_name: str, documents: list[str], args: argparse
     ours = LocalReranker(str(path), device="cpu", dtype=dtype_name, max_length=8192)
     peer = load_peer(path, dtype, 8192)
     counter = FlopCounter(ours.model)
+    compiled = compiled_reranker(path, dtype_name) if args.compile else None
     print(f"\n[{dtype_name}] peer: sentence-transformers CrossEncoder, batch size {args.peer_batch_size}")
     for case, docs in (("mixed", documents), (f"{len(long_docs)}x4000", long_docs)):
         head = len(ours.prompt_tokenizer.encode_head(QUERY, INSTRUCTION))
@@ -209,21 +211,33 @@ def bench_peer(path: Path, dtype_name: str, documents: list[str], args: argparse
         flops = counter.run(head) + sum(counter.run(n - head, head) for n in lengths)
         ours.score(QUERY, docs[:1], instruction=INSTRUCTION)  # warm-up
         peer_scores(peer, docs[:1], args.peer_batch_size)
-        best = interleaved(
-            {
-                "ours": lambda docs=docs: ours.score(QUERY, docs, instruction=INSTRUCTION),
-                "peer": lambda docs=docs: peer_scores(peer, docs, args.peer_batch_size),
-            },
-            args.repeats,
-        )
-        (t_ours, s_ours), (t_peer, s_peer) = best["ours"], best["peer"]
-        diff = max(abs(a - b) for a, b in zip(s_ours, s_peer, strict=True))
-        gflops = flops / t_ours / 1e9
-        print(
-            f"{case:>8}: ours {t_ours:7.2f} s, peer {t_peer:7.2f} s -> {t_peer / t_ours:.2f}x; "
-            f"ours {gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f}% of the {peak:.0f} GFLOP/s matmul peak; "
-            f"max |score diff| {diff:.1e}; load {os.getloadavg()[0]:.2f}"
-        )
+        methods = {
+            "ours": lambda docs=docs: ours.score(QUERY, docs, instruction=INSTRUCTION),
+            "peer": lambda docs=docs: peer_scores(peer, docs, args.peer_batch_size),
+        }
+        if compiled is not None:
+            start = time.perf_counter()
+            compiled.score(QUERY, docs, instruction=INSTRUCTION)  # compiles for any new kind of pass
+            print(f"{case:>8}: compiled, first call {time.perf_counter() - start:.1f} s")
+            methods["compiled"] = lambda docs=docs: compiled.score(QUERY, docs, instruction=INSTRUCTION)
+        best = interleaved(methods, args.repeats)
+        for name in methods.keys() - {"peer"}:
+            (t_ours, s_ours), (t_peer, s_peer) = best[name], best["peer"]
+            diff = max(abs(a - b) for a, b in zip(s_ours, s_peer, strict=True))
+            gflops = flops / t_ours / 1e9
+            print(
+                f"{case:>8}: {name} {t_ours:7.2f} s, peer {t_peer:7.2f} s -> {t_peer / t_ours:.2f}x; "
+                f"{gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f}% of the {peak:.0f} GFLOP/s matmul peak; "
+                f"max |score diff| {diff:.1e}; load {os.getloadavg()[0]:.2f}"
+            )
+
+
+def compiled_reranker(path: Path, dtype_name: str) -> LocalReranker:
+    """LocalReranker(compile=True), saying whether its on-disk kernel cache starts cold or warm."""
+    cache = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or compile_cache_dir())
+    state = "warm" if cache.is_dir() and any(cache.iterdir()) else "cold"
+    print(f"compile=True: kernel cache {cache} ({state}; this model's kernels may still be missing)")
+    return LocalReranker(str(path), device="cpu", dtype=dtype_name, max_length=8192, compile=True)
 
 
 def bench_long_case(path: Path, dtype_name: str, args: argparse.Namespace) -> None:
@@ -417,6 +431,9 @@ def main() -> None:
     parser.add_argument("--long-count", type=int, default=4, help="4,000-token documents in the peer case")
     parser.add_argument("--long-case", action="store_true", help="run the long-document (chunk) case")
     parser.add_argument("--only", choices=["peer", "long"], help="skip the card-loop comparison")
+    parser.add_argument(
+        "--compile", action="store_true", help="peer case: also time LocalReranker(compile=True)"
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
