@@ -48,11 +48,23 @@ def compiled_forward(model: Any) -> Any:
     instead of compiling afresh. The first forward passes compile (about a
     minute per kind of pass on a small CPU; a prefix, rows continuing it and
     whole prompts are three kinds); a later process finds the kernels in
-    torch's on-disk cache, ``$TORCHINDUCTOR_CACHE_DIR``, which is set to
-    ``compile_cache_dir()`` unless it is set already.
+    torch's on-disk cache, ``$TORCHINDUCTOR_CACHE_DIR``. Unless the user
+    chose that folder, it is set to :func:`compile_cache_dir` (torch writes its
+    own default, a temporary folder, into the variable when it first uses it).
     """
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+    current, default = os.environ.get("TORCHINDUCTOR_CACHE_DIR"), _torch_default_cache_dir()
+    if current is None or (default and os.path.abspath(current) == os.path.abspath(default)):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir())
     return torch.compile(model, dynamic=True)
+
+
+def _torch_default_cache_dir() -> str:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # pragma: no cover - another torch layout: leave the variable alone
+        return ""
+    folder: str = default_cache_dir()
+    return folder
 
 
 def compile_cache_dir() -> Path:
