@@ -42,12 +42,18 @@ gives about 2x per doubling).
 The timings are wall-clock on whatever else the machine is running: on a
 shared machine, run it twice and trust the better run.
 
-Measured on 2026-11-30, 2 CPU cores shared with other jobs, bfloat16, the
-0.6B width cut to 4 layers (``--layers 4 --only peer --peer sentence-transformers
---repeats 2``), load average about 5:
+``--compile`` adds ``LocalReranker(compile=True)`` to the peer case, in the
+same interleaved loop, and prints its first call (compiling) per case.
 
-    mixed:  ours 12.97 s, peer 21.59 s -> 1.66x; 23% of the 400 GFLOP/s matmul peak
-    4x4000: ours 17.21 s, peer 25.53 s -> 1.48x; 45% of the matmul peak
+Measured on 2026-11-30, 2 CPU cores shared with other jobs, bfloat16, the
+0.6B width cut to 4 layers (``--layers 4 --dtypes bfloat16 --only peer --peer
+sentence-transformers --repeats 2``; see docs/speed.md for every run):
+
+    load 2.9:  mixed:  ours 2.22 s, peer 7.34 s -> 3.30x; 39% of the 1387 GFLOP/s matmul peak
+               4x4000: ours 5.44 s, peer 9.26 s -> 1.70x; 41% of the matmul peak
+    load 5.4 (with --compile --repeats 3, warm kernel cache):
+               mixed:  ours 11.68 s, compiled 6.26 s, peer 12.22 s -> 1.05x, 1.95x
+               4x4000: ours 11.91 s, compiled 12.39 s, peer 19.21 s -> 1.61x, 1.55x
 
 and the long-document case (``--layers 2 --only long``, load average 8 to 14):
 truncate 24.4 s, chunk 74.9 s with 17 windows for the 32,000-token document;

@@ -308,9 +308,10 @@ class LocalReranker(Reranker):
             ``None`` takes 64, or a quarter of the window when that is less.
         compile: Run the model through ``torch.compile`` (dynamic shapes).
             Off by default. It fuses the element-wise work between the matrix
-            multiplies (about 1.3x faster in bfloat16 on CPU, see the docs' Speed
-            page), but the first calls compile for about a minute per kind of
-            forward pass. Compiled kernels are kept on disk
+            multiplies (in bfloat16 on CPU, about 1.3x faster on a quiet machine
+            and 2x under load; see the docs' Speed page), but the first calls
+            compile, for up to a minute or more per kind of forward pass.
+            Compiled kernels are kept on disk
             (``$TORCHINDUCTOR_CACHE_DIR``, by default ``torch-compile`` in the
             per-user cache folder ``~/.cache/qwen-rerank``), so a later process
             starts faster. Needs a C++ compiler on CPU. Scores equal the
