@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import transformers
 
-__all__ = ["PrefixState", "YesNoScorer", "compiled_forward", "is_out_of_memory"]
+__all__ = ["PrefixState", "YesNoScorer", "compile_cache_dir", "compiled_forward", "is_out_of_memory"]
 
 
 # torch.OutOfMemoryError is torch >= 2.5's name for torch.cuda.OutOfMemoryError.
