@@ -42,12 +42,18 @@ gives about 2x per doubling).
 The timings are wall-clock on whatever else the machine is running: on a
 shared machine, run it twice and trust the better run.
 
-Measured on 2026-11-30, 2 CPU cores shared with other jobs, bfloat16, the
-0.6B width cut to 4 layers (``--layers 4 --only peer --peer sentence-transformers
---repeats 2``), load average about 5:
+``--compile`` adds ``LocalReranker(compile=True)`` to the peer case, in the
+same interleaved loop, and prints its first call (compiling) per case.
 
-    mixed:  ours 12.97 s, peer 21.59 s -> 1.66x; 23% of the 400 GFLOP/s matmul peak
-    4x4000: ours 17.21 s, peer 25.53 s -> 1.48x; 45% of the matmul peak
+Measured on 2026-11-30, 2 CPU cores shared with other jobs, bfloat16, the
+0.6B width cut to 4 layers (``--layers 4 --dtypes bfloat16 --only peer --peer
+sentence-transformers --repeats 2``; see docs/speed.md for every run):
+
+    load 2.9:  mixed:  ours 2.22 s, peer 7.34 s -> 3.30x; 39% of the 1387 GFLOP/s matmul peak
+               4x4000: ours 5.44 s, peer 9.26 s -> 1.70x; 41% of the matmul peak
+    load 5.4 (with --compile --repeats 3, warm kernel cache):
+               mixed:  ours 11.68 s, compiled 6.26 s, peer 12.22 s -> 1.05x, 1.95x
+               4x4000: ours 11.91 s, compiled 12.39 s, peer 19.21 s -> 1.61x, 1.55x
 
 and the long-document case (``--layers 2 --only long``, load average 8 to 14):
 truncate 24.4 s, chunk 74.9 s with 17 windows for the 32,000-token document;
@@ -202,6 +208,7 @@ def bench_peer(path: Path, dtype_name: str, documents: list[str], args: argparse
     ours = LocalReranker(str(path), device="cpu", dtype=dtype_name, max_length=8192)
     peer = load_peer(path, dtype, 8192)
     counter = FlopCounter(ours.model)
+    compiled = compiled_reranker(path, dtype_name) if args.compile else None
     print(f"\n[{dtype_name}] peer: sentence-transformers CrossEncoder, batch size {args.peer_batch_size}")
     for case, docs in (("mixed", documents), (f"{len(long_docs)}x4000", long_docs)):
         head = len(ours.prompt_tokenizer.encode_head(QUERY, INSTRUCTION))
@@ -209,21 +216,34 @@ def bench_peer(path: Path, dtype_name: str, documents: list[str], args: argparse
         flops = counter.run(head) + sum(counter.run(n - head, head) for n in lengths)
         ours.score(QUERY, docs[:1], instruction=INSTRUCTION)  # warm-up
         peer_scores(peer, docs[:1], args.peer_batch_size)
-        best = interleaved(
-            {
-                "ours": lambda docs=docs: ours.score(QUERY, docs, instruction=INSTRUCTION),
-                "peer": lambda docs=docs: peer_scores(peer, docs, args.peer_batch_size),
-            },
-            args.repeats,
-        )
-        (t_ours, s_ours), (t_peer, s_peer) = best["ours"], best["peer"]
-        diff = max(abs(a - b) for a, b in zip(s_ours, s_peer, strict=True))
-        gflops = flops / t_ours / 1e9
-        print(
-            f"{case:>8}: ours {t_ours:7.2f} s, peer {t_peer:7.2f} s -> {t_peer / t_ours:.2f}x; "
-            f"ours {gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f}% of the {peak:.0f} GFLOP/s matmul peak; "
-            f"max |score diff| {diff:.1e}; load {os.getloadavg()[0]:.2f}"
-        )
+        methods = {
+            "ours": lambda docs=docs: ours.score(QUERY, docs, instruction=INSTRUCTION),
+            "peer": lambda docs=docs: peer_scores(peer, docs, args.peer_batch_size),
+        }
+        if compiled is not None:
+            start = time.perf_counter()
+            compiled.score(QUERY, docs, instruction=INSTRUCTION)  # compiles for any new kind of pass
+            print(f"{case:>8}: compiled, first call {time.perf_counter() - start:.1f} s")
+            methods["compiled"] = lambda docs=docs: compiled.score(QUERY, docs, instruction=INSTRUCTION)
+        best = interleaved(methods, args.repeats)
+        for name in methods.keys() - {"peer"}:
+            (t_ours, s_ours), (t_peer, s_peer) = best[name], best["peer"]
+            diff = max(abs(a - b) for a, b in zip(s_ours, s_peer, strict=True))
+            gflops = flops / t_ours / 1e9
+            print(
+                f"{case:>8}: {name} {t_ours:7.2f} s, peer {t_peer:7.2f} s -> {t_peer / t_ours:.2f}x; "
+                f"{gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f}% of the {peak:.0f} GFLOP/s matmul peak; "
+                f"max |score diff| {diff:.1e}; load {os.getloadavg()[0]:.2f}"
+            )
+
+
+def compiled_reranker(path: Path, dtype_name: str) -> LocalReranker:
+    """LocalReranker(compile=True), saying whether its on-disk kernel cache starts cold or warm."""
+    reranker = LocalReranker(str(path), device="cpu", dtype=dtype_name, max_length=8192, compile=True)
+    cache = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    state = "warm" if cache.is_dir() and any(cache.iterdir()) else "cold"
+    print(f"compile=True: kernel cache {cache} ({state}; this model's kernels may still be missing)")
+    return reranker
 
 
 def bench_long_case(path: Path, dtype_name: str, args: argparse.Namespace) -> None:
@@ -417,6 +437,9 @@ def main() -> None:
     parser.add_argument("--long-count", type=int, default=4, help="4,000-token documents in the peer case")
     parser.add_argument("--long-case", action="store_true", help="run the long-document (chunk) case")
     parser.add_argument("--only", choices=["peer", "long"], help="skip the card-loop comparison")
+    parser.add_argument(
+        "--compile", action="store_true", help="peer case: also time LocalReranker(compile=True)"
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 

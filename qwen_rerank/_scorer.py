@@ -18,13 +18,16 @@ pass, for which SDPA picks its fused kernels.
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
 
-__all__ = ["PrefixState", "YesNoScorer", "is_out_of_memory"]
+__all__ = ["PrefixState", "YesNoScorer", "compile_cache_dir", "compiled_forward", "is_out_of_memory"]
 
 
 # torch.OutOfMemoryError is torch >= 2.5's name for torch.cuda.OutOfMemoryError.
@@ -36,6 +39,48 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, _OUT_OF_MEMORY):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc)
+
+
+def compiled_forward(model: Any) -> Any:
+    """``torch.compile(model, dynamic=True)``, its compiled kernels cached on disk across processes.
+
+    Shapes are dynamic, so batches of new lengths reuse the compiled graphs
+    instead of compiling afresh. The first forward passes compile (about a
+    minute per kind of pass on a small CPU; a prefix, rows continuing it and
+    whole prompts are three kinds); a later process finds the kernels in
+    torch's on-disk cache, ``$TORCHINDUCTOR_CACHE_DIR``. Unless the user
+    chose that folder, it is set to :func:`compile_cache_dir` (torch writes its
+    own default, a temporary folder, into the variable when it first uses it).
+    """
+    current, default = os.environ.get("TORCHINDUCTOR_CACHE_DIR"), _torch_default_cache_dir()
+    if current is None or (default and os.path.abspath(current) == os.path.abspath(default)):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir())
+    return torch.compile(model, dynamic=True)
+
+
+def _torch_default_cache_dir() -> str:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # pragma: no cover - another torch layout: leave the variable alone
+        return ""
+    folder: str = default_cache_dir()
+    return folder
+
+
+def compile_cache_dir() -> Path:
+    """The default on-disk cache of compiled kernels: ``torch-compile`` in the per-user cache folder.
+
+    That folder is ``$QWEN_RERANK_CACHE`` if set, else ``$XDG_CACHE_HOME/qwen-rerank``
+    (by default ``~/.cache/qwen-rerank``; ``%LOCALAPPDATA%\\qwen-rerank`` on Windows),
+    the folder :func:`qwen_rerank.testing.tiny_model_cache_dir` names.
+    """
+    if os.environ.get("QWEN_RERANK_CACHE"):
+        base = Path(os.environ["QWEN_RERANK_CACHE"]).expanduser()
+    elif sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        base = Path(os.environ["LOCALAPPDATA"]) / "qwen-rerank"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "qwen-rerank"
+    return base / "torch-compile"
 
 
 @dataclass(frozen=True)
@@ -56,11 +101,22 @@ class YesNoScorer:
         yes_id, no_id: Token ids of "yes" and "no".
         pad_id: Any valid token id; it fills masked positions.
         device: Where the model lives.
+        compile: Run forward passes through ``torch.compile(model, dynamic=True)``
+            (see :func:`compiled_forward`); the model object itself is unchanged.
 
     Not thread-safe: callers serialise forward passes.
     """
 
-    def __init__(self, model: Any, *, yes_id: int, no_id: int, pad_id: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        yes_id: int,
+        no_id: int,
+        pad_id: int,
+        device: torch.device,
+        compile: bool = False,
+    ) -> None:
         parameters = inspect.signature(model.forward).parameters
         head = model.get_output_embeddings()
         if "logits_to_keep" not in parameters or not isinstance(head, torch.nn.Linear):
@@ -81,6 +137,7 @@ class YesNoScorer:
                 pair.bias.copy_(head.bias[[no_id, yes_id]])
         model.set_output_embeddings(pair)
         self.model = model
+        self.forward: Any = compiled_forward(model) if compile else model
         self.device = device
         self.pad_id = pad_id
         # transformers 5 renamed ``past_key_values`` to ``cache``.
@@ -89,7 +146,7 @@ class YesNoScorer:
     def prefix(self, ids: list[int]) -> PrefixState:
         """Run ``ids`` once and keep their key/value states for :meth:`score_rows`."""
         with torch.inference_mode():
-            output = self.model(
+            output = self.forward(
                 input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1
             )
         cache = getattr(output, "cache", None) or output.past_key_values
@@ -118,7 +175,7 @@ class YesNoScorer:
         # Nothing to mask without a prefix or padding: a plain causal pass takes SDPA's fused kernels.
         attention_mask = None if prefix is None and not pads.any() else mask.to(self.device)
         with torch.inference_mode():
-            logits = self.model(
+            logits = self.forward(
                 input_ids=ids.to(self.device),
                 attention_mask=attention_mask,
                 logits_to_keep=1,

@@ -306,6 +306,16 @@ class LocalReranker(Reranker):
             default) takes the most that fit beside the instruction and query.
         chunk_overlap: Chunk mode: tokens that neighbouring windows share.
             ``None`` takes 64, or a quarter of the window when that is less.
+        compile: Run the model through ``torch.compile`` (dynamic shapes).
+            Off by default. It fuses the element-wise work between the matrix
+            multiplies (in bfloat16 on CPU, about 1.3x faster on a quiet machine
+            and 2x under load; see the docs' Speed page), but the first calls
+            compile, for up to a minute or more per kind of forward pass.
+            Compiled kernels are kept on disk
+            (``$TORCHINDUCTOR_CACHE_DIR``, by default ``torch-compile`` in the
+            per-user cache folder ``~/.cache/qwen-rerank``), so a later process
+            starts faster. Needs a C++ compiler on CPU. Scores equal the
+            uncompiled ones within float rounding.
 
     Raises:
         ModelLoadError: The model or its tokenizer cannot be found or loaded:
@@ -334,6 +344,7 @@ class LocalReranker(Reranker):
         long_documents: LongDocumentsMode = "truncate",
         chunk_tokens: int | None = None,
         chunk_overlap: int | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__(
             instruction=instruction,
@@ -389,6 +400,7 @@ class LocalReranker(Reranker):
                 no_id=self.prompt_tokenizer.no_id,
                 pad_id=pad_id,
                 device=self.device,
+                compile=bool(compile),
             )
         except TypeError as exc:
             raise ModelLoadError(f"Model {model!r} cannot be used as a reranker: {exc}") from exc

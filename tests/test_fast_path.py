@@ -8,6 +8,7 @@ that raises torch's own OutOfMemoryError, the way a real device would.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 from collections.abc import Iterator
@@ -509,3 +510,29 @@ def test_progress_bar_only_when_asked(make: Any, capsys: pytest.CaptureFixture[s
     # One forward pass is not a long job: no bar.
     loud.score(QUERY, ["short"])
     assert "Reranking" not in capsys.readouterr().err
+
+
+# -- torch.compile (opt-in) ---------------------------------------------------------------------------
+
+
+def test_compiled_scores_match_eager(
+    tiny_model_path: Path, tiny_reranker: LocalReranker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qwen_rerank._scorer import compile_cache_dir
+
+    assert tiny_reranker._scorer.forward is tiny_reranker.model  # off by default
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    # A small budget gives every kind of pass: a prefix, rows continuing it, padded whole prompts,
+    # and a long prompt alone with no mask.
+    compiled = LocalReranker(str(tiny_model_path), device="cpu", compile=True, max_batch_tokens=160)
+    eager = LocalReranker(str(tiny_model_path), device="cpu", max_batch_tokens=160)
+    assert compiled._scorer.forward is not compiled.model
+    requests = [(QUERY, DOCUMENTS), ("Where is Paris?", DOCUMENTS[:3]), ("long " * 120, DOCUMENTS[:1])]
+    got = compiled.score_many(requests)
+    want = eager.score_many(requests)
+    for g, w in zip(got, want, strict=True):
+        assert max_diff(g, w) < 1e-5
+    # Compiled kernels are kept on disk, in the per-user cache folder unless told otherwise.
+    cache = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    assert cache == compile_cache_dir()
+    assert any(cache.iterdir())
