@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
+
+from qwen_rerank._paths import user_cache_dir
 
 __all__ = ["PrefixState", "YesNoScorer", "compile_cache_dir", "compiled_forward", "is_out_of_memory"]
 
@@ -74,13 +75,7 @@ def compile_cache_dir() -> Path:
     (by default ``~/.cache/qwen-rerank``; ``%LOCALAPPDATA%\\qwen-rerank`` on Windows),
     the folder :func:`qwen_rerank.testing.tiny_model_cache_dir` names.
     """
-    if os.environ.get("QWEN_RERANK_CACHE"):
-        base = Path(os.environ["QWEN_RERANK_CACHE"]).expanduser()
-    elif sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        base = Path(os.environ["LOCALAPPDATA"]) / "qwen-rerank"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "qwen-rerank"
-    return base / "torch-compile"
+    return user_cache_dir() / "torch-compile"
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--dtype", help="local backend: float32, bfloat16 or float16 (default: by device)")
     group.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="local backend: run the model through torch.compile (faster after a first call that "
+        "compiles for a minute or more; kernels are cached on disk)",
+    )
+    group.add_argument(
         "--template",
         choices=("client", "server"),
         help="vLLM: 'client' (default) if the server runs without --chat-template, 'server' if it "
@@ -361,7 +368,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-_LOCAL_ONLY = ("device", "dtype")
+_LOCAL_ONLY = ("device", "dtype", "compile")
 _REMOTE_ONLY = ("template", "tokenizer")
 
 

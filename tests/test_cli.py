@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen_rerank.cli import main
+from qwen_rerank.cli import build_parser, main
 from tests.test_eval import TINY_BEIR, TINY_RUN, first_stage_top_k, hand_metrics, parse_trec, read_qrels
 
 SCRIPT = Path(sys.executable).with_name("qwen-rerank")
@@ -195,6 +195,8 @@ def test_eval_table_output(tiny_model_path: Path, tmp_path: Path, capsys) -> Non
         (["rank", "--base-url", "http://127.0.0.1:9", "--device", "cpu", "--query", "q", "/dev/null"], 2,
          "--device only apply to a local model; with --base-url"),
         (["demo", "--base-url", "http://127.0.0.1:9", "--dtype", "bf16"], 2, "--dtype only apply to a local"),
+        (["rank", "--base-url", "http://127.0.0.1:9", "--compile", "--query", "q", "/dev/null"], 2,
+         "--compile only apply to a local model"),
         (["demo", "--port", "0"], 2, "--port must be between 1 and 65535"),
     ],
 )  # fmt: skip
@@ -498,3 +500,11 @@ def test_messages_say_one_attempt_and_one_query_in_the_singular(closed_port_url:
     metrics = dict.fromkeys(("ndcg_at_10", "map_at_10", "mrr_at_10", "recall_at_10", "recall_at_100"), 0.5)
     one = EvalReport(metrics, metrics, queries=1, reranked_run={"q": [("d", 0.5)]}, top_k=1)
     assert format_table(one).splitlines()[-1] == "1 query, top 1 first-stage candidate each"
+
+
+def test_compile_reaches_the_local_backend_only_when_asked() -> None:
+    from qwen_rerank.cli import _local_options
+
+    parser = build_parser()
+    assert "compile" not in _local_options(parser.parse_args(["rank", "--query", "q"]))
+    assert _local_options(parser.parse_args(["rank", "--query", "q", "--compile"]))["compile"] is True

@@ -23,12 +23,12 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qwen_rerank._imports import require
+from qwen_rerank._paths import user_cache_dir
 from qwen_rerank.exceptions import MissingDependencyError
 
 if TYPE_CHECKING:
@@ -69,12 +69,7 @@ def tiny_model_cache_dir() -> Path:
     ``$QWEN_RERANK_CACHE`` if set, else ``$XDG_CACHE_HOME/qwen-rerank`` (by
     default ``~/.cache/qwen-rerank``; ``%LOCALAPPDATA%\\qwen-rerank`` on Windows).
     """
-    if os.environ.get("QWEN_RERANK_CACHE"):
-        return Path(os.environ["QWEN_RERANK_CACHE"]).expanduser()
-    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "qwen-rerank"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "qwen-rerank"
+    return user_cache_dir()
 
 
 def make_tiny_reranker(
