@@ -217,7 +217,7 @@ def add_check_command(commands: Any) -> None:
     check.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     check.add_argument("--json", action="store_true", help="print one JSON report")
     # The shared option checks of cli.main read these; check has no local-model options.
-    check.set_defaults(handler=run_check_command, device=None, dtype=None, tokenizer=None)
+    check.set_defaults(handler=run_check_command, device=None, dtype=None, compile=None, tokenizer=None)
 
 
 def run_check_command(args: argparse.Namespace) -> int:
