@@ -522,9 +522,33 @@ class LocalReranker(Reranker):
             for i in sorted(set(range(len(prompts))).difference(shared)):
                 pool.add(prompts[i], prompts[i], (request, i))
         if pool.prompts:
-            groups.append(pool)
+            groups += self._share_pool(pool)
         # Longest rows first, as within each group: the biggest activations are allocated first.
         return sorted(groups, key=lambda work: -max(map(len, work.rows)))
+
+    def _share_pool(self, pool: _Work) -> list[_Work]:
+        """The pool's prompts, continuing the head they all share where that pays.
+
+        Prompts of different queries still share the system prompt and the
+        instruction, about half of a short prompt: that head then runs once for
+        the whole pool. Rows that fill a batch alone, or a pool where reuse does
+        not pay (see :func:`prefix_pays`), run whole.
+        """
+        alone = self.max_batch_tokens // 2
+        short = [k for k, prompt in enumerate(pool.prompts) if len(prompt) <= alone]
+        head = _common_head([pool.prompts[k] for k in short]) if self.prefix_reuse and len(short) > 1 else []
+        tails = [len(pool.prompts[k]) - len(head) for k in short]
+        if not head or not prefix_pays(len(head), tails, self.max_batch_tokens):
+            return [pool]
+        shared = _Work(prompts=[], rows=[], scores=[], head=head)
+        whole = _Work(prompts=[], rows=[], scores=[])
+        continuing = set(short)
+        for k, (prompt, slot) in enumerate(zip(pool.prompts, pool.slots, strict=True)):
+            if k in continuing:
+                shared.add(prompt, prompt[len(head) :], slot)
+            else:
+                whole.add(prompt, prompt, slot)
+        return [shared, whole] if whole.prompts else [shared]
 
     def _plan(self, work: _Work) -> list[list[int]]:
         """``work``'s rows grouped into batches under the token budget, longest rows first."""
@@ -569,6 +593,17 @@ class LocalReranker(Reranker):
             f"max_length (now {self.max_length}) so long documents are truncated, load the model in a "
             "smaller dtype, or free device memory."
         ) from exc
+
+
+def _common_head(prompts: list[list[int]]) -> list[int]:
+    """The longest token prefix all ``prompts`` share, leaving each at least one token of its own."""
+    first, length = prompts[0], min(map(len, prompts)) - 1
+    for prompt in prompts[1:]:
+        same = 0
+        while same < length and prompt[same] == first[same]:
+            same += 1
+        length = same
+    return first[:length]
 
 
 @dataclass
