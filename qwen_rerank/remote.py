@@ -123,7 +123,8 @@ class VLLMReranker(Reranker):
             LocalReranker. ``"chunk"`` needs ``tokenizer=`` to place windows
             exactly; the windows go out as documents of the call's requests
             (split like any documents) and each document keeps its best score.
-        chunk_tokens, chunk_overlap: Window size and overlap in chunk mode.
+        chunk_tokens: Window size in chunk mode, in tokens.
+        chunk_overlap: Tokens shared by neighbouring windows in chunk mode.
     """
 
     def __init__(
