@@ -20,7 +20,7 @@ from typing import Any
 
 import ray
 
-from qwen_rerank.ray import RerankPredictor
+from qwen_rerank.integrations.ray import RerankPredictor
 
 QUERIES = [
     "What is the capital of China?",

@@ -12,7 +12,7 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.utils import Secret, deserialize_secrets_inplace
 
 from qwen_rerank import InvalidInputError, Reranker, RerankResult
-from qwen_rerank._adapters import (
+from qwen_rerank.integrations.adapters import (
     API_KEY_ENV,
     LazyReranker,
     backend_snapshot,

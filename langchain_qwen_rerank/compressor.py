@@ -11,8 +11,14 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field
 
 from qwen_rerank import InvalidInputError, RerankResult
-from qwen_rerank._adapter_fields import RankingFields
-from qwen_rerank._adapters import copy_metadata, cut_metadata, rerank_inputs, text_with_metadata, usage_of
+from qwen_rerank.integrations.adapters import (
+    copy_metadata,
+    cut_metadata,
+    rerank_inputs,
+    text_with_metadata,
+    usage_of,
+)
+from qwen_rerank.integrations.fields import RankingFields
 
 __all__ = ["QwenRerank"]
 

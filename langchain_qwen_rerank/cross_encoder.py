@@ -8,8 +8,8 @@ from langchain_core.cross_encoders import BaseCrossEncoder
 from pydantic import ConfigDict
 
 from qwen_rerank import InvalidInputError
-from qwen_rerank._adapter_fields import BackendFields
-from qwen_rerank._adapters import score_pairs
+from qwen_rerank.integrations.adapters import score_pairs
+from qwen_rerank.integrations.fields import BackendFields
 
 __all__ = ["QwenCrossEncoder"]
 

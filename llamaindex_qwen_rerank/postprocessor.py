@@ -15,8 +15,14 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import Field
 
 from qwen_rerank import InvalidInputError, Reranker, RerankResult
-from qwen_rerank._adapter_fields import RankingFields
-from qwen_rerank._adapters import copy_metadata, cut_metadata, rerank_inputs, served_model, usage_of
+from qwen_rerank.integrations.adapters import (
+    copy_metadata,
+    cut_metadata,
+    rerank_inputs,
+    served_model,
+    usage_of,
+)
+from qwen_rerank.integrations.fields import RankingFields
 
 __all__ = ["QwenRerank"]
 

@@ -24,7 +24,7 @@ import httpx
 
 from qwen_rerank.exceptions import InvalidInputError
 
-__all__ = ["MIN_FRAGMENT", "Redactor", "check_api_key", "guard_logs", "split_userinfo"]
+__all__ = ["MIN_FRAGMENT", "Redactor", "check_api_key", "display_url", "guard_logs", "split_userinfo"]
 
 # No run of this many characters of a secret may appear anywhere.
 MIN_FRAGMENT = 6
@@ -140,3 +140,12 @@ def guard_logs(redactor: Redactor) -> None:
             target = logging.getLogger(name)
             if _FILTER not in target.filters:
                 target.addFilter(_FILTER)
+
+
+def display_url(url: str) -> str:
+    """``url`` without any user:password part, for messages, logs, reprs and serialized forms."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "<invalid URL>"
+    return str(parsed.copy_with(userinfo=b"")) if parsed.userinfo else url

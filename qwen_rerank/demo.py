@@ -49,8 +49,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from qwen_rerank._http import display_url
 from qwen_rerank._imports import require
+from qwen_rerank._secrets import display_url
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import (
     APIStatusError,

@@ -1,0 +1,11 @@
+"""The remote backend: rerank servers (vLLM, SGLang, Cohere-style) over HTTP, with httpx.
+
+Importing it never imports torch.
+"""
+
+from __future__ import annotations
+
+from qwen_rerank.remote._dialects import Usage
+from qwen_rerank.remote._reranker import API_KEY_ENV, VLLMReranker
+
+__all__ = ["API_KEY_ENV", "Usage", "VLLMReranker"]

@@ -1,0 +1,101 @@
+"""The README's Python snippets run exactly as written, and the docs' offline snippets run too.
+
+The snippets name the real hub id, "Qwen/Qwen3-Reranker-0.6B". Each runs in a fresh interpreter
+whose Hugging Face cache holds the tiny test model under that id, offline: the code a user copies
+is the code that runs, down to the model's name, through the real hub-id loading path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+HUB_ID = "Qwen/Qwen3-Reranker-0.6B"
+
+
+def python_blocks(markdown: str, heading: str) -> list[str]:
+    """The fenced ``python`` blocks of the section under ``heading`` (up to the next one)."""
+    match = re.search(rf"^#+ {re.escape(heading)}\n(.*?)(?=^#+ |\Z)", markdown, flags=re.M | re.S)
+    assert match, f"no section {heading!r}"
+    return re.findall(r"^```python\n(.*?)^```", match.group(1), flags=re.M | re.S)
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hugging Face hub cache in which the tiny model is stored as Qwen/Qwen3-Reranker-0.6B."""
+    cache = tmp_path_factory.mktemp("hf-hub")
+    repo = cache / f"models--{HUB_ID.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(tiny_model_path, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
+    return cache
+
+
+def run_snippet(code: str, hub_cache: Path, cwd: Path) -> str:
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(hub_cache),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, f"the snippet failed:\n{code}\n--- stderr ---\n{proc.stderr}"
+    assert "Loading weights" not in proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("heading", "rows"), [("Quickstart", 2), ("LangChain", 2), ("LlamaIndex", 2), ("Haystack", 2)]
+)
+def test_readme_snippet_runs_as_written(heading: str, rows: int, hub_cache: Path, tmp_path: Path) -> None:
+    pytest.importorskip(
+        {"LangChain": "langchain_classic", "LlamaIndex": "llama_index.core", "Haystack": "haystack"}.get(
+            heading, "torch"
+        )
+    )
+    (code,) = python_blocks(README, heading)
+    assert HUB_ID in code
+    lines = run_snippet(code, hub_cache, tmp_path).splitlines()
+    assert len(lines) == rows, lines
+    scores = [float(line.split()[1 if heading == "Quickstart" else 0]) for line in lines]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert scores == sorted(scores, reverse=True)
+    assert any("Beijing is the capital of China." in line for line in lines) or heading != "Quickstart"
+
+
+@pytest.mark.parametrize(
+    ("page", "heading"), [("testing.md", "A tiny model"), ("evaluation.md", "From Python")]
+)
+def test_offline_docs_snippets_run(page: str, heading: str, hub_cache: Path, tmp_path: Path) -> None:
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    output = [run_snippet(code, hub_cache, ROOT) for code in python_blocks(text, heading)]
+    assert output and output[0].strip()
+
+
+def test_readme_is_a_front_page() -> None:
+    assert len(README.encode("utf-8")) <= 11_000
+    for heading in (
+        "Install",
+        "The two commands",
+        "Quickstart",
+        "LangChain",
+        "LlamaIndex",
+        "The command line",
+    ):
+        assert re.search(rf"^## {heading}$", README, flags=re.M), heading
+    assert "download.pytorch.org/whl/cpu" in README
+    for link in re.findall(r"\]\((docs/[^)#]+)", README):
+        assert (ROOT / link).is_file(), link

@@ -1,0 +1,79 @@
+"""Helpers that several test files share: paths, the tiny dataset read independently, local ports."""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gradio_client import Client
+
+from qwen_rerank.evaluation import METRICS
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_BEIR = ROOT / "examples" / "data" / "tiny_beir"
+TINY_RUN = TINY_BEIR / "first_stage.trec"
+
+
+def hand_metrics(
+    qrels: Mapping[str, Mapping[str, int]], rankings: Mapping[str, Sequence[str]]
+) -> dict[str, float]:
+    """The five measures from their definitions (trec_eval's: linear gains, log2 discounts), averaged."""
+    totals = dict.fromkeys(METRICS, 0.0)
+    for query_id, judged in qrels.items():
+        ranking = list(rankings.get(query_id, []))
+        relevant = {doc for doc, rel in judged.items() if rel > 0}
+        gains = [judged.get(doc, 0) for doc in ranking]
+        dcg = sum(max(g, 0) / math.log2(i + 2) for i, g in enumerate(gains[:10]))
+        ideal = sorted((rel for rel in judged.values() if rel > 0), reverse=True)[:10]
+        idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+        hits = [i for i, doc in enumerate(ranking[:10]) if doc in relevant]
+        precisions = [(n + 1) / (i + 1) for n, i in enumerate(hits)]
+        totals["ndcg_at_10"] += dcg / idcg if idcg else 0.0
+        totals["map_at_10"] += sum(precisions) / len(relevant) if relevant else 0.0
+        totals["mrr_at_10"] += 1 / (hits[0] + 1) if hits else 0.0
+        totals["recall_at_10"] += len(hits) / len(relevant) if relevant else 0.0
+        totals["recall_at_100"] += len(relevant & set(ranking[:100])) / len(relevant) if relevant else 0.0
+    return {name: value / len(qrels) for name, value in totals.items()}
+
+
+def parse_trec(path: Path) -> dict[str, list[tuple[str, float]]]:
+    """A TREC run as written, read independently of the module under test."""
+    run: dict[str, list[tuple[str, float]]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        qid, _, doc, _, score, _ = line.split()
+        run.setdefault(qid, []).append((doc, float(score)))
+    return run
+
+
+def first_stage_top_k(k: int) -> dict[str, list[str]]:
+    """The shipped run's top k per query by score (the file has no ties)."""
+    return {
+        q: [d for d, _ in sorted(docs, key=lambda e: -e[1])[:k]] for q, docs in parse_trec(TINY_RUN).items()
+    }
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        qid, doc, rel = line.split("\t")
+        qrels.setdefault(qid, {})[doc] = int(rel)
+    return qrels
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def connect(url: str) -> Client:
+    return Client(url, verbose=False, analytics_enabled=False, download_files=False)
+
+
+def expected_rows(results: list[Any]) -> list[list[Any]]:
+    return [[rank, r.index, pytest.approx(r.score, abs=1e-6)] for rank, r in enumerate(results, start=1)]
