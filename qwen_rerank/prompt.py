@@ -37,6 +37,7 @@ __all__ = [
     "SYSTEM_PROMPT",
     "YES_TOKEN",
     "PromptTokenizer",
+    "char_boundary",
     "document_start",
     "escape_control_tokens",
     "format_body",
@@ -121,11 +122,17 @@ def escape_control_tokens(text: str) -> str:
     return _CONTROL_TOKEN_START.sub("<" + _ZERO_WIDTH_SPACE, text)
 
 
-def truncate_body(body_ids: Sequence[int], max_length: int, fixed_length: int) -> list[int]:
+def truncate_body(
+    body_ids: Sequence[int],
+    max_length: int,
+    fixed_length: int,
+    offsets: Sequence[tuple[int, int]] | None = None,
+) -> list[int]:
     """Cut body tokens from the end so that ``fixed_length + len(body) <= max_length``.
 
     ``fixed_length`` is the token count of ``PREFIX`` plus ``SUFFIX``, which are
-    never cut.
+    never cut. With the tokens' character ``offsets``, the cut also drops a
+    character that the budget would split (see [`char_boundary`][qwen_rerank.prompt.char_boundary]).
     """
     budget = max_length - fixed_length
     if budget < 1:
@@ -133,7 +140,31 @@ def truncate_body(body_ids: Sequence[int], max_length: int, fixed_length: int) -
             f"max_length={max_length} is too small: the fixed prompt alone takes {fixed_length} "
             f"tokens. Use max_length > {fixed_length}."
         )
-    return list(body_ids[:budget])
+    keep = budget if offsets is None else char_boundary(offsets, budget)
+    return list(body_ids[:keep])
+
+
+def char_boundary(offsets: Sequence[tuple[int, int]], keep: int) -> int:
+    """The most leading tokens, at most ``keep``, that end on a character boundary.
+
+    The byte-level tokenizer may spell one character (a CJK character, an
+    emoji) with several tokens; they all carry that character's offsets. A cut
+    between two of them would keep part of a character, which no text can
+    hold: a server given the cut text sees one token fewer. So every cut, local
+    or remote, drops the whole split character instead.
+
+    Args:
+        offsets: Each token's ``(start, end)`` character offsets in its text.
+        keep: The most tokens the budget allows.
+
+    Returns:
+        ``keep``, lowered while the token after the cut starts before the last
+        kept token ends.
+    """
+    keep = min(keep, len(offsets))
+    while 0 < keep < len(offsets) and offsets[keep][0] < offsets[keep - 1][1]:
+        keep -= 1
+    return keep
 
 
 class PromptTokenizer:
@@ -179,10 +210,22 @@ class PromptTokenizer:
     def encode_pairs(
         self, query: str, documents: Sequence[str], instruction: str, max_length: int
     ) -> list[list[int]]:
-        """Full prompt ids, one list per document, each at most ``max_length`` long."""
-        bodies = self.encode_text([format_body(query, doc, instruction) for doc in documents])
+        """Full prompt ids, one list per document, each at most ``max_length`` long.
+
+        A body longer than the budget is cut by [`truncate_body`][qwen_rerank.prompt.truncate_body],
+        on a character boundary, exactly as [`split_pairs`][qwen_rerank.prompt.PromptTokenizer.split_pairs]
+        cuts the text a server receives.
+        """
+        budget = self.body_budget(max_length)
+        bodies = self._plain.encode_batch(
+            [format_body(query, doc, instruction) for doc in documents], add_special_tokens=False
+        )
         return [
-            self.prefix_ids + truncate_body(body, max_length, self.fixed_length) + self.suffix_ids
+            self.prefix_ids
+            + truncate_body(
+                body.ids, max_length, self.fixed_length, body.offsets if len(body.ids) > budget else None
+            )
+            + self.suffix_ids
             for body in bodies
         ]
 
@@ -229,13 +272,17 @@ class PromptTokenizer:
         return [part[len(label) :] for part in parts]
 
     def _cut(self, texts: Sequence[str], budget: int) -> list[str]:
-        """Each text cut at a token boundary so that it encodes to at most ``budget`` plain tokens."""
+        """Each text cut at a token boundary so that it encodes to at most ``budget`` plain tokens.
+
+        The cut never splits a character (see [`char_boundary`][qwen_rerank.prompt.char_boundary]),
+        so it keeps the tokens [`encode_pairs`][qwen_rerank.prompt.PromptTokenizer.encode_pairs] keeps.
+        """
         out = list(texts)
         # A token is at least one byte, so a text of no more bytes than the budget fits as it is.
         long = [i for i, text in enumerate(texts) if len(text.encode("utf-8")) > budget]
         encodings = self._plain.encode_batch([texts[i] for i in long], add_special_tokens=False)
         for i, encoding in zip(long, encodings, strict=True):
-            keep = min(budget, len(encoding.ids))
+            keep = char_boundary(encoding.offsets, budget)
             if keep == len(encoding.ids):
                 continue
             # Re-encoding a cut word can take more tokens than it had inside the whole text.
@@ -243,7 +290,7 @@ class PromptTokenizer:
                 cut = texts[i][: encoding.offsets[keep - 1][1]]
                 if len(self._plain.encode(cut, add_special_tokens=False).ids) <= budget:
                     break
-                keep -= 1
+                keep = char_boundary(encoding.offsets, keep - 1)
             out[i] = cut if keep > 0 else ""
         return out
 
