@@ -18,9 +18,13 @@ A server that tokenizes text itself (vLLM) cannot be told that; for it,
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qwen_rerank.exceptions import InvalidInputError
@@ -178,11 +182,18 @@ class PromptTokenizer:
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        self.prefix_ids: list[int] = self._encode_control(PREFIX)
-        self.suffix_ids: list[int] = self._encode_control(SUFFIX)
-        self.yes_id = self._single_token_id(YES_TOKEN)
-        self.no_id = self._single_token_id(NO_TOKEN)
-        self._plain = _plain_tokenizer(tokenizer)
+        if isinstance(tokenizer, (str, os.PathLike)):
+            self._plain, control = _from_file(Path(tokenizer))
+        else:
+            backend = _backend(tokenizer)
+            self._plain, control = _plain_tokenizer(backend), _ControlEncoder(backend)
+        self.prefix_ids: list[int] = control.encode(PREFIX)
+        self.suffix_ids: list[int] = control.encode(SUFFIX)
+        self.yes_id = _single_token_id(control, YES_TOKEN)
+        self.no_id = _single_token_id(control, NO_TOKEN)
+        pad_id = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id: int = pad_id if isinstance(pad_id, int) else self.suffix_ids[-1]
+        """A token id to fill masked (padding) positions with; any valid id scores the same."""
 
     @property
     def fixed_length(self) -> int:
@@ -306,32 +317,119 @@ class PromptTokenizer:
         """
         return self.prefix_ids + self.encode_text([format_query_part(query, instruction)])[0]
 
-    def _encode_control(self, text: str) -> list[int]:
-        ids: list[int] = self.tokenizer.encode(text, add_special_tokens=False)
+
+def _single_token_id(control: _ControlEncoder, token: str) -> int:
+    ids = control.encode(token)
+    if len(ids) != 1:
+        raise InvalidInputError(
+            f"The tokenizer does not encode {token!r} as one token (got {ids}); "
+            "it is not a Qwen3-Reranker tokenizer."
+        )
+    return int(ids[0])
+
+
+class _ControlEncoder:
+    """Encodes text in which control-token spellings are control tokens (the prompt's fixed parts).
+
+    With the full tokenizer it simply encodes. With only the plain copy, it
+    does what the full tokenizer does: the text is split at each added token's
+    spelling, which becomes that token's id, and the text between is encoded
+    as plain text.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, added: dict[str, int] | None = None) -> None:
+        self._tokenizer = tokenizer
+        self._added = added
+        spellings = sorted(added or {}, key=len, reverse=True)
+        self._split = re.compile("(" + "|".join(map(re.escape, spellings)) + ")") if spellings else None
+
+    def encode(self, text: str) -> list[int]:
+        if self._split is None or self._added is None:
+            return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        ids: list[int] = []
+        for k, piece in enumerate(self._split.split(text)):
+            if k % 2:
+                ids.append(self._added[piece])
+            elif piece:
+                ids += self._tokenizer.encode(piece, add_special_tokens=False).ids
         return ids
 
-    def _single_token_id(self, token: str) -> int:
-        ids = self.tokenizer.encode(token, add_special_tokens=False)
-        if len(ids) != 1:
-            raise InvalidInputError(
-                f"The tokenizer does not encode {token!r} as one token (got {ids}); "
-                "it is not a Qwen3-Reranker tokenizer."
-            )
-        return int(ids[0])
 
-
-def _plain_tokenizer(tokenizer: Any) -> Tokenizer:
-    """A copy of ``tokenizer``'s fast backend with every added token removed."""
+def _backend(tokenizer: Any) -> Tokenizer:
+    """The fast (``tokenizers``) tokenizer behind ``tokenizer``, or ``tokenizer`` itself if it is one."""
     from tokenizers import Tokenizer
 
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
+    if not isinstance(backend, Tokenizer):
         raise InvalidInputError(
             f"{type(tokenizer).__name__} has no fast (tokenizers) backend; qwen-rerank needs one "
             "to keep control-token strings in user text as plain text."
         )
-    spec = json.loads(backend.to_str())
-    spec["added_tokens"] = []
-    spec["truncation"] = None
-    spec["padding"] = None
-    return Tokenizer.from_str(json.dumps(spec))
+    return backend
+
+
+def _plain_tokenizer(backend: Tokenizer) -> Tokenizer:
+    """A copy of ``backend`` with every added token removed (see `_plain_from_spec`)."""
+    return _plain_from_spec(backend.to_str())
+
+
+def _from_file(path: Path) -> tuple[Tokenizer, _ControlEncoder]:
+    """The plain tokenizer of a ``tokenizer.json`` and an encoder of control text, building one tokenizer.
+
+    Building a tokenizer of Qwen's vocabulary takes about as long as loading
+    the model, so only the plain copy is built; the control tokens are taken
+    from the file's ``added_tokens`` list. Added tokens that strip spaces
+    around them, or match within normalized text, are left to the full
+    tokenizer, which is then built too.
+    """
+    from tokenizers import Tokenizer
+
+    try:
+        spec = path.read_text(encoding="utf-8")
+        added, _ = _added_tokens(spec)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInputError(f"Cannot read the tokenizer file {str(path)!r}: {exc}.") from exc
+    flags = ("lstrip", "rstrip", "single_word", "normalized")
+    if any(token.get(flag) for token in added for flag in flags):
+        backend = Tokenizer.from_str(spec)
+        return _plain_tokenizer(backend), _ControlEncoder(backend)
+    plain = _plain_from_spec(spec)
+    return plain, _ControlEncoder(plain, {token["content"]: int(token["id"]) for token in added})
+
+
+_PLAIN_COPIES: dict[str, Tokenizer] = {}
+_PLAIN_COPIES_LOCK = threading.Lock()
+
+
+def _plain_from_spec(spec: str) -> Tokenizer:
+    """The tokenizer of JSON ``spec`` without its added tokens, built once per spec in this process.
+
+    Only the ``added_tokens`` list is cut out of the text (parsing all of
+    Qwen's 11 MB spelling in Python took seconds). Copies are kept by a digest
+    of ``spec``, so each later [`PromptTokenizer`][qwen_rerank.prompt.PromptTokenizer]
+    of the same tokenizer reuses one (a ``tokenizers.Tokenizer`` is thread-safe).
+    """
+    from tokenizers import Tokenizer
+
+    key = hashlib.sha256(spec.encode("utf-8")).hexdigest()
+    with _PLAIN_COPIES_LOCK:
+        plain = _PLAIN_COPIES.get(key)
+    if plain is None:
+        _, (start, end) = _added_tokens(spec)
+        plain = Tokenizer.from_str(spec[:start] + "[]" + spec[end:])
+        plain.no_truncation()
+        plain.no_padding()
+        with _PLAIN_COPIES_LOCK:
+            plain = _PLAIN_COPIES.setdefault(key, plain)
+    return plain
+
+
+def _added_tokens(spec: str) -> tuple[list[dict[str, Any]], tuple[int, int]]:
+    """A tokenizer JSON's ``added_tokens`` list, and where that list's text starts and ends in ``spec``."""
+    match = re.search(r'"added_tokens"\s*:\s*', spec)
+    if match is None:
+        return [], (len(spec), len(spec))
+    added, end = json.JSONDecoder().raw_decode(spec, match.end())
+    return list(added), (match.end(), end)

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
+from qwen_rerank.prompt import PromptTokenizer
 
 __all__ = [
     "Source",
@@ -176,12 +177,43 @@ def load_errors(source: Source) -> Iterator[None]:
         ) from exc
 
 
-def load_tokenizer(source: Source) -> Any:
-    """The checkpoint's Hugging Face tokenizer (fast)."""
-    import transformers
+def load_tokenizer(source: Source) -> PromptTokenizer:
+    """The checkpoint's tokenizer, as the [`PromptTokenizer`][qwen_rerank.prompt.PromptTokenizer] of prompts.
 
+    A checkpoint with a ``tokenizer.json`` (every Qwen3-Reranker) is read
+    with the ``tokenizers`` library alone: transformers' tokenizer classes,
+    slow to import and to build, are used only for other checkpoints or with
+    ``trust_remote_code``.
+    """
     with load_errors(source):
-        return transformers.AutoTokenizer.from_pretrained(source.location, **source.kwargs())
+        path = None if source.trust_remote_code else _tokenizer_file(source)
+        if path is not None:
+            return PromptTokenizer(path)
+        import transformers
+
+        return PromptTokenizer(transformers.AutoTokenizer.from_pretrained(source.location, **source.kwargs()))
+
+
+def _tokenizer_file(source: Source) -> Path | None:
+    """The checkpoint's ``tokenizer.json`` on disk (downloaded if need be), or ``None`` if it has none."""
+    folder = Path(source.location)
+    if folder.is_dir():
+        path = folder / "tokenizer.json"
+        return path if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return Path(
+            hf_hub_download(
+                source.location,
+                "tokenizer.json",
+                revision=source.revision,
+                local_files_only=source.local_only,
+            )
+        )
+    except EntryNotFoundError:
+        return None
 
 
 def load_causal_lm(source: Source, dtype: Any) -> Any:

@@ -149,14 +149,13 @@ class LocalReranker(Reranker):
         self._cache = ScoreCache(cache_size) if cache_size else None
         self.model_name = os.fspath(model) if isinstance(model, os.PathLike) else model
         source = find_source(model, revision, trust_remote_code)
-        tokenizer = load_tokenizer(source)
-        self.prompt_tokenizer = PromptTokenizer(tokenizer)
+        self.prompt_tokenizer = load_tokenizer(source)
         self.prompt_tokenizer.check_max_length(self.max_length)
         self.model = load_causal_lm(source, self.dtype).to(self.device).eval()
         self.max_batch_tokens: int = max_batch_tokens or default_batch_tokens(
             self.device, self.dtype, getattr(self.model.config, "intermediate_size", 3072)
         )
-        self._scorer = self._yes_no_scorer(source, tokenizer, bool(compile))
+        self._scorer = self._yes_no_scorer(source, bool(compile))
         self._forward_lock = threading.Lock()
 
     @staticmethod
@@ -170,15 +169,14 @@ class LocalReranker(Reranker):
         if max_batch_tokens is not None:
             check_positive_int("max_batch_tokens", max_batch_tokens)
 
-    def _yes_no_scorer(self, source: Source, tokenizer: Any, compile: bool) -> YesNoScorer:
+    def _yes_no_scorer(self, source: Source, compile: bool) -> YesNoScorer:
         """The scoring head on the loaded causal LM: P("yes") from the "no" and "yes" logits."""
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         try:
             return YesNoScorer(
                 self.model,
                 yes_id=self.prompt_tokenizer.yes_id,
                 no_id=self.prompt_tokenizer.no_id,
-                pad_id=pad_id,
+                pad_id=self.prompt_tokenizer.pad_id,
                 device=self.device,
                 compile=compile,
             )
