@@ -33,8 +33,10 @@ def fresh(code: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="fresh processes per measurement; the best counts")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3, help="fresh processes per measurement; best counts")
     args = parser.parse_args()
     from qwen_rerank.testing import make_tiny_reranker
 
