@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from qwen_rerank.exceptions import InvalidInputError
 
-__all__ = ["default_batch_tokens", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "cgroup_cpu_limit",
+    "default_batch_tokens",
+    "fit_threads",
+    "parse_cpu_max",
+    "resolve_device",
+    "resolve_dtype",
+    "usable_cpus",
+]
 
 _DTYPE_NAMES = {
     "float32": "float32",
@@ -96,3 +107,100 @@ def default_batch_tokens(device: torch.device, dtype: torch.dtype, intermediate_
         return 16384
     tokens = (12 << 20) // (max(intermediate_size, 1) * dtype.itemsize)
     return max(256, min(4096, 1 << max(tokens.bit_length() - 1, 0)))
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_NUM_THREADS")
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may really use: its affinity mask, capped by its cgroup's CPU quota.
+
+    A container limited to 1 CPU on a 16-core host has 16 CPUs in its
+    affinity mask but only one CPU's worth of time; a quota of 1.5 CPUs gives 2.
+    """
+    affinity = getattr(os, "sched_getaffinity", None)  # absent on macOS and Windows
+    count = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    quota = cgroup_cpu_limit(cgroup_root)
+    if quota is not None:
+        count = min(count, math.ceil(quota))
+    return max(1, count)
+
+
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """This process's cgroup CPU quota in CPUs (cgroup v2 ``cpu.max``, or v1 CFS), ``None`` if unlimited."""
+    try:
+        own = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    v2 = [line.split(":", 2)[2] for line in own if line.startswith("0::")]
+    for folder in [root / v2[0].lstrip("/"), root] if v2 else []:
+        limit: float | None = _read(folder / "cpu.max", parse_cpu_max)
+        if limit is not None:
+            return limit
+    for folder in (root / "cpu", root / "cpu,cpuacct"):
+        quota = _read(folder / "cpu.cfs_quota_us", int)
+        period = _read(folder / "cpu.cfs_period_us", int)
+        if isinstance(quota, int) and isinstance(period, int) and quota > 0 and period > 0:
+            return quota / period
+    return None
+
+
+def parse_cpu_max(text: str) -> float | None:
+    """CPUs allowed by a cgroup v2 ``cpu.max`` line (``"150000 100000"`` is 1.5); ``None`` for ``"max"``."""
+    fields = text.split()
+    if not fields or fields[0] == "max":
+        return None
+    period = int(fields[1]) if len(fields) > 1 else 100_000
+    return int(fields[0]) / period if period > 0 else None
+
+
+def _read(path: Path, parse: Any) -> Any:
+    try:
+        return parse(path.read_text().strip())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def fit_threads(usable: int | None = None) -> int:
+    """Lower torch's intra-op threads to :func:`usable_cpus` when torch's own default exceeds them.
+
+    PyTorch starts one thread per core of the host, blind to the affinity
+    mask and the container's quota; threads beyond the CPUs the process gets
+    wait at every operator's barrier for a share of the same CPUs. Only
+    torch's default is lowered: a count set by ``OMP_NUM_THREADS``,
+    ``MKL_NUM_THREADS`` or ``torch.set_num_threads`` (any other count than the
+    host's cores) is the user's, and is kept.
+
+    Args:
+        usable: The CPUs to fit; ``None`` measures them with :func:`usable_cpus`.
+
+    Returns:
+        The thread count now in use.
+    """
+    current = torch.get_num_threads()
+    if any(os.environ.get(name) for name in _THREAD_VARIABLES):
+        return current
+    usable = usable_cpus() if usable is None else usable
+    if current > usable and current in _host_core_counts():
+        torch.set_num_threads(usable)
+        return usable
+    return current
+
+
+def _host_core_counts() -> set[int]:
+    """The counts torch may default to: the host's logical CPUs and its physical cores."""
+    counts = {os.cpu_count() or 1}
+    cores: set[tuple[str, str]] = set()
+    try:
+        physical = ""
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "physical id":
+                physical = value.strip()
+            elif key.strip() == "core id":
+                cores.add((physical, value.strip()))
+    except OSError:
+        pass
+    if cores:
+        counts.add(len(cores))
+    return counts

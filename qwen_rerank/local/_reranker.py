@@ -17,7 +17,7 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError
 from qwen_rerank.local._batching import plan_batches, prefix_pays
 from qwen_rerank.local._cache import ScoreCache
-from qwen_rerank.local._devices import default_batch_tokens, resolve_device, resolve_dtype
+from qwen_rerank.local._devices import default_batch_tokens, fit_threads, resolve_device, resolve_dtype
 from qwen_rerank.local._loading import Source, find_source, load_causal_lm, load_tokenizer
 from qwen_rerank.local._scorer import PrefixState, YesNoScorer, is_out_of_memory
 from qwen_rerank.local._work import Tracker, Work, common_head
@@ -143,6 +143,8 @@ class LocalReranker(Reranker):
         self._check_settings(cache_size, max_length, max_batch_tokens)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        if self.device.type == "cpu":
+            fit_threads()
         self.max_length = max_length
         self.prefix_reuse = bool(prefix_reuse)
         self.show_progress = bool(show_progress)
