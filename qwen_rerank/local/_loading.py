@@ -159,14 +159,14 @@ class Source:
 def find_source(
     model: str | os.PathLike[str], revision: str | None = None, trust_remote_code: bool = False
 ) -> Source:
-    """:func:`check_model_source` as a [`Source`][qwen_rerank.local._loading.Source]."""
+    """``check_model_source`` as a [`Source`][qwen_rerank.local._loading.Source]."""
     location, local_only = check_model_source(model, revision)
     return Source(os.fspath(model), location, local_only, revision, trust_remote_code)
 
 
 @contextlib.contextmanager
 def load_errors(source: Source) -> Iterator[None]:
-    """Translate any error raised while loading ``source`` into :class:`ModelLoadError`, with the fix."""
+    """Translate any error raised while loading ``source`` into ``ModelLoadError``, with the fix."""
     try:
         with quiet_progress_bars():
             yield

@@ -17,7 +17,14 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError
 from qwen_rerank.local._batching import plan_batches, prefix_pays
 from qwen_rerank.local._cache import ScoreCache
-from qwen_rerank.local._devices import default_batch_tokens, fit_threads, resolve_device, resolve_dtype
+from qwen_rerank.local._devices import (
+    busy_batch_tokens,
+    default_batch_tokens,
+    fit_threads,
+    resolve_device,
+    resolve_dtype,
+    usable_cpus,
+)
 from qwen_rerank.local._loading import Source, find_source, load_causal_lm, load_tokenizer
 from qwen_rerank.local._scorer import PrefixState, YesNoScorer, is_out_of_memory
 from qwen_rerank.local._work import Tracker, Work, common_head
@@ -29,7 +36,7 @@ __all__ = ["LocalReranker"]
 class LocalReranker(Reranker):
     """Qwen3-Reranker run in this process with transformers.
 
-    Scores equal the model card's: the prompt of :mod:`qwen_rerank.prompt`,
+    Scores equal the model card's: the prompt of ``qwen_rerank.prompt``,
     and ``softmax([logit("no"), logit("yes")])[1]`` at the last position, in
     float32. They are computed faster than the model card's loop, with the same
     result (within 1e-5 in float32):
@@ -42,7 +49,7 @@ class LocalReranker(Reranker):
     - the prefix every prompt of a query shares (system prompt, instruction,
       query) is run once, and each document continues its key/value cache,
       when the query has enough documents for that to pay; otherwise its whole
-      prompts share batches with other queries' (see :meth:`score_many`);
+      prompts share batches with other queries' (see ``score_many``);
     - identical documents of a query are scored once.
 
     One instance may be used from many threads and from async code at once:
@@ -56,7 +63,7 @@ class LocalReranker(Reranker):
             the hub cannot be reached (checked within a few seconds).
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or a torch.device.
             ``None`` picks cuda, then mps, then cpu. A device this machine
-            lacks raises :class:`InvalidInputError` before anything loads.
+            lacks raises ``InvalidInputError`` before anything loads.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch.dtype.
             ``None`` picks bfloat16 (float16 where bf16 is unsupported) on a GPU
             and float32 on CPU. ``"bfloat16"`` works on CPU too, and is several
@@ -65,15 +72,15 @@ class LocalReranker(Reranker):
         max_length: Most tokens one prompt may take. Longer documents are
             truncated from their end; the prompt's fixed prefix and suffix are
             never cut. Must exceed the fixed prompt's length (about 50 tokens).
-        instruction: Default task instruction; see :data:`DEFAULT_INSTRUCTION`.
+        instruction: Default task instruction; see ``DEFAULT_INSTRUCTION``.
         max_batch_tokens: Most tokens one forward pass holds: each row's
             padded length plus the shared prefix it continues. Documents are
             sorted by length and grouped under this budget; a longer document
             runs alone. ``None`` picks 16384 on a GPU and, on
             CPU, what keeps activations near 12 MiB (1024 tokens for the 0.6B
-            model in float32, 2048 in bfloat16); see :func:`default_batch_tokens`.
+            model in float32, 2048 in bfloat16); see ``default_batch_tokens``.
             On device out-of-memory a batch is halved and retried, down to one
-            document, before :class:`OutOfMemoryError` is raised.
+            document, before ``OutOfMemoryError`` is raised.
         trust_remote_code: Passed to transformers. Off by default.
         revision: Hub revision (branch, tag or commit) to load.
         prefix_reuse: Run the shared prompt prefix once per call and reuse its
@@ -82,7 +89,7 @@ class LocalReranker(Reranker):
         cache_size: Keep the scores of this many most recent
             (instruction, query, document) triples and answer repeats without
             the model; each entry keeps its texts alive. ``0`` (the default)
-            turns the cache off. :meth:`clear_cache` empties it.
+            turns the cache off. ``clear_cache`` empties it.
         show_progress: Show a tqdm progress bar (on stderr) for calls that take
             more than one forward pass. Off by default.
         long_documents: ``"truncate"`` (the default) cuts a prompt longer than
@@ -110,7 +117,7 @@ class LocalReranker(Reranker):
             no such folder, a folder without model files, a hub id that
             cannot be downloaded.
         InvalidInputError: A bad argument: a URL as ``model`` (use
-            :class:`~qwen_rerank.VLLMReranker`), a device this machine lacks.
+            ``VLLMReranker``), a device this machine lacks.
         MissingDependencyError: torch or transformers is not installed
             (``pip install "qwen-rerank[local]"``).
     """
@@ -157,6 +164,8 @@ class LocalReranker(Reranker):
         self.max_batch_tokens: int = max_batch_tokens or default_batch_tokens(
             self.device, self.dtype, getattr(self.model.config, "intermediate_size", 3072)
         )
+        # Only the default budget adapts to a busy CPU; one the user chose is kept.
+        self._cpus = usable_cpus() if max_batch_tokens is None and self.device.type == "cpu" else 0
         self._scorer = self._yes_no_scorer(source, bool(compile))
         self._forward_lock = threading.Lock()
 
@@ -244,13 +253,18 @@ class LocalReranker(Reranker):
         cached = self._cache.get_many([self._cache_key(query, doc, instruction) for doc in distinct])
         return {doc: score for doc, score in zip(distinct, cached, strict=True) if score is not None}
 
+    def _call_budget(self) -> int:
+        """This call's token budget: the default one grows while other work keeps the CPUs busy."""
+        return busy_batch_tokens(self.max_batch_tokens, self._cpus) if self._cpus else self.max_batch_tokens
+
     def _cache_key(self, query: str, document: str, instruction: str) -> tuple[int, str, str, str]:
         return (self.max_length, instruction, query, document)
 
     def _compute_many(self, requests: list[Request], instruction: str, tracker: Tracker) -> list[list[float]]:
         """Scores of each request's (distinct) documents, in order, from one plan of forward passes."""
-        groups = self._group(requests, instruction)
-        jobs = [(work, batch) for work in groups for batch in self._plan(work)]
+        budget = self._call_budget()
+        groups = self._group(requests, instruction, budget)
+        jobs = [(work, batch) for work in groups for batch in self._plan(work, budget)]
         scores: list[list[float]] = [[0.0] * len(docs) for _, docs in requests]
         show = self.show_progress and tracker.progress is None and len(jobs) >= 2
         with tqdm(
@@ -269,9 +283,9 @@ class LocalReranker(Reranker):
                 scores[request][document] = value
         return scores
 
-    def _group(self, requests: list[Request], instruction: str) -> list[Work]:
+    def _group(self, requests: list[Request], instruction: str, budget: int) -> list[Work]:
         """Each request's prompts: in a group of its own continuing its prefix, where that pays,
-        or in one pool of whole prompts that requests share (see :func:`prefix_pays`)."""
+        or in one pool of whole prompts that requests share (see ``prefix_pays``)."""
         pt = self.prompt_tokenizer
         groups: list[Work] = []
         pool = Work(prompts=[], rows=[], scores=[])
@@ -284,12 +298,12 @@ class LocalReranker(Reranker):
                 head = pt.encode_head(query, instruction)
                 # A prompt truncated into its query does not start with the head; it runs whole. So
                 # does one that fills a batch alone: reuse would save a sliver, at the price of a mask.
-                alone = self.max_batch_tokens // 2
+                alone = budget // 2
                 shared = [
                     i for i, p in enumerate(prompts) if len(head) < len(p) <= alone and p[: len(head)] == head
                 ]
                 tails = [len(prompts[i]) - len(head) for i in shared]
-                if shared and prefix_pays(len(head), tails, self.max_batch_tokens):
+                if shared and prefix_pays(len(head), tails, budget):
                     group = Work(prompts=[], rows=[], scores=[], head=head)
                     for i in shared:
                         group.add(prompts[i], prompts[i][len(head) :], (request, i))
@@ -299,23 +313,23 @@ class LocalReranker(Reranker):
             for i in sorted(set(range(len(prompts))).difference(shared)):
                 pool.add(prompts[i], prompts[i], (request, i))
         if pool.prompts:
-            groups += self._share_pool(pool)
+            groups += self._share_pool(pool, budget)
         # Longest rows first, as within each group: the biggest activations are allocated first.
         return sorted(groups, key=lambda work: -max(map(len, work.rows)))
 
-    def _share_pool(self, pool: Work) -> list[Work]:
+    def _share_pool(self, pool: Work, budget: int) -> list[Work]:
         """The pool's prompts, continuing the head they all share where that pays.
 
         Prompts of different queries still share the system prompt and the
         instruction, about half of a short prompt: that head then runs once for
         the whole pool. Rows that fill a batch alone, or a pool where reuse does
-        not pay (see :func:`prefix_pays`), run whole.
+        not pay (see ``prefix_pays``), run whole.
         """
-        alone = self.max_batch_tokens // 2
+        alone = budget // 2
         short = [k for k, prompt in enumerate(pool.prompts) if len(prompt) <= alone]
         head = common_head([pool.prompts[k] for k in short]) if self.prefix_reuse and len(short) > 1 else []
         tails = [len(pool.prompts[k]) - len(head) for k in short]
-        if not head or not prefix_pays(len(head), tails, self.max_batch_tokens):
+        if not head or not prefix_pays(len(head), tails, budget):
             return [pool]
         shared = Work(prompts=[], rows=[], scores=[], head=head)
         whole = Work(prompts=[], rows=[], scores=[])
@@ -327,10 +341,10 @@ class LocalReranker(Reranker):
                 whole.add(prompt, prompt, slot)
         return [shared, whole] if whole.prompts else [shared]
 
-    def _plan(self, work: Work) -> list[list[int]]:
+    def _plan(self, work: Work, budget: int) -> list[list[int]]:
         """``work``'s rows grouped into batches under the token budget, longest rows first."""
         shared = 0 if work.head is None else len(work.head)
-        return plan_batches([len(row) for row in work.rows], self.max_batch_tokens, shared=shared)
+        return plan_batches([len(row) for row in work.rows], budget, shared=shared)
 
     def _prefix(self, head: list[int]) -> PrefixState:
         try:
@@ -362,7 +376,7 @@ class LocalReranker(Reranker):
             work.scores[i] = value
 
     def _raise_out_of_memory(self, exc: Exception, what: str) -> NoReturn:
-        """Re-raise ``exc``; as :class:`OutOfMemoryError` naming ``what`` if the device ran out of memory."""
+        """Re-raise ``exc``; as ``OutOfMemoryError`` naming ``what`` if the device ran out of memory."""
         if not is_out_of_memory(exc):
             raise exc
         raise OutOfMemoryError(

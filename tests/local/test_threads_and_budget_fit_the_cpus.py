@@ -1,4 +1,5 @@
-"""Torch's default thread count is fitted to the CPUs the process may use; a user's choice is kept."""
+"""Torch's default threads fit the CPUs the process may use, the default budget grows on a busy CPU;
+a user's choice of either is kept."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_rerank.local._devices import cgroup_cpu_limit, parse_cpu_max, usable_cpus
+from qwen_rerank import LocalReranker
+from qwen_rerank.local._devices import busy_batch_tokens, cgroup_cpu_limit, parse_cpu_max, usable_cpus
 
 
 @pytest.mark.parametrize(
@@ -65,3 +67,20 @@ def test_a_count_set_with_torch_set_num_threads_is_kept() -> None:
 def test_a_count_set_in_the_environment_is_kept() -> None:
     threads = str(len(os.sched_getaffinity(0)))
     assert _threads_after("", {"OMP_NUM_THREADS": threads}) == f"{threads} {threads}"
+
+
+@pytest.mark.parametrize(
+    ("tokens", "load", "expected"),
+    [(2048, 1.0, 2048), (2048, 3.0, 2048), (2048, 3.1, 8192), (1024, 9.0, 4096), (4096, 9.0, 8192)],
+)
+def test_the_budget_grows_only_on_a_busy_machine(tokens: int, load: float, expected: int) -> None:
+    assert busy_batch_tokens(tokens, 2, load) == expected
+
+
+def test_a_budget_the_user_chose_is_kept_on_a_busy_machine(tiny_model_path: Path) -> None:
+    chosen = LocalReranker(str(tiny_model_path), device="cpu", max_batch_tokens=300)
+    assert chosen._call_budget() == 300
+    default = LocalReranker(str(tiny_model_path), device="cpu")
+    quiet, busy = (busy_batch_tokens(default.max_batch_tokens, usable_cpus(), load) for load in (0.0, 1e9))
+    assert quiet == default.max_batch_tokens < busy
+    assert default._call_budget() in (quiet, busy)
