@@ -52,6 +52,9 @@ class LocalReranker(Reranker):
       prompts share batches with other queries' (see ``score_many``);
     - identical documents of a query are scored once.
 
+    On the CPU, loading lowers torch's default thread count to the CPUs this
+    process may use (its affinity mask and cgroup quota); a count you set is kept.
+
     One instance may be used from many threads and from async code at once:
     forward passes take turns (one at a time per instance), and ``ascore`` /
     ``arerank`` run in a worker thread, never blocking the event loop.
@@ -79,6 +82,9 @@ class LocalReranker(Reranker):
             runs alone. ``None`` picks 16384 on a GPU and, on
             CPU, what keeps activations near 12 MiB (1024 tokens for the 0.6B
             model in float32, 2048 in bfloat16); see ``default_batch_tokens``.
+            That CPU default grows to four times itself (at most 8192) for calls
+            made while other work keeps the CPUs busy (load average above 1.5x
+            the CPUs this process may use), as fewer, larger passes then win.
             On device out-of-memory a batch is halved and retried, down to one
             document, before ``OutOfMemoryError`` is raised.
         trust_remote_code: Passed to transformers. Off by default.
