@@ -13,7 +13,7 @@ from qwen_rerank.exceptions import InvalidInputError
 
 __all__ = [
     "BUSY_LOAD",
-    "busy_batch_tokens",
+    "busy_threads",
     "cgroup_cpu_limit",
     "default_batch_tokens",
     "fit_threads",
@@ -163,7 +163,7 @@ def _read(path: Path, parse: Any) -> Any:
         return None
 
 
-def fit_threads(usable: int | None = None) -> int:
+def fit_threads(usable: int | None = None) -> int | None:
     """Lower torch's intra-op threads to ``usable_cpus`` when torch's own default exceeds them.
 
     PyTorch starts one thread per core of the host, blind to the affinity
@@ -177,13 +177,16 @@ def fit_threads(usable: int | None = None) -> int:
         usable: The CPUs to fit; ``None`` measures them with ``usable_cpus``.
 
     Returns:
-        The thread count now in use.
+        The thread count now in use when it is torch's default (ours to adapt,
+        see ``busy_threads``), or ``None`` when it is the user's.
     """
     current = torch.get_num_threads()
     if any(os.environ.get(name) for name in _THREAD_VARIABLES):
-        return current
+        return None
     usable = usable_cpus() if usable is None else usable
-    if current > usable and current in _host_core_counts():
+    if current not in _host_core_counts():
+        return None
+    if current > usable:
         torch.set_num_threads(usable)
         return usable
     return current
@@ -211,31 +214,32 @@ def _host_core_counts() -> set[int]:
 BUSY_LOAD = 1.5
 """A 1-minute load average above this many times the usable CPUs counts as a busy machine."""
 
-BUSY_MAX_TOKENS = 8192
 
+def busy_threads(threads: int, cpus: int, load: float | None = None) -> int:
+    """Threads for one call: ``threads``, or only the CPUs other work leaves free on a busy machine.
 
-def busy_batch_tokens(tokens: int, cpus: int, load: float | None = None) -> int:
-    """The CPU token budget for a call: ``tokens``, or four times it (at most 8192) on a busy machine.
-
-    Each forward pass ends every operator in a barrier across torch's threads;
-    when other processes share the CPUs, a descheduled thread stalls every
-    one of them, so the cost of a pass grows with its number of operators, not
-    its size. Fewer, larger passes then win: on the 4-layer 0.6B-width model in
-    bf16, at a load average of 5 on 2 CPUs, 32 mixed documents took 14.8 s at
-    2,048 tokens a pass and 9.7 s at 8,192, while on a quiet machine 8,192 was
-    slower (2.6 s against 2.0 s), as its activations outgrow what the
-    allocator reuses.
+    Every operator of a forward pass ends in a barrier across torch's threads.
+    When other processes keep the CPUs busy, one of our threads is often
+    descheduled, and the others wait for it at each barrier, for a scheduler
+    slice. Measured on 2 CPUs at a load average of 17: a call on the tiny
+    model took 2.6-3.8 s with 2 threads and 0.11 s with 1; 16 mixed documents
+    on the 0.6B width (2 layers, bf16) took 42-53 s with 2 threads and 23-28 s
+    with 1.
 
     Args:
-        tokens: The quiet machine's budget.
+        threads: The thread count on a quiet machine.
         cpus: The CPUs this process may use (see ``usable_cpus``).
         load: The 1-minute load average; ``None`` reads it from the OS.
+
+    Returns:
+        ``threads`` while the load stays under ``BUSY_LOAD`` times ``cpus``;
+        above, ``cpus`` less the excess load, at least 1.
     """
     if load is None:
         try:
             load = os.getloadavg()[0]
         except OSError:  # pragma: no cover - where the OS keeps no load average
-            return tokens
+            return threads
     if load <= BUSY_LOAD * cpus:
-        return tokens
-    return max(tokens, min(4 * tokens, BUSY_MAX_TOKENS))
+        return threads
+    return max(1, min(threads, cpus - math.ceil(load - cpus)))

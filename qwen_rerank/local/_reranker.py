@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import torch
@@ -18,7 +20,7 @@ from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemor
 from qwen_rerank.local._batching import plan_batches, prefix_pays
 from qwen_rerank.local._cache import ScoreCache
 from qwen_rerank.local._devices import (
-    busy_batch_tokens,
+    busy_threads,
     default_batch_tokens,
     fit_threads,
     resolve_device,
@@ -53,7 +55,9 @@ class LocalReranker(Reranker):
     - identical documents of a query are scored once.
 
     On the CPU, loading lowers torch's default thread count to the CPUs this
-    process may use (its affinity mask and cgroup quota); a count you set is kept.
+    process may use (its affinity mask and cgroup quota), and a call made while
+    other work keeps those CPUs busy runs with only the CPUs left free; a
+    thread count you set is kept.
 
     One instance may be used from many threads and from async code at once:
     forward passes take turns (one at a time per instance), and ``ascore`` /
@@ -82,9 +86,6 @@ class LocalReranker(Reranker):
             runs alone. ``None`` picks 16384 on a GPU and, on
             CPU, what keeps activations near 12 MiB (1024 tokens for the 0.6B
             model in float32, 2048 in bfloat16); see ``default_batch_tokens``.
-            That CPU default grows to four times itself (at most 8192) for calls
-            made while other work keeps the CPUs busy (load average above 1.5x
-            the CPUs this process may use), as fewer, larger passes then win.
             On device out-of-memory a batch is halved and retried, down to one
             document, before ``OutOfMemoryError`` is raised.
         trust_remote_code: Passed to transformers. Off by default.
@@ -156,8 +157,9 @@ class LocalReranker(Reranker):
         self._check_settings(cache_size, max_length, max_batch_tokens)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        if self.device.type == "cpu":
-            fit_threads()
+        # The thread count that busy_threads may lower per call; None when the user chose it.
+        self._threads = fit_threads() if self.device.type == "cpu" else None
+        self._cpus = usable_cpus()
         self.max_length = max_length
         self.prefix_reuse = bool(prefix_reuse)
         self.show_progress = bool(show_progress)
@@ -170,8 +172,6 @@ class LocalReranker(Reranker):
         self.max_batch_tokens: int = max_batch_tokens or default_batch_tokens(
             self.device, self.dtype, getattr(self.model.config, "intermediate_size", 3072)
         )
-        # Only the default budget adapts to a busy CPU; one the user chose is kept.
-        self._cpus = usable_cpus() if max_batch_tokens is None and self.device.type == "cpu" else 0
         self._scorer = self._yes_no_scorer(source, bool(compile))
         self._forward_lock = threading.Lock()
 
@@ -237,7 +237,8 @@ class LocalReranker(Reranker):
             for (query, documents), hits in zip(requests, known, strict=True)
         ]
         tracker = Tracker(requests, [len(docs) for _, docs in missing], progress)
-        computed = self._compute_many(missing, instruction, tracker)
+        with self._call_threads():
+            computed = self._compute_many(missing, instruction, tracker)
         for (query, docs), scores, hits in zip(missing, computed, known, strict=True):
             hits.update(zip(docs, scores, strict=True))
             if self._cache is not None and docs:
@@ -259,16 +260,30 @@ class LocalReranker(Reranker):
         cached = self._cache.get_many([self._cache_key(query, doc, instruction) for doc in distinct])
         return {doc: score for doc, score in zip(distinct, cached, strict=True) if score is not None}
 
-    def _call_budget(self) -> int:
-        """This call's token budget: the default one grows while other work keeps the CPUs busy."""
-        return busy_batch_tokens(self.max_batch_tokens, self._cpus) if self._cpus else self.max_batch_tokens
+    @contextlib.contextmanager
+    def _call_threads(self) -> Iterator[None]:
+        """Run the block with fewer threads while the CPUs are busy (see ``busy_threads``).
+
+        Only torch's default count is lowered, and it is restored after the
+        block; a count the user set (before or after loading) is left alone.
+        """
+        threads = self._threads
+        fewer = busy_threads(threads, self._cpus) if threads and torch.get_num_threads() == threads else 0
+        if not fewer or fewer == threads:
+            yield
+            return
+        torch.set_num_threads(fewer)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)  # type: ignore[arg-type]
 
     def _cache_key(self, query: str, document: str, instruction: str) -> tuple[int, str, str, str]:
         return (self.max_length, instruction, query, document)
 
     def _compute_many(self, requests: list[Request], instruction: str, tracker: Tracker) -> list[list[float]]:
         """Scores of each request's (distinct) documents, in order, from one plan of forward passes."""
-        budget = self._call_budget()
+        budget = self.max_batch_tokens
         groups = self._group(requests, instruction, budget)
         jobs = [(work, batch) for work in groups for batch in self._plan(work, budget)]
         scores: list[list[float]] = [[0.0] * len(docs) for _, docs in requests]

@@ -1,5 +1,5 @@
-"""Torch's default threads fit the CPUs the process may use, the default budget grows on a busy CPU;
-a user's choice of either is kept."""
+"""Torch's default threads fit the CPUs the process may use, and fewer run while the CPUs are busy;
+a thread count the user set is kept."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qwen_rerank import LocalReranker
-from qwen_rerank.local._devices import busy_batch_tokens, cgroup_cpu_limit, parse_cpu_max, usable_cpus
+from qwen_rerank.local._devices import busy_threads, cgroup_cpu_limit, parse_cpu_max, usable_cpus
 
 
 @pytest.mark.parametrize(
@@ -60,27 +60,37 @@ def test_torchs_default_is_lowered_to_the_usable_cpus() -> None:
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 3, reason="needs 3 CPUs for a count other than the host's")
 def test_a_count_set_with_torch_set_num_threads_is_kept() -> None:
-    assert _threads_after("torch.set_num_threads(2)") == "2 2"
+    assert _threads_after("torch.set_num_threads(2)") == "None 2"
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs for torch's default to exceed 1")
 def test_a_count_set_in_the_environment_is_kept() -> None:
     threads = str(len(os.sched_getaffinity(0)))
-    assert _threads_after("", {"OMP_NUM_THREADS": threads}) == f"{threads} {threads}"
+    assert _threads_after("", {"OMP_NUM_THREADS": threads}) == f"None {threads}"
 
 
 @pytest.mark.parametrize(
-    ("tokens", "load", "expected"),
-    [(2048, 1.0, 2048), (2048, 3.0, 2048), (2048, 3.1, 8192), (1024, 9.0, 4096), (4096, 9.0, 8192)],
+    ("threads", "cpus", "load", "expected"),
+    [(2, 2, 1.0, 2), (2, 2, 3.0, 2), (2, 2, 3.1, 1), (2, 2, 17.0, 1), (16, 16, 30.0, 2), (8, 16, 26.0, 6)],
 )
-def test_the_budget_grows_only_on_a_busy_machine(tokens: int, load: float, expected: int) -> None:
-    assert busy_batch_tokens(tokens, 2, load) == expected
+def test_a_call_on_a_busy_machine_uses_only_the_free_cpus(
+    threads: int, cpus: int, load: float, expected: int
+) -> None:
+    assert busy_threads(threads, cpus, load) == expected
 
 
-def test_a_budget_the_user_chose_is_kept_on_a_busy_machine(tiny_model_path: Path) -> None:
-    chosen = LocalReranker(str(tiny_model_path), device="cpu", max_batch_tokens=300)
-    assert chosen._call_budget() == 300
-    default = LocalReranker(str(tiny_model_path), device="cpu")
-    quiet, busy = (busy_batch_tokens(default.max_batch_tokens, usable_cpus(), load) for load in (0.0, 1e9))
-    assert quiet == default.max_batch_tokens < busy
-    assert default._call_budget() in (quiet, busy)
+def test_a_call_restores_torchs_thread_count(tiny_model_path: Path) -> None:
+    import torch
+
+    reranker = LocalReranker(str(tiny_model_path), device="cpu")
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    handle = reranker.model.get_input_embeddings().register_forward_pre_hook(
+        lambda *_: seen.append(torch.get_num_threads())
+    )
+    try:
+        reranker.score("q", ["a", "b"])
+    finally:
+        handle.remove()
+    assert torch.get_num_threads() == before
+    assert seen and all(1 <= n <= before for n in seen)
