@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from qwen_rerank._secrets import display_url
-from qwen_rerank.exceptions import APIStatusError, QwenRerankError
+from qwen_rerank.exceptions import APIStatusError, QwenRerankError, UsageError
 from qwen_rerank.remote import VLLMReranker
 
 __all__ = ["Finding", "add_check_command", "run_checks"]
@@ -216,11 +216,13 @@ def add_check_command(commands: Any) -> None:
     check.add_argument("--max-length", type=int, default=8192, help="prompt tokens to expect (default 8192)")
     check.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     check.add_argument("--json", action="store_true", help="print one JSON report")
-    # The shared option checks of cli.main read these; check has no local-model options.
-    check.set_defaults(handler=run_check_command, device=None, dtype=None, compile=None, tokenizer=None)
+    check.set_defaults(handler=run_check_command)
 
 
 def run_check_command(args: argparse.Namespace) -> int:
+    """Run `qwen-rerank check` with parsed `args`; return 1 if any check failed, else 0."""
+    if args.max_length < 1:
+        raise UsageError(f"--max-length must be a positive integer, got {args.max_length}.")
     findings = run_checks(
         args.base_url,
         model=args.model,

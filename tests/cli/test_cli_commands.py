@@ -503,8 +503,8 @@ def test_messages_say_one_attempt_and_one_query_in_the_singular(closed_port_url:
 
 
 def test_compile_reaches_the_local_backend_only_when_asked() -> None:
-    from qwen_rerank.cli._main import _local_options
+    from qwen_rerank.cli._common import backend_options
 
     parser = build_parser()
-    assert "compile" not in _local_options(parser.parse_args(["rank", "--query", "q"]))
-    assert _local_options(parser.parse_args(["rank", "--query", "q", "--compile"]))["compile"] is True
+    assert "compile" not in backend_options(parser.parse_args(["rank", "--query", "q"]))[0]
+    assert backend_options(parser.parse_args(["rank", "--query", "q", "--compile"]))[0]["compile"] is True
