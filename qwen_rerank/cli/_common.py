@@ -1,9 +1,15 @@
-"""What every `qwen-rerank` command shares: the backend options, building the backend, and printing."""
+"""What every `qwen-rerank` command shares: the backend options, building the backend, and printing.
+
+Everything printed goes through [`terminal_text`][qwen_rerank.cli._common.terminal_text]
+(or [`print_json`][qwen_rerank.cli._common.print_json], which escapes the same way), so
+that text a server sent can never move the cursor, clear a line or forge a line of output.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +21,7 @@ from qwen_rerank.prompt import DEFAULT_MODEL
 from qwen_rerank.remote import API_KEY_ENV
 
 __all__ = [
+    "APIS",
     "PROG",
     "add_backend_options",
     "backend_label",
@@ -25,25 +32,46 @@ __all__ = [
     "fail",
     "note",
     "print_json",
+    "terminal_text",
+    "tiny_model",
 ]
 
 PROG = "qwen-rerank"
+APIS = ("vllm", "sglang", "cohere")
+"""The `--api` choices: the wire formats the remote backend speaks."""
+
+# C0 and C1 controls (ESC, CSI, BEL, CR, LF, ...), DEL, bidirectional overrides and the
+# Unicode line and paragraph separators: all can move the cursor or reorder or split a line.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(text: str) -> str:
+    """`text` with every control character written as a `\\uXXXX` escape, safe to print.
+
+    The escape is also valid JSON inside a string, so the same function serves
+    the tables, the error lines and [`print_json`][qwen_rerank.cli._common.print_json].
+    """
+    return _CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def one_line(text: str) -> str:
+    """`text` with its runs of whitespace (newlines too) made one space, then escaped."""
+    return terminal_text(" ".join(text.split()))
 
 
 def print_json(value: Any) -> None:
-    """Print `value` as one line of JSON."""
-    print(json.dumps(value, ensure_ascii=False))
+    """Print `value` as one line of JSON, with no raw control character in it."""
+    print(terminal_text(json.dumps(value, ensure_ascii=False)))
 
 
 def note(message: str) -> None:
     """A note on stderr, prefixed with the program name."""
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    print(f"{PROG}: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def fail(exc: BaseException, status: int) -> int:
     """Print `exc` as one error line on stderr; return `status`."""
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {one_line(str(exc)) or type(exc).__name__}", file=sys.stderr)
     return status
 
 
@@ -66,6 +94,12 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         action="append",
         help="vLLM server to score with instead of a local model; repeat for replicas",
+    )
+    group.add_argument(
+        "--tiny",
+        action="store_true",
+        help="score with the tiny random test model, built once into the user cache: offline, "
+        "meaningless scores (pip install 'qwen-rerank[testing]')",
     )
     group.add_argument("--instruction", help="task instruction (default: the model card's web-search one)")
     group.add_argument(
@@ -107,11 +141,12 @@ def _add_remote_options(group: argparse._ArgumentGroup) -> None:
         metavar="PATH_OR_ID",
         help="vLLM with --template client: tokenizer used to cut long documents to --max-length",
     )
+    group.add_argument("--api", choices=APIS, help="the server's wire format (default vllm)")
 
 
 # Which setting goes to which backend. Only these three tuples and backend_options decide it.
 _LOCAL_ONLY = ("device", "dtype", "compile")
-_REMOTE_ONLY = ("template", "tokenizer")
+_REMOTE_ONLY = ("template", "tokenizer", "api")
 _BOTH = ("max_length", "long_documents")
 
 
@@ -131,9 +166,12 @@ def check_backend_options(args: argparse.Namespace) -> None:
     """Refuse, with the fix, options that the chosen backend would ignore or cannot take.
 
     Raises:
-        UsageError: An option belongs to the other kind of backend, or `--max-length`
-            is not positive.
+        UsageError: An option belongs to the other kind of backend, or `--tiny`
+            is given with `--model` or `--base-url`, or `--max-length` is not positive.
     """
+    if getattr(args, "tiny", False) and (args.base_url or args.model is not None):
+        given = "--base-url" if args.base_url else "--model"
+        raise UsageError(f"--tiny chooses the model itself; drop {given}, or drop --tiny.")
     local, remote = backend_options(args)
     chosen = remote if args.base_url else local
     misplaced = ["--" + name.replace("_", "-") for name in {**local, **remote} if name not in chosen]
@@ -150,10 +188,16 @@ def check_backend_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-length must be a positive integer, got {args.max_length}.")
 
 
+def tiny_model() -> str:
+    """The folder of the tiny random test model, built into the user cache on first use."""
+    from qwen_rerank.testing import make_tiny_reranker
+
+    return str(make_tiny_reranker())
+
+
 def local_model(args: argparse.Namespace) -> str | None:
     """The local checkpoint the command line asks for (`None`: the default model)."""
-    model: str | None = args.model
-    return model
+    return tiny_model() if getattr(args, "tiny", False) else args.model
 
 
 def backend_label(args: argparse.Namespace) -> str:

@@ -36,7 +36,7 @@ def add_demo_command(commands: Any) -> None:
         default=[],
         help="another backend page users may pick from a dropdown: a local model path or hub id, or a "
         "vLLM URL (commas separate replicas); repeatable. By default the page serves only the backend "
-        "given by --model or --base-url",
+        "given by --model, --base-url or --tiny",
     )
     demo.set_defaults(handler=run_demo)
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from qwen_rerank._validation import check_top_n
 from qwen_rerank.cli._common import (
     add_backend_options,
     build_reranker,
@@ -16,9 +17,10 @@ from qwen_rerank.cli._common import (
     count,
     note,
     print_json,
+    terminal_text,
 )
 from qwen_rerank.demo import split_lines
-from qwen_rerank.exceptions import DataFormatError, UsageError
+from qwen_rerank.exceptions import DataFormatError, InvalidInputError, UsageError
 from qwen_rerank.results import RerankResult
 
 __all__ = ["add_rank_command", "read_documents", "run_rank"]
@@ -49,7 +51,7 @@ def add_rank_command(commands: Any) -> None:
         default="auto",
         help="how DOCUMENTS is written; auto means jsonl for a .jsonl file, else lines",
     )
-    rank.add_argument("--top-n", type=int, metavar="N", help="print only the N best")
+    rank.add_argument("--top-n", type=int, metavar="N", help="print only the N best (default: all)")
     rank.add_argument("--score-threshold", type=float, metavar="S", help="print only scores >= S")
     rank.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     rank.set_defaults(handler=run_rank)
@@ -91,17 +93,17 @@ def run_rank(args: argparse.Namespace) -> int:
     fmt = args.format
     if fmt == "auto":
         fmt = "jsonl" if name.endswith((".jsonl", ".ndjson")) else "lines"
-    if args.top_n is not None and args.top_n < 1:
-        raise UsageError(f"--top-n must be a positive integer (leave it out to print all), got {args.top_n}.")
+    try:
+        top_n = check_top_n(args.top_n, name="--top-n", unset="unset")
+    except InvalidInputError as exc:
+        raise UsageError(str(exc)) from exc
     documents, blank = read_documents(_read_source(args.documents, name), name=name, fmt=fmt)
     if blank:
         note(f"skipped {count(blank, 'blank line')} in {name}")
     if not documents:
         raise DataFormatError(name, None, "no documents to rank (expected one per line).")
     with build_reranker(args) as reranker:
-        results = reranker.rerank(
-            args.query, documents, top_n=args.top_n, score_threshold=args.score_threshold
-        )
+        results = reranker.rerank(args.query, documents, top_n=top_n, score_threshold=args.score_threshold)
     cut = sum(r.truncated for r in results)
     if cut:
         note(
@@ -158,4 +160,4 @@ def _format_ranking(results: Sequence[RerankResult]) -> str:
 
 def _preview(text: str) -> str:
     flat = " ".join(text.split())
-    return flat if len(flat) <= _PREVIEW_CHARS else flat[: _PREVIEW_CHARS - 1] + "…"
+    return terminal_text(flat if len(flat) <= _PREVIEW_CHARS else flat[: _PREVIEW_CHARS - 1] + "…")
