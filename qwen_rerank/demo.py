@@ -9,11 +9,12 @@ launch_demo(build_demo("Qwen/Qwen3-Reranker-0.6B"), host="127.0.0.1", port=7860)
 ```
 
 The page takes a query, an instruction, documents one per line and `top_n`
-(0 or empty ranks them all). It shows a ranked table (`rank`, `index`,
-`score` to 4 decimals, a `document` preview), horizontal bars of the 20
-best scores labelled by rank and index, and the time taken. `index` is a
-document's position among the non-blank lines, from 0; lines are split on
-`"\\n"` only (a trailing `"\\r"` is dropped), as `wc -l` counts them.
+(empty ranks them all; 0 and negatives are refused, as everywhere in qwen-rerank).
+It shows a ranked table (`rank`, `index`, `score` to 4 decimals, a `document`
+preview), horizontal bars of the 20 best scores labelled by rank and index, and
+the time taken. `index` is a document's position among the non-blank lines, from
+0; lines are split on `"\\n"` only (a trailing `"\\r"` is dropped), as `wc -l`
+counts them.
 
 **Backends.** The page serves only the backends its operator configured: the
 one given to [`build_demo`][qwen_rerank.demo.build_demo], plus any listed in
@@ -55,6 +56,7 @@ from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank._secrets import display_url
+from qwen_rerank._validation import check_top_n
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import (
     APIStatusError,
@@ -221,7 +223,7 @@ def _page_function(gr: Any, backends: _Backends) -> Callable[..., tuple[Any, str
         query: str,
         documents: str,
         instruction: str | None = None,
-        top_n: float | None = None,
+        top_n: str | float | None = None,
         backend: str = backends.default,
     ) -> tuple[Any, str, str]:
         """Rank documents (one per line) for a query: the ranked table, the score bars, the timing."""
@@ -246,7 +248,8 @@ def _input_column(gr: Any, backends: _Backends, instruction: str | None) -> tupl
         label="Documents, one per line", value=_EXAMPLE_DOCUMENTS, lines=10, max_lines=20, elem_id="documents"
     )
     with gr.Row():
-        top_n_box = gr.Number(label="top_n (0 or empty: all)", value=0, precision=0, step=1, elem_id="top_n")
+        # A Textbox, not a Number: Gradio's number box shows 0 when empty, and 0 is not "all".
+        top_n_box = gr.Textbox(label="top_n (empty: all)", value="", placeholder="all", elem_id="top_n")
         backend_box = gr.Dropdown(
             choices=backends.names,
             value=backends.default,
@@ -304,7 +307,7 @@ def _rank(
     query: str | None,
     documents: str | None,
     instruction: str | None,
-    top_n: float | None,
+    top_n: str | float | None,
     backend: str | None,
 ) -> tuple[Any, str, str]:
     pd = require("pandas", "demo")
@@ -388,12 +391,24 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _top_n(value: float | None) -> int | None:
-    if value is None or value == 0:
-        return None
-    if isinstance(value, bool) or not float(value).is_integer() or value < 0:
-        raise _PageError(f"top_n must be a whole number: N shows the N best, 0 or empty all; got {value}.")
-    return int(value)
+def _top_n(value: str | float | None) -> int | None:
+    """The page's `top_n` under the one rule of `_validation.check_top_n`: empty keeps all.
+
+    The box sends text; an API client may send a number. A whole number in
+    either form counts as that int (`"3"`, `3.0`); anything else goes to the
+    rule as it came, and is refused there.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            return check_top_n(text, unset="empty")
+    if isinstance(value, float) and value.is_integer():
+        return check_top_n(int(value), unset="empty")
+    return check_top_n(value, unset="empty")
 
 
 def _page_names(specs: Sequence[str]) -> list[str]:
