@@ -127,7 +127,7 @@ def run_checks(
         )
 
     other: Literal["client", "server"] = "server" if template == "client" else "client"
-    with make(template, tokenizer) as chosen, make(other) as second:
+    with _quiet_long_document_warning(), make(template, tokenizer) as chosen, make(other) as second:
         reachable = _reachable(chosen)
         if reachable.status == "FAIL":
             return [reachable]
@@ -252,8 +252,7 @@ def _context(probe: Probe) -> Finding:
 
     def accepted(words: int) -> bool:
         try:
-            with _quiet_long_document_warning():
-                probe.chosen.score(query, [_WORD * words])
+            probe.chosen.score(query, [_WORD * words])
         except APIStatusError as exc:
             if exc.status_code in (400, 413, 422):
                 return False
@@ -283,10 +282,10 @@ def _context(probe: Probe) -> Finding:
 
 @contextlib.contextmanager
 def _quiet_long_document_warning() -> Iterator[None]:
-    """Drop the backend's "a document may exceed max_length" warning while the probe runs.
+    """Drop the backend's warnings, "a document may exceed max_length" among them, while checks run.
 
-    The probe's document is long on purpose: the warning would be about a
-    document the user never wrote, with a fix that does not apply.
+    Every document sent is the check's own, some long on purpose: such a warning
+    would be about a document the user never wrote, with a fix that does not apply.
     """
     backend_log = logging.getLogger(VLLMReranker.__module__)
 
@@ -313,7 +312,7 @@ def add_check_command(commands: Any) -> None:
         description="Check that a rerank server serves Qwen3-Reranker correctly; exit status 1 on any FAIL.",
     )
     target = check.add_mutually_exclusive_group()
-    target.add_argument("--base-url", help="the server, e.g. http://localhost:8000")
+    target.add_argument("--base-url", metavar="URL", help="the server, e.g. http://localhost:8000")
     target.add_argument(
         "--tiny",
         action="store_true",
@@ -347,9 +346,12 @@ def run_check_command(args: argparse.Namespace) -> int:
 
 
 def _check_tiny(args: argparse.Namespace) -> int:
+    from qwen_rerank.local import quiet_progress_bars
     from qwen_rerank.testing import FakeVLLMServer
 
-    with FakeVLLMServer(tiny_model(), template=args.template == "server", api=args.api) as server:
+    with quiet_progress_bars():  # the fake server loads the tiny model: no bar for that
+        fake = FakeVLLMServer(tiny_model(), template=args.template == "server", api=args.api)
+    with fake as server:
         model = args.model or (server.served_model_name if args.api == "cohere" else None)
         return _report(args, server.url, model)
 

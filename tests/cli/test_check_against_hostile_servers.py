@@ -143,7 +143,7 @@ def test_an_absurd_token_count_is_reported_not_a_crash(fake_vllm, capsys) -> Non
 
 def test_a_passing_check_logs_no_warning(fake_vllm, capsys, caplog) -> None:  # type: ignore[no-untyped-def]
     with caplog.at_level(logging.WARNING):
-        assert main(["check", "--base-url", fake_vllm.url, "--max-length", "1024"]) == 0
+        assert main(["check", "--base-url", fake_vllm.url, "--max-length", "512"]) == 0
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert all(line.startswith(STATUSES) for line in capsys.readouterr().out.splitlines())
 
