@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -114,20 +115,15 @@ def run_checks(
         when the server cannot be reached.
     """
 
-    def make(mode: Literal["client", "server"], cut_with: str | None = None) -> VLLMReranker:
-        return VLLMReranker(
-            base_url,
-            model=model,
-            template=mode,
-            api=api,
-            max_retries=0,
-            timeout=timeout,
-            max_length=max_length,
-            tokenizer=cut_with,
-        )
-
+    make = functools.partial(
+        VLLMReranker, base_url, model=model, api=api, max_retries=0, timeout=timeout, max_length=max_length
+    )
     other: Literal["client", "server"] = "server" if template == "client" else "client"
-    with _quiet_long_document_warning(), make(template, tokenizer) as chosen, make(other) as second:
+    with (
+        _quiet_backend_warnings(),
+        make(template=template, tokenizer=tokenizer) as chosen,
+        make(template=other) as second,
+    ):
         reachable = _reachable(chosen)
         if reachable.status == "FAIL":
             return [reachable]
@@ -281,7 +277,7 @@ def _context(probe: Probe) -> Finding:
 
 
 @contextlib.contextmanager
-def _quiet_long_document_warning() -> Iterator[None]:
+def _quiet_backend_warnings() -> Iterator[None]:
     """Drop the backend's warnings, "a document may exceed max_length" among them, while checks run.
 
     Every document sent is the check's own, some long on purpose: such a warning
