@@ -57,7 +57,7 @@ def check_documents(documents: Any) -> list[str]:
     return docs
 
 
-def check_top_n(top_n: Any, *, name: str = "top_n", unset: str = "None") -> int | None:
+def check_top_n(top_n: Any, name: str = "top_n", *, unset: str = "None") -> int | None:
     """The one `top_n` rule, shared by the Python API, the command line and the demo page.
 
     `None` keeps every result; a positive int keeps that many of the best.

@@ -76,9 +76,13 @@ class Probe:
 
     `chosen` uses the `template` the user chose, `client` and `server` the two
     templates (one of them is `chosen`). `scores` are the 20-document call's,
-    `prompt_tokens` what the server reported for it (`None`: nothing).
+    `prompt_tokens` what the server reported for it (`None`: nothing). A check
+    that asks the server something else uses `base_url`, `api` and `timeout`.
     """
 
+    base_url: str
+    api: str
+    timeout: float
     chosen: VLLMReranker
     client: VLLMReranker
     server: VLLMReranker
@@ -107,14 +111,11 @@ def run_checks(
         api: The server's wire format.
         max_length: The prompt length, in tokens, the server should accept.
         timeout: Seconds per request.
-        tokenizer: A tokenizer (hub id or folder) that cuts documents to `max_length`,
-            as the client would with `tokenizer=`.
+        tokenizer: A tokenizer (hub id or folder) that cuts documents to `max_length`.
 
     Returns:
-        One [`Finding`][qwen_rerank.cli.check.Finding] per check; only **reachable**
-        when the server cannot be reached.
+        One [`Finding`][qwen_rerank.cli.check.Finding] per check; only **reachable** if it failed.
     """
-
     make = functools.partial(
         VLLMReranker, base_url, model=model, api=api, max_retries=0, timeout=timeout, max_length=max_length
     )
@@ -129,6 +130,9 @@ def run_checks(
             return [reachable]
         client, server = (chosen, second) if template == "client" else (second, chosen)
         probe = Probe(
+            base_url=base_url,
+            api=api,
+            timeout=timeout,
             chosen=chosen,
             client=client,
             server=server,
