@@ -45,6 +45,13 @@ shared machine, run it twice and trust the better run.
 ``--compile`` adds ``LocalReranker(compile=True)`` to the peer case, in the
 same interleaved loop, and prints its first call (compiling) per case.
 
+``--busy N`` runs the peer case twice: on the machine as it is, then with N
+competing single-thread processes (float32 matmul loops) running throughout.
+Each line gives the ratio, the share of the bf16 matmul peak measured in the
+same run, and the load average; the header gives the date, the CPU model,
+whether it has AMX and AVX512-BF16, and the CPUs this process may use.
+Outputs are kept in ``benchmarks/results/``.
+
 Measured on 2026-11-30, 2 CPU cores shared with other jobs, bfloat16, the
 0.6B width cut to 4 layers (``--layers 4 --dtypes bfloat16 --only peer --peer
 sentence-transformers --repeats 2``; see docs/speed.md for every run):
