@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from qwen_rerank._secrets import display_url
-from qwen_rerank.exceptions import APIStatusError, QwenRerankError
+from qwen_rerank.exceptions import APIStatusError, InvalidInputError, QwenRerankError
 from qwen_rerank.remote import VLLMReranker
 
 __all__ = ["Finding", "add_check_command", "run_checks"]
@@ -62,7 +62,7 @@ def run_checks(
     *,
     model: str | None = None,
     template: Literal["client", "server"] = "client",
-    api: Literal["vllm", "sglang", "cohere"] = "vllm",
+    api: Literal["vllm", "sglang", "cohere", "tei", "infinity"] = "vllm",
     max_length: int = 8192,
     timeout: float = 60.0,
 ) -> list[Finding]:
@@ -79,15 +79,24 @@ def run_checks(
             max_length=max_length,
         )
 
-    with make(template) as chosen, make("server" if template == "client" else "client") as other:
+    with make(template) as chosen:
         reachable = _reachable(chosen)
         if reachable.status == "FAIL":
             return [reachable]
-        client, server = (chosen, other) if template == "client" else (other, chosen)
+        try:
+            other = make("server" if template == "client" else "client")
+        except InvalidInputError:  # tei, infinity: the server never applies the Qwen3 prompt
+            template_finding = Finding(
+                "template", "ok", f"api={api!r} applies no Qwen3 prompt; the client wraps each pair"
+            )
+        else:
+            with other:
+                client, server = (chosen, other) if template == "client" else (other, chosen)
+                template_finding = _template(client, server, template)
         return [
             reachable,
             _constant(reachable.data.pop("scores")),
-            _template(client, server, template),
+            template_finding,
             _context(chosen, max_length),
         ]
 
@@ -212,7 +221,9 @@ def add_check_command(commands: Any) -> None:
     check.add_argument("--base-url", required=True, help="the server, e.g. http://localhost:8000")
     check.add_argument("--model", help="model name to ask for (default: the server's; required for cohere)")
     check.add_argument("--template", choices=["client", "server"], default="client", help="default client")
-    check.add_argument("--api", choices=["vllm", "sglang", "cohere"], default="vllm", help="default vllm")
+    check.add_argument(
+        "--api", choices=["vllm", "sglang", "cohere", "tei", "infinity"], default="vllm", help="default vllm"
+    )
     check.add_argument("--max-length", type=int, default=8192, help="prompt tokens to expect (default 8192)")
     check.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     check.add_argument("--json", action="store_true", help="print one JSON report")
