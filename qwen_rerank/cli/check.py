@@ -8,7 +8,8 @@ Each check gives ``ok``, ``warn`` or ``FAIL`` with the fix:
   from the prompt tokens it reports for a short pair (or, when it reports none, from the
   gap between a clearly relevant and a clearly irrelevant pair), and whether ``--template``
   matches: ``client`` against a wrapping server wraps the prompt twice, ``server`` against
-  a plain one wraps it not at all.
+  a plain one wraps it not at all. TEI and Infinity (``--api tei``, ``--api infinity``)
+  never apply the Qwen3 prompt, so for them the client's wrapping is the only mode.
 - **context length**: whether a prompt of ``--max-length`` tokens is accepted, else the
   longest document that is.
 
