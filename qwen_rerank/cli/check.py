@@ -96,7 +96,7 @@ def run_checks(
                 template_finding = _template(client, server, template)
         return [
             reachable,
-            _constant(reachable.data.pop("scores")),
+            _constant(reachable.data.pop("scores"), api),
             template_finding,
             _context(chosen, max_length),
         ]
@@ -120,15 +120,23 @@ def _reachable(reranker: VLLMReranker) -> Finding:
     return Finding("reachable", "ok", message, data={"ms_1": one_ms, "ms_20": twenty_ms, "scores": scores})
 
 
-def _constant(scores: list[float]) -> Finding:
+def _constant(scores: list[float], api: str) -> Finding:
     if all(s == 0.5 for s in scores) or len(set(scores)) == 1:
+        fix = (
+            'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
+            '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\', and use a vLLM '
+            "release without the constant-score regression."
+        )
+        if api in ("tei", "infinity"):
+            fix = (
+                "Serve the -seq-cls conversion, whose classifier row is the LM head's yes row minus its no "
+                "row: qwen_rerank.testing.convert_to_seq_cls(checkpoint, folder) writes one."
+            )
         return Finding(
             "constant scores",
             "FAIL",
             f"all {len(scores)} scores are {scores[0]!r}: the server does not score with the reranker head",
-            'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
-            '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\', and use a vLLM '
-            "release without the constant-score regression.",
+            fix,
             {"scores": scores},
         )
     return Finding("constant scores", "ok", f"{len(set(scores))} distinct scores of {len(scores)}")

@@ -9,6 +9,7 @@ logit, and sorts its results by score.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -105,9 +106,9 @@ class _TEIServer(ThreadingHTTPServer):
         return float(logit if raw else torch.sigmoid(logit))
 
 
-@pytest.fixture(scope="module")
-def tei_url(seq_cls_path: Path) -> Iterator[str]:
-    server = _TEIServer(seq_cls_path)
+@contextlib.contextmanager
+def _serving(path: Path) -> Iterator[str]:
+    server = _TEIServer(path)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -116,6 +117,12 @@ def tei_url(seq_cls_path: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture(scope="module")
+def tei_url(seq_cls_path: Path) -> Iterator[str]:
+    with _serving(seq_cls_path) as url:
+        yield url
 
 
 def max_diff(a: list[float], b: list[float]) -> float:
@@ -169,8 +176,8 @@ def test_tei_scores_equal_local_mapped_by_index(tei_url: str, local: LocalRerank
         assert remote.last_usage is not None and remote.last_usage.prompt_tokens is None  # TEI reports none
 
 
-def test_tei_without_a_tokenizer_sends_the_standard_split(tei_url: str, seq_cls_path: Path) -> None:
-    local = LocalReranker(seq_cls_path, device="cpu")  # max_length 8192: nothing is cut
+def test_tei_without_a_tokenizer_sends_the_standard_split(tei_url: str, local: LocalReranker) -> None:
+    # These four documents are short: local's max_length cuts none of them.
     with VLLMReranker(tei_url, api="tei") as remote:
         assert max_diff(remote.score(QUERY, DOCS[:4]), local.score(QUERY, DOCS[:4])) < 1e-5
 
@@ -180,6 +187,21 @@ def test_check_reports_the_client_template_for_tei(tei_url: str) -> None:
     assert findings["reachable"].status == "ok"
     assert findings["template"].status == "ok"
     assert "applies no Qwen3 prompt" in findings["template"].message
+
+
+def test_check_fails_a_classifier_without_its_row_and_names_the_conversion(
+    seq_cls_path: Path, tmp_path: Path
+) -> None:
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(seq_cls_path)
+    with torch.no_grad():
+        model.score.weight.zero_()  # every logit 0: every score 0.5
+    model.save_pretrained(tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        (tmp_path / name).write_bytes((seq_cls_path / name).read_bytes())
+    with _serving(tmp_path) as url:
+        findings = {f.name: f for f in run_checks(url, api="tei", max_length=256)}
+    assert findings["constant scores"].status == "FAIL"
+    assert "convert_to_seq_cls" in str(findings["constant scores"].fix)
 
 
 QUERIES = [QUERY, "no question mark", "ends with spaces   ", "熊猫吃什么？", "line\nbreaks\n"]
