@@ -18,7 +18,7 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import UsageError
 from qwen_rerank.factory import create_reranker
 from qwen_rerank.prompt import DEFAULT_MODEL
-from qwen_rerank.remote import API_KEY_ENV
+from qwen_rerank.remote import API_KEY_ENV, API_NAMES
 
 __all__ = [
     "APIS",
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 PROG = "qwen-rerank"
-APIS = ("vllm", "sglang", "cohere")
+APIS = API_NAMES
 """The `--api` choices: the wire formats the remote backend speaks."""
 
 # C0 and C1 controls (ESC, CSI, BEL, CR, LF, ...), DEL, bidirectional overrides and the

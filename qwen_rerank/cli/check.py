@@ -10,7 +10,8 @@ Each check gives `ok`, `warn` or `FAIL` with the fix:
   from the prompt tokens it reports for a short pair (or, when it reports none or an absurd
   count, from the gap between a clearly relevant and a clearly irrelevant pair), and whether
   `--template` matches: `client` against a wrapping server wraps the prompt twice, `server`
-  against a plain one wraps it not at all.
+  against a plain one wraps it not at all. TEI and Infinity (`--api tei`, `--api infinity`)
+  never apply the Qwen3 prompt, so for them the client's wrapping is the only mode.
 - **context length**: whether a prompt of `--max-length` tokens is accepted, else the
   longest document that is.
 
@@ -35,7 +36,7 @@ from typing import Any, Literal
 
 from qwen_rerank._secrets import display_url
 from qwen_rerank.cli._common import APIS, one_line, print_json, terminal_text, tiny_model
-from qwen_rerank.exceptions import APIStatusError, QwenRerankError, UsageError
+from qwen_rerank.exceptions import APIStatusError, InvalidInputError, QwenRerankError, UsageError
 from qwen_rerank.remote import VLLMReranker
 
 __all__ = ["FINDINGS", "Finding", "Probe", "add_check_command", "run_checks"]
@@ -75,17 +76,18 @@ class Probe:
     """What the checks after **reachable** work with: the server, reached two ways, and its first answers.
 
     `chosen` uses the `template` the user chose, `client` and `server` the two
-    templates (one of them is `chosen`). `scores` are the 20-document call's,
-    `prompt_tokens` what the server reported for it (`None`: nothing). A check
-    that asks the server something else uses `base_url`, `api` and `timeout`.
+    templates (one of them is `chosen`; the other is `None` where the dialect
+    refuses it). `scores` are the 20-document call's, `prompt_tokens` what the
+    server reported for it (`None`: nothing). A check that asks the server
+    something else uses `base_url`, `api` and `timeout`.
     """
 
     base_url: str
     api: str
     timeout: float
     chosen: VLLMReranker
-    client: VLLMReranker
-    server: VLLMReranker
+    client: VLLMReranker | None
+    server: VLLMReranker | None
     template: Literal["client", "server"]
     max_length: int
     scores: list[float]
@@ -97,7 +99,7 @@ def run_checks(
     *,
     model: str | None = None,
     template: Literal["client", "server"] = "client",
-    api: Literal["vllm", "sglang", "cohere"] = "vllm",
+    api: Literal["vllm", "sglang", "cohere", "tei", "infinity"] = "vllm",
     max_length: int = 8192,
     timeout: float = 60.0,
     tokenizer: str | None = None,
@@ -120,14 +122,14 @@ def run_checks(
         VLLMReranker, base_url, model=model, api=api, max_retries=0, timeout=timeout, max_length=max_length
     )
     other: Literal["client", "server"] = "server" if template == "client" else "client"
-    with (
-        _quiet_backend_warnings(),
-        make(template=template, tokenizer=tokenizer) as chosen,
-        make(template=other) as second,
-    ):
+    with _quiet_backend_warnings(), make(template=template, tokenizer=tokenizer) as chosen:
         reachable = _reachable(chosen)
         if reachable.status == "FAIL":
             return [reachable]
+        try:
+            second: VLLMReranker | None = make(template=other)
+        except InvalidInputError:  # tei, infinity: the server never applies the Qwen3 prompt
+            second = None
         client, server = (chosen, second) if template == "client" else (second, chosen)
         probe = Probe(
             base_url=base_url,
@@ -141,7 +143,11 @@ def run_checks(
             scores=reachable.data.pop("scores"),
             prompt_tokens=reachable.data.pop("prompt_tokens"),
         )
-        return [reachable, *(finding(probe) for finding in FINDINGS)]
+        try:
+            return [reachable, *(finding(probe) for finding in FINDINGS)]
+        finally:
+            if second is not None:
+                second.close()
 
 
 def _timed(call: Callable[[], list[float]]) -> tuple[list[float], float]:
@@ -169,6 +175,19 @@ def _reachable(reranker: VLLMReranker) -> Finding:
     return Finding("reachable", "ok", message, data=data)
 
 
+_SEQ_CLS_FIX = (
+    "Serve the -seq-cls conversion, whose classifier row is the LM head's yes row minus its no "
+    "row: qwen_rerank.testing.convert_to_seq_cls(checkpoint, folder) writes one."
+)
+_CONSTANT_FIXES = {
+    "vllm": 'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
+    '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\', and use a vLLM '
+    "release without the constant-score regression.",
+    "tei": _SEQ_CLS_FIX,
+    "infinity": _SEQ_CLS_FIX,
+}
+
+
 def _constant(probe: Probe) -> Finding:
     scores = probe.scores
     if all(s == 0.5 for s in scores) or len(set(scores)) == 1:
@@ -176,9 +195,7 @@ def _constant(probe: Probe) -> Finding:
             "constant scores",
             "FAIL",
             f"all {len(scores)} scores are {scores[0]!r}: the server does not score with the reranker head",
-            'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
-            '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\', and use a vLLM '
-            "release without the constant-score regression.",
+            _CONSTANT_FIXES.get(probe.api, _CONSTANT_FIXES["vllm"]),
             {"scores": scores},
         )
     return Finding("constant scores", "ok", f"{len(set(scores))} distinct scores of {len(scores)}")
@@ -208,6 +225,9 @@ def _usage(probe: Probe) -> Finding:
 
 def _template(probe: Probe) -> Finding:
     """Which mode the server expects: from reported prompt tokens, else from the relevance gap."""
+    if probe.client is None or probe.server is None:
+        message = f"api={probe.api!r} applies no Qwen3 prompt; the client wraps each pair"
+        return Finding("template", "ok", message)
     gaps: dict[str, float] = {}
     tokens: int | None = None
     for mode, reranker in (("client", probe.client), ("server", probe.server)):

@@ -25,8 +25,8 @@ __all__ = [
     "Source",
     "check_model_source",
     "find_source",
-    "load_causal_lm",
     "load_errors",
+    "load_scoring_model",
     "load_tokenizer",
     "quiet_progress_bars",
 ]
@@ -216,12 +216,13 @@ def _tokenizer_file(source: Source) -> Path | None:
         return None
 
 
-def load_causal_lm(source: Source, dtype: Any) -> Any:
-    """The checkpoint as a transformers causal LM in ``dtype``, on the CPU, not yet in eval mode."""
-    import transformers
+def load_scoring_model(source: Source, dtype: Any) -> tuple[Any, tuple[int, int] | None]:
+    """The checkpoint as a causal LM in ``dtype``, and its head's (no, yes) rows if not the tokenizer's.
+
+    A causal-LM checkpoint loads as it is; a one-logit ``-seq-cls`` one as a
+    causal LM with a two-row head (see ``_seq_cls.load_scoring_model``).
+    """
+    from qwen_rerank.local._seq_cls import load_scoring_model as load
 
     with load_errors(source):
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            source.location, dtype=dtype, **source.kwargs()
-        )
-    return model
+        return load(source.location, dtype=dtype, **source.kwargs())

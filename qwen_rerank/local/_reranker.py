@@ -27,7 +27,7 @@ from qwen_rerank.local._devices import (
     resolve_dtype,
     usable_cpus,
 )
-from qwen_rerank.local._loading import Source, find_source, load_causal_lm, load_tokenizer
+from qwen_rerank.local._loading import Source, find_source, load_scoring_model, load_tokenizer
 from qwen_rerank.local._scorer import PrefixState, YesNoScorer, is_out_of_memory
 from qwen_rerank.local._work import Tracker, Work, common_head
 from qwen_rerank.prompt import DEFAULT_MODEL, PromptTokenizer
@@ -67,7 +67,10 @@ class LocalReranker(Reranker):
         model: A hub id (``"Qwen/Qwen3-Reranker-4B"``) or a local checkpoint
             folder (a ``str`` or any ``os.PathLike``, e.g. a ``pathlib.Path``).
             A hub id is downloaded, or read from the Hugging Face cache when
-            the hub cannot be reached (checked within a few seconds).
+            the hub cannot be reached (checked within a few seconds). A
+            one-logit ``-seq-cls`` conversion (``Qwen3ForSequenceClassification``,
+            as TEI and Infinity serve) loads too and scores ``sigmoid(logit)``,
+            the same score (see ``docs/tei-infinity.md``).
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or a torch.device.
             ``None`` picks cuda, then mps, then cpu. A device this machine
             lacks raises ``InvalidInputError`` before anything loads.
@@ -168,11 +171,12 @@ class LocalReranker(Reranker):
         source = find_source(model, revision, trust_remote_code)
         self.prompt_tokenizer = load_tokenizer(source)
         self.prompt_tokenizer.check_max_length(self.max_length)
-        self.model = load_causal_lm(source, self.dtype).to(self.device).eval()
+        hf_model, head_rows = load_scoring_model(source, self.dtype)
+        self.model = hf_model.to(self.device).eval()
         self.max_batch_tokens: int = max_batch_tokens or default_batch_tokens(
             self.device, self.dtype, getattr(self.model.config, "intermediate_size", 3072)
         )
-        self._scorer = self._yes_no_scorer(source, bool(compile))
+        self._scorer = self._yes_no_scorer(source, head_rows, bool(compile))
         self._forward_lock = threading.Lock()
 
     @staticmethod
@@ -186,13 +190,20 @@ class LocalReranker(Reranker):
         if max_batch_tokens is not None:
             check_positive_int("max_batch_tokens", max_batch_tokens)
 
-    def _yes_no_scorer(self, source: Source, compile: bool) -> YesNoScorer:
-        """The scoring head on the loaded causal LM: P("yes") from the "no" and "yes" logits."""
+    def _yes_no_scorer(self, source: Source, head_rows: tuple[int, int] | None, compile: bool) -> YesNoScorer:
+        """The scoring head on the loaded model: P("yes") from its "no" and "yes" rows.
+
+        ``head_rows`` are the (no, yes) rows of the model's head when they are
+        not the tokenizer's ids (a ``-seq-cls`` checkpoint, see ``_seq_cls``).
+        """
+        no_id, yes_id = (
+            (self.prompt_tokenizer.no_id, self.prompt_tokenizer.yes_id) if head_rows is None else head_rows
+        )
         try:
             return YesNoScorer(
                 self.model,
-                yes_id=self.prompt_tokenizer.yes_id,
-                no_id=self.prompt_tokenizer.no_id,
+                yes_id=yes_id,
+                no_id=no_id,
                 pad_id=self.prompt_tokenizer.pad_id,
                 device=self.device,
                 compile=compile,

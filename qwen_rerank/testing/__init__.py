@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from qwen_rerank._imports import require
 from qwen_rerank._paths import user_cache_dir
 from qwen_rerank.exceptions import MissingDependencyError
+from qwen_rerank.testing.seq_cls import convert_to_seq_cls
 
 if TYPE_CHECKING:
     from qwen_rerank.testing.fake_vllm import FakeVLLMServer
@@ -46,7 +47,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FakeVLLMServer", "make_tiny_reranker", "tiny_model_cache_dir", "tokenizer_files_dir"]
+__all__ = [
+    "FakeVLLMServer",
+    "convert_to_seq_cls",
+    "make_tiny_reranker",
+    "tiny_model_cache_dir",
+    "tokenizer_files_dir",
+]
 
 QWEN3_VOCAB_SIZE = 151669
 
