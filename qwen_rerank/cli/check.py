@@ -3,12 +3,18 @@
 Each check gives ``ok``, ``warn`` or ``FAIL`` with the fix:
 
 - **reachable**: a 1- and a 20-document call succeed; their latencies.
+- **server**: whether it is llama.cpp's ``llama-server`` (from its ``/props`` answer, or
+  ``/health``'s), and whether ``--api llamacpp`` was given for it.
 - **constant scores**: all scores equal, or all exactly 0.5 (a known server regression).
+- **rank head**: scores near 0 or NaN for every pair, or a llama-server that wraps no
+  template around a pair: a GGUF converted without its rerank head.
 - **template**: whether the server wraps pairs in the Qwen3 prompt itself (``--chat-template``),
   from the prompt tokens it reports for a short pair (or, when it reports none, from the
   gap between a clearly relevant and a clearly irrelevant pair), and whether ``--template``
   matches: ``client`` against a wrapping server wraps the prompt twice, ``server`` against
   a plain one wraps it not at all.
+- **instruction**: one pair scored under two instructions; identical scores mean the
+  server ignores the instruction (llama-server, or a vLLM ``--chat-template`` that drops it).
 - **context length**: whether a prompt of ``--max-length`` tokens is accepted, else the
   longest document that is.
 
@@ -18,15 +24,21 @@ Use it from Python with :func:`run_checks`, or ``qwen-rerank check --base-url UR
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import httpx
+
 from qwen_rerank._secrets import display_url
-from qwen_rerank.exceptions import APIStatusError, QwenRerankError
+from qwen_rerank.exceptions import APIStatusError, MalformedResponseError, QwenRerankError
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.remote import VLLMReranker
+from qwen_rerank.remote._dialects import DIALECTS, ApiName
 
 __all__ = ["Finding", "add_check_command", "run_checks"]
 
@@ -44,6 +56,12 @@ IRRELEVANT = (
 # for a short pair sent raw did not wrap it.
 _TEMPLATE_TOKENS = 40
 _WORD = " panda"  # one token in the Qwen3 vocabulary
+OTHER_INSTRUCTION = "Given a statement, retrieve passages that contradict it"
+_RECONVERT = (
+    "Reconvert the checkpoint with a current llama.cpp's convert_hf_to_gguf.py, from a folder whose "
+    "name contains 'qwen3-reranker' (that is how it recognises the reranker and keeps its rank head), "
+    "then restart llama-server with --reranking."
+)
 
 
 @dataclass
@@ -61,12 +79,17 @@ def run_checks(
     base_url: str,
     *,
     model: str | None = None,
-    template: Literal["client", "server"] = "client",
-    api: Literal["vllm", "sglang", "cohere"] = "vllm",
+    template: Literal["client", "server"] | None = None,
+    api: ApiName = "vllm",
     max_length: int = 8192,
     timeout: float = 60.0,
 ) -> list[Finding]:
-    """Run every check against ``base_url``; the API key comes from ``QWEN_RERANK_API_KEY``."""
+    """Run every check against ``base_url``; the API key comes from ``QWEN_RERANK_API_KEY``.
+
+    ``template=None`` uses the dialect's default (``"server"`` for ``api="llamacpp"``).
+    """
+    dialect = DIALECTS[api] if api in DIALECTS else DIALECTS["vllm"]
+    template = template or dialect.default_template
 
     def make(mode: Literal["client", "server"]) -> VLLMReranker:
         return VLLMReranker(
@@ -79,16 +102,30 @@ def run_checks(
             max_length=max_length,
         )
 
-    with make(template) as chosen, make("server" if template == "client" else "client") as other:
+    # A dialect whose server always wraps (llamacpp) has no client mode to compare with.
+    other_mode: Literal["client", "server"] = "server" if template == "client" else "client"
+    with contextlib.ExitStack() as stack:
+        chosen = stack.enter_context(make(template))
+        other = None if dialect.applies_template else stack.enter_context(make(other_mode))
         reachable = _reachable(chosen)
         if reachable.status == "FAIL":
             return [reachable]
-        client, server = (chosen, other) if template == "client" else (other, chosen)
+        kind = _server_kind(base_url, api, timeout)
+        llama = bool(kind.data.get("llama_server"))
+        scores = reachable.data.pop("scores")
+        if other is None:
+            template_finding = _fixed_template(chosen)
+        else:
+            client, server = (chosen, other) if template == "client" else (other, chosen)
+            template_finding = _template(client, server, template)
         return [
             reachable,
-            _constant(reachable.data.pop("scores")),
-            _template(client, server, template),
-            _context(chosen, max_length),
+            kind,
+            _constant(scores),
+            _rank_head(scores, reachable.data["tokens_1"], llama=llama),
+            template_finding,
+            _instruction(chosen),
+            _context(chosen, max_length, llama=llama),
         ]
 
 
@@ -103,11 +140,52 @@ def _reachable(reranker: VLLMReranker) -> Finding:
     documents = [f"{relevant} Note {i}: {'more ' * i}text." for i in range(20)]
     try:
         _, one_ms = _timed(lambda: reranker.score(query, documents[:1]))
+        tokens_1 = reranker.last_usage.prompt_tokens if reranker.last_usage is not None else None
         scores, twenty_ms = _timed(lambda: reranker.score(query, documents))
+    except MalformedResponseError as exc:
+        fix = "The server answers, but not with probabilities. On llama-server: " + _RECONVERT
+        return Finding("reachable", "FAIL", str(exc), fix)
     except QwenRerankError as exc:
         return Finding("reachable", "FAIL", str(exc), "Check --base-url, --api, --model and the API key.")
     message = f"1 document in {one_ms:.0f} ms, 20 documents in {twenty_ms:.0f} ms"
-    return Finding("reachable", "ok", message, data={"ms_1": one_ms, "ms_20": twenty_ms, "scores": scores})
+    data = {"ms_1": one_ms, "ms_20": twenty_ms, "tokens_1": tokens_1, "scores": scores}
+    return Finding("reachable", "ok", message, data=data)
+
+
+def _server_kind(base_url: str, api: str, timeout: float) -> Finding:
+    """Whether the server is llama-server: its ``/props`` names a model file and its slots."""
+    props = _get_json(base_url, "/props", timeout)
+    llama = isinstance(props, dict) and "total_slots" in props and "default_generation_settings" in props
+    if not llama:
+        health = _get_json(base_url, "/health", timeout)
+        llama = isinstance(health, dict) and health.get("status") == "ok" and props is not None
+    data: dict[str, Any] = {"llama_server": llama}
+    if not llama:
+        return Finding("server", "ok", "not llama-server (no llama.cpp /props)", data=data)
+    if isinstance(props, dict):
+        settings = props.get("default_generation_settings")
+        data["n_ctx"] = settings.get("n_ctx") if isinstance(settings, dict) else None
+        data["total_slots"] = props.get("total_slots")
+    if api == "llamacpp":
+        return Finding("server", "ok", "llama.cpp llama-server, spoken to with --api llamacpp", data=data)
+    return Finding(
+        "server",
+        "warn",
+        f"this is llama.cpp's llama-server, but --api {api} was given",
+        "Use --api llamacpp (VLLMReranker(api='llamacpp')): it sends raw pairs for the GGUF's own "
+        "template and refuses instructions that llama-server would ignore.",
+        data,
+    )
+
+
+def _get_json(base_url: str, path: str, timeout: float) -> Any:
+    """The JSON of ``GET path`` at the server's root, or None when there is none."""
+    url = httpx.URL(base_url).copy_with(path=path, query=None, fragment=None)
+    try:
+        response = httpx.get(url, timeout=min(timeout, 10.0))
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def _constant(scores: list[float]) -> Finding:
@@ -122,6 +200,78 @@ def _constant(scores: list[float]) -> Finding:
             {"scores": scores},
         )
     return Finding("constant scores", "ok", f"{len(set(scores))} distinct scores of {len(scores)}")
+
+
+def _rank_head(scores: list[float], tokens_1: int | None, *, llama: bool) -> Finding:
+    """A GGUF without its rank head: every score near 0 or NaN, or llama-server adds no template."""
+    if all(math.isnan(s) or abs(s) < 1e-3 for s in scores):
+        return Finding(
+            "rank head",
+            "FAIL",
+            f"all {len(scores)} scores are near 0 or NaN: the model has no rerank head",
+            _RECONVERT,
+            {"scores": scores},
+        )
+    if llama and tokens_1 is not None and tokens_1 < _TEMPLATE_TOKENS:
+        return Finding(
+            "rank head",
+            "FAIL",
+            f"llama-server reports {tokens_1} prompt tokens for one short pair: its GGUF has no rerank "
+            "template, so it was converted without the reranker's rank head",
+            _RECONVERT,
+            {"tokens_1": tokens_1},
+        )
+    return Finding("rank head", "ok", "scores spread over pairs")
+
+
+def _fixed_template(server: VLLMReranker) -> Finding:
+    """A dialect whose server always wraps: confirm it does, from the tokens of two short pairs."""
+    try:
+        server.score(RELEVANT[0], [RELEVANT[1], IRRELEVANT[1]])
+    except QwenRerankError as exc:
+        return Finding("template", "warn", f"template='server' failed: {exc}")
+    tokens = server.last_usage.prompt_tokens if server.last_usage is not None else None
+    data: dict[str, Any] = {"server_tokens": tokens, "expected": "server"}
+    if tokens is not None and tokens / 2 < _TEMPLATE_TOKENS:
+        return Finding(
+            "template",
+            "warn",
+            f"the server reports {tokens} prompt tokens for two short raw pairs: it wraps them in no "
+            f"template, so api={server.api!r} sends prompts not wrapped at all",
+            "Use the api of the server you run (e.g. --api vllm --template client).",
+            data,
+        )
+    return Finding("template", "ok", f"the server applies its template ({tokens} prompt tokens)", data=data)
+
+
+def _instruction(reranker: VLLMReranker) -> Finding:
+    """One pair under two instructions: identical scores mean the server drops the instruction."""
+    fixed = DIALECTS[reranker.api].fixed_instruction
+    if fixed is not None:
+        return Finding(
+            "instruction",
+            "ok",
+            "llama-server applies the GGUF's fixed instruction; the client refuses any other",
+        )
+    query, document = RELEVANT
+    try:
+        first = reranker.score(query, [document], instruction=DEFAULT_INSTRUCTION)[0]
+        second = reranker.score(query, [document], instruction=OTHER_INSTRUCTION)[0]
+    except QwenRerankError as exc:
+        return Finding("instruction", "warn", f"could not score under two instructions: {exc}")
+    data = {"default": first, "other": second}
+    if first == second:
+        return Finding(
+            "instruction",
+            "warn",
+            f"the same score ({first!r}) under two instructions: the server ignores the instruction, so "
+            "a custom one is silently replaced by the server's",
+            "On llama-server use --api llamacpp, which refuses custom instructions; for a custom one, "
+            "use template='client' on a server without --chat-template, vLLM or SGLang with "
+            "template='server', or LocalReranker.",
+            data,
+        )
+    return Finding("instruction", "ok", "the instruction changes the score", data=data)
 
 
 def _template(client: VLLMReranker, server: VLLMReranker, chosen: str) -> Finding:
@@ -166,7 +316,7 @@ def _template(client: VLLMReranker, server: VLLMReranker, chosen: str) -> Findin
     return Finding("template", "warn", f"{problem} ({how})", f"Use template={expected!r}.", data)
 
 
-def _context(reranker: VLLMReranker, max_length: int) -> Finding:
+def _context(reranker: VLLMReranker, max_length: int, *, llama: bool = False) -> Finding:
     """Whether a document filling ``max_length`` tokens is accepted; else the longest that is."""
     query = RELEVANT[0]
 
@@ -195,10 +345,16 @@ def _context(reranker: VLLMReranker, max_length: int) -> Finding:
         "context length",
         "FAIL",
         f"the longest document accepted is about {low} tokens, short of max_length={max_length}",
-        f"Serve with --max-model-len {max_length} or more, or pass max_length={low} and tokenizer= to the "
+        f"{_serve_longer(max_length, llama)}, or pass max_length={low} and tokenizer= to the "
         "client so documents are cut to fit.",
         {"words": low},
     )
+
+
+def _serve_longer(max_length: int, llama: bool) -> str:
+    if llama:
+        return f"Start llama-server with -c {max_length} or more (and -ub {max_length} for speed)"
+    return f"Serve with --max-model-len {max_length} or more"
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -211,8 +367,10 @@ def add_check_command(commands: Any) -> None:
     )
     check.add_argument("--base-url", required=True, help="the server, e.g. http://localhost:8000")
     check.add_argument("--model", help="model name to ask for (default: the server's; required for cohere)")
-    check.add_argument("--template", choices=["client", "server"], default="client", help="default client")
-    check.add_argument("--api", choices=["vllm", "sglang", "cohere"], default="vllm", help="default vllm")
+    check.add_argument(
+        "--template", choices=["client", "server"], help="default: client (server for --api llamacpp)"
+    )
+    check.add_argument("--api", choices=sorted(DIALECTS), default="vllm", help="default vllm")
     check.add_argument("--max-length", type=int, default=8192, help="prompt tokens to expect (default 8192)")
     check.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     check.add_argument("--json", action="store_true", help="print one JSON report")
@@ -234,7 +392,7 @@ def run_check_command(args: argparse.Namespace) -> int:
         report = {
             "base_url": display_url(args.base_url),
             "api": args.api,
-            "template": args.template,
+            "template": args.template or DIALECTS[args.api].default_template,
             "ok": not failed,
             "checks": [asdict(f) for f in findings],
         }

@@ -11,11 +11,18 @@ sglang     ``/v1/rerank``   query, documents, instruct?,    ``[{"index", "score"
                             return_documents=false          "meta_info"?}]``
 cohere     ``/v2/rerank``   model, query, documents, top_n  ``{"results": [{"index",
                                                             "relevance_score"}], "meta"}``
+llamacpp   ``/v1/rerank``   query, documents                ``{"results": [{"index",
+                                                            "relevance_score"}], "usage"}``
 =========  ===============  ==============================  =================================
 
 Fields in ``?`` are sent only with ``template="server"`` (the server applies the Qwen3
 template and needs the instruction) or when set. Every server may sort its results:
 they are always mapped back by ``index``.
+
+llama.cpp's ``llama-server --reranking`` always wraps each pair in the rerank template stored
+in the GGUF, and that template spells out the default instruction: the dialect's
+``applies_template`` and ``fixed_instruction`` say so, and the client refuses what the server
+would silently do wrong (wrap a client-built prompt again, drop a custom instruction).
 """
 
 from __future__ import annotations
@@ -23,9 +30,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["DIALECTS", "Dialect", "Usage", "encode_body", "read_usage"]
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+
+__all__ = ["DIALECTS", "ApiName", "Dialect", "Usage", "break_placeholders", "encode_body", "read_usage"]
+
+ApiName = Literal["vllm", "sglang", "cohere", "llamacpp"]
+"""The names of the wire formats, as ``VLLMReranker(api=...)`` takes them."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,12 @@ class Dialect:
     score_key: str
     extra: Mapping[str, Any] = field(default_factory=dict)
     top_n: bool = False  # send top_n = len(documents), for servers that default to fewer
+    applies_template: bool = False  # True: the server always wraps pairs itself (template="server" only)
+    fixed_instruction: str | None = None  # the instruction the server's template always applies
+    default_template: Literal["client", "server"] = "client"
+    # Placeholders the server fills after the query is in place: one inside the query would be
+    # filled too, so they are broken in the query before it is sent.
+    query_placeholders: tuple[str, ...] = ()
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -99,7 +117,33 @@ DIALECTS: dict[str, Dialect] = {
         score_key="relevance_score",
         top_n=True,
     ),
+    "llamacpp": Dialect(
+        "llamacpp",
+        "/v1/rerank",
+        instruction_field=None,
+        sends_model=False,
+        needs_model=False,
+        takes_max_tokens_per_doc=False,
+        results_key="results",
+        score_key="relevance_score",
+        applies_template=True,
+        fixed_instruction=DEFAULT_INSTRUCTION,
+        default_template="server",
+        query_placeholders=("{document}",),
+    ),
 }
+
+
+def break_placeholders(dialect: Dialect, query: str) -> str:
+    """``query`` with each of the dialect's template placeholders broken by a zero-width space.
+
+    llama-server puts the query into its template first and then replaces every
+    ``{document}`` in the result, so a query that spells ``{document}`` would get
+    the document pasted into it.
+    """
+    for placeholder in dialect.query_placeholders:
+        query = query.replace(placeholder, placeholder[0] + "\u200b" + placeholder[1:])
+    return query
 
 
 def encode_body(
