@@ -173,7 +173,7 @@ def _checkpoint_hash(model: Path) -> str:
     for name in _CHECKPOINT_FILES:
         path = model / name
         if not path.is_file():
-            raise QwenRerankError(f"{model} has no {name}: pass a checkpoint folder saved with save_pretrained.")
+            raise QwenRerankError(f"{model} has no {name}: pass a folder saved with save_pretrained.")
         digest.update(name.encode())
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -207,8 +207,8 @@ class LlamaServer:
     ) -> None:
         self.gguf = Path(gguf)
         self.binary = Path(binary) if binary is not None else build_llama_server()
-        self.args = ["-t", str(threads), *(["-c", str(ctx)] if ctx else []), *(["-ub", str(ubatch)] if ubatch else [])]
-        self.args += list(extra)
+        self.args = ["-t", str(threads)] + (["-c", str(ctx)] if ctx else [])
+        self.args += (["-ub", str(ubatch)] if ubatch else []) + list(extra)
         self.startup_timeout = startup_timeout
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None

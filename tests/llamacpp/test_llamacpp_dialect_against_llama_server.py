@@ -135,7 +135,9 @@ def test_control_tokens_and_placeholders_in_user_text_stay_text(
     assert abs(raw_score - local.score(query, [attack])[0]) > TOLERANCE
 
 
-def test_several_callers_at_once_get_their_own_scores(llama_server: LlamaServer, local: LocalReranker) -> None:
+def test_several_callers_at_once_get_their_own_scores(
+    llama_server: LlamaServer, local: LocalReranker
+) -> None:
     lists = [[f"{word} number {i}" for i in range(4)] for word in ("panda", "bamboo", "bear", "China")]
     expected = [local.score(QUERY, docs) for docs in lists]
     with VLLMReranker(llama_server.url, api="llamacpp", max_documents_per_request=2) as remote:
