@@ -161,7 +161,7 @@ def convert_to_gguf(
             if file.is_file():
                 (staged / file.name).symlink_to(file.resolve())
         partial = Path(tmp) / out.name
-        env = {**os.environ, "PYTHONPATH": str(src / "gguf-py"), "NO_LOCAL_GGUF": ""}
+        env = {**os.environ, "PYTHONPATH": str(src / "gguf-py")}
         _run([sys.executable, str(src / "convert_hf_to_gguf.py"), str(staged), "--outtype", outtype,
               "--outfile", str(partial)], env=env)  # fmt: skip
         partial.replace(out)

@@ -41,7 +41,9 @@ def test_the_wrong_dialect_and_the_double_template_are_found(
     assert report["template"]["status"] == "warn" and "twice" in report["template"]["message"]
 
 
-def test_an_ignored_instruction_is_found(llama_server: LlamaServer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_ignored_instruction_is_found(
+    llama_server: LlamaServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     # vLLM's dialect with the server's template sends the instruction field, which llama-server drops.
     _, report = check(capsys, llama_server.url, "--template", "server")
     finding = report["instruction"]
@@ -57,7 +59,9 @@ def test_a_gguf_converted_without_the_reranker_name_fails(
     status, report = check(capsys, server.url, "--api", "llamacpp")
     assert status == 1 and not report["report"]["ok"]
     head = report["rank head"]
-    assert head["status"] == "FAIL" and "qwen3-reranker" in head["fix"] and "convert_hf_to_gguf" in head["fix"]
+    assert (
+        head["status"] == "FAIL" and "qwen3-reranker" in head["fix"] and "convert_hf_to_gguf" in head["fix"]
+    )
 
 
 def test_a_short_context_fails_with_llama_server_flags(

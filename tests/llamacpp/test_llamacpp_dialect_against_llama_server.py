@@ -181,3 +181,40 @@ def test_failover_when_a_replica_is_killed_mid_run(
     worker.join(120)
     assert not errors, errors
     assert len(results) == 12 and all(close(r, expected) for r in results)
+
+
+def test_the_three_adapters_speak_llamacpp_and_refuse_a_custom_instruction(
+    llama_server: LlamaServer, local: LocalReranker
+) -> None:
+    from haystack import Document as HaystackDocument
+    from langchain_core.documents import Document as LangChainDocument
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from haystack_qwen_rerank import QwenRanker
+    from langchain_qwen_rerank import QwenRerank as LangChainRerank
+    from llamaindex_qwen_rerank import QwenRerank as LlamaIndexRerank
+
+    texts = ENGLISH[:2]
+    expected = dict(zip(texts, local.score(QUERY, texts), strict=True))
+    options: dict[str, Any] = {"base_url": llama_server.url, "backend_options": {"api": "llamacpp"}}
+    custom = "Find passages about cooking"
+
+    compressor = LangChainRerank(top_n=None, **options)
+    docs = compressor.compress_documents([LangChainDocument(page_content=t) for t in texts], QUERY)
+    assert all(abs(d.metadata["relevance_score"] - expected[d.page_content]) <= TOLERANCE for d in docs)
+    with pytest.raises(InvalidInputError, match="fixed instruction"):
+        LangChainRerank(instruction=custom, **options).compress_documents([docs[0]], QUERY)
+
+    postprocessor = LlamaIndexRerank(top_n=None, **options)
+    nodes = postprocessor.postprocess_nodes(
+        [NodeWithScore(node=TextNode(text=t)) for t in texts], query_str=QUERY
+    )
+    assert all(abs((n.score or 0.0) - expected[n.node.get_content()]) <= TOLERANCE for n in nodes)
+
+    ranker = QwenRanker(top_k=None, **options)
+    ranked = ranker.run(QUERY, [HaystackDocument(content=t) for t in texts])["documents"]
+    assert all(abs((d.score or 0.0) - expected[d.content or ""]) <= TOLERANCE for d in ranked)
+    with pytest.raises(InvalidInputError, match="fixed instruction"):
+        ranker.run(QUERY, [HaystackDocument(content=texts[0])], instruction=custom)
+    for adapter in (compressor, postprocessor, ranker):
+        adapter.close()
