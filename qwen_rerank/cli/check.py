@@ -18,7 +18,7 @@ Each check gives ``ok``, ``warn`` or ``FAIL`` with the fix:
 - **context length**: whether a prompt of ``--max-length`` tokens is accepted, else the
   longest document that is.
 
-Use it from Python with :func:`run_checks`, or ``qwen-rerank check --base-url URL``.
+Use it from Python with `run_checks`, or `qwen-rerank check --base-url URL`.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ class VLLMReranker(Reranker):
             Infinity serve it; needs ``model``) or ``"llamacpp"`` (llama.cpp's
             ``llama-server --reranking``: it applies the GGUF's template with
             the default instruction, so a different instruction raises
-            :class:`~qwen_rerank.InvalidInputError`). See docs/remote-servers.md
+            [`InvalidInputError`][qwen_rerank.InvalidInputError]). See docs/remote-servers.md
             and docs/llama-cpp.md.
         max_response_bytes: Most bytes of a reply that are read, counted after
             decompression. ``None`` (the default) allows the largest valid reply
