@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -37,7 +38,7 @@ import httpx
 from qwen_rerank._secrets import display_url
 from qwen_rerank.exceptions import APIStatusError, MalformedResponseError, QwenRerankError
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
-from qwen_rerank.remote import VLLMReranker
+from qwen_rerank.remote import API_KEY_ENV, VLLMReranker
 from qwen_rerank.remote._dialects import DIALECTS, ApiName
 
 __all__ = ["Finding", "add_check_command", "run_checks"]
@@ -181,8 +182,10 @@ def _server_kind(base_url: str, api: str, timeout: float) -> Finding:
 def _get_json(base_url: str, path: str, timeout: float) -> Any:
     """The JSON of ``GET path`` at the server's root, or None when there is none."""
     url = httpx.URL(base_url).copy_with(path=path, query=None, fragment=None)
+    key = os.environ.get(API_KEY_ENV)
+    headers = {"Authorization": f"Bearer {key}"} if key and not url.userinfo else {}
     try:
-        response = httpx.get(url, timeout=min(timeout, 10.0))
+        response = httpx.get(url, headers=headers, timeout=min(timeout, 10.0))
         return response.json() if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
