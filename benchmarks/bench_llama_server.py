@@ -20,6 +20,15 @@ of the tokens it ran; LocalReranker runs the shared prefix once, so it runs fewe
 the largest score difference from LocalReranker in float32, the reference. With
 ``--out`` the report is also written to that file, headed by the date, the CPU model,
 the llama-server build flags and the load average before and after.
+
+Measured on 2026-12-02, 2 CPU cores shared with other jobs (load average 17 to 20), 4 layers,
+12 documents, best of 2 (``--documents 12 --repeats 2 --quants f16,q8_0,f32``; the report is
+benchmarks/results/llama_server-2026-12-02.txt):
+
+    LocalReranker bf16   30.3 s   140 prompt tokens/s  max |score - fp32| 0.0043
+    llama-server F16    171.0 s    25 prompt tokens/s  max |score - fp32| 0.0006
+    llama-server Q8_0   109.4 s    39 prompt tokens/s  max |score - fp32| 0.0097
+    llama-server F32    125.2 s    34 prompt tokens/s  max |score - fp32| 0.0001
 """
 
 from __future__ import annotations
