@@ -156,9 +156,12 @@ class _Scorer:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from qwen_rerank.local import quiet_progress_bars
+
         self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        with quiet_progress_bars():  # a server in a test or an example prints no loading bars
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+            self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         self.model.eval()  # type: ignore[no-untyped-call]
         self.yes = self.tokenizer.convert_tokens_to_ids("yes")
         self.no = self.tokenizer.convert_tokens_to_ids("no")
