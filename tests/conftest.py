@@ -11,13 +11,40 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Files whose module fixtures are costly to make twice (a browser, a Gradio app, a Ray instance,
+# examples and venvs started all at once): under `--dist loadgroup` each stays on one worker.
+# Every other test is handed out on its own, so a slow file no longer holds a worker to itself.
+ONE_WORKER_FILES = {
+    "tests/demo/test_demo_in_chromium.py",
+    "tests/demo/test_demo_over_http.py",
+    "tests/docs/test_docs_site.py",
+    "tests/docs/test_examples_run_offline.py",
+    "tests/docs/test_framework_pages_snippets.py",
+    "tests/docs/test_notebook_outputs.py",
+    "tests/docs/test_snippets_in_minimal_installs.py",
+    "tests/integrations/test_ray_predictor.py",
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        name = item.path.relative_to(ROOT).as_posix()
+        if name in ONE_WORKER_FILES:
+            item.add_marker(pytest.mark.xdist_group(name))
+
 
 @pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random Qwen3-Reranker checkpoint on disk (built once per session)."""
+def tiny_model_path() -> Path:
+    """A tiny random Qwen3-Reranker checkpoint on disk: never write into it.
+
+    It is the one ``make_tiny_reranker()`` keeps in the per-user cache folder, as the examples and
+    docs use it: built once per user (safely when workers race), not once per worker and session.
+    """
     from qwen_rerank.testing import make_tiny_reranker
 
-    return make_tiny_reranker(tmp_path_factory.mktemp("tiny-qwen3-reranker"))
+    return make_tiny_reranker()
 
 
 @pytest.fixture(scope="session")
