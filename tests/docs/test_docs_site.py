@@ -33,6 +33,8 @@ pytest.importorskip("mkdocstrings_handlers.python")
 CHROMIUM = Path(os.environ.get("QWEN_RERANK_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
+# Parts of the API reference saved as screenshots: the errors' tree and a class with an Example.
+SHOTS = [("qwen_rerank.exceptions", "errors"), ("langchain_qwen_rerank.QwenRerank", "example")]
 ROLE = re.compile(r":(?:class|func|meth|data|attr|mod|exc|obj|ref|py:\w+):`?")
 DIRECTIVE = re.compile(r"(?:^|\s)\.\. [a-z][a-z-]*::")
 
@@ -179,6 +181,7 @@ def test_pages_load_in_chromium_from_localhost_only(served: str, browser: Any, p
     if path == "/reference/":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "docs-reference-top.png"))
-        page.locator('[id="qwen_rerank.exceptions"]').scroll_into_view_if_needed()
-        page.screenshot(path=str(SCREENSHOTS / "docs-reference-errors.png"))
+        for anchor, name in SHOTS:
+            page.locator(f'[id="{anchor}"]').scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOTS / f"docs-reference-{name}.png"))
     page.close()

@@ -42,8 +42,16 @@ SNIPPETS = [
     ("docs/langchain.md", "In ten lines", "langchain"),
     ("docs/llamaindex.md", "In ten lines", "llamaindex"),
     ("docs/haystack.md", "In ten lines", "haystack"),
+    ("docs/testing.md", "A tiny model", "testing"),
+    ("docs/evaluation.md", "From Python", "eval,testing"),
 ]
 TORCH_EXTRAS = {"local", "testing", "mteb", "bench"}
+
+
+def needs_torch(extra: str) -> bool:
+    return bool(TORCH_EXTRAS & set(extra.split(",")))
+
+
 ADAPTER_CALL = re.compile(r"\b(QwenRerank|QwenRanker)\(")
 
 
@@ -79,7 +87,7 @@ def against_server(code: str, url: str) -> str:
 def requirements(extra: str) -> list[str]:
     """What ``pip install "qwen-rerank[extra]"`` asks for, its own extras spelled out."""
     project = tomllib.loads(read("pyproject.toml"))["project"]
-    wanted, seen = [extra], set()
+    wanted, seen = extra.split(","), set()
     found = list(project["dependencies"])
     while wanted:
         name = wanted.pop()
@@ -103,7 +111,7 @@ def build_venv(extra: str) -> Path:
     try:
         subprocess.run([sys.executable, "-m", "venv", str(staging)], check=True, capture_output=True)
         pip = [str(staging / "bin" / "python"), "-m", "pip", "install", "-q"]
-        if extra in TORCH_EXTRAS:  # first and pinned, so that pip takes the CPU build at hand
+        if needs_torch(extra):  # first and pinned, so that pip takes the CPU build at hand
             run_pip([*pip, f"torch=={importlib.metadata.version('torch').split('+')[0]}"])
         run_pip([*pip, f"{ROOT}[{extra}]"])
         (staging / "done").write_text(extra, encoding="utf-8")
@@ -150,13 +158,12 @@ def test_snippet_runs_in_its_minimal_install(
     venvs: dict[str, Path],
     hub_cache: Path,
     fake_vllm: Any,
-    tmp_path: Path,
 ) -> None:
     told = install_line(path, heading)
     assert f'pip install "qwen-rerank[{extra}]"' in told or f'pip install ".[{extra}]"' in told, extra
     python = venvs[extra]
     code = python_block(path, heading)
-    if extra not in TORCH_EXTRAS:
+    if not needs_torch(extra):
         code = against_server(code, fake_vllm.url)
     env = {
         **os.environ,
@@ -166,11 +173,11 @@ def test_snippet_runs_in_its_minimal_install(
         "HAYSTACK_TELEMETRY_ENABLED": "False",
     }
     proc = subprocess.run(
-        [str(python), "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [str(python), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, f"{path} / {heading} in [{extra}]:\n{code}\n{proc.stderr[-3000:]}"
     assert proc.stdout.strip(), f"{path} / {heading} printed nothing"
-    if extra not in TORCH_EXTRAS:
+    if not needs_torch(extra):
         assert fake_vllm.rerank_requests, "the snippet did not reach the server"
         has_torch = subprocess.run([str(python), "-c", "import torch"], capture_output=True, env=env)
         assert has_torch.returncode != 0, f"[{extra}] installed torch: the remote path must not need it"
