@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,9 @@ def build_venv(extra: str) -> Path:
     home = user_cache_dir() / "snippet-venvs" / f"{extra}-{key}"
     python = home / "bin" / "python"
     if (home / "done").is_file():
+        (home / "done").touch()  # in use: not stale
         return python
+    prune_stale(home)
     home.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".building-{extra}-", dir=home.parent))
     try:
@@ -123,6 +126,14 @@ def build_venv(extra: str) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return python
+
+
+def prune_stale(home: Path) -> None:
+    """Remove this extra's venvs for older requirements, unused for a day (a torch one is 1.2 GB)."""
+    for old in home.parent.glob(f"{home.name.rsplit('-', 1)[0]}-*"):
+        done = old / "done"
+        if old != home and done.is_file() and time.time() - done.stat().st_mtime > 86_400:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def run_pip(command: list[str]) -> None:
