@@ -15,9 +15,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 # Files whose module fixtures are costly to make twice (a browser, a Gradio app, a Ray instance,
-# examples and venvs started all at once): under `--dist loadgroup` each stays on one worker.
-# Every other test is handed out on its own, so a slow file no longer holds a worker to itself.
+# an Infinity server, a fresh tiny model, examples and venvs started all at once): under
+# `--dist loadgroup` each stays on one worker. Every other test is handed out on its own, so a
+# slow file no longer holds a worker to itself.
 ONE_WORKER_FILES = {
+    "tests/cli/test_cli_tiny_api_and_top_n.py",
     "tests/demo/test_demo_in_chromium.py",
     "tests/demo/test_demo_over_http.py",
     "tests/docs/test_docs_site.py",
@@ -26,6 +28,7 @@ ONE_WORKER_FILES = {
     "tests/docs/test_notebook_outputs.py",
     "tests/docs/test_snippets_in_minimal_installs.py",
     "tests/integrations/test_ray_predictor.py",
+    "tests/remote/test_tei_real_infinity_server.py",
 }
 ROOT = Path(__file__).resolve().parents[1]
 
