@@ -1,10 +1,10 @@
 """Rerank through a vLLM server: the LangChain and LlamaIndex integrations with ``base_url``.
 
-Start the server (on a GPU machine) with exactly::
+Start the server (on a GPU machine) with exactly:
 
     vllm serve Qwen/Qwen3-Reranker-0.6B --runner pooling --hf_overrides '{"architectures":["Qwen3ForSequenceClassification"],"classifier_from_token":["no","yes"],"is_original_qwen3_reranker":true}'
 
-then run, from any machine that reaches it (no torch needed here)::
+then run, from any machine that reaches it (no torch needed here):
 
     python examples/vllm_remote.py --base-url http://GPU_HOST:8000
 
