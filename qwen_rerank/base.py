@@ -1,4 +1,4 @@
-"""The :class:`Reranker` contract that every backend fulfils."""
+"""The [`Reranker`][qwen_rerank.Reranker] contract that every backend fulfils."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class Reranker(ABC):
 
     Args:
         instruction: The task instruction used when a call passes none.
-            Defaults to :data:`~qwen_rerank.DEFAULT_INSTRUCTION`.
+            Defaults to [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION].
         long_documents: ``"truncate"`` (the default) cuts a prompt longer than
             ``max_length`` at its end; ``"chunk"`` scores overlapping windows of
             the document and keeps the best (see ``docs/long-documents.md``).
@@ -146,7 +146,7 @@ class Reranker(ABC):
         return _Job(query, documents, distinct, where, self._windows(query, distinct, instruction))
 
     def _finish_job(self, job: _Job, instruction: str, raw: list[float], *, report: bool) -> Scored:
-        """The checked :class:`Scored` of ``job.documents`` from the backend's scores of ``job.texts``."""
+        """The checked `Scored` of ``job.documents`` from the backend's scores of ``job.texts``."""
         scored = self._scored(job.query, job.distinct, instruction, job.plan, raw, report=report)
         return scored if len(job.distinct) == len(job.documents) else scored.select(job.where)
 
@@ -170,7 +170,7 @@ class Reranker(ABC):
     async def ascore(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None
     ) -> list[float]:
-        """Async :meth:`score`; it does not block the event loop."""
+        """Async `score`; it does not block the event loop."""
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
@@ -188,7 +188,7 @@ class Reranker(ABC):
     ) -> list[RerankResult]:
         """Documents sorted by relevance to ``query``, highest first.
 
-        Ties keep input order. Each :class:`RerankResult` carries the document's
+        Ties keep input order. Each [`RerankResult`][qwen_rerank.RerankResult] carries the document's
         input ``index``, its ``score`` and its text, whether it was ``truncated``
         and, in chunk mode, the ``span`` of its best window.
 
@@ -199,7 +199,7 @@ class Reranker(ABC):
             instruction: Overrides the instance's instruction for this call.
 
         Raises:
-            InvalidInputError: as :meth:`score`, or ``top_n`` < 1.
+            InvalidInputError: as `score`, or ``top_n`` < 1.
         """
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
         q, docs, instr = self._prepare(query, documents, instruction)
@@ -218,7 +218,7 @@ class Reranker(ABC):
         score_threshold: float | None = None,
         instruction: str | None = None,
     ) -> list[RerankResult]:
-        """Async :meth:`rerank`; it does not block the event loop."""
+        """Async `rerank`; it does not block the event loop."""
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
@@ -266,7 +266,7 @@ class Reranker(ABC):
     async def _ascore_requests(
         self, jobs: list[_Job], instruction: str, progress: Progress | None = None, *, report: bool = False
     ) -> list[Scored]:
-        """Async :meth:`_score_requests`."""
+        """Async `_score_requests`."""
         todo, done = self._todo(jobs, progress)
         raw = (
             await self._ascore_many([(job.query, job.texts) for job in todo], instruction, done)
@@ -304,7 +304,7 @@ class Reranker(ABC):
         instruction: str | None = None,
         show_progress: bool = False,
     ) -> list[list[float]]:
-        """:meth:`score` for many queries at once: one score list per request, in request order.
+        """`score` for many queries at once: one score list per request, in request order.
 
         ``requests`` is a sequence of ``(query, documents)`` pairs. Each list
         equals what ``score(query, documents)`` returns (within float rounding,
@@ -314,7 +314,7 @@ class Reranker(ABC):
         counting documents and queries.
 
         Raises:
-            InvalidInputError: as :meth:`score`; the message names the request,
+            InvalidInputError: as `score`; the message names the request,
                 e.g. ``requests[3]: documents[1] must be a str, got int.``
         """
         jobs, instr = self._prepare_many(requests, instruction)
@@ -328,7 +328,7 @@ class Reranker(ABC):
         instruction: str | None = None,
         show_progress: bool = False,
     ) -> list[list[float]]:
-        """Async :meth:`score_many`; it does not block the event loop."""
+        """Async `score_many`; it does not block the event loop."""
         jobs, instr = self._prepare_many(requests, instruction)
         with progress_bar(len(jobs), sum(len(job.texts) for job in jobs), show_progress) as progress:
             return [scored.scores for scored in await self._ascore_requests(jobs, instr, progress)]
@@ -341,13 +341,13 @@ class Reranker(ABC):
         score_threshold: float | None = None,
         instruction: str | None = None,
     ) -> list[list[RerankResult]]:
-        """:meth:`rerank` for many queries at once: one ranking per request, in request order.
+        """`rerank` for many queries at once: one ranking per request, in request order.
 
         ``top_n`` and ``score_threshold`` apply to each request. Scoring is
-        shared as in :meth:`score_many`.
+        shared as in `score_many`.
 
         Raises:
-            InvalidInputError: as :meth:`rerank`; the message names the request.
+            InvalidInputError: as `rerank`; the message names the request.
         """
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
         jobs, instr = self._prepare_many(requests, instruction)
@@ -365,7 +365,7 @@ class Reranker(ABC):
         score_threshold: float | None = None,
         instruction: str | None = None,
     ) -> list[list[RerankResult]]:
-        """Async :meth:`rerank_many`; it does not block the event loop."""
+        """Async `rerank_many`; it does not block the event loop."""
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
         jobs, instr = self._prepare_many(requests, instruction)
         scored = await self._ascore_requests(jobs, instr, report=True)
@@ -382,7 +382,7 @@ class Reranker(ABC):
         """Release what the backend holds open. Safe to call more than once."""
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
+        """Async `close`."""
         self.close()
 
     def __enter__(self) -> Self:
@@ -409,4 +409,4 @@ class Reranker(ABC):
 
 
 def _ignore(queries: int, documents: int) -> None:
-    """A :data:`Progress` that reports nowhere."""
+    """A `Progress` that reports nowhere."""
