@@ -57,13 +57,14 @@ def check_documents(documents: Any) -> list[str]:
     return docs
 
 
-def check_top_n(top_n: Any) -> int | None:
+def check_top_n(top_n: Any, name: str = "top_n") -> int | None:
+    """``top_n``, or InvalidInputError naming it as ``name`` (an adapter may call it ``top_k``)."""
     if top_n is None:
         return None
     if isinstance(top_n, bool) or not isinstance(top_n, int):
-        raise InvalidInputError(f"top_n must be a positive int or None, got {top_n!r}.")
+        raise InvalidInputError(f"{name} must be a positive int or None, got {top_n!r}.")
     if top_n < 1:
-        raise InvalidInputError(f"top_n must be a positive int or None (None keeps all), got {top_n}.")
+        raise InvalidInputError(f"{name} must be a positive int or None (None keeps all), got {top_n}.")
     return top_n
 
 

@@ -60,7 +60,7 @@ from qwen_rerank.exceptions import (
     RemoteError,
     RemoteTimeoutError,
 )
-from qwen_rerank.factory import create_reranker
+from qwen_rerank.factory import check_backend_options, create_reranker
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.results import RerankResult
 
@@ -167,11 +167,15 @@ def build_demo(
 
     Raises:
         MissingDependencyError: Gradio is not installed (``pip install "qwen-rerank[demo]"``).
+        InvalidInputError: An option is given for the backend that does not take it
+            (see [`check_backend_options`][qwen_rerank.factory.check_backend_options]).
     """
     gr = require("gradio", "demo")
     local = dict(local_options or {})
     remote = dict(remote_options or {})
     remote_model = remote.pop("model", None)
+    check_backend_options(local, "local")
+    check_backend_options(remote, "remote")
 
     def make(spec: str) -> Reranker:
         urls = _urls(spec)

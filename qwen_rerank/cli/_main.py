@@ -35,7 +35,7 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.demo import split_lines
 from qwen_rerank.evaluation import DEFAULT_BATCH_QUERIES, DataFormatError
 from qwen_rerank.exceptions import QwenRerankError
-from qwen_rerank.factory import create_reranker
+from qwen_rerank.factory import backend_for, create_reranker, misplaced_options, options_for
 from qwen_rerank.prompt import DEFAULT_MODEL
 from qwen_rerank.remote import API_KEY_ENV
 from qwen_rerank.results import RerankResult
@@ -368,13 +368,13 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-_LOCAL_ONLY = ("device", "dtype", "compile")
-_REMOTE_ONLY = ("template", "tokenizer")
+# The backend settings the CLI takes; which backend takes each is the factory's to say.
+_BACKEND_OPTIONS = ("device", "dtype", "compile", "template", "tokenizer", "max_length", "long_documents")
 
 
 def _check_backend_options(args: argparse.Namespace) -> None:
-    wrong_side = _LOCAL_ONLY if args.base_url else _REMOTE_ONLY
-    misplaced = ["--" + name for name in wrong_side if getattr(args, name) is not None]
+    given = _given(args, _BACKEND_OPTIONS)
+    misplaced = ["--" + name for name in misplaced_options(given, backend_for(args.base_url or None))]
     if misplaced and args.base_url:
         raise UsageError(
             f"{' and '.join(misplaced)} only apply to a local model; with --base-url the server decides. "
@@ -403,11 +403,11 @@ def _build_reranker(args: argparse.Namespace, **remote_extra: Any) -> Reranker:
 
 
 def _local_options(args: argparse.Namespace) -> dict[str, Any]:
-    return _given(args, (*_LOCAL_ONLY, "max_length", "long_documents"))
+    return options_for("local", _given(args, _BACKEND_OPTIONS))
 
 
 def _remote_options(args: argparse.Namespace) -> dict[str, Any]:
-    return _given(args, (*_REMOTE_ONLY, "max_length", "long_documents"))
+    return options_for("remote", _given(args, _BACKEND_OPTIONS))
 
 
 def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
