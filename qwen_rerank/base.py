@@ -121,7 +121,7 @@ class Reranker(ABC):
 
         ``None`` by default: a backend that runs the model itself, or whose
         server reports nothing, has no usage to tell. A remote backend returns
-        the [`Usage`][qwen_rerank.results.Usage] summed over the call's requests.
+        the [`Usage`][qwen_rerank.remote.Usage] summed over the call's requests.
         """
         return None
 

@@ -251,23 +251,29 @@ def local_reranking_task(
         run if isinstance(run, Mapping) else load_run(Path(run), queries=data.queries, corpus=data.corpus)
     )
     candidates = select_candidates(parsed, data.qrels, top_k)
-    metadata = TaskMetadata(
-        name=name,
-        description=f"Reranking {top_k} first-stage candidates per query of {os.fspath(dataset)}.",
-        dataset={"path": os.fspath(dataset), "revision": "local"},
-        type="Reranking",
-        category="t2t",
-        modalities=["text"],
-        eval_splits=[split],
-        eval_langs=languages or ["eng-Latn"],
-        main_score="ndcg_at_10",
-        prompt=prompt,
-    )
+    metadata = _metadata(name, os.fspath(dataset), split, top_k, languages or ["eng-Latn"], prompt)
     split_data = _split_data(data, candidates)
     # MTEB reads a task's metadata from its class, so each local task gets a class of its own.
     task_class = type(name, (_LocalTask,), {"metadata": metadata, "given": {"default": {split: split_data}}})
     task: AbsTaskRetrieval = task_class()
     return task
+
+
+def _metadata(
+    name: str, folder: str, split: str, top_k: int, languages: list[str], prompt: str | None
+) -> TaskMetadata:
+    return TaskMetadata(
+        name=name,
+        description=f"Reranking {top_k} first-stage candidates per query of {folder}.",
+        dataset={"path": folder, "revision": "local"},
+        type="Reranking",
+        category="t2t",
+        modalities=["text"],
+        eval_splits=[split],
+        eval_langs=languages,
+        main_score="ndcg_at_10",
+        prompt=prompt,
+    )
 
 
 def _split_data(data: BeirData, candidates: Candidates) -> dict[str, Any]:
