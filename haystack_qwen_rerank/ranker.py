@@ -144,7 +144,7 @@ class QwenRanker:
         self._backend.close()
 
     async def close_async(self) -> None:
-        """Async :meth:`close`."""
+        """Async ``close``."""
         await self._backend.aclose()
 
     # -- running ----------------------------------------------------------------------------
@@ -159,14 +159,19 @@ class QwenRanker:
     ) -> dict[str, list[Document]]:
         """Rank ``documents`` by relevance to ``query``, best first.
 
-        :param query: The query.
-        :param documents: The documents to rank; an empty list returns ``[]`` without the model.
-        :param top_k: Overrides the component's ``top_k`` for this run.
-        :param score_threshold: Overrides the component's ``score_threshold`` for this run.
-        :param instruction: Overrides the component's ``instruction`` for this run.
-        :returns: ``{"documents": [...]}``: new documents with ``score`` set, best first.
-        :raises InvalidInputError: The query is not a str, an item is not a ``Document`` with text
-            content (the message names its position), or an override is invalid.
+        Args:
+            query: The query.
+            documents: The documents to rank; an empty list returns ``[]`` without the model.
+            top_k: Overrides the component's ``top_k`` for this run.
+            score_threshold: Overrides the component's ``score_threshold`` for this run.
+            instruction: Overrides the component's ``instruction`` for this run.
+
+        Returns:
+            ``{"documents": [...]}``: new documents with ``score`` set, best first.
+
+        Raises:
+            InvalidInputError: The query is not a str, an item is not a ``Document`` with text
+                content (the message names its position), or an override is invalid.
         """
         texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
         if not docs:
@@ -183,7 +188,7 @@ class QwenRanker:
         score_threshold: float | None = None,
         instruction: str | None = None,
     ) -> dict[str, list[Document]]:
-        """Async :meth:`run`, through the backend's native ``arerank``; it never blocks the event loop."""
+        """Async ``run``, through the backend's native ``arerank``; it never blocks the event loop."""
         texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
         if not docs:
             return {"documents": []}

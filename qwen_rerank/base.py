@@ -212,7 +212,7 @@ class Reranker(ABC):
     async def _arun(
         self, jobs: list[_Job], progress: Progress | None, *, report: bool, many: bool = True
     ) -> list[Scored]:
-        """Async :meth:`_run`."""
+        """Async ``_run``."""
         batches, done = _batches(jobs, progress)
         raw: dict[int, list[float]] = {}
         for instruction, positions in batches.items():
@@ -469,7 +469,7 @@ class Reranker(ABC):
         """Release what the backend holds open. Safe to call more than once."""
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
+        """Async ``close``."""
         self.close()
 
     def __enter__(self) -> Self:
@@ -530,7 +530,7 @@ def _single(score: Callable[[str, list[str], str], list[float]]) -> _Driver:
 
 
 def _asingle(score: Callable[[str, list[str], str], Awaitable[list[float]]]) -> _AsyncDriver:
-    """Async :func:`_single`: the backend's ``_ascore``."""
+    """Async ``_single``: the backend's ``_ascore``."""
 
     async def drive(requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
         out = []

@@ -211,7 +211,7 @@ BACKEND_FIELDS = ("reranker", "model", "base_url", "api_key", *_PASSED_SETTINGS,
 
 
 def backend_snapshot(adapter: Any) -> dict[str, Any]:
-    """The values of ``adapter``'s :data:`BACKEND_FIELDS`, copied so that later changes show."""
+    """The values of ``adapter``'s ``BACKEND_FIELDS``, copied so that later changes show."""
     snapshot = {name: getattr(adapter, name) for name in BACKEND_FIELDS}
     if isinstance(adapter.base_url, list):
         snapshot["base_url"] = list(adapter.base_url)
@@ -220,7 +220,7 @@ def backend_snapshot(adapter: Any) -> dict[str, Any]:
 
 
 def build_backend(adapter: Any, api_key: str | None) -> LazyReranker:
-    """:func:`adapter_backend` from an adapter's :data:`BACKEND_FIELDS` (``api_key`` resolved)."""
+    """``adapter_backend`` from an adapter's ``BACKEND_FIELDS`` (``api_key`` resolved)."""
     backend = adapter_backend(
         reranker=adapter.reranker,
         model=adapter.model,
@@ -293,7 +293,7 @@ class LazyReranker:
     """A backend built once, on first use (or at once with ``eager``), even when threads race.
 
     ``owned`` says the adapter built it (rather than receiving a ready one), so
-    :meth:`close` releases it. ``settings`` records what it was built from, so
+    ``close`` releases it. ``settings`` records what it was built from, so
     an adapter can tell that a field changed since. Pickling keeps the recipe,
     not a backend built from it: the copy builds its own on first use.
     """
@@ -342,7 +342,7 @@ class LazyReranker:
             released.close()
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
+        """Async ``close``."""
         released = self._release()
         if released is not None:
             await released.aclose()
