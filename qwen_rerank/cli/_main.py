@@ -411,7 +411,7 @@ def _remote_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
-    return {name: value for name in names if (value := getattr(args, name)) is not None}
+    return {name: value for name in names if (value := getattr(args, name, None)) is not None}
 
 
 def _read_source(source: str, name: str) -> str:
