@@ -31,7 +31,13 @@ from qwen_rerank._many import Progress, Request
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, MalformedResponseError, ModelLoadError
-from qwen_rerank.prompt import DEFAULT_INSTRUCTION, PromptTokenizer, escape_control_tokens, split_prompts
+from qwen_rerank.prompt import (
+    DEFAULT_INSTRUCTION,
+    PromptTokenizer,
+    escape_control_tokens,
+    split_for_stripping_server,
+    split_prompts,
+)
 from qwen_rerank.remote._clients import LoopClients, Shared
 from qwen_rerank.remote._dialects import DIALECTS, Usage, encode_body
 
@@ -99,7 +105,10 @@ class VLLMReranker(Reranker):
             at once.
         api: The server's wire format: ``"vllm"`` (default), ``"sglang"`` (SGLang's
             ``/v1/rerank``) or ``"cohere"`` (``/v2/rerank`` as LiteLLM's proxy and
-            Infinity serve it; needs ``model``). See docs/remote-servers.md.
+            Infinity serve it; needs ``model``), ``"tei"`` (Text Embeddings Inference's
+            ``/rerank``) or ``"infinity"`` (Infinity's ``/rerank``); the last two serve the
+            ``-seq-cls`` conversion and take ``template="client"`` only (see
+            docs/tei-infinity.md). See docs/remote-servers.md.
         max_response_bytes: Most bytes of a reply that are read, counted after
             decompression. ``None`` (the default) allows the largest valid reply
             to each request (3 x its body, plus 2 KiB per document and 64 KiB);
@@ -148,7 +157,7 @@ class VLLMReranker(Reranker):
         retry_backoff: float = 0.5,
         max_retry_wait: float = 30.0,
         deadline: float | Literal["auto"] | None = "auto",
-        api: Literal["vllm", "sglang", "cohere"] = "vllm",
+        api: Literal["vllm", "sglang", "cohere", "tei", "infinity"] = "vllm",
         max_response_bytes: int | None = None,
         long_documents: LongDocumentsMode = "truncate",
         chunk_tokens: int | None = None,
@@ -167,7 +176,7 @@ class VLLMReranker(Reranker):
             )
         if api not in DIALECTS:
             raise InvalidInputError(f"api must be one of {sorted(DIALECTS)}, got {api!r}.")
-        self.api: Literal["vllm", "sglang", "cohere"] = api
+        self.api: Literal["vllm", "sglang", "cohere", "tei", "infinity"] = api
         self._dialect = DIALECTS[api]
         urls = [base_url] if isinstance(base_url, str) else base_url
         if not isinstance(urls, Sequence) or not urls:
@@ -187,6 +196,11 @@ class VLLMReranker(Reranker):
         self.model = model
         if template not in ("client", "server"):
             raise InvalidInputError(f"template must be 'client' or 'server', got {template!r}.")
+        if template == "server" and not self._dialect.server_template:
+            raise InvalidInputError(
+                f"api={api!r} serves the -seq-cls model, which applies no Qwen3 prompt, so template='server' "
+                "would score the raw pair. Use template='client' (the default): the client wraps the prompt."
+            )
         self.template: Literal["client", "server"] = template
         self.max_documents_per_request = check_positive_int(
             "max_documents_per_request", max_documents_per_request
@@ -288,6 +302,8 @@ class VLLMReranker(Reranker):
             else:
                 query_text, texts = split_prompts(query, documents, instruction)
                 self._warn_if_long(query_text, texts)
+            if self._dialect.strips_texts:
+                query_text, texts = split_for_stripping_server(query_text, texts)
         else:
             query_text, sent_instruction = query, self._server_instruction(instruction)
             texts = pt.truncate_documents(query, documents, instruction, self.max_length) if pt else documents
