@@ -2,16 +2,18 @@
 
 Use it to test an application against a server that behaves like ``vllm serve
 Qwen/Qwen3-Reranker-* --runner pooling --hf_overrides ...``, and that misbehaves when asked,
-without a GPU::
+without a GPU:
 
-    from qwen_rerank import VLLMReranker
-    from qwen_rerank.testing import FakeVLLMServer, make_tiny_reranker
+```python
+from qwen_rerank import VLLMReranker
+from qwen_rerank.testing import FakeVLLMServer, make_tiny_reranker
 
-    with FakeVLLMServer(str(make_tiny_reranker("/tmp/tiny"))) as server:
-        reranker = VLLMReranker(server.url)
-        reranker.score("what is a panda?", ["A bear.", "A city."])
-        server.add_fault("status", status=503, times=2)   # the next 2 rerank calls fail
-        server.requests                    # recorded RecordedRequest(method, path, headers, body)
+with FakeVLLMServer(str(make_tiny_reranker("/tmp/tiny"))) as server:
+    reranker = VLLMReranker(server.url)
+    reranker.score("what is a panda?", ["A bear.", "A city."])
+    server.add_fault("status", status=503, times=2)   # the next 2 rerank calls fail
+    server.requests                    # recorded RecordedRequest(method, path, headers, body)
+```
 
 Or from a shell: ``python -m qwen_rerank.testing.fake_vllm [--model PATH] [--api sglang]``
 prints the URL and serves until Ctrl-C (without ``--model`` it builds the tiny model once).
@@ -197,11 +199,11 @@ class FakeVLLMServer:
         api_key: When set, rerank requests without ``Authorization: Bearer <key>`` get 401.
         legacy_usage: Report only ``usage.total_tokens``, as older vLLM did.
         api: ``"vllm"``, ``"sglang"`` or ``"cohere"``: the wire format (module docstring).
-        port: Port on 127.0.0.1; 0 picks a free one (see :attr:`url`).
+        port: Port on 127.0.0.1; 0 picks a free one (see `url`).
 
     Use it as a context manager (``with FakeVLLMServer(...) as server:``), or call
-    :meth:`start` and :meth:`stop`. :meth:`add_fault` makes the next rerank requests
-    misbehave; :attr:`requests` records what arrived; :meth:`reset` forgets both.
+    `start` and `stop`. `add_fault` makes the next rerank requests
+    misbehave; `requests` records what arrived; `reset` forgets both.
     """
 
     def __init__(
@@ -446,137 +448,149 @@ def _corrupt(kind: str, params: dict[str, Any], response: dict[str, Any], rng: r
             r["relevance_score"] = float(params.get("value", 0.5))
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """One connection to the fake server; ``fake`` is set on the subclass each server makes."""
+
+    fake: FakeVLLMServer
+    rng: random.Random
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY the second waits ~40 ms
+    # for the client's delayed ACK.
+    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        super().setup()
+        self.fake._count_connection()
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr log
+        pass
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        if isinstance(body, bytes):
+            payload, ctype = body, "text/plain"
+        else:
+            payload, ctype = json.dumps(body).encode(), "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _read_body(self) -> Any:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+
+    def do_GET(self) -> None:
+        self._record(None)
+        path = self.path.split("?")[0]
+        fake = self.fake
+        if path in ("/v1/models", "/models"):
+            card = {"id": fake.served_model_name, "object": "model", "max_model_len": fake.max_model_len}
+            self._send(200, {"object": "list", "data": [card]})
+        elif path == "/health":
+            self._send(200, b"")
+        elif path == "/stats":
+            self._send(200, {"connections": fake.connections, "requests": len(fake.requests)})
+        else:
+            self._send(404, {"detail": "Not Found"})
+
+    def _record(self, body: Any) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.fake._record(RecordedRequest(self.command, self.path, headers, body))
+
+    def do_POST(self) -> None:
+        body = self._read_body()
+        self._record(body)
+        fake = self.fake
+        if self.path not in ("/v1/rerank", "/rerank", "/v2/rerank"):
+            self._send(404, {"detail": "Not Found"})
+            return
+        if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+            self._send(401, {"error": "Unauthorized"})
+            return
+        fake._enter(+1)
+        try:
+            self._rerank(body)
+        finally:
+            fake._enter(-1)
+
+    def _rerank(self, body: Any) -> None:
+        fault = self.fake._next_fault()
+        if fault is not None and _act_out(self, fault):
+            return
+        if not isinstance(body, dict):
+            self._send(400, _error_body("body must be a JSON object", "error"))
+            return
+        status, response = self.fake.rerank(body)
+        headers: dict[str, str] = {}
+        if fault is not None and status == 200:
+            _corrupt(fault.kind, fault.params, response, self.rng)
+            if fault.kind == "echo_headers":
+                headers = {"X-Echo-Authorization": str(self.headers.get("Authorization"))}
+        self._send(status, self.fake.shape(response, body) if status == 200 else response, headers)
+
+    def raw(self, status: int, headers: dict[str, str], chunks: Any, *, interval: float = 0.0) -> None:
+        """Send a status line and headers, then each chunk of ``chunks``, ``interval`` s apart."""
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        for chunk in chunks:
+            self.wfile.write(chunk)
+            if interval:
+                time.sleep(interval)
+
+
 def _make_handler(server: FakeVLLMServer) -> type[BaseHTTPRequestHandler]:
-    rng = random.Random(0)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in two writes; without TCP_NODELAY the second waits ~40 ms
-        # for the client's delayed ACK.
-        disable_nagle_algorithm = True
-
-        def setup(self) -> None:
-            super().setup()
-            server._count_connection()
-
-        def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr log
-            pass
-
-        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            if isinstance(body, bytes):
-                payload, ctype = body, "text/plain"
-            else:
-                payload, ctype = json.dumps(body).encode(), "application/json"
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def _read_body(self) -> Any:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                return json.loads(raw)
-            except ValueError:
-                return raw
-
-        def do_GET(self) -> None:
-            self._record(None)
-            path = self.path.split("?")[0]
-            if path in ("/v1/models", "/models"):
-                card = {"id": server.served_model_name, "object": "model"}
-                self._send(200, {"object": "list", "data": [{**card, "max_model_len": server.max_model_len}]})
-            elif path == "/health":
-                self._send(200, b"")
-            elif path == "/stats":
-                self._send(200, {"connections": server.connections, "requests": len(server.requests)})
-            else:
-                self._send(404, {"detail": "Not Found"})
-
-        def _record(self, body: Any) -> None:
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            server._record(RecordedRequest(self.command, self.path, headers, body))
-
-        def do_POST(self) -> None:
-            body = self._read_body()
-            self._record(body)
-            if self.path not in ("/v1/rerank", "/rerank", "/v2/rerank"):
-                self._send(404, {"detail": "Not Found"})
-                return
-            if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
-                self._send(401, {"error": "Unauthorized"})
-                return
-            server._enter(+1)
-            try:
-                self._rerank(body)
-            finally:
-                server._enter(-1)
-
-        def _rerank(self, body: Any) -> None:
-            fault = server._next_fault()
-            if fault is not None and self._apply_fault(fault):
-                return
-            if not isinstance(body, dict):
-                self._send(400, _error_body("body must be a JSON object", "error"))
-                return
-            status, response = server.rerank(body)
-            headers: dict[str, str] = {}
-            if fault is not None and status == 200:
-                _corrupt(fault.kind, fault.params, response, rng)
-                if fault.kind == "echo_headers":
-                    headers = {"X-Echo-Authorization": str(self.headers.get("Authorization"))}
-            self._send(status, server.shape(response, body) if status == 200 else response, headers)
-
-        def _apply_fault(self, fault: Fault) -> bool:
-            """Act out ``fault``; True when the response has been sent (or dropped)."""
-            p = fault.params
-            if fault.kind == "delay":
-                time.sleep(float(p.get("seconds", 1.0)))
-                return False
-            if fault.kind == "drop":
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return True
-            if fault.kind == "status":
-                status = int(p.get("status", 503))
-                shape = p.get("shape", "error")
-                message = p.get("message", f"fake failure {status}")
-                headers = {"Retry-After": str(p["retry_after"])} if "retry_after" in p else {}
-                body = message.encode() if shape == "text" else _error_body(message, shape, code=status)
-                self._send(status, body, headers)
-                return True
-            if fault.kind == "echo_auth":
-                message = f"bad request; you sent Authorization: {self.headers.get('Authorization')}"
-                self._send(400, _error_body(message, "error"))
-                return True
-            if fault.kind == "garbage":
-                self._send(200, b"<html>502 Bad Gateway</html>")
-                return True
-            if fault.kind == "json":
-                self._send(200, p.get("body"))
-                return True
-            if fault.kind in _RAW_FAULTS:
-                _RAW_FAULTS[fault.kind](self, p)
-                return True
-            return False
-
-        def raw(self, status: int, headers: dict[str, str], chunks: Any, *, interval: float = 0.0) -> None:
-            """Send a status line and headers, then each chunk of ``chunks``, ``interval`` s apart."""
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            for chunk in chunks:
-                self.wfile.write(chunk)
-                if interval:
-                    time.sleep(interval)
-
-    return Handler
+    return type("Handler", (_Handler,), {"fake": server, "rng": random.Random(0)})
 
 
-# Faults that write the response themselves, byte by byte: fn(handler, params).
+def _act_out(handler: _Handler, fault: Fault) -> bool:
+    """Act out ``fault``; True when the response has been sent (or dropped)."""
+    p = fault.params
+    if fault.kind == "delay":
+        time.sleep(float(p.get("seconds", 1.0)))
+        return False
+    act = _RAW_FAULTS.get(fault.kind)
+    if act is None:
+        return False
+    act(handler, p)
+    return True
+
+
+def _drop(handler: Any, p: dict[str, Any]) -> None:
+    handler.close_connection = True
+    handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _status(handler: Any, p: dict[str, Any]) -> None:
+    status = int(p.get("status", 503))
+    shape = p.get("shape", "error")
+    message = p.get("message", f"fake failure {status}")
+    headers = {"Retry-After": str(p["retry_after"])} if "retry_after" in p else {}
+    body = message.encode() if shape == "text" else _error_body(message, shape, code=status)
+    handler._send(status, body, headers)
+
+
+def _echo_auth(handler: Any, p: dict[str, Any]) -> None:
+    message = f"bad request; you sent Authorization: {handler.headers.get('Authorization')}"
+    handler._send(400, _error_body(message, "error"))
+
+
+def _garbage(handler: Any, p: dict[str, Any]) -> None:
+    handler._send(200, b"<html>502 Bad Gateway</html>")
+
+
+def _json(handler: Any, p: dict[str, Any]) -> None:
+    handler._send(200, p.get("body"))
+
+
+# Faults that write the response themselves: fn(handler, params).
 def _trickle(handler: Any, p: dict[str, Any]) -> None:
     body = b'{"results": []}' + b" " * int(p.get("size", 4096))
     step = int(p.get("chunk", 1))
@@ -633,6 +647,11 @@ def _deep_json(handler: Any, p: dict[str, Any]) -> None:
 
 
 _RAW_FAULTS = {
+    "drop": _drop,
+    "status": _status,
+    "echo_auth": _echo_auth,
+    "garbage": _garbage,
+    "json": _json,
     "trickle": _trickle,
     "break_body": _break_body,
     "gzip_bomb": _gzip_bomb,
@@ -660,7 +679,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _tiny_model() -> str:
-    """The tiny random model, built once per user by :func:`make_tiny_reranker`."""
+    """The tiny random model, built once per user by `make_tiny_reranker`."""
     import inspect
     import tempfile
 
