@@ -21,6 +21,8 @@ from typing import Generic, TypeVar
 
 import httpx
 
+from qwen_rerank.remote._transport import bound_by_attempts
+
 __all__ = ["Connections", "LoopClients", "Shared"]
 
 T = TypeVar("T")
@@ -115,7 +117,9 @@ class LoopClients:
         finally:
             with self._lock:
                 entry.users -= 1
-                last = entry.retired and entry.users == 0
+                last = entry.users == 0
+                if last and self._entries.get(loop) is entry:
+                    del self._entries[loop]  # the next call on this loop makes a new client
             if last:
                 await self._shut(entry)
 
@@ -185,7 +189,9 @@ class Connections:
         self.user_client, self.user_async_client = http_client, async_http_client
         connections = max(64, max_concurrency)
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self.client = Shared(lambda: httpx.Client(timeout=timeout, limits=limits), _close_client)
+        self.client = Shared(
+            lambda: bound_by_attempts(httpx.Client(timeout=timeout, limits=limits)), _close_client
+        )
         self.async_clients = LoopClients(lambda: httpx.AsyncClient(timeout=timeout, limits=limits))
         self.executor = Shared(
             lambda: concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="qwen-rerank"),

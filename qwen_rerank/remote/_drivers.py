@@ -30,6 +30,7 @@ from qwen_rerank.remote._bodies import Batch, SubRequest
 from qwen_rerank.remote._replies import BodyReader, Parsed
 from qwen_rerank.remote._retry import AttemptTimeout, BodyBroken, Flow, Outcome, Reply, Send, Sleep
 from qwen_rerank.remote._settings import Timing
+from qwen_rerank.remote._transport import attempt_ends
 
 __all__ = ["Exchange", "aattempt", "adrive", "afan_out", "attempt", "drive", "fan_out", "outcome_of"]
 
@@ -55,10 +56,17 @@ class Exchange:
 
     @staticmethod
     def reply(response: httpx.Response, reader: BodyReader) -> Reply:
-        return Reply(response.status_code, reader.content(), response.headers.get("retry-after"))
+        headers = response.headers
+        return Reply(
+            response.status_code, reader.content(), headers.get("retry-after"), headers.get("content-type")
+        )
 
     def overran(self, started: float) -> bool:
         return self.send.budget is not None and time.monotonic() - started > self.send.budget
+
+    def out_of_time(self, started: float) -> bool:
+        """Whether the attempt's budget is spent (to the few milliseconds a timer may fire early)."""
+        return self.send.budget is not None and time.monotonic() - started >= self.send.budget - 0.005
 
 
 def outcome_of(
@@ -77,23 +85,31 @@ def outcome_of(
 
 
 def attempt(client: httpx.Client, exchange: Exchange) -> Outcome:
-    """One POST, read under the size cap and the attempt's budget; what came of it."""
+    """One POST, read under the size cap and the attempt's budget; what came of it.
+
+    With our own client every socket operation ends by the end of the budget (see
+    `qwen_rerank.remote._transport`); an injected client's own timeouts apply between
+    reads, and the budget is checked after each piece of the body.
+    """
     started = time.monotonic()
     budget = exchange.send.budget
     response: httpx.Response | None = None
     reader: BodyReader | None = None
     try:
-        response = client.send(exchange.request(client), stream=True)
-        try:
-            reader = exchange.reader(response)
-            for chunk in response.iter_raw():
-                reader.feed(chunk)
-                if exchange.overran(started):
-                    return AttemptTimeout(budget or 0.0)
-            return exchange.reply(response, reader)
-        finally:
-            response.close()
+        with attempt_ends(None if budget is None else started + budget):
+            response = client.send(exchange.request(client), stream=True)
+            try:
+                reader = exchange.reader(response)
+                for chunk in response.iter_raw():
+                    reader.feed(chunk)
+                    if exchange.overran(started):
+                        return AttemptTimeout(budget or 0.0)
+                return exchange.reply(response, reader)
+            finally:
+                response.close()
     except (httpx.HTTPError, MalformedResponseError) as exc:
+        if isinstance(exc, httpx.TimeoutException) and exchange.out_of_time(started):
+            return AttemptTimeout(budget or 0.0)  # our transport ended it at the attempt's end
         return outcome_of(exc, response, reader)
 
 
