@@ -273,7 +273,7 @@ class Reranker(ABC):
             if todo
             else []
         )
-        return self._finish_many(jobs, instruction, raw, report=report)
+        return await asyncio.to_thread(self._finish_many, jobs, instruction, raw, report=report)
 
     @staticmethod
     def _todo(jobs: list[_Job], progress: Progress | None) -> tuple[list[_Job], Progress]:
@@ -329,7 +329,7 @@ class Reranker(ABC):
         show_progress: bool = False,
     ) -> list[list[float]]:
         """Async :meth:`score_many`; it does not block the event loop."""
-        jobs, instr = self._prepare_many(requests, instruction)
+        jobs, instr = await asyncio.to_thread(self._prepare_many, requests, instruction)  # off the loop
         with progress_bar(len(jobs), sum(len(job.texts) for job in jobs), show_progress) as progress:
             return [scored.scores for scored in await self._ascore_requests(jobs, instr, progress)]
 
@@ -367,7 +367,7 @@ class Reranker(ABC):
     ) -> list[list[RerankResult]]:
         """Async :meth:`rerank_many`; it does not block the event loop."""
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
-        jobs, instr = self._prepare_many(requests, instruction)
+        jobs, instr = await asyncio.to_thread(self._prepare_many, requests, instruction)  # off the loop
         scored = await self._ascore_requests(jobs, instr, report=True)
         return [
             rank(job.documents, part.scores, top_n=n, score_threshold=threshold, scored=part)

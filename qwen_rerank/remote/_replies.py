@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -25,14 +26,20 @@ from qwen_rerank.exceptions import APIStatusError, MalformedResponseError
 from qwen_rerank.remote._dialects import DIALECTS, Dialect, Usage, read_usage, results_of
 
 __all__ = [
+    "MAX_SERVER_TEXT",
     "BodyReader",
     "Parsed",
     "parse_retry_after",
     "parse_scores",
+    "quotable",
     "reply_limit",
     "server_message",
     "status_error",
 ]
+
+# The most characters of anything a server said that reach a message.
+MAX_SERVER_TEXT = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def reply_limit(body: bytes, documents: int) -> int:
@@ -125,7 +132,7 @@ def parse_scores(
     ``redact`` scrubs secrets from the quoted body.
     """
     where = f"The server at {display_url(url)} answered HTTP 200"
-    data = _load_json(content, where, redact)
+    data = _load_json(content, where, redact, expected)
     results = results_of(dialect, data)
     if results is None:
         shape = "a bare list of results" if dialect.results_key is None else f"a {dialect.results_key!r} list"
@@ -155,14 +162,45 @@ def parse_scores(
     return Parsed([s for s in scores if s is not None], read_usage(dialect, data))
 
 
-def _load_json(content: bytes, where: str, redact: Callable[[str], str]) -> Any:
+def _load_json(content: bytes, where: str, redact: Callable[[str], str], expected: int) -> Any:
+    _check_size(content, where, expected)
     try:
         return json.loads(content)
     except (ValueError, RecursionError) as exc:
-        what = "nested too deeply to parse" if isinstance(exc, RecursionError) else "not JSON"
+        if isinstance(exc, RecursionError):
+            raise MalformedResponseError(
+                f"{where} with a body nested too deeply to parse: {redact(_snippet(content))!r}."
+            ) from exc
+        line = redact(first_line(content) or "")
         raise MalformedResponseError(
-            f"{where} with a body that is {what}: {redact(_snippet(content))!r}."
+            f"{where} with a body that is not JSON; its first line: {line!r}.{_hint(200, '', content)}"
         ) from exc
+
+
+# A rerank reply holds, per result, a few containers (the result, an echoed document, meta
+# information) and a few values; beyond these bounds it is padding, which would cost far
+# more memory parsed than its bytes (an empty list is 3 bytes of JSON and 56 of Python).
+_CONTAINERS_PER_RESULT, _VALUES_PER_RESULT, _SLACK = 8, 32, 256
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _check_size(content: bytes, where: str, expected: int) -> None:
+    """Refuse, before parsing, a body with more structure than a reply to ``expected`` documents has."""
+    containers, values = _structure(content)
+    if (
+        containers > _CONTAINERS_PER_RESULT * expected + _SLACK
+        or values > _VALUES_PER_RESULT * expected + _SLACK
+    ):
+        raise MalformedResponseError(
+            f"{where} with {containers:,} JSON arrays and objects and {values:,} values for "
+            f"{expected} documents, far more than any rerank reply holds; it was not parsed."
+        )
+
+
+def _structure(content: bytes) -> tuple[int, int]:
+    """The arrays and objects, and the values, of a JSON body, counted without parsing it."""
+    bare = _STRING.sub(b"", content)  # strings parse to their own size; count what is outside them
+    return bare.count(b"[") + bare.count(b"{"), bare.count(b",") + bare.count(b":")
 
 
 def _index_and_score(item: Any, key: str, expected: int, count: int, where: str) -> tuple[int, float]:
@@ -187,39 +225,66 @@ def _index_and_score(item: Any, key: str, expected: int, count: int, where: str)
 
 
 def server_message(content: bytes) -> str | None:
-    """The error message in a vLLM error body (``{"error": {...}}``, flat or plain text)."""
+    """The error message in a vLLM error body (``{"error": {...}}``, flat), or a text's first line.
+
+    Whatever the server sent, the message is at most `MAX_SERVER_TEXT` characters with
+    control characters escaped, so that it can be quoted, logged and printed safely.
+    """
+    containers, values = _structure(content)
+    if containers > _SLACK or values > _SLACK:  # no error body has that much structure
+        return first_line(content)
     try:
         data = json.loads(content)
     except (ValueError, RecursionError):
-        text = content.decode("utf-8", "replace").strip()
-        return text[:500] or None
+        return first_line(content)
+    message: Any = None
     if isinstance(data, dict):
-        error = data.get("error")
+        error, detail = data.get("error"), data.get("detail")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        for value in (error, data.get("message"), data.get("detail")):
-            if isinstance(value, str):
-                return value
-        if data.get("detail") is not None:
-            return json.dumps(data["detail"])[:500]
-    return _snippet(content) or None
+            message = error["message"]
+        else:
+            message = next((v for v in (error, data.get("message"), detail) if isinstance(v, str)), None)
+        if message is None and detail is not None:
+            message = json.dumps(detail)[: 2 * MAX_SERVER_TEXT]
+    if message is None:
+        message = _snippet(content)
+    return quotable(message) or None
 
 
 def status_error(
-    status: int, content: bytes, url: str, *, attempts: int = 1, redact: Callable[[str], str] = str
+    status: int,
+    content: bytes,
+    url: str,
+    *,
+    attempts: int = 1,
+    redact: Callable[[str], str] = str,
+    content_type: str | None = None,
 ) -> APIStatusError:
-    """[`APIStatusError`][qwen_rerank.APIStatusError] for an error status, with the server's message."""
+    """[`APIStatusError`][qwen_rerank.APIStatusError] for an error status, with the server's message.
+
+    A body that is a page (HTML, or any text that is not JSON) is summarised as its
+    content type and first line, with what it most likely means.
+    """
     message = server_message(content)
     if message is not None:
         message = redact(message)
-    text = f"The server at {display_url(url)} answered HTTP {status}: {message or '(no message)'}"
+    text = f"The server at {display_url(url)} answered HTTP {status}"
+    if not _is_json(content):
+        text += f" with {_kind(content_type)}, not JSON; its first line: {message or '(empty)'!r}"
+    else:
+        text += f": {message or '(no message)'}"
     if attempts > 1:
         text += f" (after {attempts} attempts)"
-    text += "." + _hint(status, message or "")
+    text += "." + _hint(status, message or "", content, content_type)
     return APIStatusError(text, status_code=status, server_message=message)
 
 
-def _hint(status: int, message: str) -> str:
+def _hint(status: int, message: str, content: bytes = b"", content_type: str | None = None) -> str:
+    if _is_page(content, content_type):
+        return (
+            " This is not a rerank server's answer (a web page): check base_url, and any proxy or "
+            "gateway in front of the server."
+        )
     if status in (401, 403):
         return " Check api_key (or the QWEN_RERANK_API_KEY environment variable)."
     if status == 404:
@@ -251,4 +316,33 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def _snippet(content: bytes) -> str:
-    return content[:200].decode("utf-8", "replace")
+    return quotable(content[:200].decode("utf-8", "replace"))
+
+
+def quotable(text: str) -> str:
+    """Server text safe to quote: cut to `MAX_SERVER_TEXT` characters, control characters escaped."""
+    cut = text[:MAX_SERVER_TEXT]
+    cut = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), cut)
+    return cut + (" [...]" if len(text) > MAX_SERVER_TEXT else "")
+
+
+def first_line(content: bytes) -> str | None:
+    """The first non-empty line of a body that is not JSON, quotable; None when it is empty."""
+    text = content[: 4 * MAX_SERVER_TEXT].decode("utf-8", "replace")
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return quotable(line) or None
+
+
+def _is_json(content: bytes) -> bool:
+    head = content[:64].lstrip()
+    return head[:1] in (b"{", b"[", b'"') or not head
+
+
+def _is_page(content: bytes, content_type: str | None) -> bool:
+    kind = (content_type or "").lower()
+    return "html" in kind or content[:64].lstrip()[:1] == b"<"
+
+
+def _kind(content_type: str | None) -> str:
+    kind = (content_type or "").split(";")[0].strip()
+    return f"a {quotable(kind[:80])} body" if kind else "a body of no stated type"

@@ -11,6 +11,7 @@ class only wires its parts together; each concern lives in its own module:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import os
@@ -39,6 +40,9 @@ from qwen_rerank.remote._usage import add_usage, tally_usage
 __all__ = ["API_KEY_ENV", "Usage", "VLLMReranker"]
 
 API_KEY_ENV = "QWEN_RERANK_API_KEY"
+
+# Most documents whose request bodies an async call builds on the event loop itself.
+_BUILD_ON_LOOP = 64
 
 # When the deadline of a sub-request sent now falls (None: no deadline).
 _Clock = Callable[[], "float | None"]
@@ -329,7 +333,11 @@ class VLLMReranker(Reranker):
     async def _arun(
         self, requests: list[Request], instruction: str, progress: Progress, deadline_at: _Clock
     ) -> list[list[float]]:
-        batch = Batch(self._builder, requests, instruction, progress)
+        if sum(len(documents) for _, documents in requests) > _BUILD_ON_LOOP:
+            # Tokenizing and encoding many bodies takes long: never on the event loop.
+            batch = await asyncio.to_thread(Batch, self._builder, requests, instruction, progress)
+        else:
+            batch = Batch(self._builder, requests, instruction, progress)
         with tally_usage(self._last_usage):
             async with self._connections.async_client() as client:
                 await afan_out(

@@ -87,6 +87,7 @@ class Reply:
     status: int
     content: bytes
     retry_after: str | None = None
+    content_type: str | None = None
 
 
 class BodyBroken(Exception):
@@ -234,6 +235,7 @@ def _judge_status(run: _Run, url: str, reply: Reply) -> float | None:
         url,
         attempts=len(run.tried),
         redact=run.redact,
+        content_type=reply.content_type,
     )
     if reply.status not in RETRY_STATUSES or run.spent():
         raise error
