@@ -85,6 +85,7 @@ import math
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -200,6 +201,10 @@ class FakeVLLMServer:
         legacy_usage: Report only ``usage.total_tokens``, as older vLLM did.
         api: ``"vllm"``, ``"sglang"`` or ``"cohere"``: the wire format (module docstring).
         port: Port on 127.0.0.1; 0 picks a free one (see `url`).
+        max_request_bytes: Largest request body read; a longer one gets HTTP 413, and a
+            ``Content-Length`` that is not a non-negative integer gets HTTP 400, both
+            without reading the body. A client that sends less than it announced is
+            dropped after 30 s of silence.
 
     Use it as a context manager (``with FakeVLLMServer(...) as server:``), or call
     `start` and `stop`. `add_fault` makes the next rerank requests
@@ -217,6 +222,7 @@ class FakeVLLMServer:
         legacy_usage: bool = False,
         api: str = "vllm",
         port: int = 0,
+        max_request_bytes: int = 32 << 20,
     ) -> None:
         if api not in APIS:
             raise ValueError(f"api must be one of {sorted(APIS)}, got {api!r}")
@@ -226,6 +232,7 @@ class FakeVLLMServer:
         self.max_model_len = self._default_max_model_len = max_model_len
         self.api_key = api_key
         self.legacy_usage = legacy_usage
+        self.max_request_bytes = max_request_bytes
         self._scorer = _Scorer(model_path) if model_path is not None else None
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
@@ -457,6 +464,8 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; without TCP_NODELAY the second waits ~40 ms
     # for the client's delayed ACK.
     disable_nagle_algorithm = True
+    # A client that withholds what it announced frees its thread after this many seconds.
+    timeout = 30.0
 
     def setup(self) -> None:
         super().setup()
@@ -478,8 +487,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer an error and close: the rest of the request is not read."""
+        self.close_connection = True
+        self._send(status, _error_body(message, "error", code=status), {"Connection": "close"})
+
     def _read_body(self) -> Any:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        """The request body, parsed as JSON when it is; ``_REFUSED`` once a 400 or 413 is sent."""
+        announced = self.headers.get("Content-Length")
+        if announced is None:
+            length = 0
+        elif not announced.strip().isdigit():
+            self._refuse(400, f"Content-Length must be a non-negative integer, got {announced[:40]!r}")
+            return _REFUSED
+        else:
+            length = int(announced)
+        if length > self.fake.max_request_bytes:
+            self._refuse(413, f"request body of {length} bytes is over {self.fake.max_request_bytes}")
+            return _REFUSED
+        raw = self.rfile.read(length)
         try:
             return json.loads(raw)
         except ValueError:
@@ -505,6 +531,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self._read_body()
+        if body is _REFUSED:
+            return
         self._record(body)
         fake = self.fake
         if self.path not in ("/v1/rerank", "/rerank", "/v2/rerank"):
@@ -544,6 +572,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(chunk)
             if interval:
                 time.sleep(interval)
+
+
+_REFUSED = object()
 
 
 def _make_handler(server: FakeVLLMServer) -> type[BaseHTTPRequestHandler]:
@@ -669,6 +700,11 @@ def closed_port_url() -> str:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    if not args.instant and not _has_torch():
+        sys.exit(
+            "fake_vllm scores with a model through torch, which is not installed: pass --instant to "
+            'serve fake scores without it, or pip install "qwen-rerank[local]".'
+        )
     model = None if args.instant else (args.model or _tiny_model())
     server = FakeVLLMServer(
         model, template=args.template, api=args.api, max_model_len=args.max_model_len, port=args.port
@@ -676,6 +712,14 @@ def _serve(args: argparse.Namespace) -> None:
     print(server.url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server._httpd.serve_forever()
+
+
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _tiny_model() -> str:
