@@ -12,17 +12,25 @@ All of it is pure: no I/O, the same for sync and async calls.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qwen_rerank._chunking import WindowPlan
 from qwen_rerank._imports import require
 from qwen_rerank._many import Progress, Request
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
-from qwen_rerank.prompt import DEFAULT_INSTRUCTION, PromptTokenizer, escape_control_tokens, split_prompts
+from qwen_rerank.prompt import (
+    DEFAULT_INSTRUCTION,
+    SUFFIX,
+    PromptTokenizer,
+    escape_control_tokens,
+    format_document_part,
+    split_prompts,
+)
 from qwen_rerank.remote._dialects import Dialect, encode_body
 
-__all__ = ["Batch", "RequestBuilder", "SubRequest", "chunk_bounds", "load_tokenizer"]
+__all__ = ["Batch", "RequestBuilder", "SubRequest", "chunk_bounds", "escaped_windows", "load_tokenizer"]
 
 logger = logging.getLogger("qwen_rerank.remote._reranker")
 
@@ -110,6 +118,17 @@ class RequestBuilder:
         texts = pt.truncate_documents(query, documents, instruction, self.max_length) if pt else documents
         return query, texts, self._server_instruction(instruction)
 
+    def cut(self, query: str, documents: list[str], instruction: str) -> list[str]:
+        """``documents`` (already escaped) as much of each as the request bodies will carry."""
+        pt = self.tokenizer
+        if pt is None:
+            return documents
+        if self.template == "server":
+            return pt.truncate_documents(query, documents, instruction, self.max_length)
+        _, parts = pt.split_pairs(query, documents, instruction, self.max_length)
+        label = len(format_document_part(""))
+        return [part.removesuffix(SUFFIX)[label:] for part in parts]
+
     def _server_instruction(self, instruction: str) -> str | None:
         if self.dialect.instruction_field is not None:
             return instruction
@@ -172,3 +191,47 @@ def merge(count: int, subs: Sequence[SubRequest], parts: Sequence[list[float]]) 
     for sub, part in zip(subs, parts, strict=True):
         scores[sub.start : sub.end] = part
     return scores
+
+
+def escaped_windows(
+    plan_windows: Callable[[str, list[str], str], WindowPlan | None],
+    builder: RequestBuilder,
+    query: str,
+    documents: list[str],
+    instruction: str,
+) -> WindowPlan | None:
+    """Chunk mode's windows as they are sent (control tokens escaped, cut to fit), spans in the original.
+
+    Escaping makes a text longer, and a window tokenized on its own may take a token more
+    than inside its document: windows cut from the original would be cut again on the way
+    out, and their spans would claim text that was never scored. Here the windows are cut
+    from the escaped text, by the rule the request bodies use, and each span is mapped
+    back to the original characters that were sent.
+    """
+    escaped = [escape_control_tokens(doc) for doc in documents]
+    query, instruction = escape_control_tokens(query), escape_control_tokens(instruction)
+    plan = plan_windows(query, escaped, instruction)
+    if plan is None:
+        return None
+    texts = builder.cut(query, plan.texts, instruction)
+    maps: dict[int, list[int]] = {}
+    spans: list[tuple[int, int] | None] = []
+    for owner, span, text in zip(plan.owners, plan.spans, texts, strict=True):
+        if span is None:
+            spans.append(None)
+            continue
+        if owner not in maps:
+            maps[owner] = _original_offsets(documents[owner], escaped[owner])
+        spans.append((maps[owner][span[0]], maps[owner][span[0] + len(text)]))
+    return WindowPlan(plan.count, texts, plan.owners, spans, plan.truncated)
+
+
+def _original_offsets(original: str, escaped: str) -> list[int]:
+    """For each offset of ``escaped`` (which only inserts characters), the offset in ``original``."""
+    offsets, j = [], 0
+    for char in escaped:
+        offsets.append(j)
+        if j < len(original) and char == original[j]:
+            j += 1
+    offsets.append(j)
+    return offsets

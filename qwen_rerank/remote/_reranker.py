@@ -22,12 +22,12 @@ from typing import Any, Literal
 import httpx
 
 from qwen_rerank import _secrets
-from qwen_rerank._chunking import LongDocumentsMode
+from qwen_rerank._chunking import LongDocumentsMode, WindowPlan
 from qwen_rerank._many import Progress, Request
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.prompt import PromptTokenizer
-from qwen_rerank.remote._bodies import Batch, RequestBuilder, SubRequest, load_tokenizer
+from qwen_rerank.remote._bodies import Batch, RequestBuilder, SubRequest, escaped_windows, load_tokenizer
 from qwen_rerank.remote._clients import Connections
 from qwen_rerank.remote._dialects import Usage
 from qwen_rerank.remote._drivers import Exchange, aattempt, adrive, afan_out, attempt, drive, fan_out
@@ -263,6 +263,10 @@ class VLLMReranker(Reranker):
     def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None:
         pt = self._prompt_tokenizer
         return None if pt is None else (pt, self.max_length)
+
+    def _windows(self, query: str, documents: list[str], instruction: str) -> WindowPlan | None:
+        """Windows cut from the text as sent (control tokens escaped); spans in the original text."""
+        return escaped_windows(super()._windows, self._builder, query, documents, instruction)
 
     # -- one sub-request, with retries and failover -------------------------------------------
     def _flow(self, sub: SubRequest, deadline_at: float | None) -> Flow:
