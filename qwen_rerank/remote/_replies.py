@@ -193,7 +193,8 @@ def _check_size(content: bytes, where: str, expected: int) -> None:
     ):
         raise MalformedResponseError(
             f"{where} with {containers:,} JSON arrays and objects and {values:,} values for "
-            f"{expected} documents, far more than any rerank reply holds; it was not parsed."
+            f"{expected} documents, far more than any rerank reply holds (padded, or nested too deeply); "
+            "it was not parsed."
         )
 
 

@@ -409,7 +409,7 @@ def test_timeout_is_raised_not_retried(fake_vllm, make, mode) -> None:  # type: 
 @pytest.mark.parametrize(
     ("kind", "params", "match"),
     [
-        ("garbage", {}, "HTTP 200 with a body that is not JSON: '<html>502"),
+        ("garbage", {}, "HTTP 200 with a body that is not JSON; its first line: '<html>502"),
         ("json", {"body": {"data": []}}, "without a 'results' list|without a bare list"),
         ("json", {"body": [1, 2]}, "without a 'results' list|index None"),
         ("drop_index", {}, "missing indices"),
