@@ -88,8 +88,9 @@ class VLLMReranker(Reranker):
             last byte of the body, so a server that trickles its answer cannot
             hold a call. Connecting gets at most 5 s of it, so a dead replica is
             left quickly. An ``httpx.Timeout`` sets each phase instead; the attempt
-            then gets the sum of its phases. (Sync calls notice a trickling body
-            between two received chunks, so they may overrun by one inter-chunk gap.)
+            then gets the sum of its phases. Sync calls hold it as exactly as
+            async ones, whatever the server sends (headers, interim responses, chunk
+            framing); with an injected ``http_client`` its own timeouts apply between bytes.
         deadline: Seconds the whole call may take: every sub-request, retry and
             backoff sleep included. ``"auto"`` (the default) is the worst case
             that ``timeout`` and ``max_retries`` allow: ``(max_retries + replicas)
