@@ -29,6 +29,7 @@ from qwen_rerank.prompt import (
     split_prompts,
 )
 from qwen_rerank.remote._dialects import Dialect, encode_body
+from qwen_rerank.remote._settings import Limits
 
 __all__ = ["Batch", "RequestBuilder", "SubRequest", "chunk_bounds", "escaped_windows", "load_tokenizer"]
 
@@ -78,9 +79,7 @@ class RequestBuilder:
     dialect: Dialect
     template: str
     model: str | None
-    max_documents_per_request: int
-    max_length: int
-    max_tokens_per_doc: int | None
+    limits: Limits
     tokenizer: PromptTokenizer | None
     warned_long: bool = False
 
@@ -97,10 +96,10 @@ class RequestBuilder:
                     texts[start:end],
                     self.model,
                     instruction=sent_instruction,
-                    max_tokens_per_doc=self.max_tokens_per_doc,
+                    max_tokens_per_doc=self.limits.max_tokens_per_doc,
                 ),
             )
-            for start, end in chunk_bounds(len(texts), self.max_documents_per_request)
+            for start, end in chunk_bounds(len(texts), self.limits.max_documents_per_request)
         ]
 
     def _texts(self, query: str, documents: list[str], instruction: str) -> tuple[str, list[str], str | None]:
@@ -110,12 +109,14 @@ class RequestBuilder:
         pt = self.tokenizer
         if self.template == "client":
             if pt is not None:
-                query_text, texts = pt.split_pairs(query, documents, instruction, self.max_length)
+                query_text, texts = pt.split_pairs(query, documents, instruction, self.limits.max_length)
             else:
                 query_text, texts = split_prompts(query, documents, instruction)
                 self._warn_if_long(query_text, texts)
             return query_text, texts, None
-        texts = pt.truncate_documents(query, documents, instruction, self.max_length) if pt else documents
+        texts = (
+            pt.truncate_documents(query, documents, instruction, self.limits.max_length) if pt else documents
+        )
         return query, texts, self._server_instruction(instruction)
 
     def cut(self, query: str, documents: list[str], instruction: str) -> list[str]:
@@ -124,8 +125,8 @@ class RequestBuilder:
         if pt is None:
             return documents
         if self.template == "server":
-            return pt.truncate_documents(query, documents, instruction, self.max_length)
-        _, parts = pt.split_pairs(query, documents, instruction, self.max_length)
+            return pt.truncate_documents(query, documents, instruction, self.limits.max_length)
+        _, parts = pt.split_pairs(query, documents, instruction, self.limits.max_length)
         label = len(format_document_part(""))
         return [part.removesuffix(SUFFIX)[label:] for part in parts]
 
@@ -142,7 +143,7 @@ class RequestBuilder:
     def _warn_if_long(self, query_text: str, texts: list[str]) -> None:
         if self.warned_long:
             return
-        limit = self.max_length - len(query_text.encode("utf-8"))
+        limit = self.limits.max_length - len(query_text.encode("utf-8"))
         # A token is at least one byte: a text of no more bytes than the limit surely fits.
         if any(len(t) * 4 > limit and len(t.encode("utf-8")) > limit for t in texts):
             self.warned_long = True
@@ -150,7 +151,7 @@ class RequestBuilder:
                 "A document may exceed max_length=%d tokens. Without tokenizer= it is sent whole: the "
                 "server scores all of it, or rejects it (HTTP 400) if it is longer than its "
                 "--max-model-len. Pass tokenizer= to truncate on the client like LocalReranker.",
-                self.max_length,
+                self.limits.max_length,
             )
 
 

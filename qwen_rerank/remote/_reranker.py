@@ -172,35 +172,23 @@ class VLLMReranker(Reranker):
         self._set_endpoints(base_url, api_key)
         self.model = check_model(model, self._dialect)
         self.template: Literal["client", "server"] = check_template(template)
-        self._limits = Limits.check(
-            self._dialect,
-            template,
-            max_documents_per_request=max_documents_per_request,
-            max_concurrency=max_concurrency,
-            max_length=max_length,
-            max_tokens_per_doc=max_tokens_per_doc,
-            max_response_bytes=max_response_bytes,
+        limits = (
+            max_documents_per_request,
+            max_concurrency,
+            max_length,
+            max_tokens_per_doc,
+            max_response_bytes,
         )
+        self._limits = Limits.check(self._dialect, template, *limits)
         self._timing = Timing.check(
-            timeout=timeout,
-            deadline=deadline,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            max_retry_wait=max_retry_wait,
-            replicas=len(self.base_urls),
+            timeout, deadline, max_retries, retry_backoff, max_retry_wait, replicas=len(self.base_urls)
         )
         self.tokenizer_name = tokenizer
         self._prompt_tokenizer = load_tokenizer(tokenizer) if tokenizer is not None else None
         if self._prompt_tokenizer is not None:
             self._prompt_tokenizer.check_max_length(self.max_length)
         self._builder = RequestBuilder(
-            self._dialect,
-            template,
-            self.model,
-            self.max_documents_per_request,
-            self.max_length,
-            self.max_tokens_per_doc,
-            self._prompt_tokenizer,
+            self._dialect, template, self.model, self._limits, self._prompt_tokenizer
         )
         self._connections = Connections(
             self._timing.timeout, self.max_concurrency, http_client, async_http_client

@@ -38,7 +38,6 @@ class Limits:
         cls,
         dialect: Dialect,
         template: str,
-        *,
         max_documents_per_request: Any,
         max_concurrency: Any,
         max_length: Any,
@@ -77,7 +76,6 @@ class Timing:
     @classmethod
     def check(
         cls,
-        *,
         timeout: Any,
         deadline: Any,
         max_retries: Any,

@@ -329,15 +329,8 @@ class FakeVLLMServer:
             instruction = body.get("instruction") or kwargs.get("instruction") or _DEFAULT_INSTRUCTION
         return _TEMPLATE.format(instruction=instruction, query=query, document=document)
 
-    def rerank(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        query, documents = body.get("query"), body.get("documents")
-        if not isinstance(query, str) or not isinstance(documents, list) or not documents:
-            return 400, _error_body("query must be a string and documents a non-empty list", "error")
-        model = body.get("model") if self.api != "sglang" else None  # SGLang ignores it
-        if self.api == "cohere" and model is None:
-            return 400, _error_body("model is required", "error")
-        if model is not None and model != self.served_model_name:
-            return 404, _error_body(f"The model `{model}` does not exist.", "error", code=404)
+    def _score(self, query: str, documents: list[Any], body: dict[str, Any]) -> tuple[Any, Any]:
+        """Scores and token counts of every document, or an error status and body."""
         max_doc = (body.get("max_tokens_per_doc") or 0) if self.api == "vllm" else 0
         prompts: list[list[int]] = []
         texts: list[str] = []
@@ -358,11 +351,22 @@ class FakeVLLMServer:
                     )
                 prompts.append(ids)
         if self._scorer is not None:
-            scores = self._scorer.score(prompts)
-            counts = [len(p) for p in prompts]
-        else:
-            scores = [zlib.crc32(t.encode()) / 2**32 for t in texts]
-            counts = [len(t) // 4 for t in texts]
+            return self._scorer.score(prompts), [len(p) for p in prompts]
+        return [zlib.crc32(t.encode()) / 2**32 for t in texts], [len(t) // 4 for t in texts]
+
+    def rerank(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        query, documents = body.get("query"), body.get("documents")
+        if not isinstance(query, str) or not isinstance(documents, list) or not documents:
+            return 400, _error_body("query must be a string and documents a non-empty list", "error")
+        model = body.get("model") if self.api != "sglang" else None  # SGLang ignores it
+        if self.api == "cohere" and model is None:
+            return 400, _error_body("model is required", "error")
+        if model is not None and model != self.served_model_name:
+            return 404, _error_body(f"The model `{model}` does not exist.", "error", code=404)
+        scored = self._score(query, documents, body)
+        if isinstance(scored[1], dict):
+            return scored
+        scores, counts = scored
         tokens = sum(counts)
         order = sorted(range(len(documents)), key=lambda i: -scores[i])
         top_n = body.get("top_n") or 0
