@@ -26,6 +26,7 @@ from qwen_rerank.prompt import (
     PromptTokenizer,
     escape_control_tokens,
     format_document_part,
+    split_for_stripping_server,
     split_prompts,
 )
 from qwen_rerank.remote._dialects import Dialect, encode_body
@@ -113,6 +114,8 @@ class RequestBuilder:
             else:
                 query_text, texts = split_prompts(query, documents, instruction)
                 self._warn_if_long(query_text, texts)
+            if self.dialect.strips_texts:
+                query_text, texts = split_for_stripping_server(query_text, texts)
             return query_text, texts, None
         texts = (
             pt.truncate_documents(query, documents, instruction, self.limits.max_length) if pt else documents

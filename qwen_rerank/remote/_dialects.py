@@ -11,11 +11,22 @@ sglang     ``/v1/rerank``   query, documents, instruct?,    ``[{"index", "score"
                             return_documents=false          "meta_info"?}]``
 cohere     ``/v2/rerank``   model, query, documents, top_n  ``{"results": [{"index",
                                                             "relevance_score"}], "meta"}``
+tei        ``/rerank``      query, texts, raw_scores=false, ``[{"index", "score"}]``
+                            return_text=false,
+                            truncate=false
+infinity   ``/rerank``      model?, query, documents,       ``{"results": [{"index",
+                            raw_scores=false,               "relevance_score"}], "usage"}``
+                            return_documents=false
 =========  ===============  ==============================  =================================
 
 Fields in ``?`` are sent only with ``template="server"`` (the server applies the Qwen3
 template and needs the instruction) or when set. Every server may sort its results:
 they are always mapped back by ``index``.
+
+TEI and Infinity serve the one-logit ``-seq-cls`` conversion and apply no Qwen3 prompt,
+so they take ``template="client"`` only (``server_template=False``). Infinity strips
+both texts of each pair before tokenizing them (``strips_texts=True``): the client then
+sends the split of ``qwen_rerank.prompt.split_for_stripping_server``.
 """
 
 from __future__ import annotations
@@ -64,6 +75,9 @@ class Dialect:
     score_key: str
     extra: Mapping[str, Any] = field(default_factory=dict)
     top_n: bool = False  # send top_n = len(documents), for servers that default to fewer
+    documents_key: str = "documents"
+    server_template: bool = True  # False: the server never applies the Qwen3 prompt (TEI, Infinity)
+    strips_texts: bool = False  # True: the server strips the query and each document (Infinity)
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -99,6 +113,33 @@ DIALECTS: dict[str, Dialect] = {
         score_key="relevance_score",
         top_n=True,
     ),
+    "tei": Dialect(
+        "tei",
+        "/rerank",
+        instruction_field=None,
+        sends_model=False,
+        needs_model=False,
+        takes_max_tokens_per_doc=False,
+        results_key=None,
+        score_key="score",
+        # truncate=false: TEI would cut the pair's end, the suffix the score is read after.
+        extra={"raw_scores": False, "return_text": False, "truncate": False},
+        documents_key="texts",
+        server_template=False,
+    ),
+    "infinity": Dialect(
+        "infinity",
+        "/rerank",
+        instruction_field=None,
+        sends_model=True,
+        needs_model=False,
+        takes_max_tokens_per_doc=False,
+        results_key="results",
+        score_key="relevance_score",
+        extra={"raw_scores": False, "return_documents": False},
+        server_template=False,
+        strips_texts=True,
+    ),
 }
 
 
@@ -112,7 +153,7 @@ def encode_body(
     max_tokens_per_doc: int | None = None,
 ) -> bytes:
     """The JSON body of one rerank request in ``dialect``; ``instruction`` only for a server template."""
-    body: dict[str, Any] = {"query": query, "documents": list(documents)}
+    body: dict[str, Any] = {"query": query, dialect.documents_key: list(documents)}
     if model is not None and dialect.sends_model:
         body["model"] = model
     if instruction is not None and dialect.instruction_field is not None:

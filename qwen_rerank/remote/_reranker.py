@@ -101,7 +101,10 @@ class VLLMReranker(Reranker):
             at once.
         api: The server's wire format: ``"vllm"`` (default), ``"sglang"`` (SGLang's
             ``/v1/rerank``) or ``"cohere"`` (``/v2/rerank`` as LiteLLM's proxy and
-            Infinity serve it; needs ``model``). See docs/remote-servers.md.
+            Infinity serve it; needs ``model``), ``"tei"`` (Text Embeddings Inference's
+            ``/rerank``) or ``"infinity"`` (Infinity's ``/rerank``); the last two serve the
+            ``-seq-cls`` conversion and take ``template="client"`` only (see
+            docs/tei-infinity.md). See docs/remote-servers.md.
         max_response_bytes: Most bytes of a reply that are read, counted after
             decompression. ``None`` (the default) allows the largest valid reply
             to each request (3 x its body, plus 2 KiB per document and 64 KiB);
@@ -150,7 +153,7 @@ class VLLMReranker(Reranker):
         retry_backoff: float = 0.5,
         max_retry_wait: float = 30.0,
         deadline: float | Literal["auto"] | None = "auto",
-        api: Literal["vllm", "sglang", "cohere"] = "vllm",
+        api: Literal["vllm", "sglang", "cohere", "tei", "infinity"] = "vllm",
         max_response_bytes: int | None = None,
         long_documents: LongDocumentsMode = "truncate",
         chunk_tokens: int | None = None,
@@ -168,10 +171,10 @@ class VLLMReranker(Reranker):
                 "windows on token boundaries; pass it, or use long_documents='truncate'."
             )
         self._dialect = check_dialect(api)
-        self.api: Literal["vllm", "sglang", "cohere"] = api
+        self.api: Literal["vllm", "sglang", "cohere", "tei", "infinity"] = api
         self._set_endpoints(base_url, api_key)
         self.model = check_model(model, self._dialect)
-        self.template: Literal["client", "server"] = check_template(template)
+        self.template: Literal["client", "server"] = check_template(template, self._dialect)
         limits = (
             max_documents_per_request,
             max_concurrency,

@@ -121,9 +121,15 @@ def check_model(model: Any, dialect: Dialect) -> str | None:
     return model
 
 
-def check_template(template: Any) -> Any:
+def check_template(template: Any, dialect: Dialect) -> Any:
     if template not in ("client", "server"):
         raise InvalidInputError(f"template must be 'client' or 'server', got {template!r}.")
+    if template == "server" and not dialect.server_template:
+        raise InvalidInputError(
+            f"api={dialect.name!r} serves the -seq-cls model, which applies no Qwen3 prompt, so "
+            "template='server' would score the raw pair. Use template='client' (the default): the client "
+            "wraps the prompt."
+        )
     return template
 
 
