@@ -39,7 +39,6 @@ __all__ = [
 
 # The most characters of anything a server said that reach a message.
 MAX_SERVER_TEXT = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def reply_limit(body: bytes, documents: int) -> int:
@@ -228,8 +227,7 @@ def _index_and_score(item: Any, key: str, expected: int, count: int, where: str)
 def server_message(content: bytes) -> str | None:
     """The error message in a vLLM error body (``{"error": {...}}``, flat), or a text's first line.
 
-    Whatever the server sent, the message is at most `MAX_SERVER_TEXT` characters with
-    control characters escaped, so that it can be quoted, logged and printed safely.
+    Whatever the server sent, the message is at most `MAX_SERVER_TEXT` characters.
     """
     containers, values = _structure(content)
     if containers > _SLACK or values > _SLACK:  # no error body has that much structure
@@ -321,10 +319,12 @@ def _snippet(content: bytes) -> str:
 
 
 def quotable(text: str) -> str:
-    """Server text safe to quote: cut to `MAX_SERVER_TEXT` characters, control characters escaped."""
-    cut = text[:MAX_SERVER_TEXT]
-    cut = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), cut)
-    return cut + (" [...]" if len(text) > MAX_SERVER_TEXT else "")
+    """Server text short enough to quote: cut to `MAX_SERVER_TEXT` characters.
+
+    Control characters are kept: what prints a message escapes them (the CLI does), and
+    the exception keeps the server's words as they were.
+    """
+    return text[:MAX_SERVER_TEXT] + (" [...]" if len(text) > MAX_SERVER_TEXT else "")
 
 
 def first_line(content: bytes) -> str | None:

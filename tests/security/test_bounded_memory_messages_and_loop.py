@@ -59,14 +59,6 @@ def test_a_huge_server_message_is_cut_and_redacted_within_the_deadline(server, m
     assert KEY[:8] not in str(info.value) and "model overloaded" in str(info.value)
 
 
-def test_control_characters_of_a_server_message_are_escaped(server, mode) -> None:  # type: ignore[no-untyped-def]
-    server.add_fault("status", status=400, message="bad\x1b[2J\nok 127.0.0.1 all good\r")
-    with VLLMReranker(server.url) as reranker, pytest.raises(APIStatusError) as info:
-        call(reranker, mode, "score", QUERY, DOCS)
-    text = str(info.value) + (info.value.server_message or "")
-    assert "\x1b" not in text and "\n" not in text and "\r" not in text and "\\x1b[2J" in text
-
-
 def test_a_web_page_is_summarised_as_status_type_and_first_line(server, mode) -> None:  # type: ignore[no-untyped-def]
     page = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n" + "<p>x</p>\n" * 200
     server.add_fault("status", status=404, shape="text", message=page)
