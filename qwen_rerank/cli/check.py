@@ -3,7 +3,11 @@
 Each check gives `ok`, `warn` or `FAIL` with the fix:
 
 - **reachable**: a 1- and a 20-document call succeed; their latencies.
+- **server**: whether it is llama.cpp's `llama-server` (from its `/props` answer, or
+  `/health`'s), and whether `--api llamacpp` was given for it.
 - **constant scores**: all scores equal, or all exactly 0.5 (a known server regression).
+- **rank head**: scores near 0 or NaN for every pair, or a llama-server that wraps no
+  template around a pair: a GGUF converted without its rerank head.
 - **usage**: the prompt tokens the server reports for the 20 documents, and whether
   that count is believable (a count of a billion tokens or more is reported as absurd).
 - **template**: whether the server wraps pairs in the Qwen3 prompt itself (`--chat-template`),
@@ -12,6 +16,8 @@ Each check gives `ok`, `warn` or `FAIL` with the fix:
   `--template` matches: `client` against a wrapping server wraps the prompt twice, `server`
   against a plain one wraps it not at all. TEI and Infinity (`--api tei`, `--api infinity`)
   never apply the Qwen3 prompt, so for them the client's wrapping is the only mode.
+- **instruction**: one pair scored under two instructions; identical scores mean the
+  server ignores the instruction (llama-server, or a vLLM `--chat-template` that drops it).
 - **context length**: whether a prompt of `--max-length` tokens is accepted, else the
   longest document that is.
 
@@ -29,15 +35,26 @@ import argparse
 import contextlib
 import functools
 import logging
+import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import httpx
+
 from qwen_rerank._secrets import display_url
 from qwen_rerank.cli._common import APIS, one_line, print_json, terminal_text, tiny_model
-from qwen_rerank.exceptions import APIStatusError, InvalidInputError, QwenRerankError, UsageError
-from qwen_rerank.remote import VLLMReranker
+from qwen_rerank.exceptions import (
+    APIStatusError,
+    InvalidInputError,
+    MalformedResponseError,
+    QwenRerankError,
+    UsageError,
+)
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+from qwen_rerank.remote import API_KEY_ENV, DIALECTS, ApiName, VLLMReranker
 
 __all__ = ["FINDINGS", "Finding", "Probe", "add_check_command", "run_checks"]
 
@@ -58,6 +75,12 @@ _WORD = " panda"  # one token in the Qwen3 vocabulary
 ABSURD_TOKENS = 10**9
 """A usage count this large is not believed: no call of the check sends a billion tokens."""
 _MESSAGE_CHARS = 400  # a finding's message, printed as text, is cut to this
+OTHER_INSTRUCTION = "Given a statement, retrieve passages that contradict it"
+_RECONVERT = (
+    "Reconvert the checkpoint with a current llama.cpp's convert_hf_to_gguf.py, from a folder whose "
+    "name contains 'qwen3-reranker' (that is how it recognises the reranker and keeps its rank head), "
+    "then restart llama-server with --reranking."
+)
 
 
 @dataclass
@@ -92,14 +115,16 @@ class Probe:
     max_length: int
     scores: list[float]
     prompt_tokens: int | None
+    tokens_1: int | None = None
+    llama: bool = False
 
 
 def run_checks(
     base_url: str,
     *,
     model: str | None = None,
-    template: Literal["client", "server"] = "client",
-    api: Literal["vllm", "sglang", "cohere", "tei", "infinity"] = "vllm",
+    template: Literal["client", "server"] | None = None,
+    api: ApiName = "vllm",
     max_length: int = 8192,
     timeout: float = 60.0,
     tokenizer: str | None = None,
@@ -109,7 +134,8 @@ def run_checks(
     Args:
         base_url: The server, e.g. `http://localhost:8000`.
         model: The model name to ask for (default: the server's; required for `api="cohere"`).
-        template: How the client will talk to it: `"client"` or `"server"`.
+        template: How the client will talk to it: `"client"` or `"server"`; `None` takes
+            the dialect's default (`"server"` for `api="llamacpp"`, else `"client"`).
         api: The server's wire format.
         max_length: The prompt length, in tokens, the server should accept.
         timeout: Seconds per request.
@@ -121,6 +147,7 @@ def run_checks(
     make = functools.partial(
         VLLMReranker, base_url, model=model, api=api, max_retries=0, timeout=timeout, max_length=max_length
     )
+    template = template or (DIALECTS[api].default_template if api in DIALECTS else "client")
     other: Literal["client", "server"] = "server" if template == "client" else "client"
     with _quiet_backend_warnings(), make(template=template, tokenizer=tokenizer) as chosen:
         reachable = _reachable(chosen)
@@ -128,9 +155,10 @@ def run_checks(
             return [reachable]
         try:
             second: VLLMReranker | None = make(template=other)
-        except InvalidInputError:  # tei, infinity: the server never applies the Qwen3 prompt
+        except InvalidInputError:  # tei, infinity never apply the Qwen3 prompt; llamacpp always does
             second = None
         client, server = (chosen, second) if template == "client" else (second, chosen)
+        kind = _server_kind(base_url, api, timeout)
         probe = Probe(
             base_url=base_url,
             api=api,
@@ -142,9 +170,11 @@ def run_checks(
             max_length=max_length,
             scores=reachable.data.pop("scores"),
             prompt_tokens=reachable.data.pop("prompt_tokens"),
+            tokens_1=reachable.data["tokens_1"],
+            llama=bool(kind.data.get("llama_server")),
         )
         try:
-            return [reachable, *(finding(probe) for finding in FINDINGS)]
+            return [reachable, kind, *(finding(probe) for finding in FINDINGS)]
         finally:
             if second is not None:
                 second.close()
@@ -161,7 +191,11 @@ def _reachable(reranker: VLLMReranker) -> Finding:
     documents = [f"{relevant} Note {i}: {'more ' * i}text." for i in range(20)]
     try:
         _, one_ms = _timed(lambda: reranker.score(query, documents[:1]))
+        tokens_1 = reranker.last_usage.prompt_tokens if reranker.last_usage is not None else None
         scores, twenty_ms = _timed(lambda: reranker.score(query, documents))
+    except MalformedResponseError as exc:
+        fix = "The server answers, but not with probabilities. On llama-server: " + _RECONVERT
+        return Finding("reachable", "FAIL", str(exc), fix)
     except QwenRerankError as exc:
         return Finding("reachable", "FAIL", str(exc), "Check --base-url, --api, --model and the API key.")
     usage = reranker.last_usage
@@ -170,6 +204,7 @@ def _reachable(reranker: VLLMReranker) -> Finding:
         "ms_1": one_ms,
         "ms_20": twenty_ms,
         "scores": scores,
+        "tokens_1": tokens_1,
         "prompt_tokens": None if usage is None else usage.prompt_tokens,
     }
     return Finding("reachable", "ok", message, data=data)
@@ -225,6 +260,8 @@ def _usage(probe: Probe) -> Finding:
 
 def _template(probe: Probe) -> Finding:
     """Which mode the server expects: from reported prompt tokens, else from the relevance gap."""
+    if probe.client is None and probe.server is not None:
+        return _fixed_template(probe.server)
     if probe.client is None or probe.server is None:
         message = f"api={probe.api!r} applies no Qwen3 prompt; the client wraps each pair"
         return Finding("template", "ok", message)
@@ -294,10 +331,125 @@ def _context(probe: Probe) -> Finding:
         "context length",
         "FAIL",
         f"the longest document accepted is about {low} tokens, short of max_length={max_length}",
-        f"Serve with --max-model-len {max_length} or more, or pass max_length={low} and tokenizer= to the "
+        f"{_serve_longer(max_length, probe.llama)}, or pass max_length={low} and tokenizer= to the "
         "client so documents are cut to fit.",
         {"words": low},
     )
+
+
+def _server_kind(base_url: str, api: str, timeout: float) -> Finding:
+    """Whether the server is llama-server: its `/props` names a model file and its slots."""
+    props = _get_json(base_url, "/props", timeout)
+    llama = isinstance(props, dict) and "total_slots" in props and "default_generation_settings" in props
+    if not llama:
+        health = _get_json(base_url, "/health", timeout)
+        llama = isinstance(health, dict) and health.get("status") == "ok" and props is not None
+    data: dict[str, Any] = {"llama_server": llama}
+    if not llama:
+        return Finding("server", "ok", "not llama-server (no llama.cpp /props)", data=data)
+    if isinstance(props, dict):
+        settings = props.get("default_generation_settings")
+        data["n_ctx"] = settings.get("n_ctx") if isinstance(settings, dict) else None
+        data["total_slots"] = props.get("total_slots")
+    if api == "llamacpp":
+        return Finding("server", "ok", "llama.cpp llama-server, spoken to with --api llamacpp", data=data)
+    return Finding(
+        "server",
+        "warn",
+        f"this is llama.cpp's llama-server, but --api {api} was given",
+        "Use --api llamacpp (VLLMReranker(api='llamacpp')): it sends raw pairs for the GGUF's own "
+        "template and refuses instructions that llama-server would ignore.",
+        data,
+    )
+
+
+def _get_json(base_url: str, path: str, timeout: float) -> Any:
+    """The JSON of `GET path` at the server's root, or None when there is none."""
+    url = httpx.URL(base_url).copy_with(path=path, query=None, fragment=None)
+    key = os.environ.get(API_KEY_ENV)
+    headers = {"Authorization": f"Bearer {key}"} if key and not url.userinfo else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=min(timeout, 10.0))
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _rank_head(probe: Probe) -> Finding:
+    """A GGUF without its rank head: every score near 0 or NaN, or llama-server adds no template."""
+    scores, tokens_1 = probe.scores, probe.tokens_1
+    if all(math.isnan(s) or abs(s) < 1e-3 for s in scores):
+        return Finding(
+            "rank head",
+            "FAIL",
+            f"all {len(scores)} scores are near 0 or NaN: the model has no rerank head",
+            _RECONVERT,
+            {"scores": scores},
+        )
+    if probe.llama and tokens_1 is not None and tokens_1 < _TEMPLATE_TOKENS:
+        return Finding(
+            "rank head",
+            "FAIL",
+            f"llama-server reports {tokens_1} prompt tokens for one short pair: its GGUF has no rerank "
+            "template, so it was converted without the reranker's rank head",
+            _RECONVERT,
+            {"tokens_1": tokens_1},
+        )
+    return Finding("rank head", "ok", "scores spread over pairs")
+
+
+def _fixed_template(server: VLLMReranker) -> Finding:
+    """A dialect whose server always wraps: confirm it does, from the tokens of two short pairs."""
+    try:
+        server.score(RELEVANT[0], [RELEVANT[1], IRRELEVANT[1]])
+    except QwenRerankError as exc:
+        return Finding("template", "warn", f"template='server' failed: {exc}")
+    tokens = server.last_usage.prompt_tokens if server.last_usage is not None else None
+    if tokens is not None and tokens >= ABSURD_TOKENS:
+        tokens = None
+    data: dict[str, Any] = {"server_tokens": tokens, "expected": "server"}
+    if tokens is not None and tokens / 2 < _TEMPLATE_TOKENS:
+        return Finding(
+            "template",
+            "warn",
+            f"the server reports {tokens} prompt tokens for two short raw pairs: it wraps them in no "
+            f"template, so api={server.api!r} sends prompts not wrapped at all",
+            "Use the api of the server you run (e.g. --api vllm --template client).",
+            data,
+        )
+    return Finding("template", "ok", f"the server applies its template ({tokens} prompt tokens)", data=data)
+
+
+def _instruction(probe: Probe) -> Finding:
+    """One pair under two instructions: identical scores mean the server drops the instruction."""
+    if DIALECTS[probe.api].fixed_instruction is not None:
+        message = "llama-server applies the GGUF's fixed instruction; the client refuses any other"
+        return Finding("instruction", "ok", message)
+    query, document = RELEVANT
+    try:
+        first = probe.chosen.score(query, [document], instruction=DEFAULT_INSTRUCTION)[0]
+        second = probe.chosen.score(query, [document], instruction=OTHER_INSTRUCTION)[0]
+    except QwenRerankError as exc:
+        return Finding("instruction", "warn", f"could not score under two instructions: {exc}")
+    data = {"default": first, "other": second}
+    if first == second:
+        return Finding(
+            "instruction",
+            "warn",
+            f"the same score ({first!r}) under two instructions: the server ignores the instruction, so "
+            "a custom one is silently replaced by the server's",
+            "On llama-server use --api llamacpp, which refuses custom instructions; for a custom one, "
+            "use template='client' on a server without --chat-template, vLLM or SGLang with "
+            "template='server', or LocalReranker.",
+            data,
+        )
+    return Finding("instruction", "ok", "the instruction changes the score", data=data)
+
+
+def _serve_longer(max_length: int, llama: bool) -> str:
+    if llama:
+        return f"Start llama-server with -c {max_length} or more (and -ub {max_length} for speed)"
+    return f"Serve with --max-model-len {max_length} or more"
 
 
 @contextlib.contextmanager
@@ -319,7 +471,14 @@ def _quiet_backend_warnings() -> Iterator[None]:
         backend_log.removeFilter(keep)
 
 
-FINDINGS: list[Callable[[Probe], Finding]] = [_constant, _usage, _template, _context]
+FINDINGS: list[Callable[[Probe], Finding]] = [
+    _constant,
+    _rank_head,
+    _usage,
+    _template,
+    _instruction,
+    _context,
+]
 """The checks run once the server is reachable, in order."""
 
 
@@ -340,7 +499,9 @@ def add_check_command(commands: Any) -> None:
         "offline (pip install 'qwen-rerank[testing]')",
     )
     check.add_argument("--model", help="model name to ask for (default: the server's; required for cohere)")
-    check.add_argument("--template", choices=["client", "server"], default="client", help="default client")
+    check.add_argument(
+        "--template", choices=["client", "server"], help="default: client (server for --api llamacpp)"
+    )
     check.add_argument("--api", choices=APIS, default="vllm", help="default vllm")
     check.add_argument("--max-length", type=int, default=8192, help="prompt tokens to expect (default 8192)")
     check.add_argument(
@@ -391,7 +552,7 @@ def _report(args: argparse.Namespace, base_url: str, model: str | None) -> int:
         report = {
             "base_url": display_url(base_url),
             "api": args.api,
-            "template": args.template,
+            "template": args.template or DIALECTS[args.api].default_template,
             "ok": not failed,
             "checks": [asdict(f) for f in findings],
         }

@@ -29,8 +29,8 @@ from qwen_rerank.prompt import (
     split_for_stripping_server,
     split_prompts,
 )
-from qwen_rerank.remote._dialects import Dialect, encode_body
-from qwen_rerank.remote._settings import Limits
+from qwen_rerank.remote._dialects import Dialect, break_placeholders, encode_body
+from qwen_rerank.remote._settings import Limits, check_fixed_instruction
 
 __all__ = ["Batch", "RequestBuilder", "SubRequest", "chunk_bounds", "escaped_windows", "load_tokenizer"]
 
@@ -105,7 +105,9 @@ class RequestBuilder:
 
     def _texts(self, query: str, documents: list[str], instruction: str) -> tuple[str, list[str], str | None]:
         """The query and document texts to send, and the instruction field (server template only)."""
+        check_fixed_instruction(self.dialect, instruction)
         query, instruction = escape_control_tokens(query), escape_control_tokens(instruction)
+        query = break_placeholders(self.dialect, query)
         documents = [escape_control_tokens(doc) for doc in documents]
         pt = self.tokenizer
         if self.template == "client":
@@ -136,7 +138,7 @@ class RequestBuilder:
     def _server_instruction(self, instruction: str) -> str | None:
         if self.dialect.instruction_field is not None:
             return instruction
-        if instruction != DEFAULT_INSTRUCTION:
+        if instruction != DEFAULT_INSTRUCTION and self.dialect.fixed_instruction is None:
             raise InvalidInputError(
                 f"api={self.dialect.name!r} has no instruction field, so template='server' can only use "
                 "the server's default instruction. Use template='client' to send this instruction."

@@ -29,11 +29,18 @@ from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.prompt import PromptTokenizer
 from qwen_rerank.remote._bodies import Batch, RequestBuilder, SubRequest, escaped_windows, load_tokenizer
 from qwen_rerank.remote._clients import Connections
-from qwen_rerank.remote._dialects import Usage
+from qwen_rerank.remote._dialects import ApiName, Usage
 from qwen_rerank.remote._drivers import Exchange, aattempt, adrive, afan_out, attempt, drive, fan_out
 from qwen_rerank.remote._replies import reply_limit
 from qwen_rerank.remote._retry import Flow, request_flow
-from qwen_rerank.remote._settings import Limits, Timing, check_dialect, check_model, check_template
+from qwen_rerank.remote._settings import (
+    Limits,
+    Timing,
+    check_dialect,
+    check_fixed_instruction,
+    check_model,
+    check_template,
+)
 from qwen_rerank.remote._urls import Replicas, rerank_url
 from qwen_rerank.remote._usage import add_usage, tally_usage
 
@@ -79,7 +86,9 @@ class VLLMReranker(Reranker):
         template: ``"client"`` for a server started without ``--chat-template``
             (the client builds the prompt), ``"server"`` for one started with
             ``--chat-template qwen3_reranker.jinja`` (the client sends the raw
-            query and documents plus ``instruction``).
+            query and documents plus ``instruction``). ``None`` (the default)
+            picks the dialect's: ``"server"`` for ``api="llamacpp"``, whose
+            server always applies its own template, else ``"client"``.
         instruction: Default task instruction; see ``DEFAULT_INSTRUCTION``.
         max_documents_per_request: Longer lists are split into this many
             documents or fewer per request, of near-equal sizes.
@@ -102,9 +111,13 @@ class VLLMReranker(Reranker):
         api: The server's wire format: ``"vllm"`` (default), ``"sglang"`` (SGLang's
             ``/v1/rerank``) or ``"cohere"`` (``/v2/rerank`` as LiteLLM's proxy and
             Infinity serve it; needs ``model``), ``"tei"`` (Text Embeddings Inference's
-            ``/rerank``) or ``"infinity"`` (Infinity's ``/rerank``); the last two serve the
+            ``/rerank``) or ``"infinity"`` (Infinity's ``/rerank``), which serve the
             ``-seq-cls`` conversion and take ``template="client"`` only (see
-            docs/tei-infinity.md). See docs/remote-servers.md.
+            docs/tei-infinity.md), or ``"llamacpp"`` (llama.cpp's
+            ``llama-server --reranking``: it applies the GGUF's template with
+            the default instruction, so a different instruction raises
+            [`InvalidInputError`][qwen_rerank.InvalidInputError]). See docs/remote-servers.md
+            and docs/llama-cpp.md.
         max_response_bytes: Most bytes of a reply that are read, counted after
             decompression. ``None`` (the default) allows the largest valid reply
             to each request (3 x its body, plus 2 KiB per document and 64 KiB);
@@ -139,7 +152,7 @@ class VLLMReranker(Reranker):
         *,
         model: str | None = None,
         api_key: str | None = None,
-        template: Literal["client", "server"] = "client",
+        template: Literal["client", "server"] | None = None,
         instruction: str | None = None,
         max_documents_per_request: int = 128,
         max_concurrency: int = 8,
@@ -153,7 +166,7 @@ class VLLMReranker(Reranker):
         retry_backoff: float = 0.5,
         max_retry_wait: float = 30.0,
         deadline: float | Literal["auto"] | None = "auto",
-        api: Literal["vllm", "sglang", "cohere", "tei", "infinity"] = "vllm",
+        api: ApiName = "vllm",
         max_response_bytes: int | None = None,
         long_documents: LongDocumentsMode = "truncate",
         chunk_tokens: int | None = None,
@@ -171,10 +184,11 @@ class VLLMReranker(Reranker):
                 "windows on token boundaries; pass it, or use long_documents='truncate'."
             )
         self._dialect = check_dialect(api)
-        self.api: Literal["vllm", "sglang", "cohere", "tei", "infinity"] = api
+        self.api: ApiName = api
         self._set_endpoints(base_url, api_key)
         self.model = check_model(model, self._dialect)
         self.template: Literal["client", "server"] = check_template(template, self._dialect)
+        check_fixed_instruction(self._dialect, self.instruction)
         limits = (
             max_documents_per_request,
             max_concurrency,
@@ -182,7 +196,7 @@ class VLLMReranker(Reranker):
             max_tokens_per_doc,
             max_response_bytes,
         )
-        self._limits = Limits.check(self._dialect, template, *limits)
+        self._limits = Limits.check(self._dialect, self.template, *limits)
         self._timing = Timing.check(
             timeout, deadline, max_retries, retry_backoff, max_retry_wait, replicas=len(self.base_urls)
         )
@@ -191,7 +205,7 @@ class VLLMReranker(Reranker):
         if self._prompt_tokenizer is not None:
             self._prompt_tokenizer.check_max_length(self.max_length)
         self._builder = RequestBuilder(
-            self._dialect, template, self.model, self._limits, self._prompt_tokenizer
+            self._dialect, self.template, self.model, self._limits, self._prompt_tokenizer
         )
         self._connections = Connections(
             self._timing.timeout, self.max_concurrency, http_client, async_http_client

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -20,7 +20,7 @@ from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.remote._dialects import DIALECTS, Dialect
 from qwen_rerank.remote._retry import RetryPolicy
 
-__all__ = ["Limits", "Timing", "check_dialect", "check_model", "check_template"]
+__all__ = ["Limits", "Timing", "check_dialect", "check_fixed_instruction", "check_model", "check_template"]
 
 
 @dataclass(frozen=True)
@@ -121,16 +121,38 @@ def check_model(model: Any, dialect: Dialect) -> str | None:
     return model
 
 
-def check_template(template: Any, dialect: Dialect) -> Any:
+def check_template(template: Any, dialect: Dialect) -> Literal["client", "server"]:
+    """The template mode to use: ``template``, or the dialect's default when it is ``None``."""
+    if template is None:
+        return dialect.default_template
     if template not in ("client", "server"):
-        raise InvalidInputError(f"template must be 'client' or 'server', got {template!r}.")
+        raise InvalidInputError(f"template must be 'client', 'server' or None, got {template!r}.")
     if template == "server" and not dialect.server_template:
         raise InvalidInputError(
             f"api={dialect.name!r} serves the -seq-cls model, which applies no Qwen3 prompt, so "
-            "template='server' would score the raw pair. Use template='client' (the default): the client "
-            "wraps the prompt."
+            "template='server' would score the raw pair. Use template='client' (the default): the "
+            "client wraps the prompt."
         )
-    return template
+    if template == "client" and dialect.applies_template:
+        raise InvalidInputError(
+            f"api={dialect.name!r} servers wrap every pair in the rerank template of the model file "
+            "themselves, so template='client' would wrap each prompt twice and score it wrongly. Use "
+            "template='server' (the default for this api)."
+        )
+    return "client" if template == "client" else "server"
+
+
+def check_fixed_instruction(dialect: Dialect, instruction: str) -> None:
+    """Refuse an instruction that a server with a fixed one would silently replace."""
+    fixed = dialect.fixed_instruction
+    if fixed is None or instruction == fixed:
+        return
+    raise InvalidInputError(
+        f"llama-server (api={dialect.name!r}) applies the fixed instruction of the GGUF's rerank "
+        f"template ({fixed!r}) and ignores any other, so instruction={instruction!r} would be "
+        "silently replaced. For a custom instruction, use LocalReranker, or serve the model with "
+        "vLLM or SGLang (api='vllm' or 'sglang')."
+    )
 
 
 def _attempt_budget(timeout: httpx.Timeout) -> float | None:
