@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from typing import Any
 from typing_extensions import Self
 
 from qwen_rerank._chunking import LongDocuments, LongDocumentsMode, WindowPlan, plan_windows, truncated_flags
+from qwen_rerank._fallback import OnError, aguarded, check_on_error, guarded
 from qwen_rerank._many import Progress, Request, check_requests, progress_bar
+from qwen_rerank._tracing import ManyTrace, many_span, rerank_span
 from qwen_rerank._validation import (
     check_documents,
     check_instruction,
@@ -68,7 +71,14 @@ class Reranker(ABC):
             the most that fit beside the instruction and query.
         chunk_overlap: Chunk mode: tokens neighbouring windows share; ``None``
             takes 64, or a quarter of the window when that is less.
+
+    Attributes:
+        trace_content: Whether OpenTelemetry spans record the query and the
+            document text (``False``, the default: ids, scores and the model
+            only, since text is often private). Set it on an instance.
     """
+
+    trace_content: bool = False
 
     def __init__(
         self,
@@ -185,6 +195,7 @@ class Reranker(ABC):
         top_n: int | None = None,
         score_threshold: float | None = None,
         instruction: str | None = None,
+        on_error: OnError = "raise",
     ) -> list[RerankResult]:
         """Documents sorted by relevance to ``query``, highest first.
 
@@ -197,16 +208,38 @@ class Reranker(ABC):
                 larger than the number of documents returns them all.
             score_threshold: Keep only results whose score is at least this.
             instruction: Overrides the instance's instruction for this call.
+            on_error: ``"raise"`` (the default) raises a backend failure;
+                ``"passthrough"`` gives back the documents in the order they
+                came instead, ``top_n`` applied, each with ``reranked=False``
+                and the error's class in ``error`` (see ``docs/production.md``).
 
         Raises:
-            InvalidInputError: as :meth:`score`, or ``top_n`` < 1.
+            InvalidInputError: as :meth:`score`, or ``top_n`` < 1, whatever ``on_error``.
         """
-        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
+        n, threshold, mode = (
+            check_top_n(top_n),
+            check_score_threshold(score_threshold),
+            check_on_error(on_error),
+        )
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        job = self._job(q, docs, instr)
-        scored = self._finish_job(job, instr, self._score(q, job.texts, instr), report=True)
+        with rerank_span(self, q, docs, n) as trace:
+            call = functools.partial(self._rerank_now, q, docs, instr, n, threshold)
+            return trace.done(guarded(call, docs, n, mode, trace.fell_back))
+
+    def _rerank_now(
+        self, query: str, docs: list[str], instr: str, n: int | None, threshold: float | None
+    ) -> list[RerankResult]:
+        job = self._job(query, docs, instr)
+        scored = self._finish_job(job, instr, self._score(query, job.texts, instr), report=True)
+        return rank(docs, scored.scores, top_n=n, score_threshold=threshold, scored=scored)
+
+    async def _arerank_now(
+        self, query: str, docs: list[str], instr: str, n: int | None, threshold: float | None
+    ) -> list[RerankResult]:
+        job = self._job(query, docs, instr)
+        scored = self._finish_job(job, instr, await self._ascore(query, job.texts, instr), report=True)
         return rank(docs, scored.scores, top_n=n, score_threshold=threshold, scored=scored)
 
     async def arerank(
@@ -217,15 +250,20 @@ class Reranker(ABC):
         top_n: int | None = None,
         score_threshold: float | None = None,
         instruction: str | None = None,
+        on_error: OnError = "raise",
     ) -> list[RerankResult]:
         """Async :meth:`rerank`; it does not block the event loop."""
-        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
+        n, threshold, mode = (
+            check_top_n(top_n),
+            check_score_threshold(score_threshold),
+            check_on_error(on_error),
+        )
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        job = self._job(q, docs, instr)
-        scored = self._finish_job(job, instr, await self._ascore(q, job.texts, instr), report=True)
-        return rank(docs, scored.scores, top_n=n, score_threshold=threshold, scored=scored)
+        with rerank_span(self, q, docs, n) as trace:
+            call = functools.partial(self._arerank_now, q, docs, instr, n, threshold)
+            return trace.done(await aguarded(call, docs, n, mode, trace.fell_back))
 
     # -- many queries per call ------------------------------------------------------------------
     def _score_many(self, requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
@@ -318,8 +356,11 @@ class Reranker(ABC):
                 e.g. ``requests[3]: documents[1] must be a str, got int.``
         """
         jobs, instr = self._prepare_many(requests, instruction)
-        with progress_bar(len(jobs), sum(len(job.texts) for job in jobs), show_progress) as progress:
-            return [scored.scores for scored in self._score_requests(jobs, instr, progress)]
+        with (
+            many_span(self, len(jobs), "qwen_rerank.score_many") as trace,
+            progress_bar(len(jobs), sum(len(job.texts) for job in jobs), show_progress) as progress,
+        ):
+            return _traced_scores(trace, jobs, self._score_requests(jobs, instr, progress))
 
     async def ascore_many(
         self,
@@ -330,8 +371,11 @@ class Reranker(ABC):
     ) -> list[list[float]]:
         """Async :meth:`score_many`; it does not block the event loop."""
         jobs, instr = self._prepare_many(requests, instruction)
-        with progress_bar(len(jobs), sum(len(job.texts) for job in jobs), show_progress) as progress:
-            return [scored.scores for scored in await self._ascore_requests(jobs, instr, progress)]
+        with (
+            many_span(self, len(jobs), "qwen_rerank.score_many") as trace,
+            progress_bar(len(jobs), sum(len(job.texts) for job in jobs), show_progress) as progress,
+        ):
+            return _traced_scores(trace, jobs, await self._ascore_requests(jobs, instr, progress))
 
     def rerank_many(
         self,
@@ -351,11 +395,9 @@ class Reranker(ABC):
         """
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
         jobs, instr = self._prepare_many(requests, instruction)
-        scored = self._score_requests(jobs, instr, report=True)
-        return [
-            rank(job.documents, part.scores, top_n=n, score_threshold=threshold, scored=part)
-            for job, part in zip(jobs, scored, strict=True)
-        ]
+        with many_span(self, len(jobs), "qwen_rerank.rerank_many") as trace:
+            scored = self._score_requests(jobs, instr, report=True)
+            return _traced_ranks(trace, jobs, scored, n, threshold)
 
     async def arerank_many(
         self,
@@ -368,11 +410,9 @@ class Reranker(ABC):
         """Async :meth:`rerank_many`; it does not block the event loop."""
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
         jobs, instr = self._prepare_many(requests, instruction)
-        scored = await self._ascore_requests(jobs, instr, report=True)
-        return [
-            rank(job.documents, part.scores, top_n=n, score_threshold=threshold, scored=part)
-            for job, part in zip(jobs, scored, strict=True)
-        ]
+        with many_span(self, len(jobs), "qwen_rerank.rerank_many") as trace:
+            scored = await self._ascore_requests(jobs, instr, report=True)
+            return _traced_ranks(trace, jobs, scored, n, threshold)
 
     def _prepare_many(self, requests: Any, instruction: Any) -> tuple[list[_Job], str]:
         instr = check_instruction(instruction, self.instruction)
@@ -410,3 +450,22 @@ class Reranker(ABC):
 
 def _ignore(queries: int, documents: int) -> None:
     """A :data:`Progress` that reports nowhere."""
+
+
+def _traced_scores(trace: ManyTrace, jobs: list[_Job], scored: list[Scored]) -> list[list[float]]:
+    """The score lists of a many-queries call, each request told to ``trace`` as a child span."""
+    ranked = [rank(job.documents, part.scores) for job, part in zip(jobs, scored, strict=True)]
+    trace.done([(job.query, job.documents) for job in jobs], ranked)
+    return [part.scores for part in scored]
+
+
+def _traced_ranks(
+    trace: ManyTrace, jobs: list[_Job], scored: list[Scored], n: int | None, threshold: float | None
+) -> list[list[RerankResult]]:
+    """The rankings of a many-queries call, each request told to ``trace`` as a child span."""
+    ranked = [
+        rank(job.documents, part.scores, top_n=n, score_threshold=threshold, scored=part)
+        for job, part in zip(jobs, scored, strict=True)
+    ]
+    trace.done([(job.query, job.documents) for job in jobs], ranked, n)
+    return ranked

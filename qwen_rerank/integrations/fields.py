@@ -223,3 +223,15 @@ class RankingFields(BackendFields):
     score_threshold: float | None = Field(
         default=None, description="Keep only results whose score is at least this; None keeps all."
     )
+    on_error: Literal["raise", "passthrough"] = Field(
+        default="raise",
+        description="What a backend failure (server down, deadline passed, malformed reply, load error, "
+        "out of memory) does: 'raise' (the default) raises it; 'passthrough' returns the documents in "
+        "retrieval order, top_n applied, each marked metadata['reranked'] = False with "
+        "metadata['rerank_error'] the error's class. Bad input is always raised.",
+    )
+    trace_content: bool = Field(
+        default=False,
+        description="Record the query and document text in OpenTelemetry spans (off by default: "
+        "ids, scores and the model only).",
+    )

@@ -28,6 +28,7 @@ from qwen_rerank import _secrets
 from qwen_rerank._chunking import LongDocumentsMode
 from qwen_rerank._imports import require
 from qwen_rerank._many import Progress, Request
+from qwen_rerank._tracing import note_attempt
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, MalformedResponseError, ModelLoadError
@@ -411,6 +412,7 @@ class VLLMReranker(Reranker):
 
     def _attempt(self, client: httpx.Client, send: _http.Send, sub: _SubRequest) -> _http.Outcome:
         """One POST, read under the size cap and the attempt's budget; what came of it."""
+        note_attempt(send.url, sub)
         started = time.monotonic()
         request = client.build_request(
             "POST",
@@ -492,6 +494,7 @@ class VLLMReranker(Reranker):
 
     async def _aattempt(self, client: httpx.AsyncClient, send: _http.Send, sub: _SubRequest) -> _http.Outcome:
         """Async :meth:`_attempt`: the whole attempt runs under ``send.budget``."""
+        note_attempt(send.url, sub)
         try:
             return await asyncio.wait_for(self._aattempt_unbounded(client, send, sub), send.budget)
         except asyncio.TimeoutError:
