@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from qwen_rerank._fallback import check_on_error
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.integrations.adapters import (
@@ -139,6 +140,8 @@ class BackendFields(BaseModel):
     def _check_call_settings(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
             check_call_settings(data.get("top_n"), data.get("score_threshold"), data.get("instruction"))
+            if "on_error" in data:
+                check_on_error(data["on_error"])
         return data
 
     def model_post_init(self, context: Any, /) -> None:

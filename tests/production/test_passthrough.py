@@ -49,9 +49,8 @@ async def test_each_fault_gives_back_retrieval_order(
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_raise_is_the_default(planted: tuple[str, dict[str, Any]], fault: str, mode: str) -> None:
     url, options = planted
-    with VLLMReranker(url, **options) as reranker:
-        with pytest.raises(QwenRerankError) as caught:
-            await call(reranker, mode)
+    with VLLMReranker(url, **options) as reranker, pytest.raises(QwenRerankError) as caught:
+        await call(reranker, mode)
     assert type(caught.value).__name__ == FAULTS[fault]
     assert qwen_rerank.fallback_counts() == {}
 
