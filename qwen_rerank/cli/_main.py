@@ -7,6 +7,7 @@
                      [--batch-queries 64] [--concurrency 8]
     qwen-rerank demo [--host 127.0.0.1] [--port 7860] [--allow-backend CHOICE ...]
     qwen-rerank check --base-url URL [--model NAME] [--template client|server] [--api vllm] [--json]
+    qwen-rerank calibrate DATASET_DIR --run RUN_FILE [--target-precision P | --target-recall R] [--plot FILE]
     qwen-rerank --version
 
 Every command takes the backend options: ``--model PATH_OR_ID`` for a local
@@ -211,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     from qwen_rerank.cli.check import add_check_command  # imports the remote backend only
 
     add_check_command(commands)
+    from qwen_rerank.cli.calibrate import add_calibrate_command
+
+    add_calibrate_command(commands, parents=[backend])
     return parser
 
 
