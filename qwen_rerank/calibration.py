@@ -311,10 +311,12 @@ def write_png(calibration: Calibration, path: str | Path, chosen: Cut | None = N
         line = [point(t, v) for t, v in values if not math.isnan(v)]
         if len(line) > 1:
             draw.line(line, fill=colour, width=2)
-        offset = ("precision", "recall", "no document").index(name)
-        draw.text((margin + 8 + offset * 110, 16), f"— {name}", fill=colour)
+        left = margin + ("precision", "recall", "no document").index(name) * 120
+        draw.rectangle([left, 20, left + 16, 24], fill=colour)
+        draw.text((left + 22, 16), name, fill=colour)
     if chosen is not None:
         x, _ = point(chosen.threshold, 0.0)
         draw.line([x, margin, x, margin + plot_h], fill="#2ca02c", width=1)
-        draw.text((x + 4, margin + 4), f"chosen {chosen.threshold:g}", fill="#2ca02c")
+        label = f"chosen {chosen.threshold!r}"
+        draw.text((x + 4 if x < width - 160 else x - 8 - 7 * len(label), margin + 4), label, fill="#2ca02c")
     image.save(Path(path), format="PNG")
