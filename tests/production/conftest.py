@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,7 +36,7 @@ def plant(fault: str, server: Any, closed_url: str) -> tuple[str, dict[str, Any]
     if fault == "503":
         server.add_fault("status", status=503, times=1)
     elif fault == "hang":
-        server.add_fault("delay", seconds=3, times=1)
+        server.add_fault("delay", seconds=1.5, times=1)
     elif fault == "malformed":
         server.add_fault("garbage", times=1)
     else:
@@ -44,9 +45,16 @@ def plant(fault: str, server: Any, closed_url: str) -> tuple[str, dict[str, Any]
 
 
 @pytest.fixture
-def planted(fault: str, fake_vllm: Any, closed_port_url: str) -> tuple[str, dict[str, Any]]:
-    """``fault`` planted: ``(url, client settings)``."""
-    return plant(fault, fake_vllm, closed_port_url)
+def planted(fault: str, fake_vllm: Any, closed_port_url: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``fault`` planted: ``(url, client settings)``.
+
+    Afterwards it waits for a hung request to finish on the server: one still scoring when the
+    interpreter exits would abort it.
+    """
+    yield plant(fault, fake_vllm, closed_port_url)
+    deadline = time.monotonic() + 10
+    while fake_vllm.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)
