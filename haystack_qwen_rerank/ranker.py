@@ -188,7 +188,7 @@ class QwenRanker:
         if not docs:
             return {"documents": []}
         backend = backend_or_failure(self._current_backend().get, self.on_error)
-        results = rerank_through(backend, query, texts, **settings)
+        results = rerank_through(backend, query, texts, ids=[d.id for d in docs], **settings)
         return {"documents": _scored(docs, results)}
 
     @component.output_types(documents=list[Document])
@@ -205,7 +205,7 @@ class QwenRanker:
         if not docs:
             return {"documents": []}
         backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
-        results = await arerank_through(backend, query, texts, **settings)
+        results = await arerank_through(backend, query, texts, ids=[d.id for d in docs], **settings)
         return {"documents": _scored(docs, results)}
 
     def _prepare(

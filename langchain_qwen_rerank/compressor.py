@@ -92,7 +92,8 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         if not docs:
             return []
         backend = backend_or_failure(self._current_backend().get, self.on_error)
-        results = rerank_through(backend, checked, texts, **self._settings(self.top_n, instruction))
+        settings = self._settings(self.top_n, instruction)
+        results = rerank_through(backend, checked, texts, ids=_ids(docs), **settings)
         usage = usage_of(backend) if isinstance(backend, Reranker) else None
         return [_scored_copy(docs[result.index], result, usage) for result in results]
 
@@ -109,7 +110,8 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         if not docs:
             return []
         backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
-        results = await arerank_through(backend, checked, texts, **self._settings(self.top_n, instruction))
+        settings = self._settings(self.top_n, instruction)
+        results = await arerank_through(backend, checked, texts, ids=_ids(docs), **settings)
         usage = usage_of(backend) if isinstance(backend, Reranker) else None
         return [_scored_copy(docs[result.index], result, usage) for result in results]
 
@@ -207,6 +209,11 @@ def _scored_copy(document: Document, result: RerankResult, usage: dict[str, Any]
     if usage is not None:
         metadata["rerank_usage"] = dict(usage)  # the whole call's tokens, on each document
     return document.model_copy(update={"metadata": metadata})
+
+
+def _ids(documents: Sequence[Document]) -> list[str]:
+    """Each document's id for a trace; its position when it has none."""
+    return [document.id or str(position) for position, document in enumerate(documents)]
 
 
 def _as_dicts(results: list[RerankResult]) -> list[dict[str, Any]]:

@@ -90,7 +90,7 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
             return []
         backend = backend_or_failure(self._current_backend().get, self.on_error)
         with self._reranking(backend, listed, query_bundle, query) as event:
-            results = rerank_through(backend, query, texts, **self._settings())
+            results = rerank_through(backend, query, texts, ids=_ids(listed), **self._settings())
             return self._finish(listed, results, event, _usage(backend))
 
     @dispatcher.span
@@ -104,7 +104,7 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
             return []
         backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
         with self._reranking(backend, listed, query_bundle, query) as event:
-            results = await arerank_through(backend, query, texts, **self._settings())
+            results = await arerank_through(backend, query, texts, ids=_ids(listed), **self._settings())
             return self._finish(listed, results, event, _usage(backend))
 
     def _inputs(
@@ -199,6 +199,10 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
                     "qwen-rerank scores text. Give the node a text (e.g. a caption) or leave it out."
                 )
         return node.get_content(metadata_mode=self.metadata_mode)
+
+
+def _ids(nodes: list[NodeWithScore]) -> list[str]:
+    return [item.node.node_id for item in nodes]
 
 
 def _usage(backend: Reranker | Exception) -> dict[str, int | None] | None:

@@ -61,6 +61,7 @@ ERROR_TYPE = "error.type"
 _UNSET: Any = object()
 _api: Any = _UNSET
 _CONTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("qwen_rerank_trace_content", default=False)
+_IDS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("qwen_rerank_trace_ids", default=None)
 _ATTEMPTS: contextvars.ContextVar[_Attempts | None] = contextvars.ContextVar(
     "qwen_rerank_attempts", default=None
 )
@@ -91,16 +92,21 @@ def _recording_span(name: str, start_time: int | None = None) -> Any:
 
 
 @contextlib.contextmanager
-def content_traced(enabled: bool) -> Iterator[None]:
-    """Inside, spans record query and document text (an adapter's ``trace_content=True``)."""
-    if not enabled:
-        yield
-        return
-    token = _CONTENT.set(True)
+def content_traced(enabled: bool, ids: Sequence[str] | None = None) -> Iterator[None]:
+    """Inside, spans record query and document text if ``enabled`` (an adapter's ``trace_content=True``).
+
+    ``ids`` are the documents' own ids (an adapter's document or node ids), recorded
+    in place of their positions.
+    """
+    content = _CONTENT.set(True) if enabled else None
+    named = _IDS.set(list(ids)) if ids is not None else None
     try:
         yield
     finally:
-        _CONTENT.reset(token)
+        if named is not None:
+            _IDS.reset(named)
+        if content is not None:
+            _CONTENT.reset(content)
 
 
 class _Attempts:
@@ -144,9 +150,10 @@ def _model_name(reranker: Any) -> str:
 class RerankTrace:
     """What one call's span is told: the fallback if any, and the results. Does nothing without a span."""
 
-    def __init__(self, span: Any = None, content: bool = False) -> None:
+    def __init__(self, span: Any = None, content: bool = False, ids: list[str] | None = None) -> None:
         self.span = span
         self.content = content
+        self.ids = ids
 
     def fell_back(self, error: BaseException) -> None:
         """The backend failed and the call gave back retrieval order (``on_error="passthrough"``)."""
@@ -158,7 +165,7 @@ class RerankTrace:
     def done(self, results: list[RerankResult]) -> list[RerankResult]:
         """Record ``results`` as the output documents; return them."""
         if self.span is not None:
-            _set_documents(self.span, OUTPUT_DOCUMENTS, results, self.content)
+            _set_documents(self.span, OUTPUT_DOCUMENTS, results, self.content, self.ids)
         return results
 
 
@@ -170,18 +177,26 @@ def _record_error(span: Any, error: BaseException) -> None:
     span.set_attribute(ERROR_TYPE, type(error).__name__)
 
 
-def _set_documents(span: Any, prefix: str, results: Sequence[RerankResult], content: bool) -> None:
+def _set_documents(
+    span: Any, prefix: str, results: Sequence[RerankResult], content: bool, ids: list[str] | None = None
+) -> None:
     for position, result in enumerate(results):
         key = f"{prefix}.{position}."
-        span.set_attribute(key + DOCUMENT_ID, str(result.index))
+        span.set_attribute(key + DOCUMENT_ID, ids[result.index] if ids else str(result.index))
         if result.reranked:
             span.set_attribute(key + DOCUMENT_SCORE, result.score)
         if content:
             span.set_attribute(key + DOCUMENT_CONTENT, result.document)
 
 
-def _set_inputs(span: Any, reranker: Any, query: str, documents: Sequence[str], top_n: int | None) -> bool:
+def _set_inputs(
+    span: Any, reranker: Any, query: str, documents: Sequence[str], top_n: int | None
+) -> tuple[bool, list[str] | None]:
+    """The input attributes; whether text is recorded, and the documents' own ids if an adapter gave them."""
     content = bool(getattr(reranker, "trace_content", False)) or _CONTENT.get()
+    ids = _IDS.get()
+    if ids is not None and len(ids) != len(documents):
+        ids = None
     span.set_attribute(SPAN_KIND, RERANKER)
     span.set_attribute(MODEL_NAME, _model_name(reranker))
     span.set_attribute(BACKEND, _backend_name(reranker))
@@ -190,10 +205,12 @@ def _set_inputs(span: Any, reranker: Any, query: str, documents: Sequence[str], 
         span.set_attribute(QUERY, query)
         span.set_attribute(INPUT_VALUE, query)
     for position, text in enumerate(documents):
-        span.set_attribute(f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_ID}", str(position))
+        span.set_attribute(
+            f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_ID}", ids[position] if ids else str(position)
+        )
         if content:
             span.set_attribute(f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_CONTENT}", text)
-    return content
+    return content, ids
 
 
 def _set_transport(span: Any, reranker: Any, attempts: _Attempts) -> None:
@@ -227,8 +244,8 @@ def rerank_span(
         attempts = _Attempts()
         token = _ATTEMPTS.set(attempts)
         try:
-            content = _set_inputs(span, reranker, query, documents, top_n)
-            yield RerankTrace(span, content)
+            content, ids = _set_inputs(span, reranker, query, documents, top_n)
+            yield RerankTrace(span, content, ids)
         except BaseException as exc:
             span.set_attribute(ERROR_TYPE, type(exc).__name__)
             raise
@@ -259,8 +276,8 @@ class ManyTrace:
             with opened as child:
                 child.set_attribute(REQUESTS, 1)
                 child.set_attribute("qwen_rerank.request_index", position)
-                content = _set_inputs(child, self.reranker, query, documents, top_n)
-                _set_documents(child, OUTPUT_DOCUMENTS, ranked, content)
+                content, ids = _set_inputs(child, self.reranker, query, documents, top_n)
+                _set_documents(child, OUTPUT_DOCUMENTS, ranked, content, ids)
 
 
 @contextlib.contextmanager

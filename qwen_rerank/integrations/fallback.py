@@ -54,13 +54,17 @@ def rerank_through(
     *,
     on_error: Any,
     trace_content: bool,
+    ids: Sequence[str] | None = None,
     **settings: Any,
 ) -> list[RerankResult]:
-    """``backend.rerank`` with the adapter's settings; the retrieval order when there is no backend."""
+    """``backend.rerank`` with the adapter's settings; the retrieval order when there is no backend.
+
+    ``ids`` are the documents' own ids, for the span in place of their positions.
+    """
     if isinstance(backend, Exception):
         record_fallback(backend)
         return passthrough_results(texts, settings.get("top_n"), backend)
-    with content_traced(trace_content):
+    with content_traced(trace_content, ids):
         return backend.rerank(query, texts, on_error=on_error, **settings)
 
 
@@ -71,13 +75,14 @@ async def arerank_through(
     *,
     on_error: Any,
     trace_content: bool,
+    ids: Sequence[str] | None = None,
     **settings: Any,
 ) -> list[RerankResult]:
     """Async :func:`rerank_through`."""
     if isinstance(backend, Exception):
         record_fallback(backend)
         return passthrough_results(texts, settings.get("top_n"), backend)
-    with content_traced(trace_content):
+    with content_traced(trace_content, ids):
         return await backend.arerank(query, texts, on_error=on_error, **settings)
 
 

@@ -29,7 +29,7 @@ async def run_adapter(framework: str, mode: str, **settings: Any) -> list[tuple[
         from langchain_qwen_rerank import QwenRerank
 
         compressor = QwenRerank(top_n=2, **settings)
-        docs = [Document(page_content=t) for t in TEXTS]
+        docs = [Document(page_content=t, id=f"doc-{i}") for i, t in enumerate(TEXTS)]
         out = (
             compressor.compress_documents(docs, QUERY)
             if mode == "sync"
@@ -42,7 +42,9 @@ async def run_adapter(framework: str, mode: str, **settings: Any) -> list[tuple[
         from llamaindex_qwen_rerank import QwenRerank as Postprocessor
 
         postprocessor = Postprocessor(top_n=2, **settings)
-        nodes = [NodeWithScore(node=TextNode(text=t), score=None) for t in TEXTS]
+        nodes = [
+            NodeWithScore(node=TextNode(text=t, id_=f"doc-{i}"), score=None) for i, t in enumerate(TEXTS)
+        ]
         bundle = QueryBundle(QUERY)
         got = (
             postprocessor.postprocess_nodes(nodes, bundle)
@@ -55,7 +57,7 @@ async def run_adapter(framework: str, mode: str, **settings: Any) -> list[tuple[
     from haystack_qwen_rerank import QwenRanker
 
     ranker = QwenRanker(top_k=2, **settings)
-    hdocs = [HaystackDocument(content=t) for t in TEXTS]
+    hdocs = [HaystackDocument(content=t, id=f"doc-{i}") for i, t in enumerate(TEXTS)]
     result = ranker.run(QUERY, hdocs) if mode == "sync" else await ranker.run_async(QUERY, hdocs)
     return [(d.content, d.score) for d in result["documents"]]
 
@@ -77,7 +79,14 @@ async def test_adapter_call_is_one_reranker_span(
     out = RerankerAttributes.RERANKER_OUTPUT_DOCUMENTS
     ids = [attributes[f"{out}.{i}.{DocumentAttributes.DOCUMENT_ID}"] for i in range(2)]
     scores = [attributes[f"{out}.{i}.{DocumentAttributes.DOCUMENT_SCORE}"] for i in range(2)]
-    assert [TEXTS[int(i)] for i in ids] == [text for text, _ in got]
+    # The adapter's own document ids, not positions.
+    inputs = RerankerAttributes.RERANKER_INPUT_DOCUMENTS
+    assert [attributes[f"{inputs}.{i}.{DocumentAttributes.DOCUMENT_ID}"] for i in range(3)] == [
+        "doc-0",
+        "doc-1",
+        "doc-2",
+    ]
+    assert [TEXTS[int(i.removeprefix("doc-"))] for i in ids] == [text for text, _ in got]
     assert scores == [score for _, score in got]
     assert not any(text in str(value) for value in attributes.values() for text in [QUERY, *TEXTS])
 
