@@ -131,10 +131,14 @@ def note_attempt(url: str, request: object) -> None:
 
 
 def _backend_name(reranker: Any) -> str:
+    if reranker is None:
+        return "none"  # it could not be built
     return "vllm" if hasattr(reranker, "base_urls") else type(reranker).__name__
 
 
 def _model_name(reranker: Any) -> str:
+    if reranker is None:
+        return "<not loaded>"
     local = getattr(reranker, "model_name", None)
     if isinstance(local, str):
         return local

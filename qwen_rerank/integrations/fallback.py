@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from qwen_rerank._fallback import BACKEND_FAILURES, check_on_error, passthrough_results, record_fallback
-from qwen_rerank._tracing import content_traced
+from qwen_rerank._tracing import content_traced, rerank_span
 from qwen_rerank.base import Reranker
 from qwen_rerank.results import RerankResult
 
@@ -62,8 +62,7 @@ def rerank_through(
     ``ids`` are the documents' own ids, for the span in place of their positions.
     """
     if isinstance(backend, Exception):
-        record_fallback(backend)
-        return passthrough_results(texts, settings.get("top_n"), backend)
+        return _without_backend(backend, query, texts, settings.get("top_n"), trace_content, ids)
     with content_traced(trace_content, ids):
         return backend.rerank(query, texts, on_error=on_error, **settings)
 
@@ -80,10 +79,24 @@ async def arerank_through(
 ) -> list[RerankResult]:
     """Async :func:`rerank_through`."""
     if isinstance(backend, Exception):
-        record_fallback(backend)
-        return passthrough_results(texts, settings.get("top_n"), backend)
+        return _without_backend(backend, query, texts, settings.get("top_n"), trace_content, ids)
     with content_traced(trace_content, ids):
         return await backend.arerank(query, texts, on_error=on_error, **settings)
+
+
+def _without_backend(
+    error: Exception,
+    query: str,
+    texts: Sequence[str],
+    top_n: int | None,
+    trace_content: bool,
+    ids: Sequence[str] | None,
+) -> list[RerankResult]:
+    """The retrieval order when no backend could be built, with a span that says why."""
+    record_fallback(error)
+    with content_traced(trace_content, ids), rerank_span(None, query, texts, top_n) as trace:
+        trace.fell_back(error)
+        return trace.done(passthrough_results(texts, top_n, error))
 
 
 def fallback_metadata(result: RerankResult) -> dict[str, Any]:

@@ -142,7 +142,9 @@ async def test_haystack_pipeline_answers_through_the_fault(
 
 
 @pytest.mark.parametrize("framework", ["langchain", "llamaindex", "haystack"])
-def test_a_model_that_cannot_load_falls_back_in_every_adapter(tmp_path: Path, framework: str) -> None:
+def test_a_model_that_cannot_load_falls_back_in_every_adapter(
+    tmp_path: Path, framework: str, spans: Any
+) -> None:
     missing = tmp_path / "no-such-model"
     if framework == "langchain":
         from langchain_core.documents import Document
@@ -174,6 +176,10 @@ def test_a_model_that_cannot_load_falls_back_in_every_adapter(tmp_path: Path, fr
     marks = {"reranked": False, "rerank_error": "ModelLoadError"}
     assert got == [(TEXTS[0], marks), (TEXTS[1], marks)]
     assert qwen_rerank.fallback_counts() == {"ModelLoadError": 1}
+    (span,) = spans.get_finished_spans()
+    assert span.attributes["qwen_rerank.fallback"] is True
+    assert span.attributes["error.type"] == "ModelLoadError"
+    assert span.attributes["qwen_rerank.backend"] == "none"
 
 
 @pytest.mark.parametrize("framework", ["langchain", "llamaindex", "haystack"])
