@@ -1,11 +1,11 @@
 """``on_error="passthrough"``: when the backend fails, give back retrieval order instead of failing.
 
-One rule, used by :meth:`Reranker.rerank <qwen_rerank.Reranker.rerank>` and by
+One rule, used by [`Reranker.rerank`][qwen_rerank.Reranker.rerank] and by
 every adapter: a backend failure (the ``RemoteError`` family, ``ModelLoadError``,
 ``OutOfMemoryError``) becomes the documents in the order they came, ``top_n``
 applied, none dropped, each marked ``reranked=False`` with the error's class.
 Bad input (``InvalidInputError``) is always raised. Each fallback is counted
-(:func:`fallback_counts`) and logged as a warning at most once per error kind
+([`fallback_counts`][qwen_rerank.fallback_counts]) and logged as a warning at most once per error kind
 per minute.
 """
 
@@ -147,7 +147,7 @@ async def aguarded(
     on_error: OnError,
     on_fallback: Callable[[BaseException], None] | None = None,
 ) -> list[RerankResult]:
-    """Async :func:`guarded`."""
+    """Async `guarded`."""
     if on_error == "raise":
         return await call()
     try:

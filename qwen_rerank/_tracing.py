@@ -259,7 +259,7 @@ def rerank_span(
 
 
 class ManyTrace:
-    """The parent span of a many-queries call; :meth:`done` adds one child per request."""
+    """The parent span of a many-queries call; `done` adds one child per request."""
 
     def __init__(self, reranker: Any, span: Any = None, start: int | None = None) -> None:
         self.reranker = reranker

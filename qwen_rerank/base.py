@@ -1,4 +1,4 @@
-"""The :class:`Reranker` contract that every backend fulfils."""
+"""The `Reranker` contract that every backend fulfils."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class Reranker(ABC):
 
     Args:
         instruction: The task instruction used when a call passes none.
-            Defaults to :data:`~qwen_rerank.DEFAULT_INSTRUCTION`.
+            Defaults to [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION].
         long_documents: ``"truncate"`` (the default) cuts a prompt longer than
             ``max_length`` at its end; ``"chunk"`` scores overlapping windows of
             the document and keeps the best (see ``docs/long-documents.md``).
@@ -199,7 +199,7 @@ class Reranker(ABC):
     ) -> list[RerankResult]:
         """Documents sorted by relevance to ``query``, highest first.
 
-        Ties keep input order. Each :class:`RerankResult` carries the document's
+        Ties keep input order. Each [`RerankResult`][qwen_rerank.RerankResult] carries the document's
         input ``index``, its ``score`` and its text, whether it was ``truncated``
         and, in chunk mode, the ``span`` of its best window.
 
@@ -214,7 +214,8 @@ class Reranker(ABC):
                 and the error's class in ``error`` (see ``docs/production.md``).
 
         Raises:
-            InvalidInputError: as :meth:`score`, or ``top_n`` < 1, whatever ``on_error``.
+            InvalidInputError: as [`score`][qwen_rerank.Reranker.score], or ``top_n`` < 1, whatever
+                ``on_error``.
         """
         n, threshold, mode = (
             check_top_n(top_n),
@@ -252,7 +253,7 @@ class Reranker(ABC):
         instruction: str | None = None,
         on_error: OnError = "raise",
     ) -> list[RerankResult]:
-        """Async :meth:`rerank`; it does not block the event loop."""
+        """Async [`rerank`][qwen_rerank.Reranker.rerank]; it does not block the event loop."""
         n, threshold, mode = (
             check_top_n(top_n),
             check_score_threshold(score_threshold),

@@ -2,7 +2,7 @@
 
 Qwen3-Reranker's scores are probabilities, but a threshold such as 0.5 does
 not give the same precision on every corpus or instruction. This module
-scores a labelled dataset (the layout of :mod:`qwen_rerank.evaluation`: a
+scores a labelled dataset (the layout of [`qwen_rerank.evaluation`][qwen_rerank.evaluation]: a
 BEIR folder and a first-stage run) and tells, for each threshold, what a
 ``score_threshold`` would keep::
 
@@ -91,7 +91,7 @@ class Calibration:
     """Every distinct cut of one scored dataset, from the highest threshold to the lowest.
 
     Attributes:
-        cuts: One :class:`Cut` per distinct score: its threshold lies between
+        cuts: One [`Cut`][qwen_rerank.calibration.Cut] per distinct score: its threshold lies between
             that score and the next lower one, so it keeps exactly the
             candidates scored that high or higher.
         queries: Judged queries.
@@ -212,7 +212,7 @@ def calibrate(
 
     Args:
         reranker: The backend whose scores are calibrated, with the instruction you will use.
-        dataset: A :class:`~qwen_rerank.evaluation.Dataset` or a BEIR-layout folder.
+        dataset: A [`Dataset`][qwen_rerank.evaluation.Dataset] or a BEIR-layout folder.
         run: A parsed run or a TREC run file.
         top_k: Candidates per query, as many as your pipeline reranks.
         split: The qrels split, when ``dataset`` is a folder.
@@ -244,7 +244,7 @@ def format_cuts(cuts: Sequence[Cut], chosen: Cut | None = None) -> str:
 
 
 def _digits(value: float) -> int:
-    """Decimals enough to print ``value`` exactly as :func:`_between` chose it (at least 2)."""
+    """Decimals enough to print ``value`` exactly as `_between` chose it (at least 2)."""
     for digits in range(2, 18):
         if float(f"{value:.{digits}f}") == value:
             return digits

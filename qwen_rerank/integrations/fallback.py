@@ -1,10 +1,10 @@
 """``on_error`` and ``trace_content`` for the adapters: one backend failure rule, framework-free.
 
-An adapter gets its backend with :func:`backend_or_failure` (a backend that
+An adapter gets its backend with `backend_or_failure` (a backend that
 cannot be built is a failure like any other), then reranks with
-:func:`rerank_through`, which hands ``on_error`` to the core
-(:meth:`Reranker.rerank <qwen_rerank.Reranker.rerank>`) or, when there is no
-backend, gives back the retrieval order itself. :func:`fallback_metadata` is
+`rerank_through`, which hands ``on_error`` to the core
+([`Reranker.rerank`][qwen_rerank.Reranker.rerank]) or, when there is no
+backend, gives back the retrieval order itself. `fallback_metadata` is
 what each adapter adds to a document that was not reranked.
 """
 
@@ -38,7 +38,7 @@ def backend_or_failure(get: Callable[[], Reranker], on_error: Any) -> Reranker |
 
 
 async def abackend_or_failure(get: Callable[[], Awaitable[Reranker]], on_error: Any) -> Reranker | Exception:
-    """Async :func:`backend_or_failure`."""
+    """Async `backend_or_failure`."""
     try:
         return await get()
     except BACKEND_FAILURES as exc:
@@ -77,7 +77,7 @@ async def arerank_through(
     ids: Sequence[str] | None = None,
     **settings: Any,
 ) -> list[RerankResult]:
-    """Async :func:`rerank_through`."""
+    """Async `rerank_through`."""
     if isinstance(backend, Exception):
         return _without_backend(backend, query, texts, settings.get("top_n"), trace_content, ids)
     with content_traced(trace_content, ids):
