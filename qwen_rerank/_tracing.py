@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from qwen_rerank._secrets import display_url
-from qwen_rerank.results import RerankResult
+from qwen_rerank.results import RerankResult, Scored
 
 __all__ = [
     "ManyTrace",
@@ -165,6 +165,13 @@ class RerankTrace:
             return
         _record_error(self.span, error)
         self.span.set_attribute(FALLBACK, True)
+
+    def scored(self, scored: Scored) -> list[float]:
+        """Record a ``score`` call's scores, documents in input order; return them."""
+        if self.span is not None:
+            results = [RerankResult(i, s, "") for i, s in enumerate(scored.scores)]
+            _set_documents(self.span, OUTPUT_DOCUMENTS, results, False, self.ids)
+        return scored.scores
 
     def done(self, results: list[RerankResult]) -> list[RerankResult]:
         """Record ``results`` as the output documents; return them."""

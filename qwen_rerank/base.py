@@ -174,8 +174,9 @@ class Reranker(ABC):
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        job = self._job(q, docs, instr)
-        return self._finish_job(job, instr, self._score(q, job.texts, instr), report=False).scores
+        with rerank_span(self, q, docs, None, name="qwen_rerank.score") as trace:
+            job = self._job(q, docs, instr)
+            return trace.scored(self._finish_job(job, instr, self._score(q, job.texts, instr), report=False))
 
     async def ascore(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None
@@ -184,8 +185,10 @@ class Reranker(ABC):
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
-        job = self._job(q, docs, instr)
-        return self._finish_job(job, instr, await self._ascore(q, job.texts, instr), report=False).scores
+        with rerank_span(self, q, docs, None, name="qwen_rerank.score") as trace:
+            job = self._job(q, docs, instr)
+            raw = await self._ascore(q, job.texts, instr)
+            return trace.scored(self._finish_job(job, instr, raw, report=False))
 
     def rerank(
         self,

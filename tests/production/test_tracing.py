@@ -207,3 +207,23 @@ def test_without_opentelemetry_rerank_works_and_traces_nothing(fake_vllm: Any) -
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["2", "1", "None"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_score_call_is_one_span_in_input_order(backend: Reranker, spans: Any, mode: str) -> None:
+    scores = backend.score(QUERY, DOCS) if mode == "sync" else await backend.ascore(QUERY, DOCS)
+    span = only_span(spans)
+    assert span.name == "qwen_rerank.score"
+    assert span.attributes[KIND] == RERANKER
+    out = documents(dict(span.attributes), OUTPUTS)
+    assert out == [{DOC_ID: str(i), DOC_SCORE: s} for i, s in enumerate(scores)]
+    no_text(dict(span.attributes))
+
+
+def test_langchain_cross_encoder_scores_under_a_span(fake_vllm: Any, spans: Any) -> None:
+    from langchain_qwen_rerank import QwenCrossEncoder
+
+    scores = QwenCrossEncoder(base_url=fake_vllm.url).score([(QUERY, DOCS[0]), (QUERY, DOCS[1])])
+    span = only_span(spans)
+    assert span.name == "qwen_rerank.score"
+    assert [d[DOC_SCORE] for d in documents(dict(span.attributes), OUTPUTS)] == scores
