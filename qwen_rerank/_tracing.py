@@ -60,6 +60,7 @@ ERROR_TYPE = "error.type"
 
 _UNSET: Any = object()
 _api: Any = _UNSET
+_tracer: Any = None
 _CONTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("qwen_rerank_trace_content", default=False)
 _IDS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("qwen_rerank_trace_ids", default=None)
 _ATTEMPTS: contextvars.ContextVar[_Attempts | None] = contextvars.ContextVar(
@@ -82,10 +83,14 @@ def _trace_api() -> Any:
 
 def _recording_span(name: str, start_time: int | None = None) -> Any:
     """A new span as a context manager, or ``None`` when tracing is off or not recording."""
-    api = _trace_api()
-    if api is None:
-        return None
-    tracer = api.get_tracer("qwen_rerank")
+    global _tracer
+    if _tracer is None:
+        api = _trace_api()
+        if api is None:
+            return None
+        # Before a provider is set this is a proxy that follows the one set later.
+        _tracer = api.get_tracer("qwen_rerank")
+    tracer = _tracer
     if start_time is not None:
         return tracer.start_as_current_span(name, start_time=start_time, end_on_exit=True)
     return tracer.start_as_current_span(name)
