@@ -12,7 +12,6 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.utils import Secret, deserialize_secrets_inplace
 
 from qwen_rerank import InvalidInputError, Reranker, RerankResult
-from qwen_rerank._fallback import check_on_error
 from qwen_rerank.integrations.adapters import (
     API_KEY_ENV,
     LazyReranker,
@@ -29,6 +28,7 @@ from qwen_rerank.integrations.fallback import (
     abackend_or_failure,
     arerank_through,
     backend_or_failure,
+    check_on_error,
     fallback_metadata,
     rerank_through,
 )

@@ -57,13 +57,30 @@ def check_documents(documents: Any) -> list[str]:
     return docs
 
 
-def check_top_n(top_n: Any) -> int | None:
+def check_top_n(top_n: Any, name: str = "top_n", *, unset: str = "None") -> int | None:
+    """The one `top_n` rule, shared by the Python API, the command line and the demo page.
+
+    `None` keeps every result; a positive int keeps that many of the best.
+    Anything else, 0 and negatives included, is an error: 0 never means "all".
+
+    Args:
+        top_n: The value to check.
+        name: The setting as its user spells it (`"--top-n"` on the command line).
+        unset: How that user asks for all: `"None"` in Python, `"empty"` on the
+            page, `"unset"` on the command line.
+
+    Returns:
+        `top_n`, or `None` for all.
+
+    Raises:
+        InvalidInputError: `top_n` is not `None` or a positive int.
+    """
     if top_n is None:
         return None
-    if isinstance(top_n, bool) or not isinstance(top_n, int):
-        raise InvalidInputError(f"top_n must be a positive int or None, got {top_n!r}.")
-    if top_n < 1:
-        raise InvalidInputError(f"top_n must be a positive int or None (None keeps all), got {top_n}.")
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        raise InvalidInputError(
+            f"{name} must be a positive int or {unset}, got {top_n!r}. Leave it {unset} to keep all."
+        )
     return top_n
 
 

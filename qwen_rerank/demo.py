@@ -1,39 +1,44 @@
 """A Gradio page that reranks your own documents, and the same ranking as an HTTP API.
 
-Launch it with ``qwen-rerank demo --model PATH_OR_ID`` (or ``--base-url URL``), or::
+Launch it with `qwen-rerank demo --model PATH_OR_ID` (or `--base-url URL`), or:
 
-    from qwen_rerank.demo import build_demo, launch_demo
+```python
+from qwen_rerank.demo import build_demo, launch_demo
 
-    launch_demo(build_demo("Qwen/Qwen3-Reranker-0.6B"), host="127.0.0.1", port=7860)
+launch_demo(build_demo("Qwen/Qwen3-Reranker-0.6B"), host="127.0.0.1", port=7860)
+```
 
-The page takes a query, an instruction, documents one per line and ``top_n``
-(0 or empty ranks them all). It shows a ranked table (``rank``, ``index``,
-``score`` to 4 decimals, a ``document`` preview), horizontal bars of the 20
-best scores labelled by rank and index, and the time taken. ``index`` is a
-document's position among the non-blank lines, from 0; lines are split on
-``"\\n"`` only (a trailing ``"\\r"`` is dropped), as ``wc -l`` counts them.
+The page takes a query, an instruction, documents one per line and `top_n`
+(empty ranks them all; 0 and negatives are refused, as everywhere in qwen-rerank).
+It shows a ranked table (`rank`, `index`, `score` to 4 decimals, a `document`
+preview), horizontal bars of the 20 best scores labelled by rank and index, and
+the time taken. `index` is a document's position among the non-blank lines, from
+0; lines are split on `"\\n"` only (a trailing `"\\r"` is dropped), as `wc -l`
+counts them.
 
 **Backends.** The page serves only the backends its operator configured: the
-one given to :func:`build_demo`, plus any listed in ``allowed_backends``
-(``qwen-rerank demo --allow-backend CHOICE``, repeatable), offered as a
-dropdown. A page user cannot type a model path or a URL: a backend that was not
-offered is refused before anything is loaded or called, so the operator's API
-key only ever goes to the URLs the operator configured. A vLLM failure is shown
-in the page as one short status line (e.g. "HTTP 500"), never with the
-server's response body; the full error goes to the ``qwen_rerank.demo`` logger.
-URL passwords are never shown in the page.
+one given to [`build_demo`][qwen_rerank.demo.build_demo], plus any listed in
+`allowed_backends` (`qwen-rerank demo --allow-backend CHOICE`, repeatable),
+offered as a dropdown. A page user cannot type a model path or a URL: a backend
+that was not offered is refused before anything is loaded or called, so the
+operator's API key only ever goes to the URLs the operator configured. A vLLM
+failure is shown in the page as one short status line (e.g. "HTTP 500"), never
+with the server's response body; the full error goes to the `qwen_rerank.demo`
+logger. URL passwords are never shown in the page.
 
-API clients call the same function as ``/rerank`` with the inputs
-``(query, documents, instruction, top_n)``, then optionally ``backend`` (one
-of the offered names); the first output is the table::
+API clients call the same function as `/rerank` with the inputs
+`(query, documents, instruction, top_n)`, then optionally `backend` (one
+of the offered names); the outputs are the table, the chart's HTML and the timing:
 
-    from gradio_client import Client
+```python
+from gradio_client import Client
 
-    table, chart, timing = Client("http://127.0.0.1:7860/").predict(
-        "What is the capital of China?", "Beijing is the capital.\\nParis is in France.",
-        "Given a web search query, retrieve relevant passages that answer the query", None,
-        api_name="/rerank",
-    )
+table, chart, timing = Client("http://127.0.0.1:7860/").predict(
+    "What is the capital of China?", "Beijing is the capital.\\nParis is in France.",
+    "Given a web search query, retrieve relevant passages that answer the query", None,
+    api_name="/rerank",
+)
+```
 
 Keep the default host, 127.0.0.1, unless you trust the network. Gradio's
 analytics are off; the page makes no request beyond its own server.
@@ -51,6 +56,7 @@ from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank._secrets import display_url
+from qwen_rerank._validation import check_top_n
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import (
     APIStatusError,
@@ -59,6 +65,7 @@ from qwen_rerank.exceptions import (
     RemoteConnectionError,
     RemoteError,
     RemoteTimeoutError,
+    _PageError,
 )
 from qwen_rerank.factory import create_reranker
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
@@ -84,11 +91,11 @@ _log = logging.getLogger(__name__)
 
 
 def split_lines(text: str) -> list[str]:
-    """``text`` cut at each ``"\\n"`` only, a trailing ``"\\r"`` dropped from each line.
+    """`text` cut at each `"\\n"` only, a trailing `"\\r"` dropped from each line.
 
-    Lines are counted as ``wc -l`` counts them: form feeds, U+2028 and the other
-    characters :meth:`str.splitlines` also breaks on stay inside their line, and
-    a final ``"\\n"`` does not start an empty last line.
+    Lines are counted as `wc -l` counts them: form feeds, U+2028 and the other
+    characters `str.splitlines` also breaks on stay inside their line, and
+    a final `"\\n"` does not start an empty last line.
     """
     if not text:
         return []
@@ -116,7 +123,7 @@ class _Backends:
         self._others: OrderedDict[str, Reranker] = OrderedDict()
 
     def get(self, name: str) -> Reranker:
-        """The reranker offered as ``name``; a name that was not offered is refused before any work."""
+        """The reranker offered as `name`; a name that was not offered is refused before any work."""
         if name not in self._specs:
             shown = name if len(name) <= 80 else name[:79] + "…"
             raise _PageError(
@@ -148,27 +155,54 @@ def build_demo(
     remote_options: Mapping[str, Any] | None = None,
     title: str = "Qwen3-Reranker",
 ) -> Any:
-    """Build the Gradio app (a ``gr.Blocks``); launch it with :func:`launch_demo`.
+    """Build the Gradio app (a `gr.Blocks`); launch it with [`launch_demo`][qwen_rerank.demo.launch_demo].
 
     Args:
         backend: The backend the page serves: a local model path or hub id, or
-            a vLLM URL (``http://...``; commas separate replicas).
+            a vLLM URL (`http://...`; commas separate replicas).
         allowed_backends: More backends, in the same form, that page users may
             pick from a dropdown. Nothing else can be chosen from the page.
-        reranker: An already-built reranker for ``backend``; otherwise it is
+        reranker: An already-built reranker for `backend`; otherwise it is
             built on the first request.
         instruction: The instruction the page starts with (default
-            :data:`~qwen_rerank.DEFAULT_INSTRUCTION`).
-        local_options: Keyword arguments for local backends, e.g. ``device``.
-        remote_options: Keyword arguments for vLLM backends, e.g. ``template``
-            or ``api_key``; ``model`` is the model name to ask for (default:
+            [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION]).
+        local_options: Keyword arguments for local backends, e.g. `device`.
+        remote_options: Keyword arguments for vLLM backends, e.g. `template`
+            or `api_key`; `model` is the model name to ask for (default:
             the server's).
         title: The page title.
 
+    Returns:
+        The app, not yet launched.
+
     Raises:
-        MissingDependencyError: Gradio is not installed (``pip install "qwen-rerank[demo]"``).
+        MissingDependencyError: Gradio is not installed (`pip install "qwen-rerank[demo]"`).
     """
     gr = require("gradio", "demo")
+    specs = list(dict.fromkeys([backend.strip(), *(b.strip() for b in allowed_backends)]))
+    backends = _Backends(specs, reranker, _backend_factory(local_options, remote_options))
+    rerank = _page_function(gr, backends)
+    with gr.Blocks(title=title, analytics_enabled=False) as app:
+        gr.Markdown(
+            f"# {title}\nPaste documents, one per line, and rank them by relevance to the query. "
+            "Scores are the model's probability that a document answers the query."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                inputs, button = _input_column(gr, backends, instruction)
+            with gr.Column(scale=1):
+                outputs = _output_column(gr)
+        # One queue for both triggers: a local model scores one request at a time anyway.
+        shared = {"inputs": inputs, "outputs": outputs, "concurrency_id": "rerank"}
+        button.click(rerank, api_name="rerank", **shared)
+        inputs[0].submit(rerank, api_visibility="private", **shared)
+    return app
+
+
+def _backend_factory(
+    local_options: Mapping[str, Any] | None, remote_options: Mapping[str, Any] | None
+) -> Callable[[str], Reranker]:
+    """Builds the reranker for a backend spec: a local model, or vLLM URLs with their options."""
     local = dict(local_options or {})
     remote = dict(remote_options or {})
     remote_model = remote.pop("model", None)
@@ -179,14 +213,17 @@ def build_demo(
             return create_reranker(remote_model, base_url=urls[0] if len(urls) == 1 else urls, **remote)
         return create_reranker(spec, **local)
 
-    specs = list(dict.fromkeys([backend.strip(), *(b.strip() for b in allowed_backends)]))
-    backends = _Backends(specs, reranker, make)
+    return make
+
+
+def _page_function(gr: Any, backends: _Backends) -> Callable[..., tuple[Any, str, str]]:
+    """The function behind the page and its `/rerank` API: errors become short page messages."""
 
     def rerank(
         query: str,
         documents: str,
         instruction: str | None = None,
-        top_n: float | None = None,
+        top_n: str | float | None = None,
         backend: str = backends.default,
     ) -> tuple[Any, str, str]:
         """Rank documents (one per line) for a query: the ranked table, the score bars, the timing."""
@@ -195,72 +232,60 @@ def build_demo(
         except RemoteError as exc:
             _log.warning("The demo's call to %s failed: %s", backend, exc)
             raise gr.Error(_remote_summary(exc), print_exception=False) from None
-        except (QwenRerankError, _PageError) as exc:
+        except QwenRerankError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
 
-    with gr.Blocks(title=title, analytics_enabled=False) as app:
-        gr.Markdown(
-            f"# {title}\nPaste documents, one per line, and rank them by relevance to the query. "
-            "Scores are the model's probability that a document answers the query."
+    return rerank
+
+
+def _input_column(gr: Any, backends: _Backends, instruction: str | None) -> tuple[list[Any], Any]:
+    """The query, documents, instruction, top_n and backend boxes (in the API's order), and the button."""
+    query_box = gr.Textbox(label="Query", value=_EXAMPLE_QUERY, lines=1, elem_id="query")
+    instruction_box = gr.Textbox(
+        label="Instruction", value=instruction or DEFAULT_INSTRUCTION, lines=2, elem_id="instruction"
+    )
+    documents_box = gr.Textbox(
+        label="Documents, one per line", value=_EXAMPLE_DOCUMENTS, lines=10, max_lines=20, elem_id="documents"
+    )
+    with gr.Row():
+        # A Textbox, not a Number: Gradio's number box shows 0 when empty, and 0 is not "all".
+        top_n_box = gr.Textbox(label="top_n (empty: all)", value="", placeholder="all", elem_id="top_n")
+        backend_box = gr.Dropdown(
+            choices=backends.names,
+            value=backends.default,
+            label="Backend",
+            interactive=len(backends.names) > 1,
+            elem_id="backend",
         )
-        with gr.Row():
-            with gr.Column(scale=1):
-                query_box = gr.Textbox(label="Query", value=_EXAMPLE_QUERY, lines=1, elem_id="query")
-                instruction_box = gr.Textbox(
-                    label="Instruction",
-                    value=instruction or DEFAULT_INSTRUCTION,
-                    lines=2,
-                    elem_id="instruction",
-                )
-                documents_box = gr.Textbox(
-                    label="Documents, one per line",
-                    value=_EXAMPLE_DOCUMENTS,
-                    lines=10,
-                    max_lines=20,
-                    elem_id="documents",
-                )
-                with gr.Row():
-                    top_n_box = gr.Number(
-                        label="top_n (0 or empty: all)", value=0, precision=0, step=1, elem_id="top_n"
-                    )
-                    backend_box = gr.Dropdown(
-                        choices=backends.names,
-                        value=backends.default,
-                        label="Backend",
-                        interactive=len(backends.names) > 1,
-                        elem_id="backend",
-                    )
-                button = gr.Button("Rerank", variant="primary", elem_id="rerank")
-            with gr.Column(scale=1):
-                table = gr.Dataframe(
-                    headers=TABLE_COLUMNS,
-                    datatype=["number", "number", "number", "str"],
-                    label="Ranking",
-                    interactive=False,
-                    wrap=True,
-                    column_widths=["9%", "10%", "13%", "68%"],
-                    elem_id="ranking",
-                )
-                chart = gr.HTML(label="Scores", elem_id="scores")
-                timing = gr.Textbox(label="Time taken", interactive=False, elem_id="timing")
-        inputs = [query_box, documents_box, instruction_box, top_n_box, backend_box]
-        outputs = [table, chart, timing]
-        # One queue for both triggers: a local model scores one request at a time anyway.
-        shared = {"inputs": inputs, "outputs": outputs, "concurrency_id": "rerank"}
-        button.click(rerank, api_name="rerank", **shared)
-        query_box.submit(rerank, api_visibility="private", **shared)
-    return app
+    button = gr.Button("Rerank", variant="primary", elem_id="rerank")
+    return [query_box, documents_box, instruction_box, top_n_box, backend_box], button
+
+
+def _output_column(gr: Any) -> list[Any]:
+    """The ranked table, the score bars and the timing line."""
+    table = gr.Dataframe(
+        headers=TABLE_COLUMNS,
+        datatype=["number", "number", "number", "str"],
+        label="Ranking",
+        interactive=False,
+        wrap=True,
+        column_widths=["9%", "10%", "13%", "68%"],
+        elem_id="ranking",
+    )
+    chart = gr.HTML(label="Scores", elem_id="scores")
+    timing = gr.Textbox(label="Time taken", interactive=False, elem_id="timing")
+    return [table, chart, timing]
 
 
 def launch_demo(app: Any, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> None:
-    """Serve ``app`` on ``host:port``: no share link, no server-side rendering process.
+    """Serve `app` on `host:port`: no share link, no server-side rendering process.
 
-    With ``block=True`` it prints the page's URL and serves until interrupted
-    (Ctrl+C). With ``block=False`` it returns once the server is up; stop it
-    with ``app.close()``.
+    With `block=True` it prints the page's URL and serves until interrupted
+    (Ctrl+C). With `block=False` it returns once the server is up; stop it
+    with `app.close()`.
 
     Raises:
-        OSError: ``port`` is in use or may not be bound.
+        OSError: `port` is in use or may not be bound.
     """
     app.launch(
         server_name=host,
@@ -277,16 +302,12 @@ def launch_demo(app: Any, *, host: str = "127.0.0.1", port: int = 7860, block: b
         app.block_thread()
 
 
-class _PageError(Exception):
-    """Input the page cannot rank; shown as a message."""
-
-
 def _rank(
     backends: _Backends,
     query: str | None,
     documents: str | None,
     instruction: str | None,
-    top_n: float | None,
+    top_n: str | float | None,
     backend: str | None,
 ) -> tuple[Any, str, str]:
     pd = require("pandas", "demo")
@@ -330,7 +351,7 @@ def _row(rank: int, result: RerankResult) -> list[Any]:
 
 
 def _bars(results: Sequence[RerankResult], total: int) -> str:
-    """Horizontal bars of the best :data:`CHART_BARS` scores, labelled ``#rank · doc index``."""
+    """Horizontal bars of the best `CHART_BARS` scores, labelled `#rank · doc index`."""
     shown = results[:CHART_BARS]
     caption = f"Top {len(shown)} of {total} scores" if len(shown) < total else f"All {total} scores"
     rows = []
@@ -370,12 +391,24 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _top_n(value: float | None) -> int | None:
-    if value is None or value == 0:
-        return None
-    if isinstance(value, bool) or not float(value).is_integer() or value < 0:
-        raise _PageError(f"top_n must be a whole number: N shows the N best, 0 or empty all; got {value}.")
-    return int(value)
+def _top_n(value: str | float | None) -> int | None:
+    """The page's `top_n` under the one rule of `_validation.check_top_n`: empty keeps all.
+
+    The box sends text; an API client may send a number. A whole number in
+    either form counts as that int (`"3"`, `3.0`); anything else goes to the
+    rule as it came, and is refused there.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            return check_top_n(text, unset="empty")
+    if isinstance(value, float) and value.is_integer():
+        return check_top_n(int(value), unset="empty")
+    return check_top_n(value, unset="empty")
 
 
 def _page_names(specs: Sequence[str]) -> list[str]:

@@ -50,7 +50,7 @@ from qwen_rerank._imports import require
 from qwen_rerank._many import progress_bar
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
-from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.exceptions import DataFormatError, InvalidInputError
 from qwen_rerank.results import rank
 
 __all__ = [
@@ -94,20 +94,6 @@ DEFAULT_BATCH_QUERIES = 64
 
 Run = dict[str, list[tuple[str, float]]]
 """A ranked run: query id -> [(document id, score)], best first."""
-
-
-class DataFormatError(InvalidInputError):
-    """A dataset or run file is missing or malformed.
-
-    The message starts with ``path:line:`` (or ``path:`` for the file as a
-    whole); ``path`` and ``line`` are also attributes.
-    """
-
-    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
-        self.path = str(path)
-        self.line = line
-        where = self.path if line is None else f"{self.path}:{line}"
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,35 @@
 """Exceptions raised by qwen-rerank.
 
-Every error the library raises on purpose is a :class:`QwenRerankError`, so one
-``except QwenRerankError`` catches them all::
+Every error the library raises on purpose is a [`QwenRerankError`][qwen_rerank.QwenRerankError],
+so one `except QwenRerankError` catches them all:
 
-    QwenRerankError
-     ├── InvalidInputError (also ValueError)   bad argument or document
-     ├── MissingDependencyError (also ImportError)   an optional extra is not installed
-     ├── ModelLoadError                        a local model could not be found or loaded
-     ├── OutOfMemoryError                      the device ran out of memory, even one document at a time
-     └── RemoteError                           anything that went wrong talking to a vLLM server
-          ├── APIStatusError                   the server answered with an HTTP error status
-          ├── RemoteTimeoutError               the server did not answer in time
-          ├── RemoteConnectionError            no server could be reached, after retries and failover
-          └── MalformedResponseError           the server answered, but not with a valid rerank response
+```text
+QwenRerankError
+ ├── InvalidInputError (also ValueError)   bad argument or document
+ │    ├── DataFormatError                  a dataset or run file is missing or malformed (evaluation)
+ │    ├── UsageError                       a command line that cannot work (qwen-rerank, exit status 2)
+ │    └── _PageError                       demo page input that cannot be ranked (shown in the page)
+ ├── MissingDependencyError (also ImportError)   an optional extra is not installed
+ ├── ModelLoadError                        a local model could not be found or loaded
+ ├── OutOfMemoryError                      the device ran out of memory, even one document at a time
+ └── RemoteError                           anything that went wrong talking to a vLLM server
+      ├── APIStatusError                   the server answered with an HTTP error status
+      ├── RemoteTimeoutError               the server did not answer in time
+      ├── RemoteConnectionError            no server could be reached, after retries and failover
+      └── MalformedResponseError           the server answered, but not with a valid rerank response
+```
 
 Errors from the libraries underneath (httpx, transformers, torch) are translated
-into the most specific class above, with the original kept as ``__cause__``.
+into the most specific class above, with the original kept as `__cause__`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "APIStatusError",
+    "DataFormatError",
     "InvalidInputError",
     "MalformedResponseError",
     "MissingDependencyError",
@@ -31,6 +39,7 @@ __all__ = [
     "RemoteConnectionError",
     "RemoteError",
     "RemoteTimeoutError",
+    "UsageError",
 ]
 
 
@@ -40,6 +49,28 @@ class QwenRerankError(Exception):
 
 class InvalidInputError(QwenRerankError, ValueError):
     """An argument or a document is not valid; the message names it and the fix."""
+
+
+class DataFormatError(InvalidInputError):
+    """A dataset or run file is missing or malformed.
+
+    The message starts with `path:line:` (or `path:` for the file as a
+    whole); `path` and `line` are also attributes.
+    """
+
+    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {message}")
+
+
+class UsageError(InvalidInputError):
+    """The `qwen-rerank` command line asks for something that cannot work; exit status 2."""
+
+
+class _PageError(InvalidInputError):
+    """Input the demo page cannot rank; shown in the page as a message."""
 
 
 class MissingDependencyError(QwenRerankError, ImportError):
@@ -61,7 +92,7 @@ class RemoteError(QwenRerankError):
 class APIStatusError(RemoteError):
     """The server answered with an HTTP error status.
 
-    ``status_code`` is the HTTP status and ``server_message`` the server's own
+    `status_code` is the HTTP status and `server_message` the server's own
     error message, when it sent one.
     """
 

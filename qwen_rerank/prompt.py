@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_INSTRUCTION",
     "DEFAULT_MODEL",
     "NO_TOKEN",
+    "PAD_TOKEN",
     "PREFIX",
     "SUFFIX",
     "SYSTEM_PROMPT",
@@ -43,6 +44,7 @@ __all__ = [
     "format_document_part",
     "format_prompt",
     "format_query_part",
+    "split_for_stripping_server",
     "split_prompt",
     "split_prompts",
     "truncate_body",
@@ -57,6 +59,9 @@ SYSTEM_PROMPT = (
 )
 PREFIX = f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n"
 SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+
+PAD_TOKEN = "<|endoftext|>"
+"""Qwen3's padding token: the ``pad_token_id`` of a ``-seq-cls`` conversion."""
 
 YES_TOKEN = "yes"
 NO_TOKEN = "no"
@@ -105,6 +110,40 @@ def split_prompts(query: str, documents: Sequence[str], instruction: str) -> tup
     """:func:`split_prompt` for many documents: the shared query text and one text per document."""
     query_text = PREFIX + format_query_part(query, instruction)
     return query_text, [format_document_part(doc) + SUFFIX for doc in documents]
+
+
+def split_for_stripping_server(query_text: str, texts: Sequence[str]) -> tuple[str, list[str]]:
+    """A split prompt moved so that a server that strips both texts of a pair scores it unchanged.
+
+    Infinity (through sentence-transformers' ``CrossEncoder``) calls ``.strip()``
+    on the query text and on each document text before tokenizing them as a
+    pair. That would drop the newline that ends the query part and the two
+    newlines that end ``SUFFIX``, whose last token is the one scored. So:
+
+    - the cut moves from before ``<Document>`` to inside it: the query text ends
+      in ``<Document`` and each text starts with ``>: ``. Qwen's pre-tokenizer
+      splits there in the whole prompt too (``<Document`` is a word, ``>:`` a
+      run of punctuation), so the pair tokenizes exactly as the whole prompt;
+    - each text ends with [`PAD_TOKEN`][qwen_rerank.prompt.PAD_TOKEN], which a sequence-classification
+      head skips: it scores the last token that is not padding, the suffix's
+      final newlines.
+
+    When truncation left no document text (every text is ``SUFFIX``), the whole
+    prompt after its first control token goes in each text instead.
+
+    Args:
+        query_text: The first text of [`split_prompts`][qwen_rerank.prompt.split_prompts] or
+            [`PromptTokenizer.split_pairs`][qwen_rerank.prompt.PromptTokenizer.split_pairs].
+        texts: The document texts of the same split.
+
+    Returns:
+        The query text and document texts to send.
+    """
+    label = format_document_part("")[: -len(">: ")]
+    if all(text.startswith(label) for text in texts):
+        return query_text + label, [text[len(label) :] + PAD_TOKEN for text in texts]
+    head = PREFIX[: PREFIX.index(">") + 1]  # "<|im_start|>"
+    return head, [query_text[len(head) :] + text + PAD_TOKEN for text in texts]
 
 
 def escape_control_tokens(text: str) -> str:

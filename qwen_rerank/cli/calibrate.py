@@ -15,31 +15,34 @@ does). A threshold holds for one model, instruction and corpus.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from qwen_rerank._imports import require
+from qwen_rerank.cli._common import (
+    add_backend_options,
+    build_reranker,
+    check_backend_options,
+    note,
+    print_json,
+)
 from qwen_rerank.evaluation import DEFAULT_BATCH_QUERIES
+from qwen_rerank.exceptions import DataFormatError, UsageError
 
 __all__ = ["add_calibrate_command", "run_calibrate_command"]
 
 
-def add_calibrate_command(commands: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
-    """Add ``calibrate`` to the ``qwen-rerank`` subcommands (an argparse subparsers object).
-
-    ``parents`` are the shared parsers whose options it takes too (the backend options).
-    """
+def add_calibrate_command(commands: Any) -> None:
+    """Add ``calibrate`` to the ``qwen-rerank`` subcommands (an argparse subparsers object)."""
     calibrate = commands.add_parser(
         "calibrate",
-        parents=list(parents),
         help="find the score threshold for a target precision or recall on labelled data",
         description="Score a first-stage run on a BEIR-layout dataset (as 'eval' reads it) and print, "
         "for each score threshold, the precision and recall of what it keeps and the share of queries "
         "it leaves with no document; then the threshold for --target-precision or --target-recall. "
         "A threshold holds for one model, instruction and corpus: calibrate again when one changes.",
     )
+    add_backend_options(calibrate)
     calibrate.add_argument(
         "dataset", metavar="DATASET_DIR", help="folder with corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv"
     )
@@ -76,15 +79,15 @@ def add_calibrate_command(commands: Any, parents: Sequence[argparse.ArgumentPars
 def run_calibrate_command(args: argparse.Namespace) -> int:
     """Run ``calibrate`` with parsed ``args``; the exit status."""
     from qwen_rerank.calibration import calibrate, format_chart, format_cuts, write_png
-    from qwen_rerank.cli._main import UsageError, _build_reranker, _note
-    from qwen_rerank.evaluation import DataFormatError, load_dataset, load_run
+    from qwen_rerank.evaluation import load_dataset, load_run
 
-    _check(args, UsageError)
+    check_backend_options(args)
+    _check(args)
     if args.plot is not None:
         require("PIL.Image", "plot")  # before minutes of scoring, not after
     dataset = load_dataset(args.dataset, args.split)  # bad data fails before a model loads
     run = load_run(args.run, queries=dataset.queries, corpus=dataset.corpus)
-    with _build_reranker(args) as reranker:
+    with build_reranker(args) as reranker:
         calibration = calibrate(
             reranker, dataset, run, top_k=args.top_k, batch_queries=args.batch_queries, progress=True
         )
@@ -103,10 +106,10 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
             raise DataFormatError(
                 args.plot, None, f"cannot write the chart ({exc.strerror or exc})."
             ) from exc
-        _note(f"wrote {args.plot}")
+        note(f"wrote {args.plot}")
     if args.json:
         report = {**calibration.as_dict(), "target": goal, "chosen": chosen.as_dict() if chosen else None}
-        print(json.dumps(report, ensure_ascii=False))
+        print_json(report)
     else:
         print(format_cuts(calibration.rows(args.rows), chosen))
         print()
@@ -123,14 +126,14 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace, usage_error: type[Exception]) -> None:
+def _check(args: argparse.Namespace) -> None:
     for name in ("target_precision", "target_recall"):
         value = getattr(args, name)
         if value is not None and not 0.0 <= value <= 1.0:
             flag = "--" + name.replace("_", "-")
-            raise usage_error(f"{flag} must be between 0 and 1, got {value}.")
+            raise UsageError(f"{flag} must be between 0 and 1, got {value}.")
     for name, least in (("top_k", 1), ("rows", 2), ("batch_queries", 1)):
         value = getattr(args, name)
         if value < least:
             flag = "--" + name.replace("_", "-")
-            raise usage_error(f"{flag} must be an integer of at least {least}, got {value}.")
+            raise UsageError(f"{flag} must be an integer of at least {least}, got {value}.")

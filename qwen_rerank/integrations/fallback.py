@@ -22,6 +22,7 @@ __all__ = [
     "abackend_or_failure",
     "arerank_through",
     "backend_or_failure",
+    "check_on_error",
     "fallback_metadata",
     "rerank_through",
 ]

@@ -31,6 +31,7 @@ try:
     from tqdm.auto import tqdm
 
     from qwen_rerank.local._scorer import PrefixState, YesNoScorer, is_out_of_memory
+    from qwen_rerank.local._seq_cls import load_scoring_model
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError(
         f"LocalReranker needs torch and transformers ({exc.name} is missing). "
@@ -265,7 +266,10 @@ class LocalReranker(Reranker):
         model: A hub id (``"Qwen/Qwen3-Reranker-4B"``) or a local checkpoint
             folder (a ``str`` or any ``os.PathLike``, e.g. a ``pathlib.Path``).
             A hub id is downloaded, or read from the Hugging Face cache when
-            the hub cannot be reached (checked within a few seconds).
+            the hub cannot be reached (checked within a few seconds). A
+            one-logit ``-seq-cls`` conversion (``Qwen3ForSequenceClassification``,
+            as TEI and Infinity serve) loads too and scores ``sigmoid(logit)``,
+            the same score (see ``docs/tei-infinity.md``).
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or a torch.device.
             ``None`` picks cuda, then mps, then cpu. A device this machine
             lacks raises :class:`InvalidInputError` before anything loads.
@@ -374,7 +378,7 @@ class LocalReranker(Reranker):
                     revision=revision,
                     local_files_only=local_only,
                 )
-                hf_model: torch.nn.Module = transformers.AutoModelForCausalLM.from_pretrained(
+                hf_model, head_rows = load_scoring_model(
                     source,
                     dtype=self.dtype,
                     trust_remote_code=trust_remote_code,
@@ -396,8 +400,8 @@ class LocalReranker(Reranker):
         try:
             self._scorer = YesNoScorer(
                 self.model,
-                yes_id=self.prompt_tokenizer.yes_id,
-                no_id=self.prompt_tokenizer.no_id,
+                yes_id=self.prompt_tokenizer.yes_id if head_rows is None else head_rows[1],
+                no_id=self.prompt_tokenizer.no_id if head_rows is None else head_rows[0],
                 pad_id=pad_id,
                 device=self.device,
                 compile=bool(compile),

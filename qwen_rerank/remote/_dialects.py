@@ -11,11 +11,29 @@ sglang     ``/v1/rerank``   query, documents, instruct?,    ``[{"index", "score"
                             return_documents=false          "meta_info"?}]``
 cohere     ``/v2/rerank``   model, query, documents, top_n  ``{"results": [{"index",
                                                             "relevance_score"}], "meta"}``
+tei        ``/rerank``      query, texts, raw_scores=false, ``[{"index", "score"}]``
+                            return_text=false,
+                            truncate=false
+infinity   ``/rerank``      model?, query, documents,       ``{"results": [{"index",
+                            raw_scores=false,               "relevance_score"}], "usage"}``
+                            return_documents=false
+llamacpp   ``/v1/rerank``   query, documents                ``{"results": [{"index",
+                                                            "relevance_score"}], "usage"}``
 =========  ===============  ==============================  =================================
 
 Fields in ``?`` are sent only with ``template="server"`` (the server applies the Qwen3
 template and needs the instruction) or when set. Every server may sort its results:
 they are always mapped back by ``index``.
+
+TEI and Infinity serve the one-logit ``-seq-cls`` conversion and apply no Qwen3 prompt,
+so they take ``template="client"`` only (``server_template=False``). Infinity strips
+both texts of each pair before tokenizing them (``strips_texts=True``): the client then
+sends the split of ``qwen_rerank.prompt.split_for_stripping_server``.
+
+llama.cpp's ``llama-server --reranking`` always wraps each pair in the rerank template stored
+in the GGUF, and that template spells out the default instruction: the dialect's
+``applies_template`` and ``fixed_instruction`` say so, and the client refuses what the server
+would silently do wrong (wrap a client-built prompt again, drop a custom instruction).
 """
 
 from __future__ import annotations
@@ -23,9 +41,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["DIALECTS", "Dialect", "Usage", "encode_body", "read_usage"]
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+
+__all__ = ["DIALECTS", "ApiName", "Dialect", "Usage", "break_placeholders", "encode_body", "read_usage"]
+
+ApiName = Literal["vllm", "sglang", "cohere", "tei", "infinity", "llamacpp"]
+"""The names of the wire formats, as ``VLLMReranker(api=...)`` takes them."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,15 @@ class Dialect:
     score_key: str
     extra: Mapping[str, Any] = field(default_factory=dict)
     top_n: bool = False  # send top_n = len(documents), for servers that default to fewer
+    documents_key: str = "documents"
+    server_template: bool = True  # False: the server never applies the Qwen3 prompt (TEI, Infinity)
+    strips_texts: bool = False  # True: the server strips the query and each document (Infinity)
+    applies_template: bool = False  # True: the server always wraps pairs itself (template="server" only)
+    fixed_instruction: str | None = None  # the instruction the server's template always applies
+    default_template: Literal["client", "server"] = "client"
+    # Placeholders the server fills after the query is in place: one inside the query would be
+    # filled too, so they are broken in the query before it is sent.
+    query_placeholders: tuple[str, ...] = ()
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -99,7 +131,60 @@ DIALECTS: dict[str, Dialect] = {
         score_key="relevance_score",
         top_n=True,
     ),
+    "tei": Dialect(
+        "tei",
+        "/rerank",
+        instruction_field=None,
+        sends_model=False,
+        needs_model=False,
+        takes_max_tokens_per_doc=False,
+        results_key=None,
+        score_key="score",
+        # truncate=false: TEI would cut the pair's end, the suffix the score is read after.
+        extra={"raw_scores": False, "return_text": False, "truncate": False},
+        documents_key="texts",
+        server_template=False,
+    ),
+    "infinity": Dialect(
+        "infinity",
+        "/rerank",
+        instruction_field=None,
+        sends_model=True,
+        needs_model=False,
+        takes_max_tokens_per_doc=False,
+        results_key="results",
+        score_key="relevance_score",
+        extra={"raw_scores": False, "return_documents": False},
+        server_template=False,
+        strips_texts=True,
+    ),
+    "llamacpp": Dialect(
+        "llamacpp",
+        "/v1/rerank",
+        instruction_field=None,
+        sends_model=False,
+        needs_model=False,
+        takes_max_tokens_per_doc=False,
+        results_key="results",
+        score_key="relevance_score",
+        applies_template=True,
+        fixed_instruction=DEFAULT_INSTRUCTION,
+        default_template="server",
+        query_placeholders=("{document}",),
+    ),
 }
+
+
+def break_placeholders(dialect: Dialect, query: str) -> str:
+    """``query`` with each of the dialect's template placeholders broken by a zero-width space.
+
+    llama-server puts the query into its template first and then replaces every
+    ``{document}`` in the result, so a query that spells ``{document}`` would get
+    the document pasted into it.
+    """
+    for placeholder in dialect.query_placeholders:
+        query = query.replace(placeholder, placeholder[0] + "\u200b" + placeholder[1:])
+    return query
 
 
 def encode_body(
@@ -112,7 +197,7 @@ def encode_body(
     max_tokens_per_doc: int | None = None,
 ) -> bytes:
     """The JSON body of one rerank request in ``dialect``; ``instruction`` only for a server template."""
-    body: dict[str, Any] = {"query": query, "documents": list(documents)}
+    body: dict[str, Any] = {"query": query, dialect.documents_key: list(documents)}
     if model is not None and dialect.sends_model:
         body["model"] = model
     if instruction is not None and dialect.instruction_field is not None:

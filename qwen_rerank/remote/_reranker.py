@@ -32,9 +32,15 @@ from qwen_rerank._tracing import note_attempt
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, MalformedResponseError, ModelLoadError
-from qwen_rerank.prompt import DEFAULT_INSTRUCTION, PromptTokenizer, escape_control_tokens, split_prompts
+from qwen_rerank.prompt import (
+    DEFAULT_INSTRUCTION,
+    PromptTokenizer,
+    escape_control_tokens,
+    split_for_stripping_server,
+    split_prompts,
+)
 from qwen_rerank.remote._clients import LoopClients, Shared
-from qwen_rerank.remote._dialects import DIALECTS, Usage, encode_body
+from qwen_rerank.remote._dialects import DIALECTS, ApiName, Dialect, Usage, break_placeholders, encode_body
 
 __all__ = ["API_KEY_ENV", "Usage", "VLLMReranker"]
 
@@ -79,7 +85,9 @@ class VLLMReranker(Reranker):
         template: ``"client"`` for a server started without ``--chat-template``
             (the client builds the prompt), ``"server"`` for one started with
             ``--chat-template qwen3_reranker.jinja`` (the client sends the raw
-            query and documents plus ``instruction``).
+            query and documents plus ``instruction``). ``None`` (the default)
+            picks the dialect's: ``"server"`` for ``api="llamacpp"``, whose
+            server always applies its own template, else ``"client"``.
         instruction: Default task instruction; see ``DEFAULT_INSTRUCTION``.
         max_documents_per_request: Longer lists are split into this many
             documents or fewer per request, of near-equal sizes.
@@ -100,7 +108,14 @@ class VLLMReranker(Reranker):
             at once.
         api: The server's wire format: ``"vllm"`` (default), ``"sglang"`` (SGLang's
             ``/v1/rerank``) or ``"cohere"`` (``/v2/rerank`` as LiteLLM's proxy and
-            Infinity serve it; needs ``model``). See docs/remote-servers.md.
+            Infinity serve it; needs ``model``), ``"tei"`` (Text Embeddings Inference's
+            ``/rerank``) or ``"infinity"`` (Infinity's ``/rerank``), which serve the
+            ``-seq-cls`` conversion and take ``template="client"`` only (see
+            docs/tei-infinity.md), or ``"llamacpp"`` (llama.cpp's
+            ``llama-server --reranking``: it applies the GGUF's template with
+            the default instruction, so a different instruction raises
+            [`InvalidInputError`][qwen_rerank.InvalidInputError]). See docs/remote-servers.md
+            and docs/llama-cpp.md.
         max_response_bytes: Most bytes of a reply that are read, counted after
             decompression. ``None`` (the default) allows the largest valid reply
             to each request (3 x its body, plus 2 KiB per document and 64 KiB);
@@ -135,7 +150,7 @@ class VLLMReranker(Reranker):
         *,
         model: str | None = None,
         api_key: str | None = None,
-        template: Literal["client", "server"] = "client",
+        template: Literal["client", "server"] | None = None,
         instruction: str | None = None,
         max_documents_per_request: int = 128,
         max_concurrency: int = 8,
@@ -149,7 +164,7 @@ class VLLMReranker(Reranker):
         retry_backoff: float = 0.5,
         max_retry_wait: float = 30.0,
         deadline: float | Literal["auto"] | None = "auto",
-        api: Literal["vllm", "sglang", "cohere"] = "vllm",
+        api: ApiName = "vllm",
         max_response_bytes: int | None = None,
         long_documents: LongDocumentsMode = "truncate",
         chunk_tokens: int | None = None,
@@ -168,7 +183,7 @@ class VLLMReranker(Reranker):
             )
         if api not in DIALECTS:
             raise InvalidInputError(f"api must be one of {sorted(DIALECTS)}, got {api!r}.")
-        self.api: Literal["vllm", "sglang", "cohere"] = api
+        self.api: ApiName = api
         self._dialect = DIALECTS[api]
         urls = [base_url] if isinstance(base_url, str) else base_url
         if not isinstance(urls, Sequence) or not urls:
@@ -186,9 +201,8 @@ class VLLMReranker(Reranker):
         if model is None and self._dialect.needs_model:
             raise InvalidInputError(f"api={api!r} needs model=, the name the server serves the reranker as.")
         self.model = model
-        if template not in ("client", "server"):
-            raise InvalidInputError(f"template must be 'client' or 'server', got {template!r}.")
-        self.template: Literal["client", "server"] = template
+        self.template: Literal["client", "server"] = _check_template(self._dialect, template)
+        _check_fixed_instruction(self._dialect, self.instruction)
         self.max_documents_per_request = check_positive_int(
             "max_documents_per_request", max_documents_per_request
         )
@@ -198,7 +212,7 @@ class VLLMReranker(Reranker):
             check_positive_int("max_tokens_per_doc", max_tokens_per_doc)
             if not self._dialect.takes_max_tokens_per_doc:
                 raise InvalidInputError(f"max_tokens_per_doc is a vLLM field; api={api!r} has none.")
-            if template == "client":
+            if self.template == "client":
                 raise InvalidInputError(
                     "max_tokens_per_doc is applied by the server's template, so it needs template='server'. "
                     "With template='client', pass tokenizer= and max_length= to truncate on the client."
@@ -274,7 +288,9 @@ class VLLMReranker(Reranker):
         return None if pt is None else (pt, self.max_length)
 
     def _sub_requests(self, query: str, documents: list[str], instruction: str) -> list[_SubRequest]:
+        _check_fixed_instruction(self._dialect, instruction)
         query, instruction = escape_control_tokens(query), escape_control_tokens(instruction)
+        query = break_placeholders(self._dialect, query)
         documents = [escape_control_tokens(doc) for doc in documents]
         pt = self._prompt_tokenizer
         sent_instruction: str | None = None
@@ -284,6 +300,8 @@ class VLLMReranker(Reranker):
             else:
                 query_text, texts = split_prompts(query, documents, instruction)
                 self._warn_if_long(query_text, texts)
+            if self._dialect.strips_texts:
+                query_text, texts = split_for_stripping_server(query_text, texts)
         else:
             query_text, sent_instruction = query, self._server_instruction(instruction)
             texts = pt.truncate_documents(query, documents, instruction, self.max_length) if pt else documents
@@ -306,7 +324,7 @@ class VLLMReranker(Reranker):
     def _server_instruction(self, instruction: str) -> str | None:
         if self._dialect.instruction_field is not None:
             return instruction
-        if instruction != DEFAULT_INSTRUCTION:
+        if instruction != DEFAULT_INSTRUCTION and self._dialect.fixed_instruction is None:
             raise InvalidInputError(
                 f"api={self.api!r} has no instruction field, so template='server' can only use the "
                 "server's default instruction. Use template='client' to send this instruction."
@@ -686,6 +704,40 @@ class _ManyTally:
         for count, subs, parts in zip(self._counts, self._subs, self._parts, strict=True):
             out.append(self._reranker._merge(count, subs, [p for p in parts if p is not None]))
         return out
+
+
+def _check_template(dialect: Dialect, template: Any) -> Literal["client", "server"]:
+    """The template mode to use: ``template``, or the dialect's default when it is ``None``."""
+    if template is None:
+        return dialect.default_template
+    if template not in ("client", "server"):
+        raise InvalidInputError(f"template must be 'client', 'server' or None, got {template!r}.")
+    if template == "server" and not dialect.server_template:
+        raise InvalidInputError(
+            f"api={dialect.name!r} serves the -seq-cls model, which applies no Qwen3 prompt, so "
+            "template='server' would score the raw pair. Use template='client' (the default): the "
+            "client wraps the prompt."
+        )
+    if template == "client" and dialect.applies_template:
+        raise InvalidInputError(
+            f"api={dialect.name!r} servers wrap every pair in the rerank template of the model file "
+            "themselves, so template='client' would wrap each prompt twice and score it wrongly. Use "
+            "template='server' (the default for this api)."
+        )
+    return "client" if template == "client" else "server"
+
+
+def _check_fixed_instruction(dialect: Dialect, instruction: str) -> None:
+    """Refuse an instruction that a server with a fixed one would silently replace."""
+    fixed = dialect.fixed_instruction
+    if fixed is None or instruction == fixed:
+        return
+    raise InvalidInputError(
+        f"llama-server (api={dialect.name!r}) applies the fixed instruction of the GGUF's rerank "
+        f"template ({fixed!r}) and ignores any other, so instruction={instruction!r} would be "
+        "silently replaced. For a custom instruction, use LocalReranker, or serve the model with "
+        "vLLM or SGLang (api='vllm' or 'sglang')."
+    )
 
 
 def _make_timeout(timeout: Any) -> httpx.Timeout:

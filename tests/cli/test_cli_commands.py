@@ -191,7 +191,7 @@ def test_eval_table_output(tiny_model_path: Path, tmp_path: Path, capsys) -> Non
         (["eval", str(TINY_BEIR), "--run", str(TINY_RUN), "--split", "train"], 1, "no qrels for split"),
         (["eval", "/no/such/data", "--run", str(TINY_RUN)], 1, "/no/such/data: no such dataset folder."),
         (["rank", "--query", "q", "/no/such/docs.txt"], 1, "/no/such/docs.txt: no such file."),
-        (["rank", "--query", "q", "--top-n", "0", "/dev/null"], 2, "--top-n must be a positive integer"),
+        (["rank", "--query", "q", "--top-n", "0", "/dev/null"], 2, "--top-n must be a positive int or unset"),
         (["rank", "--base-url", "http://127.0.0.1:9", "--device", "cpu", "--query", "q", "/dev/null"], 2,
          "--device only apply to a local model; with --base-url"),
         (["demo", "--base-url", "http://127.0.0.1:9", "--dtype", "bf16"], 2, "--dtype only apply to a local"),
@@ -503,8 +503,8 @@ def test_messages_say_one_attempt_and_one_query_in_the_singular(closed_port_url:
 
 
 def test_compile_reaches_the_local_backend_only_when_asked() -> None:
-    from qwen_rerank.cli._main import _local_options
+    from qwen_rerank.cli._common import backend_options
 
     parser = build_parser()
-    assert "compile" not in _local_options(parser.parse_args(["rank", "--query", "q"]))
-    assert _local_options(parser.parse_args(["rank", "--query", "q", "--compile"]))["compile"] is True
+    assert "compile" not in backend_options(parser.parse_args(["rank", "--query", "q"]))[0]
+    assert backend_options(parser.parse_args(["rank", "--query", "q", "--compile"]))[0]["compile"] is True

@@ -123,7 +123,7 @@ def shoot(page: Any, name: str) -> Path:
 
 
 def test_rerank_with_the_defaults_ranks_every_example_document(page: Any, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
-    assert page.locator("#top_n input").input_value() in ("", "0")
+    assert page.locator("#top_n textarea").input_value() == ""  # empty: all
     timing = rerank(page, 5)
     assert re.fullmatch(r"Scored 5 documents in \d+\.\d{3} s with .+\.", timing), timing
     documents = page.locator("#documents textarea").input_value().split("\n")
@@ -142,7 +142,7 @@ def test_rerank_with_the_defaults_ranks_every_example_document(page: Any, tiny_r
 def test_typed_query_six_documents_and_top_n_two(page: Any, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
     page.locator("#query textarea").fill(QUERY)
     page.locator("#documents textarea").fill("\n".join(SIX))
-    page.locator("#top_n input").fill("2")
+    page.locator("#top_n textarea").fill("2")
     timing = rerank(page, 6)
     assert timing.endswith("Showing the top 2.")
     expected = tiny_reranker.rerank(QUERY, SIX, top_n=2)

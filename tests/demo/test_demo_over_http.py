@@ -107,13 +107,20 @@ def test_instruction_and_top_n_are_applied(client: Client, tiny_reranker) -> Non
     assert "Showing the top 2." in timing
 
 
-def test_blank_and_zero_top_n_rank_every_document(client: Client) -> None:
-    for top_n in (None, 0):
-        table, _, timing = client.predict(
-            QUERY, "\n".join(DOCUMENTS), DEFAULT_INSTRUCTION, top_n, api_name="/rerank"
-        )
-        assert len(table["data"]) == len(DOCUMENTS)
-        assert "Showing the top" not in timing
+def test_blank_top_n_ranks_every_document(client: Client) -> None:
+    table, _, timing = client.predict(
+        QUERY, "\n".join(DOCUMENTS), DEFAULT_INSTRUCTION, None, api_name="/rerank"
+    )
+    assert len(table["data"]) == len(DOCUMENTS)
+    assert "Showing the top" not in timing
+
+
+@pytest.mark.parametrize(
+    ("top_n", "shown"), [(1, 1), (2.0, 2), ("3", 3), (" ", 5), ("", 5), (len(DOCUMENTS), 5), (99, 5)]
+)
+def test_top_n_at_its_edges(client: Client, top_n: str | float, shown: int) -> None:
+    table, _, _ = client.predict(QUERY, "\n".join(DOCUMENTS), DEFAULT_INSTRUCTION, top_n, api_name="/rerank")
+    assert len(table["data"]) == shown
 
 
 def test_the_chart_shows_the_top_20_of_60_documents(client: Client, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
@@ -160,7 +167,14 @@ def test_a_backend_that_was_not_offered_is_refused_before_any_work(
     [
         (("  ", "a doc"), "Enter a query."),
         ((QUERY, "\n \n"), "Enter at least one document, one per line."),
-        ((QUERY, "a doc", DEFAULT_INSTRUCTION, -1), "top_n must be a whole number"),
+        (
+            (QUERY, "a doc", DEFAULT_INSTRUCTION, 0),
+            "top_n must be a positive int or empty, got 0. Leave it empty",
+        ),
+        ((QUERY, "a doc", DEFAULT_INSTRUCTION, -1), "top_n must be a positive int or empty, got -1."),
+        ((QUERY, "a doc", DEFAULT_INSTRUCTION, 2.5), "top_n must be a positive int or empty, got 2.5."),
+        ((QUERY, "a doc", DEFAULT_INSTRUCTION, "0"), "top_n must be a positive int or empty, got 0."),
+        ((QUERY, "a doc", DEFAULT_INSTRUCTION, "two"), "top_n must be a positive int or empty, got 'two'."),
     ],
 )
 def test_errors_are_messages_not_tracebacks(client: Client, args: tuple[Any, ...], message: str) -> None:
