@@ -138,7 +138,10 @@ def note_attempt(url: str, request: object) -> None:
 def _backend_name(reranker: Any) -> str:
     if reranker is None:
         return "none"  # it could not be built
-    return "vllm" if hasattr(reranker, "base_urls") else type(reranker).__name__
+    if hasattr(reranker, "base_urls"):
+        api = getattr(reranker, "api", "vllm")  # the server's dialect: vllm, sglang, cohere...
+        return api if isinstance(api, str) else "vllm"
+    return type(reranker).__name__
 
 
 def _model_name(reranker: Any) -> str:
