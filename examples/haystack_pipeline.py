@@ -2,7 +2,7 @@
 
     python examples/haystack_pipeline.py                      # Qwen/Qwen3-Reranker-0.6B (downloads once)
     python examples/haystack_pipeline.py --model PATH_OR_ID   # any Qwen3-Reranker checkpoint
-    python examples/haystack_pipeline.py --tiny               # offline: a tiny random model
+    python examples/haystack_pipeline.py --tiny               # offline: a tiny random model (cached)
 
 An InMemoryDocumentStore and an InMemoryBM25Retriever find candidates by keywords;
 QwenRanker reorders them by meaning. The tiny model's weights are random, so its
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
@@ -51,7 +50,7 @@ def main() -> None:
     if args.tiny:
         from qwen_rerank.testing import make_tiny_reranker
 
-        model = str(make_tiny_reranker(tempfile.mkdtemp(prefix="qwen-rerank-tiny-")))
+        model = str(make_tiny_reranker())  # built once, then cached
         print("Using a tiny random model: the scores below carry no meaning.\n")
 
     store = InMemoryDocumentStore()

@@ -15,6 +15,7 @@ The tiny model's weights are random, so its ranking means nothing.
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 from typing import Any
 
@@ -60,7 +61,7 @@ def rerank_pairs(
         fn_constructor_kwargs=options,
         batch_size=batch_size,
         batch_format=batch_format,
-        concurrency=1,  # actors; on a cluster: one per GPU, with num_gpus=1
+        compute=ray.data.ActorPoolStrategy(size=1),  # one actor; on a cluster one per GPU, with num_gpus=1
     )
     return scored.take_all()
 
@@ -81,18 +82,29 @@ def main() -> None:
     if args.tiny:
         from qwen_rerank.testing import make_tiny_reranker
 
-        options["model"] = str(make_tiny_reranker(tempfile.mkdtemp(prefix="qwen-rerank-tiny-")))
+        options["model"] = str(make_tiny_reranker())  # built once, then cached
     if args.base_url:
         options["base_url"] = args.base_url
     elif options["model"]:
         options["device"] = "cpu"  # this demo runs on one machine; on a cluster, let each actor use its GPU
 
     pairs = make_pairs()
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    try:
-        rows = rerank_pairs(pairs, **options)
-    finally:
-        ray.shutdown()
+    # Ray keeps its session files (sockets, logs, spilled objects) in a temporary folder of ours,
+    # removed at the end; its own log lines and Ray Data's progress reports are turned down.
+    with tempfile.TemporaryDirectory(prefix="ray-") as ray_dir:
+        ray.init(
+            num_cpus=args.num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            _temp_dir=ray_dir,
+        )
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        try:
+            rows = rerank_pairs(pairs, **options)
+        finally:
+            ray.shutdown()
     print(f"Scored {len(rows)} pairs of {len(QUERIES)} queries.\n")
 
     query = QUERIES[0]

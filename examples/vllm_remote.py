@@ -1,10 +1,10 @@
 """Rerank through a vLLM server: the LangChain and LlamaIndex integrations with ``base_url``.
 
-Start the server (on a GPU machine) with exactly::
+Start the server (on a GPU machine) with exactly:
 
     vllm serve Qwen/Qwen3-Reranker-0.6B --runner pooling --hf_overrides '{"architectures":["Qwen3ForSequenceClassification"],"classifier_from_token":["no","yes"],"is_original_qwen3_reranker":true}'
 
-then run, from any machine that reaches it (no torch needed here)::
+then run, from any machine that reaches it (no torch needed here):
 
     python examples/vllm_remote.py --base-url http://GPU_HOST:8000
 
@@ -16,7 +16,7 @@ with ``--api-key`` needs ``QWEN_RERANK_API_KEY`` set here.
 
 No GPU at hand? ``python examples/vllm_remote.py --tiny`` starts the fake vLLM server
 from ``qwen_rerank.testing`` on loopback, scoring with a tiny random model (built once,
-offline), and runs against it: the same HTTP, meaningless scores.
+offline and cached), and runs against it: the same HTTP, meaningless scores.
 """  # noqa: E501 - the serve command is quoted exactly, on one line
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -54,8 +52,7 @@ def tiny_server(model_path: str) -> Iterator[str]:
     from qwen_rerank.testing import FakeVLLMServer, make_tiny_reranker
 
     if not model_path:
-        folder = Path(tempfile.gettempdir()) / "qwen-rerank-tiny-example"
-        model_path = str(folder if (folder / "config.json").is_file() else make_tiny_reranker(folder))
+        model_path = str(make_tiny_reranker())  # built once, then cached
     with FakeVLLMServer(model_path) as server:
         yield server.url
 

@@ -1,8 +1,10 @@
 """Haystack integration of qwen-rerank: ``QwenRanker``, a ranker component.
 
->>> from haystack_qwen_rerank import QwenRanker
->>> pipeline.add_component("ranker", QwenRanker(top_k=5))
->>> pipeline.connect("retriever.documents", "ranker.documents")
+```python
+from haystack_qwen_rerank import QwenRanker
+pipeline.add_component("ranker", QwenRanker(top_k=5))
+pipeline.connect("retriever.documents", "ranker.documents")
+```
 
 Install with ``pip install "qwen-rerank[haystack,local]"`` (or ``[haystack]``
 alone to use a vLLM server through ``base_url``).

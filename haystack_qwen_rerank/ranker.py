@@ -160,7 +160,7 @@ class QwenRanker:
         self._backend.close()
 
     async def close_async(self) -> None:
-        """Async :meth:`close`."""
+        """Async `close`."""
         await self._backend.aclose()
 
     # -- running ----------------------------------------------------------------------------
@@ -200,7 +200,7 @@ class QwenRanker:
         score_threshold: float | None = None,
         instruction: str | None = None,
     ) -> dict[str, list[Document]]:
-        """Async :meth:`run`, through the backend's native ``arerank``; it never blocks the event loop."""
+        """Async `run`, through the backend's native ``arerank``; it never blocks the event loop."""
         texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
         if not docs:
             return {"documents": []}
@@ -268,7 +268,7 @@ class QwenRanker:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QwenRanker:
-        """A ranker from :meth:`to_dict`'s output (which is left unchanged)."""
+        """A ranker from `to_dict`'s output (which is left unchanged)."""
         data = {**data, "init_parameters": dict(data.get("init_parameters", {}))}
         deserialize_secrets_inplace(data["init_parameters"], keys=["api_key"])
         ranker: QwenRanker = default_from_dict(cls, data)

@@ -1,10 +1,12 @@
 """LangChain integration of qwen-rerank: ``QwenRerank`` (a document compressor) and ``QwenCrossEncoder``.
 
->>> from langchain_classic.retrievers import ContextualCompressionRetriever
->>> from langchain_qwen_rerank import QwenRerank
->>> retriever = ContextualCompressionRetriever(
-...     base_compressor=QwenRerank(top_n=5), base_retriever=vector_store.as_retriever()
-... )
+```python
+from langchain_classic.retrievers import ContextualCompressionRetriever
+from langchain_qwen_rerank import QwenRerank
+retriever = ContextualCompressionRetriever(
+    base_compressor=QwenRerank(top_n=5), base_retriever=vector_store.as_retriever()
+)
+```
 
 Install with ``pip install "qwen-rerank[langchain,local]"`` (or ``[langchain]``
 alone to use a vLLM server through ``base_url``).

@@ -47,15 +47,15 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
     it is scored by a vLLM server and torch is never imported.
 
     Example:
-        .. code-block:: python
+        ```python
+        from langchain_classic.retrievers import ContextualCompressionRetriever
+        from langchain_qwen_rerank import QwenRerank
 
-            from langchain_classic.retrievers import ContextualCompressionRetriever
-            from langchain_qwen_rerank import QwenRerank
-
-            retriever = ContextualCompressionRetriever(
-                base_compressor=QwenRerank(top_n=5), base_retriever=vector_store.as_retriever(k=50)
-            )
-            docs = retriever.invoke("What is the capital of China?")
+        retriever = ContextualCompressionRetriever(
+            base_compressor=QwenRerank(top_n=5), base_retriever=vector_store.as_retriever(k=50)
+        )
+        docs = retriever.invoke("What is the capital of China?")
+        ```
 
     Changing a backend field (``model``, ``base_url``, ``device``...), by
     assignment or ``model_copy(update=...)``, rebuilds the backend; ``top_n``,
@@ -105,7 +105,7 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         *,
         instruction: str | None = None,
     ) -> Sequence[Document]:
-        """Async :meth:`compress_documents`, through the backend's native ``arerank``."""
+        """Async `compress_documents`, through the backend's native ``arerank``."""
         checked, docs, texts = rerank_inputs(query, documents, self._document_text, "documents")
         if not docs:
             return []
@@ -149,7 +149,7 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         top_n: int | Literal[_Default.TOP_N] | None = _Default.TOP_N,
         instruction: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Async :meth:`rerank`."""
+        """Async `rerank`."""
         checked, _, texts = rerank_inputs(query, documents, self._any_text, "documents")
         if not texts:
             return []

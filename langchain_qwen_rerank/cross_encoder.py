@@ -23,12 +23,12 @@ class QwenCrossEncoder(BackendFields, BaseCrossEncoder):
     server gets one request per query.
 
     Example:
-        .. code-block:: python
+        ```python
+        from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
+        from langchain_qwen_rerank import QwenCrossEncoder
 
-            from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
-            from langchain_qwen_rerank import QwenCrossEncoder
-
-            compressor = CrossEncoderReranker(model=QwenCrossEncoder(), top_n=5)
+        compressor = CrossEncoderReranker(model=QwenCrossEncoder(), top_n=5)
+        ```
 
     It takes the same backend fields as ``QwenRerank`` (``model``,
     ``base_url``, ``reranker``...), with the same rules: a changed backend

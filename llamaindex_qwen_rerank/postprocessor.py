@@ -50,12 +50,12 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
     it is scored by a vLLM server and torch is never imported.
 
     Example:
-        .. code-block:: python
+        ```python
+        from llamaindex_qwen_rerank import QwenRerank
 
-            from llamaindex_qwen_rerank import QwenRerank
-
-            engine = index.as_query_engine(similarity_top_k=50, node_postprocessors=[QwenRerank(top_n=5)])
-            response = engine.query("What is the capital of China?")
+        engine = index.as_query_engine(similarity_top_k=50, node_postprocessors=[QwenRerank(top_n=5)])
+        response = engine.query("What is the capital of China?")
+        ```
 
     Changing a backend field (``model``, ``base_url``, ``device``...), by
     assignment or ``model_copy(update=...)``, rebuilds the backend; the other

@@ -1,8 +1,10 @@
 """qwen-rerank: Qwen3-Reranker for RAG pipelines, run locally or against vLLM.
 
->>> from qwen_rerank import LocalReranker
->>> reranker = LocalReranker("Qwen/Qwen3-Reranker-0.6B")
->>> reranker.rerank("what is a panda?", ["The giant panda is a bear.", "Paris is in France."])
+```python
+from qwen_rerank import LocalReranker
+reranker = LocalReranker("Qwen/Qwen3-Reranker-0.6B")
+reranker.rerank("what is a panda?", ["The giant panda is a bear.", "Paris is in France."])
+```
 
 ``LocalReranker`` is imported on first use, so ``import qwen_rerank`` and the
 remote backend never import torch.

@@ -1,7 +1,7 @@
 """Long documents: what ``long_documents="truncate" | "chunk"`` does, as pure logic, once.
 
 ``"truncate"`` scores each document's prompt cut to ``max_length`` (the rule of
-:mod:`qwen_rerank.prompt`) and reports which documents lost tokens.
+`qwen_rerank.prompt`) and reports which documents lost tokens.
 
 ``"chunk"`` is MaxP: a document whose prompt fits is scored exactly as in
 truncate mode; a longer one becomes overlapping windows of its tokens, each
@@ -23,7 +23,7 @@ instruction and query) of the document's whole prompt:
 
 A backend scores the window texts as plain documents (one batch, one request),
 so batching, prefix reuse, caching and request splitting apply to windows
-unchanged; :meth:`WindowPlan.merge` takes each document's best window.
+unchanged; `WindowPlan.merge` takes each document's best window.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Progress = Callable[[int, int], None]
 
 
 def check_requests(requests: Any) -> list[Request]:
-    """A new list of ``(query, documents)`` pairs, or :class:`InvalidInputError` naming the bad one."""
+    """A new list of ``(query, documents)`` pairs, or `InvalidInputError` naming the bad one."""
     if isinstance(requests, (str, bytes, bytearray)) or not isinstance(requests, Sequence):
         raise InvalidInputError(
             "requests must be a sequence of (query, documents) pairs, got "

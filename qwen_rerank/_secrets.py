@@ -1,13 +1,13 @@
 """Keeping API keys and URL passwords out of messages, logs and reprs.
 
-- :func:`check_api_key`: a key that cannot travel in an HTTP header is refused at construction,
+- `check_api_key`: a key that cannot travel in an HTTP header is refused at construction,
   with a message that does not quote it.
-- :func:`split_userinfo`: ``http://user:password@host`` becomes ``http://host`` plus a
+- `split_userinfo`: ``http://user:password@host`` becomes ``http://host`` plus a
   ``Basic`` ``Authorization`` value, so the password never sits in a URL that httpx logs.
-- :class:`Redactor`: replaces every run of text that shares 6 or more characters with a
+- `Redactor`: replaces every run of text that shares 6 or more characters with a
   secret, so a key cut short by a truncated quote is still hidden.
-- :func:`guard_logs`: a filter on httpx's and httpcore's loggers that applies every live
-  :class:`Redactor` to their records (httpcore logs response headers at DEBUG, and a server
+- `guard_logs`: a filter on httpx's and httpcore's loggers that applies every live
+  `Redactor` to their records (httpcore logs response headers at DEBUG, and a server
   may echo the key there).
 """
 
@@ -66,7 +66,7 @@ def split_userinfo(url: str) -> tuple[str, str | None, list[str]]:
 
 
 class Redactor:
-    """Hides every fragment of at least :data:`MIN_FRAGMENT` characters of its secrets."""
+    """Hides every fragment of at least `MIN_FRAGMENT` characters of its secrets."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = [s for s in secrets if s]

@@ -1,4 +1,4 @@
-"""The `Reranker` contract that every backend fulfils."""
+"""The [`Reranker`][qwen_rerank.Reranker] contract that every backend fulfils."""
 
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ class Reranker(ABC):
         return _Job(query, documents, distinct, where, self._windows(query, distinct, instruction))
 
     def _finish_job(self, job: _Job, instruction: str, raw: list[float], *, report: bool) -> Scored:
-        """The checked :class:`Scored` of ``job.documents`` from the backend's scores of ``job.texts``."""
+        """The checked `Scored` of ``job.documents`` from the backend's scores of ``job.texts``."""
         scored = self._scored(job.query, job.distinct, instruction, job.plan, raw, report=report)
         return scored if len(job.distinct) == len(job.documents) else scored.select(job.where)
 
@@ -181,7 +181,7 @@ class Reranker(ABC):
     async def ascore(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None
     ) -> list[float]:
-        """Async :meth:`score`; it does not block the event loop."""
+        """Async `score`; it does not block the event loop."""
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
@@ -217,14 +217,10 @@ class Reranker(ABC):
                 and the error's class in ``error`` (see ``docs/production.md``).
 
         Raises:
-            InvalidInputError: as [`score`][qwen_rerank.Reranker.score], or ``top_n`` < 1, whatever
-                ``on_error``.
+            InvalidInputError: as `score`, or ``top_n`` < 1, whatever ``on_error``.
         """
-        n, threshold, mode = (
-            check_top_n(top_n),
-            check_score_threshold(score_threshold),
-            check_on_error(on_error),
-        )
+        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
+        mode = check_on_error(on_error)
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
@@ -256,12 +252,9 @@ class Reranker(ABC):
         instruction: str | None = None,
         on_error: OnError = "raise",
     ) -> list[RerankResult]:
-        """Async [`rerank`][qwen_rerank.Reranker.rerank]; it does not block the event loop."""
-        n, threshold, mode = (
-            check_top_n(top_n),
-            check_score_threshold(score_threshold),
-            check_on_error(on_error),
-        )
+        """Async `rerank`; it does not block the event loop."""
+        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
+        mode = check_on_error(on_error)
         q, docs, instr = self._prepare(query, documents, instruction)
         if not docs:
             return []
@@ -308,7 +301,7 @@ class Reranker(ABC):
     async def _ascore_requests(
         self, jobs: list[_Job], instruction: str, progress: Progress | None = None, *, report: bool = False
     ) -> list[Scored]:
-        """Async :meth:`_score_requests`."""
+        """Async `_score_requests`."""
         todo, done = self._todo(jobs, progress)
         raw = (
             await self._ascore_many([(job.query, job.texts) for job in todo], instruction, done)
@@ -346,7 +339,7 @@ class Reranker(ABC):
         instruction: str | None = None,
         show_progress: bool = False,
     ) -> list[list[float]]:
-        """:meth:`score` for many queries at once: one score list per request, in request order.
+        """`score` for many queries at once: one score list per request, in request order.
 
         ``requests`` is a sequence of ``(query, documents)`` pairs. Each list
         equals what ``score(query, documents)`` returns (within float rounding,
@@ -356,7 +349,7 @@ class Reranker(ABC):
         counting documents and queries.
 
         Raises:
-            InvalidInputError: as :meth:`score`; the message names the request,
+            InvalidInputError: as `score`; the message names the request,
                 e.g. ``requests[3]: documents[1] must be a str, got int.``
         """
         jobs, instr = self._prepare_many(requests, instruction)
@@ -373,7 +366,7 @@ class Reranker(ABC):
         instruction: str | None = None,
         show_progress: bool = False,
     ) -> list[list[float]]:
-        """Async :meth:`score_many`; it does not block the event loop."""
+        """Async `score_many`; it does not block the event loop."""
         jobs, instr = self._prepare_many(requests, instruction)
         with (
             many_span(self, len(jobs), "qwen_rerank.score_many") as trace,
@@ -389,13 +382,13 @@ class Reranker(ABC):
         score_threshold: float | None = None,
         instruction: str | None = None,
     ) -> list[list[RerankResult]]:
-        """:meth:`rerank` for many queries at once: one ranking per request, in request order.
+        """`rerank` for many queries at once: one ranking per request, in request order.
 
         ``top_n`` and ``score_threshold`` apply to each request. Scoring is
-        shared as in :meth:`score_many`.
+        shared as in `score_many`.
 
         Raises:
-            InvalidInputError: as :meth:`rerank`; the message names the request.
+            InvalidInputError: as `rerank`; the message names the request.
         """
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
         jobs, instr = self._prepare_many(requests, instruction)
@@ -411,7 +404,7 @@ class Reranker(ABC):
         score_threshold: float | None = None,
         instruction: str | None = None,
     ) -> list[list[RerankResult]]:
-        """Async :meth:`rerank_many`; it does not block the event loop."""
+        """Async `rerank_many`; it does not block the event loop."""
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
         jobs, instr = self._prepare_many(requests, instruction)
         with many_span(self, len(jobs), "qwen_rerank.rerank_many") as trace:
@@ -426,7 +419,7 @@ class Reranker(ABC):
         """Release what the backend holds open. Safe to call more than once."""
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
+        """Async `close`."""
         self.close()
 
     def __enter__(self) -> Self:
@@ -453,7 +446,7 @@ class Reranker(ABC):
 
 
 def _ignore(queries: int, documents: int) -> None:
-    """A :data:`Progress` that reports nowhere."""
+    """A `Progress` that reports nowhere."""
 
 
 def _traced_scores(trace: ManyTrace, jobs: list[_Job], scored: list[Scored]) -> list[list[float]]:

@@ -1,13 +1,15 @@
 """MTEB-style evaluation of a reranker: a BEIR-layout dataset, a first-stage run, pytrec_eval.
 
 The pieces are plain functions, so a notebook or a script can use them one by
-one; :func:`evaluate` chains them and ``qwen-rerank eval`` prints its report::
+one; `evaluate` chains them and ``qwen-rerank eval`` prints its report:
 
-    from qwen_rerank import create_reranker
-    from qwen_rerank.evaluation import evaluate, format_table
+```python
+from qwen_rerank import create_reranker
+from qwen_rerank.evaluation import evaluate, format_table
 
-    report = evaluate(create_reranker(), "data/scifact", "data/scifact/bm25.trec")
-    print(format_table(report))
+report = evaluate(create_reranker(), "data/scifact", "data/scifact/bm25.trec")
+print(format_table(report))
+```
 
 **Data.** A dataset folder holds ``corpus.jsonl`` (``_id``, ``title``,
 ``text``), ``queries.jsonl`` (``_id``, ``text``) and ``qrels/<split>.tsv``
@@ -20,7 +22,7 @@ first-stage score (ties keep file order). Queries of the run without qrels in
 the split are not reranked; judged queries missing from the run count with
 every measure 0. Both cases are reported as notes, never dropped silently.
 
-**Measures.** :data:`METRICS`, computed by pytrec_eval (the library MTEB uses)
+**Measures.** `METRICS`, computed by pytrec_eval (the library MTEB uses)
 over the judged queries and averaged: ``ndcg_cut_10``, ``map_cut_10``,
 ``recall_10`` and ``recall_100`` on the candidate list, ``recip_rank`` on the
 list cut to its top 10 (MRR@10). The first-stage column uses the same top-k
@@ -28,13 +30,13 @@ candidates in first-stage order, so both columns compare like with like.
 Each list is evaluated in exactly the order given: ties in score never let
 pytrec_eval reorder it.
 
-**Relevance** in qrels is an integer from -1000 to 1000 (:data:`RELEVANCE_RANGE`);
+**Relevance** in qrels is an integer from -1000 to 1000 (`RELEVANCE_RANGE`);
 0 and below count as not relevant, and graded levels above 1 weigh more in
 nDCG. Values outside that range are rejected with the file and line, rather
 than handed to pytrec_eval, which allocates memory per level and overflows
 near 2**31.
 
-**Bad data** raises :class:`DataFormatError` naming the file and line.
+**Bad data** raises [`DataFormatError`][qwen_rerank.exceptions.DataFormatError] naming the file and line.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ RELEVANCE_RANGE: tuple[int, int] = (-1000, 1000)
 """The qrels relevance values accepted, inclusive: pytrec_eval handles these exactly, in little memory."""
 
 DEFAULT_BATCH_QUERIES = 64
-"""Queries per :meth:`~qwen_rerank.Reranker.score_many` call in :func:`evaluate`."""
+"""Queries per [`score_many`][qwen_rerank.Reranker.score_many] call in `evaluate`."""
 
 Run = dict[str, list[tuple[str, float]]]
 """A ranked run: query id -> [(document id, score)], best first."""
@@ -146,7 +148,7 @@ class Candidates:
 
 @dataclass(frozen=True)
 class EvalReport:
-    """The result of :func:`evaluate`.
+    """The result of `evaluate`.
 
     Attributes:
         first_stage: Measure name -> mean value for the first-stage candidates.
@@ -154,7 +156,7 @@ class EvalReport:
         queries: Number of judged queries the means are over.
         reranked_run: Query id -> [(document id, reranker score)], best first.
         top_k: Candidates reranked per query (at most).
-        notes: Queries left out of reranking, with counts (see :class:`Candidates`).
+        notes: Queries left out of reranking, with counts (see `Candidates`).
     """
 
     first_stage: dict[str, float]
@@ -179,7 +181,7 @@ def document_text(title: str | None, text: str) -> str:
 
 
 def load_corpus(path: str | Path) -> dict[str, str]:
-    """Read ``corpus.jsonl``: document id -> :func:`document_text`."""
+    """Read ``corpus.jsonl``: document id -> `document_text`."""
     corpus: dict[str, str] = {}
     first_line: dict[str, int] = {}
     for number, record in _read_jsonl(path):
@@ -337,7 +339,7 @@ def rerank_candidates(
     """Rerank each query's candidates: query id -> [(document id, score)], best first.
 
     Ties keep first-stage order. Queries go to the reranker ``batch_queries``
-    at a time (see :meth:`~qwen_rerank.Reranker.score_many`), so a local model
+    at a time (see [`score_many`][qwen_rerank.Reranker.score_many]), so a local model
     packs short candidate lists into shared forward passes and a vLLM client
     keeps its replicas busy. ``progress`` shows a tqdm bar on stderr, counting
     documents and queries.
@@ -361,7 +363,7 @@ def rerank_candidates(
 def compute_metrics(
     qrels: Mapping[str, Mapping[str, int]], rankings: Mapping[str, Sequence[str]]
 ) -> dict[str, float]:
-    """Mean of each of :data:`METRICS` over the queries of ``qrels``, by pytrec_eval.
+    """Mean of each of `METRICS` over the queries of ``qrels``, by pytrec_eval.
 
     ``rankings`` maps a query id to document ids, best first; each list is
     evaluated in exactly that order. A judged query with no ranking scores 0.
@@ -406,16 +408,16 @@ def evaluate(
     """Rerank a first-stage run and measure both, MTEB-style (see the module docstring).
 
     Args:
-        reranker: Any backend, e.g. from :func:`~qwen_rerank.create_reranker`.
-        dataset: A :class:`Dataset` or a BEIR-layout folder.
-        run: A parsed run (:func:`load_run`) or a TREC run file.
+        reranker: Any backend, e.g. from [`create_reranker`][qwen_rerank.create_reranker].
+        dataset: A `Dataset` or a BEIR-layout folder.
+        run: A parsed run (`load_run`) or a TREC run file.
         top_k: Candidates per query, by first-stage score. 100 matches the
             Qwen3-Reranker evaluation.
         split: The qrels split, when ``dataset`` is a folder.
         progress: Show a progress bar on stderr.
         on_note: Called with each note (queries not reranked, with counts)
             as soon as it is known; the notes are also in the report.
-        batch_queries: Queries scored per call (see :func:`rerank_candidates`);
+        batch_queries: Queries scored per call (see `rerank_candidates`);
             the results do not depend on it.
 
     Raises:

@@ -18,12 +18,13 @@ def create_reranker(
     instruction: str | None = None,
     **options: Any,
 ) -> Reranker:
-    """A :class:`VLLMReranker` when ``base_url`` is given, else a :class:`LocalReranker`.
+    """A [`VLLMReranker`][qwen_rerank.VLLMReranker] when ``base_url`` is given, else a
+    [`LocalReranker`][qwen_rerank.LocalReranker].
 
     ``model`` is the checkpoint to load locally (default: Qwen3-Reranker-0.6B),
     or, with ``base_url``, the model name to ask the server for (default: the
     server's). A local folder may be a ``str`` or any ``os.PathLike``. A URL
-    as ``model`` raises :class:`~qwen_rerank.InvalidInputError` pointing to
+    as ``model`` raises [`InvalidInputError`][qwen_rerank.exceptions.InvalidInputError] pointing to
     ``base_url``. Other keyword arguments go to the backend's constructor, so a
     setting the backend does not know raises ``TypeError`` naming it. Building
     a remote backend never imports torch.

@@ -1,8 +1,10 @@
 """The Qwen3-Reranker prompt, and the rule for fitting it into ``max_length``.
 
-This module is the only place that spells the template. A pair is scored from::
+This module is the only place that spells the template. A pair is scored from:
 
-    PREFIX + "<Instruct>: {instruction}\\n<Query>: {query}\\n<Document>: {document}" + SUFFIX
+```python
+PREFIX + "<Instruct>: {instruction}\\n<Query>: {query}\\n<Document>: {document}" + SUFFIX
+```
 
 ``PREFIX`` and ``SUFFIX`` carry the chat control tokens and are never cut. The
 middle part, the *body*, is what truncation shortens: tokens are dropped from
@@ -13,7 +15,7 @@ User text (instruction, query, document) is tokenized as plain characters: a
 document that contains ``<|im_end|>`` or ``<think>`` gets the tokens of those
 characters, never the control tokens, so it cannot close the prompt early.
 A server that tokenizes text itself (vLLM) cannot be told that; for it,
-:func:`escape_control_tokens` breaks those spellings before the text is sent.
+`escape_control_tokens` breaks those spellings before the text is sent.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def format_body(query: str, document: str, instruction: str) -> str:
 
 
 def document_start(query: str, instruction: str) -> int:
-    """Where the document's first character sits in :func:`format_body`'s text."""
+    """Where the document's first character sits in `format_body`'s text."""
     return len(format_body(query, "", instruction))
 
 
@@ -101,13 +103,13 @@ def split_prompt(query: str, document: str, instruction: str) -> tuple[str, str]
     """The prompt cut in two, for servers that score ``query_text + document_text``.
 
     The first part carries the prefix, the instruction and the query; the second
-    the document and the suffix. Their concatenation is :func:`format_prompt`.
+    the document and the suffix. Their concatenation is `format_prompt`.
     """
     return PREFIX + format_query_part(query, instruction), format_document_part(document) + SUFFIX
 
 
 def split_prompts(query: str, documents: Sequence[str], instruction: str) -> tuple[str, list[str]]:
-    """:func:`split_prompt` for many documents: the shared query text and one text per document."""
+    """`split_prompt` for many documents: the shared query text and one text per document."""
     query_text = PREFIX + format_query_part(query, instruction)
     return query_text, [format_document_part(doc) + SUFFIX for doc in documents]
 
@@ -198,7 +200,7 @@ class PromptTokenizer:
         return len(self.prefix_ids) + len(self.suffix_ids)
 
     def check_max_length(self, max_length: int) -> None:
-        """Raise :class:`InvalidInputError` unless ``max_length`` leaves room for a body."""
+        """Raise `InvalidInputError` unless ``max_length`` leaves room for a body."""
         truncate_body([], max_length, self.fixed_length)
 
     def encode_text(self, texts: Sequence[str]) -> list[list[int]]:
@@ -211,7 +213,7 @@ class PromptTokenizer:
         return max_length - self.fixed_length
 
     def encode_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-        """:meth:`encode_text` with each token's ``(start, end)`` character offsets in its text."""
+        """`encode_text` with each token's ``(start, end)`` character offsets in its text."""
         encodings = self._plain.encode_batch(list(texts), add_special_tokens=False)
         return [(encoding.ids, encoding.offsets) for encoding in encodings]
 
@@ -228,7 +230,7 @@ class PromptTokenizer:
     def split_pairs(
         self, query: str, documents: Sequence[str], instruction: str, max_length: int
     ) -> tuple[str, list[str]]:
-        """:func:`split_prompt` for every document, truncated like :meth:`encode_pairs`.
+        """`split_prompt` for every document, truncated like `encode_pairs`.
 
         Returns the query text and one document text per document such that
         ``query_text + document_text`` tokenizes to at most ``max_length`` tokens,
@@ -248,10 +250,10 @@ class PromptTokenizer:
     def truncate_documents(
         self, query: str, documents: Sequence[str], instruction: str, max_length: int
     ) -> list[str]:
-        """Documents cut from their end so that :func:`format_prompt` fits in ``max_length`` tokens.
+        """Documents cut from their end so that `format_prompt` fits in ``max_length`` tokens.
 
         For servers that build the prompt themselves from the raw query and
-        document. Raises :class:`InvalidInputError` when the instruction and query
+        document. Raises `InvalidInputError` when the instruction and query
         leave no room for any document text.
         """
         self.check_max_length(max_length)
@@ -292,7 +294,7 @@ class PromptTokenizer:
         The body is cut right after the newline that ends the query part. Qwen's
         pre-tokenizer never merges that newline with the ``<`` of ``<Document>``
         that follows it (a query ending in ``"?"`` gives the single token
-        ``"?\\n"`` in both encodings), so each prompt of :meth:`encode_pairs`
+        ``"?\\n"`` in both encodings), so each prompt of `encode_pairs`
         begins with exactly these ids, unless truncation cut into the query.
         Callers that reuse a computed head must still check each prompt.
         """

@@ -10,14 +10,50 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# torch.compile's kernels are compiled in this process, not by a pool of compile workers that two
+# test workers on two cores would start and fight over (the cold compile test: 168 s -> 133 s).
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
+# Files whose module fixtures are costly to make twice (a browser, a Gradio app, a Ray instance,
+# an Infinity server, a fresh tiny model, examples and venvs started all at once): under
+# `--dist loadgroup` each group stays on one worker. Every other test is handed out on its own, so a
+# slow file no longer holds a worker to itself.
+ONE_WORKER_FILES = {
+    "tests/cli/test_cli_tiny_api_and_top_n.py": "tests/cli/test_cli_tiny_api_and_top_n.py",
+    "tests/demo/test_demo_in_chromium.py": "tests/demo/test_demo_in_chromium.py",
+    "tests/demo/test_demo_over_http.py": "tests/demo/test_demo_over_http.py",
+    "tests/docs/test_docs_site.py": "tests/docs/test_docs_site.py",
+    "tests/docs/test_examples_run_offline.py": "tests/docs/test_examples_run_offline.py",
+    "tests/docs/test_framework_pages_snippets.py": "tests/docs/test_framework_pages_snippets.py",
+    "tests/docs/test_notebook_outputs.py": "tests/docs/test_notebook_outputs.py",
+    "tests/docs/test_snippets_in_minimal_installs.py": "tests/docs/test_snippets_in_minimal_installs.py",
+    "tests/integrations/test_ray_predictor.py": "tests/integrations/test_ray_predictor.py",
+    "tests/remote/test_tei_real_infinity_server.py": "tests/remote/test_tei_real_infinity_server.py",
+    # One llama-server for the session: its two files share a worker, so only one is started.
+    "tests/llamacpp/test_check_against_llama_server.py": "llama-server",
+    "tests/llamacpp/test_llamacpp_dialect_against_llama_server.py": "llama-server",
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = ONE_WORKER_FILES.get(item.path.relative_to(ROOT).as_posix())
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random Qwen3-Reranker checkpoint on disk (built once per session)."""
+def tiny_model_path() -> Path:
+    """A tiny random Qwen3-Reranker checkpoint on disk: never write into it.
+
+    It is the one ``make_tiny_reranker()`` keeps in the per-user cache folder, as the examples and
+    docs use it: built once per user (safely when workers race), not once per worker and session.
+    """
     from qwen_rerank.testing import make_tiny_reranker
 
-    return make_tiny_reranker(tmp_path_factory.mktemp("tiny-qwen3-reranker"))
+    return make_tiny_reranker()
 
 
 @pytest.fixture(scope="session")

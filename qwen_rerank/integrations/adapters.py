@@ -105,7 +105,7 @@ def adapter_backend(
     A remote backend is built at once (that does no I/O), so a bad setting fails
     when the adapter is constructed; a local one is built on first use, since
     loading a model takes seconds. ``model=None`` means the default checkpoint
-    locally (:data:`~qwen_rerank.DEFAULT_MODEL`) and, with ``base_url``, no
+    locally ([`DEFAULT_MODEL`][qwen_rerank.DEFAULT_MODEL]) and, with ``base_url``, no
     model name sent, so the server uses whatever model it serves.
 
     ``settings`` are the adapter's named pass-through fields (``device``,
@@ -168,7 +168,7 @@ BACKEND_FIELDS = ("reranker", "model", "base_url", "api_key", *_PASSED_SETTINGS,
 
 
 def backend_snapshot(adapter: Any) -> dict[str, Any]:
-    """The values of ``adapter``'s :data:`BACKEND_FIELDS`, copied so that later changes show."""
+    """The values of ``adapter``'s `BACKEND_FIELDS`, copied so that later changes show."""
     snapshot = {name: getattr(adapter, name) for name in BACKEND_FIELDS}
     if isinstance(adapter.base_url, list):
         snapshot["base_url"] = list(adapter.base_url)
@@ -177,7 +177,7 @@ def backend_snapshot(adapter: Any) -> dict[str, Any]:
 
 
 def build_backend(adapter: Any, api_key: str | None) -> LazyReranker:
-    """:func:`adapter_backend` from an adapter's :data:`BACKEND_FIELDS` (``api_key`` resolved)."""
+    """`adapter_backend` from an adapter's `BACKEND_FIELDS` (``api_key`` resolved)."""
     backend = adapter_backend(
         reranker=adapter.reranker,
         model=adapter.model,
@@ -226,7 +226,7 @@ class LazyReranker:
     """A backend built once, on first use (or at once with ``eager``), even when threads race.
 
     ``owned`` says the adapter built it (rather than receiving a ready one), so
-    :meth:`close` releases it. ``settings`` records what it was built from, so
+    `close` releases it. ``settings`` records what it was built from, so
     an adapter can tell that a field changed since. Pickling keeps the recipe,
     not a backend built from it: the copy builds its own on first use.
     """
@@ -275,7 +275,7 @@ class LazyReranker:
             released.close()
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
+        """Async `close`."""
         released = self._release()
         if released is not None:
             await released.aclose()

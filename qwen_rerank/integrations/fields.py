@@ -181,7 +181,7 @@ class BackendFields(BaseModel):
         self._backend.close()
 
     async def aclose(self) -> None:
-        """Async :meth:`close`."""
+        """Async `close`."""
         await self._backend.aclose()
 
     # -- secrets never written out ----------------------------------------------------------------

@@ -1,16 +1,18 @@
-"""Qwen3-Reranker in MTEB 2.x: :class:`MTEBReranker`, and reranking tasks from local BEIR files.
+"""Qwen3-Reranker in MTEB 2.x: `MTEBReranker`, and reranking tasks from local BEIR files.
 
 ``MTEBReranker`` implements MTEB's ``CrossEncoderProtocol``, so
 ``mteb.evaluate`` reranks any retrieval task that carries first-stage
 candidates (``task.convert_to_reranking(...)``) with our exact scores, on
-this machine or on a vLLM fleet (``base_url=``)::
+this machine or on a vLLM fleet (``base_url=``):
 
-    import mteb
-    from qwen_rerank.integrations.mteb import MTEBReranker
+```python
+import mteb
+from qwen_rerank.integrations.mteb import MTEBReranker
 
-    results = mteb.evaluate(MTEBReranker("Qwen/Qwen3-Reranker-0.6B"), tasks)
+results = mteb.evaluate(MTEBReranker("Qwen/Qwen3-Reranker-0.6B"), tasks)
+```
 
-:func:`local_reranking_task` turns a BEIR-layout folder and a TREC run (the
+`local_reranking_task` turns a BEIR-layout folder and a TREC run (the
 input of ``qwen-rerank eval``) into an MTEB task, with no download. Install
 with ``pip install "qwen-rerank[mteb]"``.
 
@@ -20,8 +22,8 @@ Which instruction scores a query, first that applies:
    retrieval tasks carry one per query);
 2. the task's own prompt (``task_metadata.prompt``: a str, or its ``"query"``
    entry);
-3. ``instruction=`` given to :class:`MTEBReranker`, else
-   :data:`~qwen_rerank.DEFAULT_INSTRUCTION`.
+3. ``instruction=`` given to `MTEBReranker`, else
+   [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION].
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class MTEBReranker:
         device: Local backend only: ``"cuda"``, ``"cpu"``...; ``None`` picks one.
         reranker: A ready backend to use instead of building one; no other
             option may be given with it.
-        **options: Keyword arguments for :func:`~qwen_rerank.create_reranker`:
+        **options: Keyword arguments for [`create_reranker`][qwen_rerank.create_reranker]:
             ``base_url=`` reaches a vLLM server or fleet, ``instruction=``
             sets the default instruction, ``dtype=``, ``max_length=``...
     """
@@ -197,17 +199,17 @@ def local_reranking_task(
     ``top_k`` documents of ``run`` by first-stage score, and each document's
     text is ``title + " " + text``, MTEB's rule. ``mteb.evaluate`` on this task
     therefore reports the same ``ndcg_at_10`` as ``qwen-rerank eval`` (and
-    :func:`qwen_rerank.evaluation.evaluate`) on the same files.
+    `qwen_rerank.evaluation.evaluate`) on the same files.
 
     Args:
         dataset: Folder with ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/SPLIT.tsv``.
-        run: A TREC run file, or a run parsed by :func:`qwen_rerank.evaluation.load_run`.
+        run: A TREC run file, or a run parsed by `qwen_rerank.evaluation.load_run`.
         split: The qrels split.
         top_k: Candidates per query.
         name: The task's name in MTEB's results.
         languages: MTEB language codes of the data (default ``["eng-Latn"]``).
         prompt: The task's instruction (see the module docstring); ``None`` leaves the choice
-            to :class:`MTEBReranker`.
+            to `MTEBReranker`.
 
     Raises:
         DataFormatError: A file is missing or malformed (the message names file and line).

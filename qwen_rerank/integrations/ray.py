@@ -1,21 +1,23 @@
 """Rerank a Ray Data dataset of (query, document) rows, on a cluster of GPUs or against a vLLM fleet.
 
-``RerankPredictor`` is a callable class for :meth:`ray.data.Dataset.map_batches`:
-each Ray actor builds one reranker (a :class:`~qwen_rerank.LocalReranker` on its
-GPU, or a :class:`~qwen_rerank.VLLMReranker` against your servers) and scores
-the batches it is given::
+``RerankPredictor`` is a callable class for `ray.data.Dataset.map_batches`:
+each Ray actor builds one reranker (a [`LocalReranker`][qwen_rerank.LocalReranker] on its
+GPU, or a [`VLLMReranker`][qwen_rerank.VLLMReranker] against your servers) and scores
+the batches it is given:
 
-    import ray
-    from qwen_rerank.integrations.ray import RerankPredictor
+```python
+import ray
+from qwen_rerank.integrations.ray import RerankPredictor
 
-    ds = ray.data.read_parquet("s3://bucket/pairs/")          # columns: query, document
-    scored = ds.map_batches(
-        RerankPredictor,
-        fn_constructor_kwargs={"model": "Qwen/Qwen3-Reranker-0.6B"},
-        batch_size=256,
-        num_gpus=1,       # one GPU per actor ...
-        concurrency=4,    # ... and four actors
-    )
+ds = ray.data.read_parquet("s3://bucket/pairs/")          # columns: query, document
+scored = ds.map_batches(
+    RerankPredictor,
+    fn_constructor_kwargs={"model": "Qwen/Qwen3-Reranker-0.6B"},
+    batch_size=256,
+    num_gpus=1,                                   # one GPU per actor ...
+    compute=ray.data.ActorPoolStrategy(size=4),   # ... and four actors
+)
+```
 
 This module does not import ``ray``: Ray imports it on the workers. Install
 Ray Data with ``pip install "qwen-rerank[ray]"``.
@@ -36,7 +38,7 @@ class RerankPredictor:
     """Adds a relevance score to every (query, document) row of a Ray Data batch.
 
     Within a batch, rows are grouped by query and scored with one
-    :meth:`~qwen_rerank.Reranker.score_many` call, so rows of a query share its
+    [`score_many`][qwen_rerank.Reranker.score_many] call, so rows of a query share its
     prompt prefix and short lists share forward passes (or, remotely, requests
     run concurrently). Each score equals ``reranker.score(query, [document])``
     within float rounding. Rows keep their order and every other column; the
@@ -46,7 +48,7 @@ class RerankPredictor:
     or the ``"pandas"`` format; the result is in the same format.
 
     Args:
-        model: As :func:`~qwen_rerank.create_reranker`: the checkpoint to load
+        model: As [`create_reranker`][qwen_rerank.create_reranker]: the checkpoint to load
             on each actor, or with ``base_url`` the served model's name.
         base_url: A vLLM server or a list of replicas; ``None`` loads the
             model locally on each actor (on its GPU when Ray gave it one).

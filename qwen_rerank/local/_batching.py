@@ -44,7 +44,7 @@ def prefix_pays(head: int, tails: Sequence[int], max_tokens: int) -> bool:
     passes of its own: one for the prefix and one per batch of tails, which
     cannot share a batch with other queries' prompts. Whole prompts join a
     pool shared by all queries of the call, so they cost only their share of
-    its passes. Each pass is charged :data:`PASS_OVERHEAD` of ``max_tokens``.
+    its passes. Each pass is charged `PASS_OVERHEAD` of ``max_tokens``.
     So a query with many documents reuses its prefix, and one with a couple
     of documents runs whole, next to other queries.
     """

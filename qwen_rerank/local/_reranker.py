@@ -242,7 +242,7 @@ def quiet_progress_bars() -> Iterator[None]:
 class LocalReranker(Reranker):
     """Qwen3-Reranker run in this process with transformers.
 
-    Scores equal the model card's: the prompt of :mod:`qwen_rerank.prompt`,
+    Scores equal the model card's: the prompt of `qwen_rerank.prompt`,
     and ``softmax([logit("no"), logit("yes")])[1]`` at the last position, in
     float32. They are computed faster than the model card's loop, with the same
     result (within 1e-5 in float32):
@@ -255,7 +255,7 @@ class LocalReranker(Reranker):
     - the prefix every prompt of a query shares (system prompt, instruction,
       query) is run once, and each document continues its key/value cache,
       when the query has enough documents for that to pay; otherwise its whole
-      prompts share batches with other queries' (see :meth:`score_many`);
+      prompts share batches with other queries' (see `score_many`);
     - identical documents of a query are scored once.
 
     One instance may be used from many threads and from async code at once:
@@ -271,8 +271,9 @@ class LocalReranker(Reranker):
             as TEI and Infinity serve) loads too and scores ``sigmoid(logit)``,
             the same score (see ``docs/tei-infinity.md``).
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or a torch.device.
-            ``None`` picks cuda, then mps, then cpu. A device this machine
-            lacks raises :class:`InvalidInputError` before anything loads.
+            ``None`` picks cuda, then mps, then cpu. A device this machine lacks
+            raises [`InvalidInputError`][qwen_rerank.exceptions.InvalidInputError] before
+            anything loads.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch.dtype.
             ``None`` picks bfloat16 (float16 where bf16 is unsupported) on a GPU
             and float32 on CPU. ``"bfloat16"`` works on CPU too, and is several
@@ -281,15 +282,15 @@ class LocalReranker(Reranker):
         max_length: Most tokens one prompt may take. Longer documents are
             truncated from their end; the prompt's fixed prefix and suffix are
             never cut. Must exceed the fixed prompt's length (about 50 tokens).
-        instruction: Default task instruction; see :data:`DEFAULT_INSTRUCTION`.
+        instruction: Default task instruction; see [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION].
         max_batch_tokens: Most tokens one forward pass holds: each row's
             padded length plus the shared prefix it continues. Documents are
             sorted by length and grouped under this budget; a longer document
             runs alone. ``None`` picks 16384 on a GPU and, on
             CPU, what keeps activations near 12 MiB (1024 tokens for the 0.6B
-            model in float32, 2048 in bfloat16); see :func:`default_batch_tokens`.
+            model in float32, 2048 in bfloat16); see `default_batch_tokens`.
             On device out-of-memory a batch is halved and retried, down to one
-            document, before :class:`OutOfMemoryError` is raised.
+            document, before [`OutOfMemoryError`][qwen_rerank.exceptions.OutOfMemoryError] is raised.
         trust_remote_code: Passed to transformers. Off by default.
         revision: Hub revision (branch, tag or commit) to load.
         prefix_reuse: Run the shared prompt prefix once per call and reuse its
@@ -298,7 +299,7 @@ class LocalReranker(Reranker):
         cache_size: Keep the scores of this many most recent
             (instruction, query, document) triples and answer repeats without
             the model; each entry keeps its texts alive. ``0`` (the default)
-            turns the cache off. :meth:`clear_cache` empties it.
+            turns the cache off. `clear_cache` empties it.
         show_progress: Show a tqdm progress bar (on stderr) for calls that take
             more than one forward pass. Off by default.
         long_documents: ``"truncate"`` (the default) cuts a prompt longer than
@@ -326,7 +327,7 @@ class LocalReranker(Reranker):
             no such folder, a folder without model files, a hub id that
             cannot be downloaded.
         InvalidInputError: A bad argument: a URL as ``model`` (use
-            :class:`~qwen_rerank.VLLMReranker`), a device this machine lacks.
+            [`VLLMReranker`][qwen_rerank.VLLMReranker]), a device this machine lacks.
         MissingDependencyError: torch or transformers is not installed
             (``pip install "qwen-rerank[local]"``).
     """
@@ -498,7 +499,7 @@ class LocalReranker(Reranker):
 
     def _group(self, requests: list[Request], instruction: str) -> list[_Work]:
         """Each request's prompts: in a group of its own continuing its prefix, where that pays,
-        or in one pool of whole prompts that requests share (see :func:`prefix_pays`)."""
+        or in one pool of whole prompts that requests share (see `prefix_pays`)."""
         pt = self.prompt_tokenizer
         groups: list[_Work] = []
         pool = _Work(prompts=[], rows=[], scores=[])
@@ -536,7 +537,7 @@ class LocalReranker(Reranker):
         Prompts of different queries still share the system prompt and the
         instruction, about half of a short prompt: that head then runs once for
         the whole pool. Rows that fill a batch alone, or a pool where reuse does
-        not pay (see :func:`prefix_pays`), run whole.
+        not pay (see `prefix_pays`), run whole.
         """
         alone = self.max_batch_tokens // 2
         short = [k for k, prompt in enumerate(pool.prompts) if len(prompt) <= alone]
@@ -589,7 +590,7 @@ class LocalReranker(Reranker):
             work.scores[i] = value
 
     def _raise_out_of_memory(self, exc: Exception, what: str) -> NoReturn:
-        """Re-raise ``exc``; as :class:`OutOfMemoryError` naming ``what`` if the device ran out of memory."""
+        """Re-raise ``exc``; as `OutOfMemoryError` naming ``what`` if the device ran out of memory."""
         if not is_out_of_memory(exc):
             raise exc
         raise OutOfMemoryError(

@@ -50,7 +50,7 @@ def compiled_forward(model: Any) -> Any:
     minute per kind of pass on a small CPU; a prefix, rows continuing it and
     whole prompts are three kinds); a later process finds the kernels in
     torch's on-disk cache, ``$TORCHINDUCTOR_CACHE_DIR``. Unless the user
-    chose that folder, it is set to :func:`compile_cache_dir` (torch writes its
+    chose that folder, it is set to `compile_cache_dir` (torch writes its
     own default, a temporary folder, into the variable when it first uses it).
     """
     current, default = os.environ.get("TORCHINDUCTOR_CACHE_DIR"), _torch_default_cache_dir()
@@ -73,7 +73,7 @@ def compile_cache_dir() -> Path:
 
     That folder is ``$QWEN_RERANK_CACHE`` if set, else ``$XDG_CACHE_HOME/qwen-rerank``
     (by default ``~/.cache/qwen-rerank``; ``%LOCALAPPDATA%\\qwen-rerank`` on Windows),
-    the folder :func:`qwen_rerank.testing.tiny_model_cache_dir` names.
+    the folder `qwen_rerank.testing.tiny_model_cache_dir` names.
     """
     return user_cache_dir() / "torch-compile"
 
@@ -97,7 +97,7 @@ class YesNoScorer:
         pad_id: Any valid token id; it fills masked positions.
         device: Where the model lives.
         compile: Run forward passes through ``torch.compile(model, dynamic=True)``
-            (see :func:`compiled_forward`); the model object itself is unchanged.
+            (see `compiled_forward`); the model object itself is unchanged.
 
     Not thread-safe: callers serialise forward passes.
     """
@@ -139,7 +139,7 @@ class YesNoScorer:
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
 
     def prefix(self, ids: list[int]) -> PrefixState:
-        """Run ``ids`` once and keep their key/value states for :meth:`score_rows`."""
+        """Run ``ids`` once and keep their key/value states for `score_rows`."""
         with torch.inference_mode():
             output = self.forward(
                 input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1

@@ -1,9 +1,9 @@
 """The lifecycle of the remote backend's connections: shared by calls, safe to close at any time.
 
-- :class:`Shared`: one lazily made object (an ``httpx.Client``, a thread pool) used by many
-  calls at once. :meth:`Shared.close` during a call lets that call finish: the object is
+- `Shared`: one lazily made object (an ``httpx.Client``, a thread pool) used by many
+  calls at once. `Shared.close` during a call lets that call finish: the object is
   closed after its last user lets go, and the next call makes a new one.
-- :class:`LoopClients`: one ``httpx.AsyncClient`` per live event loop (a client's
+- `LoopClients`: one ``httpx.AsyncClient`` per live event loop (a client's
   connections belong to the loop that opened them). Each is closed when its loop shuts
   down (``asyncio.run`` and ``loop.shutdown_asyncgens()``), or at ``close()``/``aclose()``.
 """

@@ -1,19 +1,19 @@
 """Everything the remote backend does that is not I/O, written once for sync and async.
 
-- :func:`rerank_url`: where requests go.
-- :func:`chunk_bounds`: how a call becomes sub-requests (bodies: :mod:`qwen_rerank.remote._dialects`).
-- :class:`BodyReader` and :func:`reply_limit`: a response body read under a size cap.
-- :func:`parse_scores`: a 200 response checked and mapped back by ``index``.
-- :func:`status_error`: an error status turned into :class:`APIStatusError`.
-- :class:`Replicas`: round-robin over base URLs, skipping one that refused a connection.
-- :func:`request_flow`: the retry and failover policy of one sub-request, as a generator.
+- `rerank_url`: where requests go.
+- `chunk_bounds`: how a call becomes sub-requests (bodies: `qwen_rerank.remote._dialects`).
+- `BodyReader` and `reply_limit`: a response body read under a size cap.
+- `parse_scores`: a 200 response checked and mapped back by ``index``.
+- `status_error`: an error status turned into [`APIStatusError`][qwen_rerank.exceptions.APIStatusError].
+- `Replicas`: round-robin over base URLs, skipping one that refused a connection.
+- `request_flow`: the retry and failover policy of one sub-request, as a generator.
 
-A driver runs :func:`request_flow` like this: the flow yields :class:`Send` (post the
-body to ``url`` within ``budget`` seconds and send back a :class:`Reply`, or what went
-wrong: the ``httpx`` exception, :class:`BodyBroken`, :class:`AttemptTimeout` or one of
-our errors) or :class:`Sleep` (sleep, then send back ``None``), and finally returns
-:class:`Parsed` scores or raises one of our :class:`RemoteError` classes. The sync and async drivers
-in :mod:`qwen_rerank.remote` differ only in how they post and sleep.
+A driver runs `request_flow` like this: the flow yields `Send` (post the
+body to ``url`` within ``budget`` seconds and send back a `Reply`, or what went
+wrong: the ``httpx`` exception, `BodyBroken`, `AttemptTimeout` or one of
+our errors) or `Sleep` (sleep, then send back ``None``), and finally returns
+`Parsed` scores or raises one of our `RemoteError` classes. The sync and async drivers
+in `qwen_rerank.remote` differ only in how they post and sleep.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def parse_scores(
 ) -> Parsed:
     """Scores of a 200 rerank response, in document order, mapped by each result's ``index``.
 
-    Echoed documents are ignored. Raises :class:`MalformedResponseError` unless
+    Echoed documents are ignored. Raises `MalformedResponseError` unless
     the body is JSON with a list of results (where ``dialect`` keeps it) holding
     exactly one finite score in [0, 1] for every index in ``range(expected)``.
     ``redact`` scrubs secrets from the quoted body.
@@ -276,7 +276,7 @@ def server_message(content: bytes) -> str | None:
 def status_error(
     status: int, content: bytes, url: str, *, attempts: int = 1, redact: Callable[[str], str] = str
 ) -> APIStatusError:
-    """:class:`APIStatusError` for an error status, with the server's message and a hint."""
+    """`APIStatusError` for an error status, with the server's message and a hint."""
     message = server_message(content)
     if message is not None:
         message = redact(message)
@@ -441,8 +441,8 @@ def request_flow(
 
     Each attempt may take ``budget`` seconds; the whole flow ends by ``deadline_at``
     (on ``clock``): no attempt starts, and no backoff sleeps, past it. Raises
-    :class:`APIStatusError`, :class:`MalformedResponseError`, :class:`RemoteTimeoutError`,
-    :class:`RemoteConnectionError` or :class:`RemoteError`, with the last underlying
+    `APIStatusError`, `MalformedResponseError`, `RemoteTimeoutError`,
+    `RemoteConnectionError` or `RemoteError`, with the last underlying
     error as ``__cause__``. ``redact`` scrubs secrets from every message and log line.
     """
     try:

@@ -1,9 +1,9 @@
 """The remote backend: a client for rerank servers (vLLM, SGLang, Cohere-shaped), sync and async, with httpx.
 
 It imports neither torch nor transformers (unless ``tokenizer=`` asks for one).
-Request building, splitting, retries and response checks live in :mod:`qwen_rerank.remote._flow`
-and :mod:`qwen_rerank.remote._dialects` as pure code, connection lifecycles in
-:mod:`qwen_rerank.remote._clients`, secrets in :mod:`qwen_rerank._secrets`; this module only
+Request building, splitting, retries and response checks live in `qwen_rerank.remote._flow`
+and `qwen_rerank.remote._dialects` as pure code, connection lifecycles in
+`qwen_rerank.remote._clients`, secrets in `qwen_rerank._secrets`; this module only
 sends, reads and sleeps.
 """
 
@@ -59,12 +59,12 @@ class _SubRequest:
 class VLLMReranker(Reranker):
     """Qwen3-Reranker served by vLLM (or SGLang, or a Cohere-shaped proxy), reached over HTTP.
 
-    Scores equal :class:`~qwen_rerank.LocalReranker`'s on the same checkpoint:
+    Scores equal [`LocalReranker`][qwen_rerank.LocalReranker]'s on the same checkpoint:
     with ``template="client"`` the client wraps query and documents in the
     model card's prompt itself, and vLLM scores exactly that prompt. Results are
     mapped back by ``index``; a response that misses, repeats or invents an index,
     or carries a score that is not a probability, raises
-    :class:`~qwen_rerank.MalformedResponseError`. A call returns every score or
+    [`MalformedResponseError`][qwen_rerank.exceptions.MalformedResponseError]. A call returns every score or
     raises; it never returns part of them.
 
     Args:
@@ -81,7 +81,7 @@ class VLLMReranker(Reranker):
             ``QWEN_RERANK_API_KEY`` environment variable; when that is unset too,
             no header is sent. Never shown in repr, logs or error messages, not
             even in part. A key holding whitespace or non-ASCII characters is an
-            :class:`~qwen_rerank.InvalidInputError`.
+            [`InvalidInputError`][qwen_rerank.exceptions.InvalidInputError].
         template: ``"client"`` for a server started without ``--chat-template``
             (the client builds the prompt), ``"server"`` for one started with
             ``--chat-template qwen3_reranker.jinja`` (the client sends the raw
@@ -119,7 +119,8 @@ class VLLMReranker(Reranker):
         max_response_bytes: Most bytes of a reply that are read, counted after
             decompression. ``None`` (the default) allows the largest valid reply
             to each request (3 x its body, plus 2 KiB per document and 64 KiB);
-            past it the read stops with :class:`~qwen_rerank.MalformedResponseError`.
+            past it the read stops with
+            [`MalformedResponseError`][qwen_rerank.exceptions.MalformedResponseError].
         max_tokens_per_doc: ``template="server"`` and ``api="vllm"`` only: passed to vLLM, which
             cuts each document to this many tokens before applying the template.
         tokenizer: Hub id or local folder of the model's tokenizer, loaded with
@@ -131,7 +132,7 @@ class VLLMReranker(Reranker):
             ``--max-model-len``. Used with ``tokenizer``.
         http_client: An ``httpx.Client`` to use instead of the reranker's own.
             Its settings (timeout, limits, proxies) apply; it is not closed by
-            :meth:`close`.
+            `close`.
         async_http_client: The same for async calls.
         retry_backoff: Base of the exponential backoff between retries, seconds.
         max_retry_wait: Longest wait before a retry, ``Retry-After`` included:
@@ -278,7 +279,7 @@ class VLLMReranker(Reranker):
         """Tokens the server reported for the last call made in this thread or asyncio task.
 
         Summed over the call's sub-requests; ``None`` before the first call. A
-        count the server did not report is ``None`` inside the :class:`Usage`.
+        count the server did not report is ``None`` inside the `Usage`.
         """
         return self._last_usage.get()
 
@@ -489,7 +490,7 @@ class VLLMReranker(Reranker):
         return self._merge(len(documents), subs, parts)
 
     async def _asend(self, sub: _SubRequest, deadline_at: float | None = None) -> list[float]:
-        """Async :meth:`_send`."""
+        """Async `_send`."""
         if deadline_at is None:
             deadline_at = self._deadline_at()
         flow = self._flow(sub, deadline_at)
@@ -511,7 +512,7 @@ class VLLMReranker(Reranker):
                 flow.close()
 
     async def _aattempt(self, client: httpx.AsyncClient, send: _http.Send, sub: _SubRequest) -> _http.Outcome:
-        """Async :meth:`_attempt`: the whole attempt runs under ``send.budget``."""
+        """Async `_attempt`: the whole attempt runs under ``send.budget``."""
         note_attempt(send.url, sub)
         try:
             return await asyncio.wait_for(self._aattempt_unbounded(client, send, sub), send.budget)
@@ -575,7 +576,7 @@ class VLLMReranker(Reranker):
     async def _ascore_many(
         self, requests: list[Request], instruction: str, progress: Progress
     ) -> list[list[float]]:
-        """Async :meth:`_score_many`: tasks gated to ``max_concurrency``, all ended before returning."""
+        """Async `_score_many`: tasks gated to ``max_concurrency``, all ended before returning."""
         tally = _ManyTally(self, requests, instruction, progress)
         gate = asyncio.Semaphore(self.max_concurrency)
 
@@ -608,7 +609,7 @@ class VLLMReranker(Reranker):
         self._async_clients.close()
 
     async def aclose(self) -> None:
-        """Async :meth:`close`: the running loop's connections are closed before it returns."""
+        """Async `close`: the running loop's connections are closed before it returns."""
         await self._async_clients.aclose_current()
         self.close()
 

@@ -2,16 +2,18 @@
 
 Use it to test an application against a server that behaves like ``vllm serve
 Qwen/Qwen3-Reranker-* --runner pooling --hf_overrides ...``, and that misbehaves when asked,
-without a GPU::
+without a GPU:
 
-    from qwen_rerank import VLLMReranker
-    from qwen_rerank.testing import FakeVLLMServer, make_tiny_reranker
+```python
+from qwen_rerank import VLLMReranker
+from qwen_rerank.testing import FakeVLLMServer, make_tiny_reranker
 
-    with FakeVLLMServer(str(make_tiny_reranker("/tmp/tiny"))) as server:
-        reranker = VLLMReranker(server.url)
-        reranker.score("what is a panda?", ["A bear.", "A city."])
-        server.add_fault("status", status=503, times=2)   # the next 2 rerank calls fail
-        server.requests                    # recorded RecordedRequest(method, path, headers, body)
+with FakeVLLMServer(str(make_tiny_reranker("/tmp/tiny"))) as server:
+    reranker = VLLMReranker(server.url)
+    reranker.score("what is a panda?", ["A bear.", "A city."])
+    server.add_fault("status", status=503, times=2)   # the next 2 rerank calls fail
+    server.requests                    # recorded RecordedRequest(method, path, headers, body)
+```
 
 Or from a shell: ``python -m qwen_rerank.testing.fake_vllm [--model PATH] [--api sglang]``
 prints the URL and serves until Ctrl-C (without ``--model`` it builds the tiny model once).
@@ -156,9 +158,12 @@ class _Scorer:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from qwen_rerank.local import quiet_progress_bars
+
         self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        with quiet_progress_bars():  # a server in a test or an example prints no loading bars
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+            self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         self.model.eval()  # type: ignore[no-untyped-call]
         self.yes = self.tokenizer.convert_tokens_to_ids("yes")
         self.no = self.tokenizer.convert_tokens_to_ids("no")
@@ -197,11 +202,11 @@ class FakeVLLMServer:
         api_key: When set, rerank requests without ``Authorization: Bearer <key>`` get 401.
         legacy_usage: Report only ``usage.total_tokens``, as older vLLM did.
         api: ``"vllm"``, ``"sglang"`` or ``"cohere"``: the wire format (module docstring).
-        port: Port on 127.0.0.1; 0 picks a free one (see :attr:`url`).
+        port: Port on 127.0.0.1; 0 picks a free one (see `url`).
 
     Use it as a context manager (``with FakeVLLMServer(...) as server:``), or call
-    :meth:`start` and :meth:`stop`. :meth:`add_fault` makes the next rerank requests
-    misbehave; :attr:`requests` records what arrived; :meth:`reset` forgets both.
+    `start` and `stop`. `add_fault` makes the next rerank requests
+    misbehave; `requests` records what arrived; `reset` forgets both.
     """
 
     def __init__(
@@ -660,7 +665,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _tiny_model() -> str:
-    """The tiny random model, built once per user by :func:`make_tiny_reranker`."""
+    """The tiny random model, built once per user by `make_tiny_reranker`."""
     import inspect
     import tempfile
 
