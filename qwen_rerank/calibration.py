@@ -4,14 +4,16 @@ Qwen3-Reranker's scores are probabilities, but a threshold such as 0.5 does
 not give the same precision on every corpus or instruction. This module
 scores a labelled dataset (the layout of [`qwen_rerank.evaluation`][qwen_rerank.evaluation]: a
 BEIR folder and a first-stage run) and tells, for each threshold, what a
-``score_threshold`` would keep::
+``score_threshold`` would keep:
 
-    from qwen_rerank import create_reranker
-    from qwen_rerank.calibration import calibrate
+```python
+from qwen_rerank import create_reranker
+from qwen_rerank.calibration import calibrate
 
-    calibration = calibrate(create_reranker(), "data/scifact", "data/scifact/bm25.trec", top_k=20)
-    cut = calibration.for_precision(0.8)
-    print(cut.threshold, cut.precision, cut.recall, cut.empty_share)
+calibration = calibrate(create_reranker(), "data/scifact", "data/scifact/bm25.trec", top_k=20)
+cut = calibration.for_precision(0.8)
+print(cut.threshold, cut.precision, cut.recall, cut.empty_share)
+```
 
 **What is measured.** The candidates are each judged query's first-stage
 top-k (as ``eval`` selects them). A threshold ``t`` keeps every candidate

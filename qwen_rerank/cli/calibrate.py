@@ -1,9 +1,9 @@
 """``qwen-rerank calibrate``: the score threshold for a target precision or recall, on your own data.
 
-::
-
-    qwen-rerank calibrate DATASET_DIR --run RUN_FILE [--target-precision P | --target-recall R]
-                          [--top-k 100] [--split test] [--rows 10] [--plot FILE.png] [--json]
+```text
+qwen-rerank calibrate DATASET_DIR --run RUN_FILE [--target-precision P | --target-recall R]
+                      [--top-k 100] [--split test] [--rows 10] [--plot FILE.png] [--json]
+```
 
 It reads the data as ``eval`` does, scores each judged query's first-stage
 top-k through ``score_many``, and prints a table of thresholds against
