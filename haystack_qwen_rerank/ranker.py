@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from haystack import Document, component, default_from_dict, default_to_dict
@@ -15,11 +14,13 @@ from qwen_rerank import InvalidInputError, Reranker, RerankResult
 from qwen_rerank.integrations.adapters import (
     API_KEY_ENV,
     LazyReranker,
-    backend_snapshot,
+    Sealed,
     build_backend,
     check_call_settings,
     copy_metadata,
+    current_backend,
     cut_metadata,
+    public_options,
     redact_urls,
     rerank_inputs,
     text_with_metadata,
@@ -62,7 +63,47 @@ class QwenRanker:
     "qwen-rerank[local]"``) and ``warm_up()`` loads it; with ``base_url`` a
     vLLM server scores and torch is never imported. Changing a backend
     attribute (``model``, ``base_url``, ``device``...) after construction
-    rebuilds the backend on the next call.
+    rebuilds the backend on the next call. Nothing is loaded until
+    ``warm_up()`` or the first run.
+
+    A pickle of the component holds its API key and any URL password (the
+    unpickled component must reach the server): keep pickles private.
+
+    Args:
+        model: Hub id or local folder (str or ``pathlib.Path``) of the checkpoint; ``None``
+            runs Qwen/Qwen3-Reranker-0.6B. With ``base_url``, the model name to ask the server
+            for; ``None`` lets the server use its own.
+        base_url: URL of a vLLM server (or a list of replicas); selects the remote backend.
+            A ``user:password@`` part is sent as HTTP basic auth and never serialized.
+        api_key: The server's API key, as a Haystack ``Secret``; by default read from the
+            ``QWEN_RERANK_API_KEY`` environment variable, when set. Never serialized as a value.
+        top_k: Most documents to return; ``None`` returns them all.
+        score_threshold: Keep only documents whose score is at least this.
+        instruction: Tells the model what "relevant" means for your task; ``None`` uses
+            ``qwen_rerank.DEFAULT_INSTRUCTION``.
+        meta_fields_to_embed: Meta fields whose values are scored with the content, each
+            before it, in this order (missing or empty ones are skipped).
+        meta_data_separator: What joins those values and the content.
+        device: Local backend only: ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"cpu"``.
+        dtype: Local backend only: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        max_length: Most tokens one prompt may take; longer documents are cut at their end.
+        timeout: Remote backend only: seconds to wait for the server.
+        long_documents: ``"truncate"`` (the default) cuts a document longer than
+            ``max_length`` at its end; ``"chunk"`` scores overlapping windows and keeps the
+            best, reported as ``meta["best_span"]`` (a remote backend needs ``tokenizer=`` in
+            ``backend_options``).
+        backend_options: Further keyword arguments for ``LocalReranker`` or ``VLLMReranker``;
+            not the API key, which goes in ``api_key``.
+        reranker: A ready backend to share between components; no other backend setting may
+            be given with it. It is neither serialized nor closed by this component.
+        on_error: ``"raise"`` (the default) raises a backend failure (server down, deadline
+            passed, malformed reply, load error, out of memory); ``"passthrough"`` returns the
+            documents in retrieval order with their own scores, ``top_k`` applied, each marked
+            ``meta["reranked"] = False`` with ``meta["rerank_error"]`` the error's class.
+        trace_content: Record the query and document text in OpenTelemetry spans.
+
+    Raises:
+        InvalidInputError: A setting is invalid or belongs to the other backend.
     """
 
     def __init__(
@@ -86,69 +127,29 @@ class QwenRanker:
         on_error: Literal["raise", "passthrough"] = "raise",
         trace_content: bool = False,
     ) -> None:
-        """Create a ranker; nothing is loaded until ``warm_up()`` or the first run.
-
-        :param model: Hub id or local folder (str or ``pathlib.Path``) of the checkpoint; ``None``
-            runs Qwen/Qwen3-Reranker-0.6B. With ``base_url``, the model name to ask the server for;
-            ``None`` lets the server use its own.
-        :param base_url: URL of a vLLM server (or a list of replicas); selects the remote backend.
-            A ``user:password@`` part is sent as HTTP basic auth and never serialized.
-        :param api_key: The server's API key, as a Haystack ``Secret``; by default read from the
-            ``QWEN_RERANK_API_KEY`` environment variable, when set. Never serialized as a value.
-        :param top_k: Most documents to return; ``None`` returns them all.
-        :param score_threshold: Keep only documents whose score is at least this.
-        :param instruction: Tells the model what "relevant" means for your task; ``None`` uses
-            ``qwen_rerank.DEFAULT_INSTRUCTION``.
-        :param meta_fields_to_embed: Meta fields whose values are scored with the content, each
-            before it, in this order (missing or empty ones are skipped).
-        :param meta_data_separator: What joins those values and the content.
-        :param device: Local backend only: ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"cpu"``.
-        :param dtype: Local backend only: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
-        :param max_length: Most tokens one prompt may take; longer documents are cut at their end.
-        :param timeout: Remote backend only: seconds to wait for the server.
-        :param long_documents: ``"truncate"`` (the default) cuts a document longer than
-            ``max_length`` at its end; ``"chunk"`` scores overlapping windows and keeps the best,
-            reported as ``meta["best_span"]`` (a remote backend needs ``tokenizer=`` in
-            ``backend_options``).
-        :param backend_options: Further keyword arguments for ``LocalReranker`` or ``VLLMReranker``.
-        :param reranker: A ready backend to share between components; no other backend setting may
-            be given with it. It is neither serialized nor closed by this component.
-        :param on_error: ``"raise"`` (the default) raises a backend failure (server down, deadline
-            passed, malformed reply, load error, out of memory); ``"passthrough"`` returns the
-            documents in retrieval order with their own scores, ``top_k`` applied, each marked
-            ``meta["reranked"] = False`` with ``meta["rerank_error"]`` the error's class.
-        :param trace_content: Record the query and document text in OpenTelemetry spans.
-        :raises InvalidInputError: A setting is invalid or belongs to the other backend.
-        """
-        check_call_settings(top_k, score_threshold, instruction)
+        check_call_settings(top_k, score_threshold, instruction, top_n_name="top_k")
         self.on_error = check_on_error(on_error)
         self.trace_content = bool(trace_content)
         if not isinstance(meta_data_separator, str):
             raise InvalidInputError(f"meta_data_separator must be a str, got {meta_data_separator!r}.")
-        self.model = model
-        self.base_url = base_url
-        self.api_key = api_key
-        self.top_k = top_k
-        self.score_threshold = score_threshold
-        self.instruction = instruction
+        self.model, self.base_url, self.api_key, self.reranker = model, base_url, api_key, reranker
+        self.top_k, self.score_threshold, self.instruction = top_k, score_threshold, instruction
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.meta_data_separator = meta_data_separator
-        self.device = device
-        self.dtype = dtype
-        self.max_length = max_length
-        self.timeout = timeout
+        self.device, self.dtype, self.max_length, self.timeout = device, dtype, max_length, timeout
         self.long_documents = long_documents
         self.backend_options = dict(backend_options or {})
-        self.reranker = reranker
         self._backend = self._new_backend()
 
     # -- the backend ----------------------------------------------------------------------------
+    def _api_key(self) -> str | None:
+        return self.api_key.resolve_value() if self.api_key is not None else None
+
     def _new_backend(self) -> LazyReranker:
-        return build_backend(self, self.api_key.resolve_value() if self.api_key is not None else None)
+        return build_backend(self, self._api_key())
 
     def _current_backend(self) -> LazyReranker:
-        if self._backend.settings != backend_snapshot(self):
-            self._backend = self._new_backend()
+        self._backend = current_backend(self, self._backend, self._api_key)
         return self._backend
 
     def warm_up(self) -> None:
@@ -175,14 +176,19 @@ class QwenRanker:
     ) -> dict[str, list[Document]]:
         """Rank ``documents`` by relevance to ``query``, best first.
 
-        :param query: The query.
-        :param documents: The documents to rank; an empty list returns ``[]`` without the model.
-        :param top_k: Overrides the component's ``top_k`` for this run.
-        :param score_threshold: Overrides the component's ``score_threshold`` for this run.
-        :param instruction: Overrides the component's ``instruction`` for this run.
-        :returns: ``{"documents": [...]}``: new documents with ``score`` set, best first.
-        :raises InvalidInputError: The query is not a str, an item is not a ``Document`` with text
-            content (the message names its position), or an override is invalid.
+        Args:
+            query: The query.
+            documents: The documents to rank; an empty list returns ``[]`` without the model.
+            top_k: Overrides the component's ``top_k`` for this run.
+            score_threshold: Overrides the component's ``score_threshold`` for this run.
+            instruction: Overrides the component's ``instruction`` for this run.
+
+        Returns:
+            ``{"documents": [...]}``: new documents with ``score`` set, best first.
+
+        Raises:
+            InvalidInputError: The query is not a str, an item is not a ``Document`` with text
+                content (the message names its position), or an override is invalid.
         """
         texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
         if not docs:
@@ -216,7 +222,7 @@ class QwenRanker:
         score_threshold: float | None,
         instruction: str | None,
     ) -> tuple[list[str], list[Document], dict[str, Any]]:
-        check_call_settings(top_k, score_threshold, instruction)
+        check_call_settings(top_k, score_threshold, instruction, top_n_name="top_k")
         _, docs, texts = rerank_inputs(query, documents, self._document_text, "documents")
         settings = {
             "top_n": top_k if top_k is not None else self.top_k,
@@ -261,31 +267,50 @@ class QwenRanker:
             max_length=self.max_length,
             timeout=self.timeout,
             long_documents=self.long_documents,
-            backend_options=self.backend_options,
+            backend_options=public_options(self.backend_options),
             on_error=self.on_error,
             trace_content=self.trace_content,
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QwenRanker:
-        """A ranker from `to_dict`'s output (which is left unchanged)."""
+        """A ranker from ``to_dict``'s output (which is left unchanged).
+
+        Raises:
+            InvalidInputError: ``data`` is not such a dict, or a parameter is
+                unknown or has a bad value (the message names it).
+        """
+        if not isinstance(data, Mapping) or not isinstance(data.get("init_parameters", {}), Mapping):
+            raise InvalidInputError(
+                "QwenRanker.from_dict takes the dict QwenRanker.to_dict() returns, "
+                f"{{'type': ..., 'init_parameters': {{...}}}}, got {type(data).__name__}."
+            )
         data = {**data, "init_parameters": dict(data.get("init_parameters", {}))}
-        deserialize_secrets_inplace(data["init_parameters"], keys=["api_key"])
-        ranker: QwenRanker = default_from_dict(cls, data)
+        try:
+            deserialize_secrets_inplace(data["init_parameters"], keys=["api_key"])
+            ranker: QwenRanker = default_from_dict(cls, data)
+        except InvalidInputError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"Cannot build a QwenRanker from these init_parameters: {exc}. Give only the parameters "
+                "QwenRanker takes, with the values QwenRanker.to_dict() writes (api_key as a Secret's "
+                "dict, e.g. Secret.from_env_var('QWEN_RERANK_API_KEY').to_dict())."
+            ) from exc
         return ranker
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_backend", None)  # rebuilt from the settings on unpickling
         if self.base_url is not None:
-            # The URL travels inside a Secret, so no text form of the state shows its credentials.
-            state["base_url"] = Secret.from_token(json.dumps(self.base_url))
+            # Sealed, so no text form of the state shows the URL's credentials.
+            state["base_url"] = Sealed(self.base_url)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         url = state.get("base_url")
-        if isinstance(url, Secret):
-            state = {**state, "base_url": json.loads(url.resolve_value() or "null")}
+        if isinstance(url, Sealed):
+            state = {**state, "base_url": url.reveal()}
         self.__dict__.update(state)
         self._backend = self._new_backend()
 

@@ -8,7 +8,6 @@ from langchain_core.cross_encoders import BaseCrossEncoder
 from pydantic import ConfigDict
 
 from qwen_rerank import InvalidInputError
-from qwen_rerank.integrations.adapters import score_pairs
 from qwen_rerank.integrations.fields import BackendFields
 
 __all__ = ["QwenCrossEncoder"]
@@ -18,9 +17,9 @@ class QwenCrossEncoder(BackendFields, BaseCrossEncoder):
     """Scores (query, document) pairs with Qwen3-Reranker, for ``CrossEncoderReranker``.
 
     ``score(text_pairs)`` returns one relevance in [0, 1] per pair, in input
-    order. Pairs are grouped by query, so each distinct query is one backend
-    call: the local backend runs the shared prompt prefix once, and a vLLM
-    server gets one request per query.
+    order. Pairs go to the backend's ``score_pairs``: grouped by query, each
+    query's documents share its prompt prefix locally, and a vLLM fleet gets
+    the queries' requests concurrently.
 
     Example:
         ```python
@@ -48,15 +47,13 @@ class QwenCrossEncoder(BackendFields, BaseCrossEncoder):
             raise InvalidInputError(
                 f"text_pairs must be a list of (query, document) pairs, got {text_pairs!r}."
             )
-        queries: list[str] = []
-        documents: list[str] = []
         for position, pair in enumerate(text_pairs):
             if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
                 raise InvalidInputError(
                     f"text_pairs[{position}] must be a (query, document) pair, got {type(pair).__name__}."
                 )
-            queries.append(pair[0])
-            documents.append(pair[1])
-        if not queries:
+        if not text_pairs:
             return []
-        return score_pairs(self._current_backend().get(), queries, documents, instruction=self.instruction)
+        pairs = [(pair[0], pair[1]) for pair in text_pairs]
+        instructions = None if self.instruction is None else [self.instruction] * len(pairs)
+        return self._current_backend().get().score_pairs(pairs, instructions)

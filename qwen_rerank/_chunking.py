@@ -90,10 +90,29 @@ class LongDocuments:
         return cls(mode, chunk_tokens, chunk_overlap)
 
     def window(self, fits: int) -> tuple[int, int]:
-        """``(size, overlap)`` of the windows when ``fits`` body tokens fit beside the query."""
+        """``(size, overlap)`` of the windows when ``fits`` body tokens fit beside the query.
+
+        Raises:
+            InvalidInputError: An explicit ``chunk_overlap`` is not smaller than
+                the window: it is refused, never quietly shrunk (which would
+                multiply the windows).
+        """
         size = min(self.chunk_tokens or fits, fits)
-        overlap = min(DEFAULT_OVERLAP, size // 4) if self.chunk_overlap is None else self.chunk_overlap
-        return size, min(overlap, size - 1)
+        if self.chunk_overlap is None:
+            return size, min(DEFAULT_OVERLAP, size // 4, size - 1)
+        if self.chunk_overlap >= size:
+            limit = (
+                ""
+                if self.chunk_tokens is None
+                else f" (chunk_tokens={self.chunk_tokens} is cut to what fits)"
+            )
+            raise InvalidInputError(
+                f"chunk_overlap={self.chunk_overlap} must be smaller than the window, which is {size} "
+                f"document tokens for this query{limit}: what fits beside the instruction and query "
+                f"within max_length. Use chunk_overlap at most {max(size - 1, 0)}, or leave it out "
+                "(64 tokens, less for small windows)."
+            )
+        return size, self.chunk_overlap
 
 
 def window_starts(count: int, size: int, overlap: int) -> list[int]:

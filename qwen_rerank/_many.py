@@ -1,4 +1,4 @@
-"""Pure helpers of the many-queries calls: request checks and the progress bar."""
+"""Pure helpers of the many-queries pipeline: request and pair checks, grouping, the progress bar."""
 
 from __future__ import annotations
 
@@ -8,10 +8,18 @@ from contextlib import contextmanager
 from typing import Any
 
 from qwen_rerank._imports import require
-from qwen_rerank._validation import check_documents, check_query
+from qwen_rerank._validation import check_documents, check_instruction, check_query, check_text
 from qwen_rerank.exceptions import InvalidInputError
 
-__all__ = ["Progress", "Request", "check_requests", "progress_bar"]
+__all__ = [
+    "Progress",
+    "Request",
+    "check_instructions",
+    "check_pairs",
+    "check_requests",
+    "group_pairs",
+    "progress_bar",
+]
 
 Request = tuple[str, list[str]]
 """A validated request: the query and a new list of its documents."""
@@ -44,9 +52,92 @@ def check_requests(requests: Any) -> list[Request]:
     return checked
 
 
+def check_pairs(pairs: Any, instructions: Any) -> tuple[list[tuple[str, str]], list[str | None]]:
+    """New lists of the ``(query, document)`` pairs and of each pair's instruction (``None``: the default).
+
+    Raises:
+        InvalidInputError: ``pairs`` is not a sequence of 2-item pairs of str,
+            or ``instructions`` is not ``None`` nor a sequence of str or
+            ``None`` as long as ``pairs`` (the message names the position).
+    """
+    if isinstance(pairs, (str, bytes, bytearray)) or not isinstance(pairs, Sequence):
+        raise InvalidInputError(
+            f"pairs must be a list of (query, document) pairs, got {type(pairs).__name__}."
+        )
+    checked: list[tuple[str, str]] = []
+    for position, pair in enumerate(pairs):
+        if isinstance(pair, (str, bytes, bytearray)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise InvalidInputError(
+                f"pairs[{position}] must be a (query, document) pair, got {_describe(pair)}."
+            )
+        try:
+            checked.append((check_query(pair[0]), _document(pair[1])))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"pairs[{position}]: {exc}") from exc
+    return checked, check_instructions(instructions, len(checked), "pairs")
+
+
+def _document(document: Any) -> str:
+    if not isinstance(document, str):
+        raise InvalidInputError(f"the document must be a str, got {type(document).__name__}.")
+    return check_text("the document", document)
+
+
+def _optional_instruction(instruction: Any) -> str | None:
+    return None if instruction is None else check_instruction(instruction, "")
+
+
+def check_instructions(instructions: Any, count: int, what: str) -> list[str | None]:
+    """One instruction (or ``None``: the default) per item of ``what``, as a new list.
+
+    Raises:
+        InvalidInputError: ``instructions`` is not ``None`` nor a sequence of
+            ``count`` items, each a str or ``None``.
+    """
+    if instructions is None:
+        return [None] * count
+    if isinstance(instructions, (str, bytes, bytearray)) or not isinstance(instructions, Sequence):
+        raise InvalidInputError(
+            f"instructions must be a list with one instruction (or None) per item of {what}, got "
+            f"{type(instructions).__name__}."
+        )
+    if len(instructions) != count:
+        raise InvalidInputError(
+            f"instructions has {len(instructions)} items for {count} {what}; give one (or None) for each."
+        )
+    out: list[str | None] = []
+    for position, instruction in enumerate(instructions):
+        try:
+            out.append(_optional_instruction(instruction))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"instructions[{position}]: {exc}") from exc
+    return out
+
+
+def group_pairs(
+    pairs: list[tuple[str, str]], instructions: list[str | None]
+) -> tuple[list[Request], list[str | None], list[list[int]]]:
+    """One request per distinct (query, instruction), in order of first appearance: requests,
+    their instructions, and the positions of their pairs.
+
+    Scoring a query's documents in one request keeps the local backend's
+    prefix reuse and sends a server one request per query.
+    """
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for position, ((query, _), instruction) in enumerate(zip(pairs, instructions, strict=True)):
+        groups.setdefault((query, instruction), []).append(position)
+    requests: list[Request] = [
+        (query, [pairs[i][1] for i in positions]) for (query, _), positions in groups.items()
+    ]
+    return requests, [instruction for _, instruction in groups], list(groups.values())
+
+
 @contextmanager
-def progress_bar(queries: int, documents: int, enabled: bool) -> Iterator[Progress | None]:
-    """A tqdm bar on stderr counting documents, with queries done alongside; ``None`` when disabled."""
+def progress_bar(queries: int, documents: int | None, enabled: bool) -> Iterator[Progress | None]:
+    """A tqdm bar on stderr counting documents, with queries done alongside; ``None`` when disabled.
+
+    ``documents=None`` counts without a total (when it is not known in advance).
+    """
     if not enabled:
         yield None
         return

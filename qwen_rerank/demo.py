@@ -67,7 +67,7 @@ from qwen_rerank.exceptions import (
     RemoteTimeoutError,
     _PageError,
 )
-from qwen_rerank.factory import create_reranker
+from qwen_rerank.factory import check_backend_options, create_reranker
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.results import RerankResult
 
@@ -177,6 +177,8 @@ def build_demo(
 
     Raises:
         MissingDependencyError: Gradio is not installed (`pip install "qwen-rerank[demo]"`).
+        InvalidInputError: An option is given for the backend that does not take it
+            (see [`check_backend_options`][qwen_rerank.factory.check_backend_options]).
     """
     gr = require("gradio", "demo")
     specs = list(dict.fromkeys([backend.strip(), *(b.strip() for b in allowed_backends)]))
@@ -206,6 +208,8 @@ def _backend_factory(
     local = dict(local_options or {})
     remote = dict(remote_options or {})
     remote_model = remote.pop("model", None)
+    check_backend_options(local, "local")
+    check_backend_options(remote, "remote")
 
     def make(spec: str) -> Reranker:
         urls = _urls(spec)

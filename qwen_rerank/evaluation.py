@@ -348,15 +348,18 @@ def rerank_candidates(
     require("tqdm", "eval")
     ids = list(rankings)
     requests = [(queries[q], [corpus[d] for d in rankings[q]]) for q in ids]
-    jobs = reranker._jobs(requests, reranker.instruction)
+    # What the backend scores: a request's identical documents once; in chunk mode, windows (not known ahead).
+    total = None if reranker.long_documents == "chunk" else sum(len(set(docs)) for _, docs in requests)
     reranked: Run = {}
-    with progress_bar(len(ids), sum(len(job.texts) for job in jobs), progress) as advance:
+    with progress_bar(len(ids), total, progress) as advance:
         for start in range(0, len(ids), size):
-            batch = jobs[start : start + size]
-            scored = reranker._score_requests(batch, reranker.instruction, advance)
-            for query_id, job, part in zip(ids[start : start + size], batch, scored, strict=True):
+            batch = requests[start : start + size]
+            scored = reranker.score_many(batch, progress=advance)
+            for query_id, (_, documents), scores in zip(
+                ids[start : start + size], batch, scored, strict=True
+            ):
                 doc_ids = rankings[query_id]
-                reranked[query_id] = [(doc_ids[r.index], r.score) for r in rank(job.documents, part.scores)]
+                reranked[query_id] = [(doc_ids[r.index], r.score) for r in rank(documents, scores)]
     return reranked
 
 

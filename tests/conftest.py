@@ -10,6 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no PostHog call, no warning when offline
 # torch.compile's kernels are compiled in this process, not by a pool of compile workers that two
 # test workers on two cores would start and fight over (the cold compile test: 168 s -> 133 s).
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")

@@ -1,9 +1,11 @@
-"""Helpers that several test files share: paths, the tiny dataset read independently, local ports."""
+"""Helpers that several test files share: paths, the tiny dataset read independently, local ports,
+and the stub backends that record how they were called."""
 
 from __future__ import annotations
 
 import math
 import socket
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 from gradio_client import Client
 
+from qwen_rerank.base import Reranker
 from qwen_rerank.evaluation import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,3 +80,54 @@ def connect(url: str) -> Client:
 
 def expected_rows(results: list[Any]) -> list[list[Any]]:
     return [[rank, r.index, pytest.approx(r.score, abs=1e-6)] for rank, r in enumerate(results, start=1)]
+
+
+# -- stub backends -----------------------------------------------------------------------------------
+
+
+class Recorder(Reranker):
+    """The given backend, recording each call's query, documents and instruction."""
+
+    def __init__(self, inner: Reranker) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls: list[tuple[str, list[str], str]] = []
+
+    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        self.calls.append((query, list(documents), instruction))
+        return self.inner.score(query, documents, instruction=instruction)
+
+    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        return self._score(query, documents, instruction)
+
+
+class ThreadRecorder(Reranker):
+    """The given backend, recording whether each call was sync or async and on which thread."""
+
+    def __init__(self, inner: Reranker) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls: list[tuple[str, int]] = []
+
+    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        self.calls.append(("sync", threading.get_ident()))
+        return self.inner.score(query, documents, instruction=instruction)
+
+    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        self.calls.append(("async", threading.get_ident()))
+        return self.inner.score(query, documents, instruction=instruction)
+
+
+class LengthReranker(Reranker):
+    """A backend with only ``_score``: scores by document length (a real, if silly, scorer).
+
+    ``calls`` records the query of each ``_score`` call.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
+        self.calls.append(query)
+        return [min(1.0, len(doc) / 100) for doc in documents]

@@ -16,7 +16,7 @@ from typing import Any
 
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import UsageError
-from qwen_rerank.factory import create_reranker
+from qwen_rerank.factory import create_reranker, options_for
 from qwen_rerank.prompt import DEFAULT_MODEL
 from qwen_rerank.remote import API_KEY_ENV, API_NAMES
 
@@ -144,22 +144,23 @@ def _add_remote_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--api", choices=APIS, help="the server's wire format (default vllm)")
 
 
-# Which setting goes to which backend. Only these three tuples and backend_options decide it.
-_LOCAL_ONLY = ("device", "dtype", "compile")
-_REMOTE_ONLY = ("template", "tokenizer", "api")
-_BOTH = ("max_length", "long_documents")
+# The backend settings the command line takes; which backend takes each is qwen_rerank.factory's to say.
+_BACKEND_OPTIONS = (
+    "device",
+    "dtype",
+    "compile",
+    "template",
+    "tokenizer",
+    "api",
+    "max_length",
+    "long_documents",
+)
 
 
 def backend_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """The backend settings given on the command line: those for a local backend, those for a remote one."""
-    given = {
-        name: value
-        for name in (*_LOCAL_ONLY, *_REMOTE_ONLY, *_BOTH)
-        if (value := getattr(args, name, None)) is not None
-    }
-    local = {name: value for name, value in given.items() if name not in _REMOTE_ONLY}
-    remote = {name: value for name, value in given.items() if name not in _LOCAL_ONLY}
-    return local, remote
+    given = {name: value for name in _BACKEND_OPTIONS if (value := getattr(args, name, None)) is not None}
+    return options_for("local", given), options_for("remote", given)
 
 
 def check_backend_options(args: argparse.Namespace) -> None:

@@ -1,11 +1,25 @@
 """Framework-free logic shared by the LangChain, LlamaIndex and Haystack adapters, written once.
 
-The adapters declare their settings the way their ecosystem expects and
-delegate everything else here: which settings go to which backend, building
-that backend once on first use (and releasing it), turning documents or nodes
-into text with errors that name the position, copying metadata safely,
-scoring (query, document) pairs grouped by query, and surfacing our own error
-when pydantic wraps it. Nothing here imports a framework.
+A public base for adapter authors. An adapter declares its settings the way
+its ecosystem expects and delegates everything else here:
+
+- the backend: [`adapter_backend`][qwen_rerank.integrations.adapters.adapter_backend]
+  checks the settings (which backend takes which is asked of
+  [`qwen_rerank.factory`][qwen_rerank.factory]) and returns a
+  [`LazyReranker`][qwen_rerank.integrations.adapters.LazyReranker], built once on
+  first use, rebuilt by [`current_backend`][qwen_rerank.integrations.adapters.current_backend]
+  when a backend setting changes, released by ``close()``;
+- inputs and outputs: documents or nodes turned into text with errors that name
+  the position ([`rerank_inputs`][qwen_rerank.integrations.adapters.rerank_inputs]),
+  metadata copied safely, the ``truncated``/``best_span`` keys;
+- secrets: URLs shown without credentials, ``backend_options`` never holding a
+  key, a URL sealed ([`Sealed`][qwen_rerank.integrations.adapters.Sealed]) so
+  that no text form of a pickled state shows it;
+- tracing: the served model and the token usage of the last call.
+
+Scoring pairs grouped by query is the core's
+[`Reranker.score_pairs`][qwen_rerank.Reranker.score_pairs]. Nothing here imports
+a framework.
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ from qwen_rerank._secrets import display_url
 from qwen_rerank._validation import check_instruction, check_query, check_score_threshold, check_top_n
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
-from qwen_rerank.factory import create_reranker
+from qwen_rerank.factory import backend_for, check_backend_options, create_reranker
 from qwen_rerank.remote import API_KEY_ENV
 from qwen_rerank.results import RerankResult
 
@@ -30,19 +44,20 @@ __all__ = [
     "API_KEY_ENV",
     "BACKEND_FIELDS",
     "LazyReranker",
+    "Sealed",
     "adapter_backend",
     "api_key_from_env",
     "backend_snapshot",
     "build_backend",
     "check_call_settings",
     "copy_metadata",
+    "current_backend",
     "cut_metadata",
-    "group_by_query",
     "invalid_input_in",
     "model_name",
+    "public_options",
     "redact_urls",
     "rerank_inputs",
-    "score_pairs",
     "served_model",
     "text_with_metadata",
     "usage_of",
@@ -50,9 +65,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-# Adapter fields that only one backend understands; anything else goes to either.
-_LOCAL_ONLY = ("device", "dtype")
-_REMOTE_ONLY = ("timeout",)
+# backend_options keys that hold a secret, and the adapter field that keeps each one secret.
+_SECRET_OPTIONS = {"api_key": "api_key"}
+_HIDDEN = "**********"
 
 
 def api_key_from_env() -> str | None:
@@ -60,9 +75,14 @@ def api_key_from_env() -> str | None:
     return os.environ.get(API_KEY_ENV) or None
 
 
-def check_call_settings(top_n: Any, score_threshold: Any, instruction: Any) -> None:
-    """Check the per-call settings an adapter stores, raising InvalidInputError."""
-    check_top_n(top_n)
+def check_call_settings(
+    top_n: Any, score_threshold: Any, instruction: Any, *, top_n_name: str = "top_n"
+) -> None:
+    """Check the per-call settings an adapter stores, raising InvalidInputError.
+
+    ``top_n_name`` is what the adapter calls ``top_n`` (Haystack: ``top_k``), so the message names it.
+    """
+    check_top_n(top_n, top_n_name)
     check_score_threshold(score_threshold)
     check_instruction(instruction, "")
 
@@ -108,47 +128,70 @@ def adapter_backend(
     locally ([`DEFAULT_MODEL`][qwen_rerank.DEFAULT_MODEL]) and, with ``base_url``, no
     model name sent, so the server uses whatever model it serves.
 
-    ``settings`` are the adapter's named pass-through fields (``device``,
-    ``api_key``...); those left at ``None`` are not passed on. ``options`` are
-    any further keyword arguments for the backend's constructor. With
-    ``reranker`` given, no other backend setting may be.
+    Args:
+        reranker: A ready backend; no other backend setting may be given with it.
+        model: The adapter's ``model`` setting.
+        base_url: The adapter's ``base_url`` setting; it selects the backend.
+        settings: The adapter's named pass-through fields (``device``,
+            ``api_key``...); those left at ``None`` are not passed on.
+        options: Any further keyword arguments for the backend's constructor.
+
+    Returns:
+        The backend, built lazily.
 
     Raises:
-        InvalidInputError: ``reranker`` is combined with backend settings, or a
+        InvalidInputError: ``reranker`` is combined with backend settings, a
             setting belongs to the other backend (``device`` with ``base_url``,
-            ``timeout`` without it), or the remote backend rejects a value.
+            ``timeout`` without it), ``options`` holds a secret (``api_key``)
+            that has its own field, or the remote backend rejects a value.
         TypeError: ``options`` holds a keyword the remote backend does not take
             (for the local backend, on first use).
     """
     given = {name: value for name, value in settings.items() if value is not None}
+    _check_options_hold_no_secret(options)
     if reranker is not None:
-        # api_key is left out: it may come from the environment without the user asking.
-        extra = sorted(set(given) - {"api_key"}) + sorted(options)
-        extra += ["model"] if model is not None else []
-        extra += ["base_url"] if base_url is not None else []
-        if extra:
-            raise InvalidInputError(
-                f"A ready reranker was passed together with backend settings ({', '.join(extra)}), "
-                "which would be ignored. Configure the reranker itself, or drop reranker=."
-            )
+        _check_nothing_beside(given, options, model=model, base_url=base_url)
         return LazyReranker(functools.partial(_ready, reranker), eager=True, owned=False)
-    wrong_side = _REMOTE_ONLY if base_url is None else _LOCAL_ONLY
-    misplaced = [name for name in wrong_side if name in given]
-    if misplaced:
-        names = ", ".join(misplaced)
-        raise InvalidInputError(
-            f"Settings for the remote vLLM backend only ({names}) were given without base_url; "
-            "set base_url to use a server, or drop them."
-            if base_url is None
-            else f"Settings for the local backend only ({names}) were given with base_url, which "
-            "selects the remote vLLM backend; drop them, or drop base_url to run the model here."
-        )
-    kwargs = {**given, **options}
-    if base_url is None:
+    backend = backend_for(base_url)
+    if backend == "local":
         # An API key means nothing locally, and may have come from the environment unasked.
-        kwargs.pop("api_key", None)
-    build = functools.partial(create_reranker, model_name(model), base_url=base_url, **kwargs)
-    return LazyReranker(build, eager=base_url is not None)
+        given.pop("api_key", None)
+    check_backend_options(given, backend)
+    build = functools.partial(create_reranker, model_name(model), base_url=base_url, **given, **options)
+    return LazyReranker(build, eager=backend == "remote")
+
+
+def _check_nothing_beside(
+    given: Mapping[str, Any], options: Mapping[str, Any], *, model: Any, base_url: Any
+) -> None:
+    # api_key is left out: it may come from the environment without the user asking.
+    extra = sorted(set(given) - {"api_key"}) + sorted(options)
+    extra += ["model"] if model is not None else []
+    extra += ["base_url"] if base_url is not None else []
+    if extra:
+        raise InvalidInputError(
+            f"A ready reranker was passed together with backend settings ({', '.join(extra)}), "
+            "which would be ignored. Configure the reranker itself, or drop reranker=."
+        )
+
+
+def _check_options_hold_no_secret(options: Mapping[str, Any]) -> None:
+    for option, field in _SECRET_OPTIONS.items():
+        if option in options:
+            raise InvalidInputError(
+                f"backend_options holds {option!r}, which would then be shown and serialized in clear; "
+                f"pass it as the adapter's own {field}= setting (kept secret) and remove it from "
+                "backend_options."
+            )
+
+
+def public_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``backend_options`` fit to show or serialize: a secret in it is masked.
+
+    [`adapter_backend`][qwen_rerank.integrations.adapters.adapter_backend] refuses
+    such options; this keeps them hidden even where they were set past that check.
+    """
+    return {name: _HIDDEN if name in _SECRET_OPTIONS else value for name, value in options.items()}
 
 
 def cut_metadata(result: RerankResult) -> dict[str, Any]:
@@ -192,10 +235,11 @@ def build_backend(adapter: Any, api_key: str | None) -> LazyReranker:
 def usage_of(backend: Reranker) -> dict[str, int | None] | None:
     """The tokens the server reported for the backend's last call in this thread or task.
 
-    ``{"prompt_tokens": ..., "total_tokens": ...}`` for a remote backend whose
-    server reports usage; ``None`` for a local one. Read it right after the call.
+    ``{"prompt_tokens": ..., "total_tokens": ...}`` from
+    [`Reranker.last_usage`][qwen_rerank.Reranker.last_usage]; ``None`` when the
+    backend has none to tell (a local one). Read it right after the call.
     """
-    usage = getattr(backend, "last_usage", None)
+    usage = backend.last_usage
     if usage is None:
         return None
     return {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
@@ -208,18 +252,41 @@ def _ready(reranker: Reranker) -> Reranker:
 def served_model(reranker: Reranker) -> str:
     """The model a backend scores with, as tracing events report it.
 
-    The checkpoint of a local backend; for a remote one, the model name it
-    sends, or ``"<server default> at URL"`` when it leaves the choice to the
-    server; for any other backend, its class name.
+    [`Reranker.served_model`][qwen_rerank.Reranker.served_model], or the
+    backend's class name when it does not say.
     """
-    local_name = getattr(reranker, "model_name", None)
-    if isinstance(local_name, str):
-        return local_name
-    urls = getattr(reranker, "base_urls", None)
-    if isinstance(urls, list) and urls:
-        sent = getattr(reranker, "model", None)
-        return sent if isinstance(sent, str) else f"<server default> at {urls[0]}"
-    return type(reranker).__name__
+    return reranker.served_model or type(reranker).__name__
+
+
+def current_backend(adapter: Any, backend: LazyReranker, api_key: Callable[[], str | None]) -> LazyReranker:
+    """``backend`` while ``adapter``'s backend fields are those it was built from, else a new one.
+
+    ``api_key`` resolves the key (from a secret or the environment) only when a
+    new backend is built. The caller stores what it gets back.
+    """
+    if backend.settings == backend_snapshot(adapter):
+        return backend
+    return build_backend(adapter, api_key())
+
+
+class Sealed:
+    """A value that no text form shows: its repr is masked, pickling carries it.
+
+    Adapters seal a ``base_url`` with credentials in their pickled state, so
+    that printing or logging that state never reveals the password. The pickle
+    itself holds the value (an unpickled adapter must work): keep pickles of
+    adapters as private as the secrets they hold.
+    """
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def reveal(self) -> Any:
+        """The sealed value."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Sealed({_HIDDEN!r})"
 
 
 class LazyReranker:
@@ -380,47 +447,6 @@ def copy_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
             except Exception:
                 copied[key] = value
         return copied
-
-
-def group_by_query(
-    queries: Sequence[str], instructions: Sequence[str | None] | None = None
-) -> dict[tuple[str, str | None], list[int]]:
-    """The positions of each distinct (query, instruction), in order of first appearance.
-
-    Scoring each group with one call keeps the prefix reuse of the local
-    backend and one request per query on a server.
-    """
-    groups: dict[tuple[str, str | None], list[int]] = {}
-    for position, query in enumerate(queries):
-        instruction = instructions[position] if instructions is not None else None
-        key: tuple[str, str | None] = (query, instruction)
-        groups.setdefault(key, []).append(position)
-    return groups
-
-
-def score_pairs(
-    reranker: Reranker,
-    queries: Sequence[str],
-    documents: Sequence[str],
-    *,
-    instructions: Sequence[str | None] | None = None,
-    instruction: str | None = None,
-) -> list[float]:
-    """The score of each row-aligned (query, document) pair, one backend call per distinct query.
-
-    ``instructions`` gives each row its own instruction (``None`` falls back
-    to ``instruction``, then to the backend's).
-    """
-    scores = [0.0] * len(queries)
-    for (query, row_instruction), positions in group_by_query(queries, instructions).items():
-        group_scores = reranker.score(
-            query,
-            [documents[i] for i in positions],
-            instruction=row_instruction if row_instruction is not None else instruction,
-        )
-        for position, score in zip(positions, group_scores, strict=True):
-            scores[position] = score
-    return scores
 
 
 def invalid_input_in(error: Exception) -> InvalidInputError | None:

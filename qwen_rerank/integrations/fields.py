@@ -12,14 +12,20 @@ What it gives them:
   leaves the adapter as it was;
 - ``close()`` / ``aclose()``, which release a backend the adapter built;
 - secrets that are never written out: ``api_key`` is a ``SecretStr`` left out
-  of every dump, and a ``user:password@`` in ``base_url`` is removed from the
-  repr and from every dump; pickling carries both inside ``SecretStr`` objects,
-  so the unpickled adapter works.
+  of every dump, ``backend_options`` may not hold a key (and one set past that
+  check is masked), and a ``user:password@`` in ``base_url`` is removed from the
+  repr and from every dump. Pickling carries the key and the URL (inside
+  ``SecretStr`` and [`Sealed`][qwen_rerank.integrations.adapters.Sealed]), so
+  the unpickled adapter works: a pickle holds the secrets.
+
+An adapter author subclasses [`BackendFields`][qwen_rerank.integrations.fields.BackendFields]
+(or [`RankingFields`][qwen_rerank.integrations.fields.RankingFields]) together
+with the framework's base class, and calls ``self._current_backend().get()``
+(or ``await ....aget()``) to score.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -42,18 +48,17 @@ from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.integrations.adapters import (
     BACKEND_FIELDS,
     LazyReranker,
+    Sealed,
     api_key_from_env,
-    backend_snapshot,
     build_backend,
     check_call_settings,
+    current_backend,
     invalid_input_in,
+    public_options,
     redact_urls,
 )
 
 __all__ = ["BackendFields", "RankingFields"]
-
-
-_URL_SECRET = "qwen_rerank_base_url"
 
 
 def _secret_from_env() -> SecretStr | None:
@@ -160,17 +165,16 @@ class BackendFields(BaseModel):
             raise
 
     # -- the backend -------------------------------------------------------------------------
+    def _api_key(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key is not None else None
+
     def _new_backend(self) -> LazyReranker:
-        api_key = self.api_key
-        return build_backend(self, api_key.get_secret_value() if api_key is not None else None)
+        return build_backend(self, self._api_key())
 
     def _current_backend(self) -> LazyReranker:
         """The backend for the fields as they are now, rebuilt if one changed since it was made."""
-        backend = self._backend
-        if backend.settings != backend_snapshot(self):
-            backend = self._new_backend()
-            self._backend = backend
-        return backend
+        self._backend = current_backend(self, self._backend, self._api_key)
+        return self._backend
 
     def close(self) -> None:
         """Release the backend this adapter built (a model, HTTP connections); a later call builds it anew.
@@ -189,30 +193,36 @@ class BackendFields(BaseModel):
     def _serialize_base_url(self, value: str | list[str] | None) -> str | list[str] | None:
         return redact_urls(value)
 
+    @field_serializer("backend_options")
+    def _serialize_backend_options(self, value: dict[str, Any]) -> dict[str, Any]:
+        return public_options(value)
+
     @field_serializer("model")
     def _serialize_model(self, value: str | Path | None) -> str | None:
         return os.fspath(value) if value is not None else None
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            yield name, redact_urls(value) if name == "base_url" else value
+            if name == "base_url":
+                value = redact_urls(value)
+            elif name == "backend_options":
+                value = public_options(value)
+            yield name, value
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
         fields = dict(state["__dict__"])
         if fields.get("base_url") is not None:
-            state[_URL_SECRET] = SecretStr(json.dumps(fields["base_url"]))
-            fields["base_url"] = redact_urls(fields["base_url"])
+            fields["base_url"] = Sealed(fields["base_url"])
         state["__dict__"] = fields
         private = state.get("__pydantic_private__") or {}
         state["__pydantic_private__"] = {k: v for k, v in private.items() if k != "_backend"}
         return state
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
-        state = dict(state)
-        secret = state.pop(_URL_SECRET, None)
-        if isinstance(secret, SecretStr):
-            state["__dict__"] = {**state["__dict__"], "base_url": json.loads(secret.get_secret_value())}
+        url = state["__dict__"].get("base_url")
+        if isinstance(url, Sealed):
+            state = {**state, "__dict__": {**state["__dict__"], "base_url": url.reveal()}}
         super().__setstate__(state)
         private = self.__pydantic_private__ or {}
         if "_backend" not in private:

@@ -29,16 +29,17 @@ Which instruction scores a query, first that applies:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank.base import Reranker
-from qwen_rerank.evaluation import Run, load_dataset, load_run, select_candidates
+from qwen_rerank.evaluation import Candidates, Run, load_dataset, load_run, select_candidates
+from qwen_rerank.evaluation import Dataset as BeirData
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.factory import create_reranker
-from qwen_rerank.integrations.adapters import model_name, score_pairs
+from qwen_rerank.integrations.adapters import model_name
 from qwen_rerank.prompt import DEFAULT_MODEL
 
 require("mteb", "mteb")
@@ -112,35 +113,27 @@ class MTEBReranker:
     ) -> np.ndarray[Any, np.dtype[np.float64]]:
         """The relevance in [0, 1] of each row-aligned (query, document) pair, as a numpy array.
 
-        MTEB sends one query row per candidate. Pairs are grouped by query (and
-        instruction), so each query's candidates are scored in one backend call:
-        the local backend runs the shared prompt prefix once, and a server gets
-        one request per query. ``kwargs`` (``batch_size``, ``show_progress_bar``)
-        are accepted and ignored: the backend batches by tokens.
+        MTEB sends one query row per candidate. All pairs go to
+        [`Reranker.score_pairs`][qwen_rerank.Reranker.score_pairs] at once: each
+        query's candidates form one request, a local backend packs the requests
+        into shared forward passes, and a vLLM fleet gets them concurrently.
+        ``kwargs`` (``batch_size``, ``show_progress_bar``) are accepted and
+        ignored: the backend batches by tokens.
 
         Raises:
-            InvalidInputError: The two inputs do not have the same number of rows.
+            InvalidInputError: The two inputs do not have the same number of
+                rows, a batch's instruction column is not as long as its
+                queries, or a column is a bare str (not a list of texts).
         """
-        queries: list[str] = []
-        instructions: list[str | None] = []
-        for batch in inputs1:
-            # With an instruction column, MTEB appends it to "text" and keeps the bare query in "query".
-            has_instruction = "instruction" in batch and "query" in batch
-            texts = list(batch["query"] if has_instruction else batch["text"])
-            queries.extend(texts)
-            instructions.extend(batch["instruction"] if has_instruction else [None] * len(texts))
-        documents = [text for batch in inputs2 for text in batch["text"]]
+        queries, instructions = _query_rows(inputs1)
+        documents = [text for batch in inputs2 for text in _texts(batch, "text", "inputs2")]
         if len(queries) != len(documents):
             raise InvalidInputError(
                 f"MTEB sent {len(queries)} queries for {len(documents)} documents; they must be row-aligned."
             )
-        scores = score_pairs(
-            self.reranker,
-            queries,
-            documents,
-            instructions=instructions,
-            instruction=task_instruction(task_metadata),
-        )
+        task = task_instruction(task_metadata)
+        own = [instruction if instruction is not None else task for instruction in instructions]
+        scores = self.reranker.score_pairs(list(zip(queries, documents, strict=True)), own)
         return np.asarray(scores, dtype=np.float64)
 
     @property
@@ -173,6 +166,47 @@ class MTEBReranker:
                 model_type=["cross-encoder"],
             )
         return known.model_copy(update={"revision": self.revision or known.revision})
+
+
+def _query_rows(inputs1: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[str | None]]:
+    """Each query row's text and instruction (``None`` where its batch has no instruction column)."""
+    queries: list[str] = []
+    instructions: list[str | None] = []
+    for batch in inputs1:
+        # With an instruction column, MTEB appends it to "text" and keeps the bare query in "query".
+        has_instruction = "instruction" in batch and "query" in batch
+        texts = _texts(batch, "query" if has_instruction else "text", "inputs1")
+        queries.extend(texts)
+        if not has_instruction:
+            instructions.extend([None] * len(texts))
+            continue
+        column = _texts(batch, "instruction", "inputs1", optional=True)
+        if len(column) != len(texts):
+            raise InvalidInputError(
+                f"An inputs1 batch has {len(column)} instructions for {len(texts)} queries; the "
+                "'instruction' column must give one (or None) per query row."
+            )
+        instructions.extend(column)
+    return queries, instructions
+
+
+def _texts(batch: Mapping[str, Any], column: str, what: str, *, optional: bool = False) -> list[Any]:
+    """The batch's ``column`` as a new list of str (or ``None`` where ``optional``)."""
+    values = batch[column]
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+        raise InvalidInputError(
+            f"The {column!r} column of an {what} batch must be a list of texts, one per row, got "
+            f"{type(values).__name__}; a bare str would be scored character by character."
+        )
+    listed = list(values)
+    for row, value in enumerate(listed):
+        if not isinstance(value, str) and not (optional and value is None):
+            kind = "a str or None" if optional else "a str"
+            raise InvalidInputError(
+                f"Row {row} of the {column!r} column of an {what} batch must be {kind}, "
+                f"got {type(value).__name__}."
+            )
+    return listed
 
 
 def task_instruction(task_metadata: Any) -> str | None:
@@ -219,19 +253,34 @@ def local_reranking_task(
         run if isinstance(run, Mapping) else load_run(Path(run), queries=data.queries, corpus=data.corpus)
     )
     candidates = select_candidates(parsed, data.qrels, top_k)
-    metadata = TaskMetadata(
+    metadata = _metadata(name, os.fspath(dataset), split, top_k, languages or ["eng-Latn"], prompt)
+    split_data = _split_data(data, candidates)
+    # MTEB reads a task's metadata from its class, so each local task gets a class of its own.
+    task_class = type(name, (_LocalTask,), {"metadata": metadata, "given": {"default": {split: split_data}}})
+    task: AbsTaskRetrieval = task_class()
+    return task
+
+
+def _metadata(
+    name: str, folder: str, split: str, top_k: int, languages: list[str], prompt: str | None
+) -> TaskMetadata:
+    return TaskMetadata(
         name=name,
-        description=f"Reranking {top_k} first-stage candidates per query of {os.fspath(dataset)}.",
-        dataset={"path": os.fspath(dataset), "revision": "local"},
+        description=f"Reranking {top_k} first-stage candidates per query of {folder}.",
+        dataset={"path": folder, "revision": "local"},
         type="Reranking",
         category="t2t",
         modalities=["text"],
         eval_splits=[split],
-        eval_langs=languages or ["eng-Latn"],
+        eval_langs=languages,
         main_score="ndcg_at_10",
         prompt=prompt,
     )
-    split_data = {
+
+
+def _split_data(data: BeirData, candidates: Candidates) -> dict[str, Any]:
+    """One split of a local task, in the form MTEB's retrieval tasks load."""
+    return {
         "corpus": Dataset.from_list(
             [{"id": d, "text": text, "title": ""} for d, text in data.corpus.items()]
         ),
@@ -239,10 +288,6 @@ def local_reranking_task(
         "relevant_docs": {q: dict(docs) for q, docs in data.qrels.items()},
         "top_ranked": {q: list(ids) for q, ids in candidates.rankings.items()},
     }
-    # MTEB reads a task's metadata from its class, so each local task gets a class of its own.
-    task_class = type(name, (_LocalTask,), {"metadata": metadata, "given": {"default": {split: split_data}}})
-    task: AbsTaskRetrieval = task_class()
-    return task
 
 
 class _LocalTask(AbsTaskRetrieval):

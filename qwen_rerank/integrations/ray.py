@@ -38,7 +38,7 @@ class RerankPredictor:
     """Adds a relevance score to every (query, document) row of a Ray Data batch.
 
     Within a batch, rows are grouped by query and scored with one
-    [`score_many`][qwen_rerank.Reranker.score_many] call, so rows of a query share its
+    [`Reranker.score_pairs`][qwen_rerank.Reranker.score_pairs] call, so rows of a query share its
     prompt prefix and short lists share forward passes (or, remotely, requests
     run concurrently). Each score equals ``reranker.score(query, [document])``
     within float rounding. Rows keep their order and every other column; the
@@ -102,7 +102,14 @@ class RerankPredictor:
                 f"The batch already has a {self.score_column!r} column; pass score_column= to write the "
                 "scores to another one."
             )
-        scores = self._score(list(batch[self.query_column]), list(batch[self.document_column]))
+        queries, documents = list(batch[self.query_column]), list(batch[self.document_column])
+        if len(queries) != len(documents):
+            raise InvalidInputError(
+                f"The batch's {self.query_column!r} column has {len(queries)} rows and its "
+                f"{self.document_column!r} column {len(documents)}; every column of a batch must have "
+                "one value per row. Build the batch from rows, or fix the dict of arrays."
+            )
+        scores = self._score(queries, documents)
         if isinstance(batch, Mapping):
             return {**batch, self.score_column: scores}
         return batch.assign(**{self.score_column: scores})
@@ -110,7 +117,6 @@ class RerankPredictor:
     def _score(self, queries: list[Any], documents: list[Any]) -> Any:
         import numpy as np
 
-        rows: dict[str, list[int]] = {}
         for row, (query, document) in enumerate(zip(queries, documents, strict=True)):
             for column, value in ((self.query_column, query), (self.document_column, document)):
                 if not isinstance(value, str):
@@ -118,9 +124,5 @@ class RerankPredictor:
                         f"Row {row} of the batch holds {value!r} ({type(value).__name__}) in column "
                         f"{column!r}, not a str. Drop or fill missing values before reranking."
                     )
-            rows.setdefault(query, []).append(row)
-        requests = [(query, [documents[i] for i in indices]) for query, indices in rows.items()]
-        out = np.zeros(len(queries), dtype=np.float64)
-        for indices, scores in zip(rows.values(), self.reranker.score_many(requests), strict=True):
-            out[indices] = scores
-        return out
+        pairs = list(zip(queries, documents, strict=True))
+        return np.asarray(self.reranker.score_pairs(pairs), dtype=np.float64)

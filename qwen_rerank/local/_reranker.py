@@ -418,6 +418,11 @@ class LocalReranker(Reranker):
         )
 
     @property
+    def served_model(self) -> str:
+        """The checkpoint this backend loaded: its hub id or local folder."""
+        return self.model_name
+
+    @property
     def cache_size(self) -> int:
         """Most entries the score cache keeps; 0 when it is off."""
         return 0 if self._cache is None else self._cache.maxsize

@@ -44,33 +44,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+from qwen_rerank.results import Usage
 
 __all__ = ["DIALECTS", "ApiName", "Dialect", "Usage", "break_placeholders", "encode_body", "read_usage"]
 
 ApiName = Literal["vllm", "sglang", "cohere", "tei", "infinity", "llamacpp"]
 """The names of the wire formats, as ``VLLMReranker(api=...)`` takes them."""
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Tokens a server reports for one call, summed over its sub-requests.
-
-    ``prompt_tokens`` is what a rerank call is billed on; ``total_tokens`` is
-    what the server calls its total (equal for rerank). A count the server did
-    not report is ``None``.
-    """
-
-    prompt_tokens: int | None = None
-    total_tokens: int | None = None
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            _add(self.prompt_tokens, other.prompt_tokens), _add(self.total_tokens, other.total_tokens)
-        )
-
-
-def _add(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else a + b
 
 
 @dataclass(frozen=True)

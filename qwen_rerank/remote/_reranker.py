@@ -275,6 +275,11 @@ class VLLMReranker(Reranker):
         return shown, rerank_urls, headers, secrets
 
     @property
+    def served_model(self) -> str:
+        """The model name sent, or ``"<server default> at URL"`` when the server chooses."""
+        return self.model if self.model else f"<server default> at {self.base_urls[0]}"
+
+    @property
     def last_usage(self) -> Usage | None:
         """Tokens the server reported for the last call made in this thread or asyncio task.
 

@@ -21,6 +21,7 @@ from qwen_rerank import (
 )
 from qwen_rerank.local._batching import prefix_pays
 from qwen_rerank.testing.fake_vllm import FakeVLLMServer
+from tests.helpers import LengthReranker
 
 QUERIES = [
     "what is a giant panda?",
@@ -209,18 +210,6 @@ def test_progress_bar_counts_documents_and_queries(
 
 
 # -- the base class's default: one _score call per request ---------------------------------------------
-
-
-class LengthReranker(Reranker):
-    """A backend with only ``_score``: scores by document length (a real, if silly, scorer)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append(query)
-        return [min(1.0, len(doc) / 100) for doc in documents]
 
 
 def test_a_backend_with_only_score_gets_the_many_calls(mode: str) -> None:

@@ -107,7 +107,7 @@ async def test_run_overrides_and_untouched_input(tiny_reranker: Reranker, mode: 
     assert sorted(d.score for d in got) == sorted(instructed)
     assert documents == before and all(d.score is None for d in documents)
     assert await run(top_k=1) != [] and (await ranker.run_async(query=QUERY, documents=[]))["documents"] == []
-    with pytest.raises(InvalidInputError, match="top_n"):
+    with pytest.raises(InvalidInputError, match="top_k must be"):
         await run(top_k=0)
 
 

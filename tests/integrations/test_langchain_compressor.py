@@ -16,6 +16,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 
 from langchain_qwen_rerank import QwenRerank
 from qwen_rerank import APIStatusError, InvalidInputError, ModelLoadError, Reranker, VLLMReranker
+from tests.helpers import ThreadRecorder
 
 QUERY = "What is the capital of China?"
 TEXTS = [
@@ -33,23 +34,6 @@ def make_documents() -> list[Document]:
         Document(page_content=text, id=f"doc-{i}", metadata={"source": f"s{i}", "tags": ["a", {"b": i}]})
         for i, text in enumerate(TEXTS)
     ]
-
-
-class ThreadRecorder(Reranker):
-    """The given backend, recording whether each call was sync or async and on which thread."""
-
-    def __init__(self, inner: Reranker) -> None:
-        super().__init__()
-        self.inner = inner
-        self.calls: list[tuple[str, int]] = []
-
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append(("sync", threading.get_ident()))
-        return self.inner.score(query, documents, instruction=instruction)
-
-    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append(("async", threading.get_ident()))
-        return self.inner.score(query, documents, instruction=instruction)
 
 
 @pytest.fixture(params=["local", "remote"])

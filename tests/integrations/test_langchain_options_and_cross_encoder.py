@@ -13,6 +13,7 @@ from langchain_core.runnables import RunnableLambda
 
 from langchain_qwen_rerank import QwenCrossEncoder, QwenRerank
 from qwen_rerank import InvalidInputError, Reranker
+from tests.helpers import Recorder
 
 QUERY = "What is the capital of China?"
 TEXTS = [
@@ -21,22 +22,6 @@ TEXTS = [
     "Gravity pulls bodies together.",
     "北京是中华人民共和国的首都。",
 ]
-
-
-class Recorder(Reranker):
-    """The given backend, recording each call (query, documents, instruction)."""
-
-    def __init__(self, inner: Reranker) -> None:
-        super().__init__()
-        self.inner = inner
-        self.calls: list[tuple[str, list[str], str]] = []
-
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append((query, list(documents), instruction))
-        return self.inner.score(query, documents, instruction=instruction)
-
-    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        return self._score(query, documents, instruction)
 
 
 def make_documents() -> list[Document]:

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from llamaindex_qwen_rerank import QwenRerank
 from qwen_rerank import InvalidInputError, Reranker, VLLMReranker
+from tests.helpers import ThreadRecorder
 
 QUERY = "What is the capital of China?"
 TEXTS = [
@@ -60,23 +61,6 @@ def make_nodes() -> list[NodeWithScore]:
 
 def embed_texts(nodes: list[NodeWithScore]) -> list[str]:
     return [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-
-
-class ThreadRecorder(Reranker):
-    """The given backend, recording whether each call was sync or async and on which thread."""
-
-    def __init__(self, inner: Reranker) -> None:
-        super().__init__()
-        self.inner = inner
-        self.calls: list[tuple[str, int]] = []
-
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append(("sync", threading.get_ident()))
-        return self.inner.score(query, documents, instruction=instruction)
-
-    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append(("async", threading.get_ident()))
-        return self.inner.score(query, documents, instruction=instruction)
 
 
 class EventCollector(BaseEventHandler):

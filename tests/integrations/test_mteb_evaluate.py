@@ -17,23 +17,10 @@ from qwen_rerank import DEFAULT_INSTRUCTION, InvalidInputError, Reranker
 from qwen_rerank.cli import main as cli_main
 from qwen_rerank.evaluation import evaluate
 from qwen_rerank.integrations.mteb import MTEBReranker, local_reranking_task
-from tests.helpers import ROOT
+from tests.helpers import ROOT, Recorder
 
 TINY_BEIR = ROOT / "examples" / "data" / "tiny_beir"
 FIRST_STAGE = TINY_BEIR / "first_stage.trec"
-
-
-class Recorder(Reranker):
-    """The given backend, recording each call's query, documents and instruction."""
-
-    def __init__(self, inner: Reranker) -> None:
-        super().__init__()
-        self.inner = inner
-        self.calls: list[tuple[str, list[str], str]] = []
-
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append((query, list(documents), instruction))
-        return self.inner.score(query, documents, instruction=instruction)
 
 
 def test_mteb_evaluate_matches_qwen_rerank_eval(
