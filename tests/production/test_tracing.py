@@ -220,10 +220,12 @@ async def test_a_score_call_is_one_span_in_input_order(backend: Reranker, spans:
     no_text(dict(span.attributes))
 
 
-def test_langchain_cross_encoder_scores_under_a_span(fake_vllm: Any, spans: Any) -> None:
+def test_langchain_cross_encoder_scores_under_spans(fake_vllm: Any, spans: Any) -> None:
     from langchain_qwen_rerank import QwenCrossEncoder
 
     scores = QwenCrossEncoder(base_url=fake_vllm.url).score([(QUERY, DOCS[0]), (QUERY, DOCS[1])])
-    span = only_span(spans)
-    assert span.name == "qwen_rerank.score"
-    assert [d[DOC_SCORE] for d in documents(dict(span.attributes), OUTPUTS)] == scores
+    # Pairs are grouped by query into score_many: one parent, one child for the one query.
+    finished = spans.get_finished_spans()
+    (parent,) = [s for s in finished if s.name == "qwen_rerank.score_many"]
+    (child,) = [s for s in finished if s.parent is not None and s.parent.span_id == parent.context.span_id]
+    assert sorted(d[DOC_SCORE] for d in documents(dict(child.attributes), OUTPUTS)) == sorted(scores)
