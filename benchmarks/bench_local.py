@@ -45,6 +45,13 @@ shared machine, run it twice and trust the better run.
 ``--compile`` adds ``LocalReranker(compile=True)`` to the peer case, in the
 same interleaved loop, and prints its first call (compiling) per case.
 
+``--busy N`` runs the peer case twice: on the machine as it is, then with N
+competing single-thread processes (float32 matmul loops) running throughout.
+Each line gives the ratio, the share of the bf16 matmul peak measured in the
+same run, and the load average; the header gives the date, the CPU model,
+whether it has AMX and AVX512-BF16, and the CPUs this process may use.
+Outputs are kept in ``benchmarks/results/``.
+
 Measured on 2026-11-30, 2 CPU cores shared with other jobs, bfloat16, the
 0.6B width cut to 4 layers (``--layers 4 --dtypes bfloat16 --only peer --peer
 sentence-transformers --repeats 2``; see docs/speed.md for every run):
@@ -63,12 +70,15 @@ chunk mode alone 8k 13.8 s, 16k 24.0 s, 32k 41.1 s (ratios 1.74 and 1.72).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +104,38 @@ CHINESE = (
     "长城是中国古代的军事防御工程历代王朝在北方边境修筑城墙烽火台和关隘士兵驻守在城楼上"
     "用烽火传递敌情城墙用夯土石块和砖建造商人经过关口时缴纳税款并接受检查"
 )
+
+
+BUSY_LOOP = "import torch; torch.set_num_threads(1); a = torch.randn(512, 512)\nwhile True:\n    a @ a"
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """``count`` competing processes, each a single-thread float32 matmul loop, for the block's duration."""
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(count)]
+    try:
+        if procs:
+            time.sleep(2.0)  # let them start and take their share
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_description() -> str:
+    """The CPU model, whether it has AMX and AVX512-BF16, and the CPUs this process may use."""
+    model, flags = "unknown CPU", set()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name") and model == "unknown CPU":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    amx = "AMX" if "amx_bf16" in flags else "no AMX"
+    bf16 = "AVX512-BF16" if "avx512_bf16" in flags else "no AVX512-BF16"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {amx}, {bf16}, {usable} usable CPUs"
 
 
 @dataclass
@@ -225,16 +267,19 @@ def bench_peer(path: Path, dtype_name: str, documents: list[str], args: argparse
             compiled.score(QUERY, docs, instruction=INSTRUCTION)  # compiles for any new kind of pass
             print(f"{case:>8}: compiled, first call {time.perf_counter() - start:.1f} s")
             methods["compiled"] = lambda docs=docs: compiled.score(QUERY, docs, instruction=INSTRUCTION)
-        best = interleaved(methods, args.repeats)
-        for name in methods.keys() - {"peer"}:
-            (t_ours, s_ours), (t_peer, s_peer) = best[name], best["peer"]
-            diff = max(abs(a - b) for a, b in zip(s_ours, s_peer, strict=True))
-            gflops = flops / t_ours / 1e9
-            print(
-                f"{case:>8}: {name} {t_ours:7.2f} s, peer {t_peer:7.2f} s -> {t_peer / t_ours:.2f}x; "
-                f"{gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f}% of the {peak:.0f} GFLOP/s matmul peak; "
-                f"max |score diff| {diff:.1e}; load {os.getloadavg()[0]:.2f}"
-            )
+        for busy in sorted({0, args.busy}):
+            with busy_processes(busy):
+                best = interleaved(methods, args.repeats)
+                load = os.getloadavg()[0]
+            for name in sorted(methods.keys() - {"peer"}):
+                (t_ours, s_ours), (t_peer, s_peer) = best[name], best["peer"]
+                diff = max(abs(a - b) for a, b in zip(s_ours, s_peer, strict=True))
+                gflops = flops / t_ours / 1e9
+                print(
+                    f"{case:>8}, busy {busy}: {name} {t_ours:7.2f} s, peer {t_peer:7.2f} s -> "
+                    f"{t_peer / t_ours:.2f}x; {gflops:.0f} GFLOP/s = {100 * gflops / peak:.0f}% of the "
+                    f"{peak:.0f} GFLOP/s matmul peak; max |score diff| {diff:.1e}; load {load:.2f}"
+                )
 
 
 def compiled_reranker(path: Path, dtype_name: str) -> LocalReranker:
@@ -440,11 +485,15 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true", help="peer case: also time LocalReranker(compile=True)"
     )
+    parser.add_argument(
+        "--busy", type=int, default=0, help="peer case: also run with N competing single-thread processes"
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {threads} threads")
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu_description()}")
     print(f"load average before: {os.getloadavg()[0]:.2f} (other work on the machine slows every number)")
     results: dict[str, dict[str, Run]] = {}
     with tempfile.TemporaryDirectory() as tmp:

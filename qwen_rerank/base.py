@@ -230,7 +230,10 @@ class Reranker(ABC):
             drive = self._ascore_many if many else _asingle(self._ascore)
             scores = await drive(requests, instruction, done)
             raw.update(zip(positions, _checked_count(scores, positions), strict=True))
-        return self._finish_jobs(jobs, raw, report=report, many=many)
+        if not many:
+            return self._finish_jobs(jobs, raw, report=report, many=many)
+        # Many requests: checking and merging thousands of scores would stall the event loop.
+        return await asyncio.to_thread(self._finish_jobs, jobs, raw, report=report, many=many)
 
     def _finish_jobs(
         self, jobs: list[_Job], raw: dict[int, list[float]], *, report: bool, many: bool
@@ -434,7 +437,7 @@ class Reranker(ABC):
         progress: ProgressHook | None = None,
     ) -> list[list[float]]:
         """Async [`score_many`][qwen_rerank.Reranker.score_many]; it does not block the event loop."""
-        jobs = self._many(requests, instruction, instructions)
+        jobs = await asyncio.to_thread(self._many, requests, instruction, instructions)  # off the loop
         with (
             many_span(self, len(jobs), "qwen_rerank.score_many") as trace,
             _progress(jobs, show_progress, progress) as hook,
@@ -511,7 +514,7 @@ class Reranker(ABC):
     ) -> list[list[RerankResult]]:
         """Async `rerank_many`; it does not block the event loop."""
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
-        jobs = self._many(requests, instruction, instructions)
+        jobs = await asyncio.to_thread(self._many, requests, instruction, instructions)  # off the loop
         with many_span(self, len(jobs), "qwen_rerank.rerank_many") as trace:
             ranked = _ranked(jobs, await self._arun(jobs, None, report=True), n, threshold)
             return _traced(trace, jobs, ranked, n)

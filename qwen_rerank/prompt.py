@@ -20,9 +20,13 @@ A server that tokenizes text itself (vLLM) cannot be told that; for it,
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qwen_rerank.exceptions import InvalidInputError
@@ -40,6 +44,7 @@ __all__ = [
     "SYSTEM_PROMPT",
     "YES_TOKEN",
     "PromptTokenizer",
+    "char_boundary",
     "document_start",
     "escape_control_tokens",
     "format_body",
@@ -162,11 +167,17 @@ def escape_control_tokens(text: str) -> str:
     return _CONTROL_TOKEN_START.sub("<" + _ZERO_WIDTH_SPACE, text)
 
 
-def truncate_body(body_ids: Sequence[int], max_length: int, fixed_length: int) -> list[int]:
+def truncate_body(
+    body_ids: Sequence[int],
+    max_length: int,
+    fixed_length: int,
+    offsets: Sequence[tuple[int, int]] | None = None,
+) -> list[int]:
     """Cut body tokens from the end so that ``fixed_length + len(body) <= max_length``.
 
     ``fixed_length`` is the token count of ``PREFIX`` plus ``SUFFIX``, which are
-    never cut.
+    never cut. With the tokens' character ``offsets``, the cut also drops a
+    character that the budget would split (see [`char_boundary`][qwen_rerank.prompt.char_boundary]).
     """
     budget = max_length - fixed_length
     if budget < 1:
@@ -174,7 +185,31 @@ def truncate_body(body_ids: Sequence[int], max_length: int, fixed_length: int) -
             f"max_length={max_length} is too small: the fixed prompt alone takes {fixed_length} "
             f"tokens. Use max_length > {fixed_length}."
         )
-    return list(body_ids[:budget])
+    keep = budget if offsets is None else char_boundary(offsets, budget)
+    return list(body_ids[:keep])
+
+
+def char_boundary(offsets: Sequence[tuple[int, int]], keep: int) -> int:
+    """The most leading tokens, at most ``keep``, that end on a character boundary.
+
+    The byte-level tokenizer may spell one character (a CJK character, an
+    emoji) with several tokens; they all carry that character's offsets. A cut
+    between two of them would keep part of a character, which no text can
+    hold: a server given the cut text sees one token fewer. So every cut, local
+    or remote, drops the whole split character instead.
+
+    Args:
+        offsets: Each token's ``(start, end)`` character offsets in its text.
+        keep: The most tokens the budget allows.
+
+    Returns:
+        ``keep``, lowered while the token after the cut starts before the last
+        kept token ends.
+    """
+    keep = min(keep, len(offsets))
+    while 0 < keep < len(offsets) and offsets[keep][0] < offsets[keep - 1][1]:
+        keep -= 1
+    return keep
 
 
 class PromptTokenizer:
@@ -188,11 +223,20 @@ class PromptTokenizer:
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        self.prefix_ids: list[int] = self._encode_control(PREFIX)
-        self.suffix_ids: list[int] = self._encode_control(SUFFIX)
-        self.yes_id = self._single_token_id(YES_TOKEN)
-        self.no_id = self._single_token_id(NO_TOKEN)
-        self._plain = _plain_tokenizer(tokenizer)
+        if isinstance(tokenizer, (str, os.PathLike)):
+            self._plain, control = _from_file(Path(tokenizer))
+        else:
+            backend = _backend(tokenizer)
+            self._plain, control = _plain_tokenizer(backend), _ControlEncoder(backend)
+        self.prefix_ids: list[int] = control.encode(PREFIX)
+        self.suffix_ids: list[int] = control.encode(SUFFIX)
+        self.yes_id = _single_token_id(control, YES_TOKEN)
+        self.no_id = _single_token_id(control, NO_TOKEN)
+        pad_id, pad_ids = getattr(tokenizer, "pad_token_id", None), control.encode(PAD_TOKEN)
+        if not isinstance(pad_id, int):
+            pad_id = pad_ids[0] if len(pad_ids) == 1 else self.suffix_ids[-1]
+        self.pad_id: int = pad_id
+        """A token id to fill masked (padding) positions with; any valid id scores the same."""
 
     @property
     def fixed_length(self) -> int:
@@ -220,10 +264,22 @@ class PromptTokenizer:
     def encode_pairs(
         self, query: str, documents: Sequence[str], instruction: str, max_length: int
     ) -> list[list[int]]:
-        """Full prompt ids, one list per document, each at most ``max_length`` long."""
-        bodies = self.encode_text([format_body(query, doc, instruction) for doc in documents])
+        """Full prompt ids, one list per document, each at most ``max_length`` long.
+
+        A body longer than the budget is cut by [`truncate_body`][qwen_rerank.prompt.truncate_body],
+        on a character boundary, exactly as [`split_pairs`][qwen_rerank.prompt.PromptTokenizer.split_pairs]
+        cuts the text a server receives.
+        """
+        budget = self.body_budget(max_length)
+        bodies = self._plain.encode_batch(
+            [format_body(query, doc, instruction) for doc in documents], add_special_tokens=False
+        )
         return [
-            self.prefix_ids + truncate_body(body, max_length, self.fixed_length) + self.suffix_ids
+            self.prefix_ids
+            + truncate_body(
+                body.ids, max_length, self.fixed_length, body.offsets if len(body.ids) > budget else None
+            )
+            + self.suffix_ids
             for body in bodies
         ]
 
@@ -270,13 +326,17 @@ class PromptTokenizer:
         return [part[len(label) :] for part in parts]
 
     def _cut(self, texts: Sequence[str], budget: int) -> list[str]:
-        """Each text cut at a token boundary so that it encodes to at most ``budget`` plain tokens."""
+        """Each text cut at a token boundary so that it encodes to at most ``budget`` plain tokens.
+
+        The cut never splits a character (see [`char_boundary`][qwen_rerank.prompt.char_boundary]),
+        so it keeps the tokens [`encode_pairs`][qwen_rerank.prompt.PromptTokenizer.encode_pairs] keeps.
+        """
         out = list(texts)
         # A token is at least one byte, so a text of no more bytes than the budget fits as it is.
         long = [i for i, text in enumerate(texts) if len(text.encode("utf-8")) > budget]
         encodings = self._plain.encode_batch([texts[i] for i in long], add_special_tokens=False)
         for i, encoding in zip(long, encodings, strict=True):
-            keep = min(budget, len(encoding.ids))
+            keep = char_boundary(encoding.offsets, budget)
             if keep == len(encoding.ids):
                 continue
             # Re-encoding a cut word can take more tokens than it had inside the whole text.
@@ -284,7 +344,7 @@ class PromptTokenizer:
                 cut = texts[i][: encoding.offsets[keep - 1][1]]
                 if len(self._plain.encode(cut, add_special_tokens=False).ids) <= budget:
                     break
-                keep -= 1
+                keep = char_boundary(encoding.offsets, keep - 1)
             out[i] = cut if keep > 0 else ""
         return out
 
@@ -300,32 +360,119 @@ class PromptTokenizer:
         """
         return self.prefix_ids + self.encode_text([format_query_part(query, instruction)])[0]
 
-    def _encode_control(self, text: str) -> list[int]:
-        ids: list[int] = self.tokenizer.encode(text, add_special_tokens=False)
+
+def _single_token_id(control: _ControlEncoder, token: str) -> int:
+    ids = control.encode(token)
+    if len(ids) != 1:
+        raise InvalidInputError(
+            f"The tokenizer does not encode {token!r} as one token (got {ids}); "
+            "it is not a Qwen3-Reranker tokenizer."
+        )
+    return int(ids[0])
+
+
+class _ControlEncoder:
+    """Encodes text in which control-token spellings are control tokens (the prompt's fixed parts).
+
+    With the full tokenizer it simply encodes. With only the plain copy, it
+    does what the full tokenizer does: the text is split at each added token's
+    spelling, which becomes that token's id, and the text between is encoded
+    as plain text.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, added: dict[str, int] | None = None) -> None:
+        self._tokenizer = tokenizer
+        self._added = added
+        spellings = sorted(added or {}, key=len, reverse=True)
+        self._split = re.compile("(" + "|".join(map(re.escape, spellings)) + ")") if spellings else None
+
+    def encode(self, text: str) -> list[int]:
+        if self._split is None or self._added is None:
+            return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        ids: list[int] = []
+        for k, piece in enumerate(self._split.split(text)):
+            if k % 2:
+                ids.append(self._added[piece])
+            elif piece:
+                ids += self._tokenizer.encode(piece, add_special_tokens=False).ids
         return ids
 
-    def _single_token_id(self, token: str) -> int:
-        ids = self.tokenizer.encode(token, add_special_tokens=False)
-        if len(ids) != 1:
-            raise InvalidInputError(
-                f"The tokenizer does not encode {token!r} as one token (got {ids}); "
-                "it is not a Qwen3-Reranker tokenizer."
-            )
-        return int(ids[0])
 
-
-def _plain_tokenizer(tokenizer: Any) -> Tokenizer:
-    """A copy of ``tokenizer``'s fast backend with every added token removed."""
+def _backend(tokenizer: Any) -> Tokenizer:
+    """The fast (``tokenizers``) tokenizer behind ``tokenizer``, or ``tokenizer`` itself if it is one."""
     from tokenizers import Tokenizer
 
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
+    if not isinstance(backend, Tokenizer):
         raise InvalidInputError(
             f"{type(tokenizer).__name__} has no fast (tokenizers) backend; qwen-rerank needs one "
             "to keep control-token strings in user text as plain text."
         )
-    spec = json.loads(backend.to_str())
-    spec["added_tokens"] = []
-    spec["truncation"] = None
-    spec["padding"] = None
-    return Tokenizer.from_str(json.dumps(spec))
+    return backend
+
+
+def _plain_tokenizer(backend: Tokenizer) -> Tokenizer:
+    """A copy of ``backend`` with every added token removed (see `_plain_from_spec`)."""
+    return _plain_from_spec(backend.to_str())
+
+
+def _from_file(path: Path) -> tuple[Tokenizer, _ControlEncoder]:
+    """The plain tokenizer of a ``tokenizer.json`` and an encoder of control text, building one tokenizer.
+
+    Building a tokenizer of Qwen's vocabulary takes about as long as loading
+    the model, so only the plain copy is built; the control tokens are taken
+    from the file's ``added_tokens`` list. Added tokens that strip spaces
+    around them, or match within normalized text, are left to the full
+    tokenizer, which is then built too.
+    """
+    from tokenizers import Tokenizer
+
+    try:
+        spec = path.read_text(encoding="utf-8")
+        added, _ = _added_tokens(spec)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInputError(f"Cannot read the tokenizer file {str(path)!r}: {exc}.") from exc
+    flags = ("lstrip", "rstrip", "single_word", "normalized")
+    if any(token.get(flag) for token in added for flag in flags):
+        backend = Tokenizer.from_str(spec)
+        return _plain_tokenizer(backend), _ControlEncoder(backend)
+    plain = _plain_from_spec(spec)
+    return plain, _ControlEncoder(plain, {token["content"]: int(token["id"]) for token in added})
+
+
+_PLAIN_COPIES: dict[str, Tokenizer] = {}
+_PLAIN_COPIES_LOCK = threading.Lock()
+
+
+def _plain_from_spec(spec: str) -> Tokenizer:
+    """The tokenizer of JSON ``spec`` without its added tokens, built once per spec in this process.
+
+    Only the ``added_tokens`` list is cut out of the text (parsing all of
+    Qwen's 11 MB spelling in Python took seconds). Copies are kept by a digest
+    of ``spec``, so each later [`PromptTokenizer`][qwen_rerank.prompt.PromptTokenizer]
+    of the same tokenizer reuses one (a ``tokenizers.Tokenizer`` is thread-safe).
+    """
+    from tokenizers import Tokenizer
+
+    key = hashlib.sha256(spec.encode("utf-8")).hexdigest()
+    with _PLAIN_COPIES_LOCK:
+        plain = _PLAIN_COPIES.get(key)
+    if plain is None:
+        _, (start, end) = _added_tokens(spec)
+        plain = Tokenizer.from_str(spec[:start] + "[]" + spec[end:])
+        plain.no_truncation()
+        plain.no_padding()
+        with _PLAIN_COPIES_LOCK:
+            plain = _PLAIN_COPIES.setdefault(key, plain)
+    return plain
+
+
+def _added_tokens(spec: str) -> tuple[list[dict[str, Any]], tuple[int, int]]:
+    """A tokenizer JSON's ``added_tokens`` list, and where that list's text starts and ends in ``spec``."""
+    match = re.search(r'"added_tokens"\s*:\s*', spec)
+    if match is None:
+        return [], (len(spec), len(spec))
+    added, end = json.JSONDecoder().raw_decode(spec, match.end())
+    return list(added), (match.end(), end)

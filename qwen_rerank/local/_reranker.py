@@ -4,239 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import importlib
 import os
-import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
 
-import httpx
+import torch
+from tqdm.auto import tqdm
 
 from qwen_rerank._chunking import LongDocumentsMode
 from qwen_rerank._many import Progress, Request
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
-from qwen_rerank.exceptions import InvalidInputError, MissingDependencyError, ModelLoadError, OutOfMemoryError
+from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError
 from qwen_rerank.local._batching import plan_batches, prefix_pays
 from qwen_rerank.local._cache import ScoreCache
+from qwen_rerank.local._devices import (
+    busy_threads,
+    default_batch_tokens,
+    fit_threads,
+    resolve_device,
+    resolve_dtype,
+    usable_cpus,
+)
+from qwen_rerank.local._loading import Source, find_source, load_scoring_model, load_tokenizer
+from qwen_rerank.local._scorer import PrefixState, YesNoScorer, is_out_of_memory
+from qwen_rerank.local._work import Tracker, Work, common_head
 from qwen_rerank.prompt import DEFAULT_MODEL, PromptTokenizer
 
-try:
-    import torch
-    import transformers
-    from tqdm.auto import tqdm
-
-    from qwen_rerank.local._scorer import PrefixState, YesNoScorer, is_out_of_memory
-    from qwen_rerank.local._seq_cls import load_scoring_model
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise MissingDependencyError(
-        f"LocalReranker needs torch and transformers ({exc.name} is missing). "
-        'Install them with: pip install "qwen-rerank[local]"'
-    ) from exc
-
-__all__ = [
-    "LocalReranker",
-    "check_model_source",
-    "default_batch_tokens",
-    "quiet_progress_bars",
-    "resolve_device",
-    "resolve_dtype",
-]
-
-_DTYPE_NAMES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "float": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-}
-
-
-def resolve_device(device: Any = None) -> torch.device:
-    """``device`` as a torch.device; ``None`` picks cuda, then mps, then cpu."""
-    if device is None:
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InvalidInputError(
-            f"device must be 'cpu', 'cuda', 'cuda:N', 'mps', a torch.device or None, got {device!r}."
-        ) from exc
-    _check_available(resolved)
-    return resolved
-
-
-def _check_available(device: torch.device) -> None:
-    """Refuse a cuda or mps device that this machine's PyTorch cannot use, before anything loads."""
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise InvalidInputError(
-                f"device={str(device)!r}, but this PyTorch sees no CUDA GPU (torch.cuda.is_available() is "
-                "False). Pass device='cpu', or leave device unset to use the best device available."
-            )
-        if device.index is not None and device.index >= count:
-            raise InvalidInputError(
-                f"device={str(device)!r}, but this machine has {count} CUDA GPU{'s' if count != 1 else ''} "
-                f"(cuda:0 to cuda:{count - 1})."
-            )
-    elif device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise InvalidInputError(
-                f"device={str(device)!r}, but Apple's MPS is not available to this PyTorch. Pass "
-                "device='cpu', or leave device unset to use the best device available."
-            )
-
-
-def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
-    """``dtype`` as a torch.dtype; ``None`` picks bf16 (else fp16) on GPU and fp32 on CPU."""
-    if dtype is None:
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "mps":
-            return torch.float16
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        if dtype in (torch.float32, torch.bfloat16, torch.float16):
-            return dtype
-    elif isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPE_NAMES:
-        resolved: torch.dtype = getattr(torch, _DTYPE_NAMES[dtype.lower().removeprefix("torch.")])
-        return resolved
-    raise InvalidInputError(
-        f"dtype must be 'float32', 'bfloat16', 'float16', a matching torch.dtype or None, got {dtype!r}."
-    )
-
-
-def default_batch_tokens(device: torch.device, dtype: torch.dtype, intermediate_size: int) -> int:
-    """The default ``max_batch_tokens``: 16384 on a GPU; on CPU, about 12 MiB per activation.
-
-    On CPU a batch of a thousand tokens already keeps the matrix units busy,
-    and activations of around 12 MiB are reused by the memory allocator rather
-    than mapped afresh from the OS (and page-faulted in) at every layer. That
-    gives 1024 tokens for Qwen3-Reranker-0.6B in float32 and 2048 in bfloat16,
-    fewer for the larger models.
-    """
-    if device.type != "cpu":
-        return 16384
-    tokens = (12 << 20) // (max(intermediate_size, 1) * dtype.itemsize)
-    return max(256, min(4096, 1 << max(tokens.bit_length() - 1, 0)))
-
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-_HUB_PROBE_SECONDS = 3.0
-_WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-
-
-def check_model_source(model: str | os.PathLike[str], revision: str | None = None) -> tuple[str, bool]:
-    """Where ``model`` loads from: ``(folder or hub id, local_files_only)``; a plain error if nowhere.
-
-    A URL, a folder that does not exist or holds no checkpoint, and a hub id
-    that cannot be fetched (offline, or the hub unreachable within a few
-    seconds, and not in the local cache) each raise with the fix. A cached hub
-    id loads from the cache when the hub cannot be reached.
-    """
-    if isinstance(model, os.PathLike):
-        model = os.fspath(model)
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidInputError(f"model must be a hub id or a local folder, got {model!r}.")
-    if model.startswith(("http://", "https://")):
-        raise InvalidInputError(
-            f"model={model!r} is a URL, not a model. To score with a vLLM server there, pass it as "
-            "base_url= (create_reranker(base_url=URL) or VLLMReranker(URL)), "
-            "or --base-url on the command line."
-        )
-    folder = Path(model).expanduser()
-    if folder.is_dir():
-        _check_model_folder(folder)
-        return str(folder), True
-    if folder.exists():
-        raise ModelLoadError(f"{model!r} is a file; pass the folder that holds the checkpoint.")
-    if not _HUB_ID.fullmatch(model) or model.startswith("."):
-        raise ModelLoadError(
-            f"No such folder: {model!r}. Pass an existing checkpoint folder, or a hub id such as "
-            "'Qwen/Qwen3-Reranker-0.6B'."
-        ) from FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), model)
-    return model, _hub_offline_check(model, revision)
-
-
-def _check_model_folder(folder: Path) -> None:
-    names = {item.name for item in folder.iterdir()}
-    missing = []
-    if "config.json" not in names:
-        missing.append("config.json")
-    if not names.intersection(_WEIGHT_FILES) and not any(n.endswith(".safetensors") for n in names):
-        missing.append("model weights (model.safetensors or pytorch_model.bin)")
-    if "tokenizer.json" not in names and not {"vocab.json", "merges.txt"} <= names:
-        missing.append("tokenizer files (tokenizer.json, or vocab.json and merges.txt)")
-    if missing:
-        raise ModelLoadError(
-            f"{str(folder)!r} is not a model checkpoint: it has no {', no '.join(missing)}. Pass the folder "
-            "that save_pretrained() or `hf download Qwen/Qwen3-Reranker-0.6B --local-dir DIR` wrote."
-        )
-
-
-def _hub_offline_check(model: str, revision: str | None) -> bool:
-    """True to load ``model`` from the local cache only; raises when neither cache nor hub can serve it."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    cached = isinstance(try_to_load_from_cache(model, "config.json", revision=revision), str)
-    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    if offline:
-        reason = "HF_HUB_OFFLINE is set"
-    else:
-        endpoint = os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
-        try:
-            httpx.head(endpoint, timeout=_HUB_PROBE_SECONDS, trust_env=True)
-            return False
-        except httpx.HTTPError as exc:
-            reason = f"{endpoint} cannot be reached ({type(exc).__name__})"
-    if cached:
-        return True
-    raise ModelLoadError(
-        f"Cannot download {model!r}: {reason}, and it is not in the local Hugging Face cache. Pass a "
-        "local checkpoint folder (download it once where the hub is reachable, e.g. `hf download "
-        f"{model} --local-dir DIR`), or, for tests, the tiny model of "
-        "qwen_rerank.testing.make_tiny_reranker()."
-    )
-
-
-@contextlib.contextmanager
-def quiet_progress_bars() -> Iterator[None]:
-    """Hide transformers' and the hub's progress bars inside the block, then restore them as they were.
-
-    Logging levels and handlers are left alone.
-    """
-    hub_utils: Any = importlib.import_module("huggingface_hub.utils")
-    tlog: Any = transformers.utils.logging
-    if not tlog.is_progress_bar_enabled():
-        yield
-        return
-    hub_was_disabled = hub_utils.are_progress_bars_disabled()
-    tlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        tlog.enable_progress_bar()
-        if hub_was_disabled:
-            hub_utils.disable_progress_bars()
+__all__ = ["LocalReranker"]
 
 
 class LocalReranker(Reranker):
@@ -257,6 +53,11 @@ class LocalReranker(Reranker):
       when the query has enough documents for that to pay; otherwise its whole
       prompts share batches with other queries' (see `score_many`);
     - identical documents of a query are scored once.
+
+    On the CPU, loading lowers torch's default thread count to the CPUs this
+    process may use (its affinity mask and cgroup quota), and a call made while
+    other work keeps those CPUs busy runs with only the CPUs left free; a
+    thread count you set is kept.
 
     One instance may be used from many threads and from async code at once:
     forward passes take turns (one at a time per instance), and ``ascore`` /
@@ -357,59 +158,59 @@ class LocalReranker(Reranker):
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
         )
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise InvalidInputError(
-                f"cache_size must be an int >= 0 (0 turns the cache off), got {cache_size!r}."
-            )
+        self._check_settings(cache_size, max_length, max_batch_tokens)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.max_length = check_positive_int("max_length", max_length)
-        if max_batch_tokens is not None:
-            check_positive_int("max_batch_tokens", max_batch_tokens)
+        # The thread count that busy_threads may lower per call; None when the user chose it.
+        self._threads = fit_threads() if self.device.type == "cpu" else None
+        self._cpus = usable_cpus()
+        self.max_length = max_length
         self.prefix_reuse = bool(prefix_reuse)
         self.show_progress = bool(show_progress)
         self._cache = ScoreCache(cache_size) if cache_size else None
         self.model_name = os.fspath(model) if isinstance(model, os.PathLike) else model
-        source, local_only = check_model_source(model, revision)
-        try:
-            with quiet_progress_bars():
-                tokenizer = transformers.AutoTokenizer.from_pretrained(
-                    source,
-                    trust_remote_code=trust_remote_code,
-                    revision=revision,
-                    local_files_only=local_only,
-                )
-                hf_model, head_rows = load_scoring_model(
-                    source,
-                    dtype=self.dtype,
-                    trust_remote_code=trust_remote_code,
-                    revision=revision,
-                    local_files_only=local_only,
-                )
-        except Exception as exc:
-            raise ModelLoadError(
-                f"Could not load model {model!r}: {exc}. Pass a local checkpoint folder or a hub id "
-                "that this machine can download."
-            ) from exc
-        self.prompt_tokenizer = PromptTokenizer(tokenizer)
+        source = find_source(model, revision, trust_remote_code)
+        self.prompt_tokenizer = load_tokenizer(source)
         self.prompt_tokenizer.check_max_length(self.max_length)
+        hf_model, head_rows = load_scoring_model(source, self.dtype)
         self.model = hf_model.to(self.device).eval()
         self.max_batch_tokens: int = max_batch_tokens or default_batch_tokens(
             self.device, self.dtype, getattr(self.model.config, "intermediate_size", 3072)
         )
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._scorer = self._yes_no_scorer(source, head_rows, bool(compile))
+        self._forward_lock = threading.Lock()
+
+    @staticmethod
+    def _check_settings(cache_size: Any, max_length: Any, max_batch_tokens: Any) -> None:
+        """Refuse bad numbers before anything loads."""
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise InvalidInputError(
+                f"cache_size must be an int >= 0 (0 turns the cache off), got {cache_size!r}."
+            )
+        check_positive_int("max_length", max_length)
+        if max_batch_tokens is not None:
+            check_positive_int("max_batch_tokens", max_batch_tokens)
+
+    def _yes_no_scorer(self, source: Source, head_rows: tuple[int, int] | None, compile: bool) -> YesNoScorer:
+        """The scoring head on the loaded model: P("yes") from its "no" and "yes" rows.
+
+        ``head_rows`` are the (no, yes) rows of the model's head when they are
+        not the tokenizer's ids (a ``-seq-cls`` checkpoint, see ``_seq_cls``).
+        """
+        no_id, yes_id = (
+            (self.prompt_tokenizer.no_id, self.prompt_tokenizer.yes_id) if head_rows is None else head_rows
+        )
         try:
-            self._scorer = YesNoScorer(
+            return YesNoScorer(
                 self.model,
-                yes_id=self.prompt_tokenizer.yes_id if head_rows is None else head_rows[1],
-                no_id=self.prompt_tokenizer.no_id if head_rows is None else head_rows[0],
-                pad_id=pad_id,
+                yes_id=yes_id,
+                no_id=no_id,
+                pad_id=self.prompt_tokenizer.pad_id,
                 device=self.device,
-                compile=bool(compile),
+                compile=compile,
             )
         except TypeError as exc:
-            raise ModelLoadError(f"Model {model!r} cannot be used as a reranker: {exc}") from exc
-        self._forward_lock = threading.Lock()
+            raise ModelLoadError(f"Model {source.model!r} cannot be used as a reranker: {exc}") from exc
 
     def __repr__(self) -> str:
         return (
@@ -452,8 +253,9 @@ class LocalReranker(Reranker):
             (query, [doc for doc in dict.fromkeys(documents) if doc not in hits])
             for (query, documents), hits in zip(requests, known, strict=True)
         ]
-        tracker = _Tracker(requests, [len(docs) for _, docs in missing], progress)
-        computed = self._compute_many(missing, instruction, tracker)
+        tracker = Tracker(requests, [len(docs) for _, docs in missing], progress)
+        with self._call_threads():
+            computed = self._compute_many(missing, instruction, tracker)
         for (query, docs), scores, hits in zip(missing, computed, known, strict=True):
             hits.update(zip(docs, scores, strict=True))
             if self._cache is not None and docs:
@@ -475,15 +277,32 @@ class LocalReranker(Reranker):
         cached = self._cache.get_many([self._cache_key(query, doc, instruction) for doc in distinct])
         return {doc: score for doc, score in zip(distinct, cached, strict=True) if score is not None}
 
+    @contextlib.contextmanager
+    def _call_threads(self) -> Iterator[None]:
+        """Run the block with fewer threads while the CPUs are busy (see ``busy_threads``).
+
+        Only torch's default count is lowered, and it is restored after the
+        block; a count the user set (before or after loading) is left alone.
+        """
+        threads = self._threads
+        fewer = busy_threads(threads, self._cpus) if threads and torch.get_num_threads() == threads else 0
+        if not fewer or fewer == threads:
+            yield
+            return
+        torch.set_num_threads(fewer)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)  # type: ignore[arg-type]
+
     def _cache_key(self, query: str, document: str, instruction: str) -> tuple[int, str, str, str]:
         return (self.max_length, instruction, query, document)
 
-    def _compute_many(
-        self, requests: list[Request], instruction: str, tracker: _Tracker
-    ) -> list[list[float]]:
+    def _compute_many(self, requests: list[Request], instruction: str, tracker: Tracker) -> list[list[float]]:
         """Scores of each request's (distinct) documents, in order, from one plan of forward passes."""
-        groups = self._group(requests, instruction)
-        jobs = [(work, batch) for work in groups for batch in self._plan(work)]
+        budget = self.max_batch_tokens
+        groups = self._group(requests, instruction, budget)
+        jobs = [(work, batch) for work in groups for batch in self._plan(work, budget)]
         scores: list[list[float]] = [[0.0] * len(docs) for _, docs in requests]
         show = self.show_progress and tracker.progress is None and len(jobs) >= 2
         with tqdm(
@@ -502,12 +321,12 @@ class LocalReranker(Reranker):
                 scores[request][document] = value
         return scores
 
-    def _group(self, requests: list[Request], instruction: str) -> list[_Work]:
+    def _group(self, requests: list[Request], instruction: str, budget: int) -> list[Work]:
         """Each request's prompts: in a group of its own continuing its prefix, where that pays,
         or in one pool of whole prompts that requests share (see `prefix_pays`)."""
         pt = self.prompt_tokenizer
-        groups: list[_Work] = []
-        pool = _Work(prompts=[], rows=[], scores=[])
+        groups: list[Work] = []
+        pool = Work(prompts=[], rows=[], scores=[])
         for request, (query, documents) in enumerate(requests):
             if not documents:
                 continue
@@ -517,13 +336,13 @@ class LocalReranker(Reranker):
                 head = pt.encode_head(query, instruction)
                 # A prompt truncated into its query does not start with the head; it runs whole. So
                 # does one that fills a batch alone: reuse would save a sliver, at the price of a mask.
-                alone = self.max_batch_tokens // 2
+                alone = budget // 2
                 shared = [
                     i for i, p in enumerate(prompts) if len(head) < len(p) <= alone and p[: len(head)] == head
                 ]
                 tails = [len(prompts[i]) - len(head) for i in shared]
-                if shared and prefix_pays(len(head), tails, self.max_batch_tokens):
-                    group = _Work(prompts=[], rows=[], scores=[], head=head)
+                if shared and prefix_pays(len(head), tails, budget):
+                    group = Work(prompts=[], rows=[], scores=[], head=head)
                     for i in shared:
                         group.add(prompts[i], prompts[i][len(head) :], (request, i))
                     groups.append(group)
@@ -532,11 +351,11 @@ class LocalReranker(Reranker):
             for i in sorted(set(range(len(prompts))).difference(shared)):
                 pool.add(prompts[i], prompts[i], (request, i))
         if pool.prompts:
-            groups += self._share_pool(pool)
+            groups += self._share_pool(pool, budget)
         # Longest rows first, as within each group: the biggest activations are allocated first.
         return sorted(groups, key=lambda work: -max(map(len, work.rows)))
 
-    def _share_pool(self, pool: _Work) -> list[_Work]:
+    def _share_pool(self, pool: Work, budget: int) -> list[Work]:
         """The pool's prompts, continuing the head they all share where that pays.
 
         Prompts of different queries still share the system prompt and the
@@ -544,14 +363,14 @@ class LocalReranker(Reranker):
         the whole pool. Rows that fill a batch alone, or a pool where reuse does
         not pay (see `prefix_pays`), run whole.
         """
-        alone = self.max_batch_tokens // 2
+        alone = budget // 2
         short = [k for k, prompt in enumerate(pool.prompts) if len(prompt) <= alone]
-        head = _common_head([pool.prompts[k] for k in short]) if self.prefix_reuse and len(short) > 1 else []
+        head = common_head([pool.prompts[k] for k in short]) if self.prefix_reuse and len(short) > 1 else []
         tails = [len(pool.prompts[k]) - len(head) for k in short]
-        if not head or not prefix_pays(len(head), tails, self.max_batch_tokens):
+        if not head or not prefix_pays(len(head), tails, budget):
             return [pool]
-        shared = _Work(prompts=[], rows=[], scores=[], head=head)
-        whole = _Work(prompts=[], rows=[], scores=[])
+        shared = Work(prompts=[], rows=[], scores=[], head=head)
+        whole = Work(prompts=[], rows=[], scores=[])
         continuing = set(short)
         for k, (prompt, slot) in enumerate(zip(pool.prompts, pool.slots, strict=True)):
             if k in continuing:
@@ -560,10 +379,10 @@ class LocalReranker(Reranker):
                 whole.add(prompt, prompt, slot)
         return [shared, whole] if whole.prompts else [shared]
 
-    def _plan(self, work: _Work) -> list[list[int]]:
+    def _plan(self, work: Work, budget: int) -> list[list[int]]:
         """``work``'s rows grouped into batches under the token budget, longest rows first."""
         shared = 0 if work.head is None else len(work.head)
-        return plan_batches([len(row) for row in work.rows], self.max_batch_tokens, shared=shared)
+        return plan_batches([len(row) for row in work.rows], budget, shared=shared)
 
     def _prefix(self, head: list[int]) -> PrefixState:
         try:
@@ -572,7 +391,7 @@ class LocalReranker(Reranker):
         except Exception as exc:
             self._raise_out_of_memory(exc, f"the instruction and query ({len(head)} prompt tokens)")
 
-    def _run_batch(self, batch: list[int], work: _Work, uses_prefix: bool) -> None:
+    def _run_batch(self, batch: list[int], work: Work, uses_prefix: bool) -> None:
         """Score ``batch`` into ``work.scores``; on out-of-memory, halve it and retry, down to one row."""
         values: list[float] | None = None
         try:
@@ -603,67 +422,3 @@ class LocalReranker(Reranker):
             f"max_length (now {self.max_length}) so long documents are truncated, load the model in a "
             "smaller dtype, or free device memory."
         ) from exc
-
-
-def _common_head(prompts: list[list[int]]) -> list[int]:
-    """The longest token prefix all ``prompts`` share, leaving each at least one token of its own."""
-    first, length = prompts[0], min(map(len, prompts)) - 1
-    for prompt in prompts[1:]:
-        same = 0
-        while same < length and prompt[same] == first[same]:
-            same += 1
-        length = same
-    return first[:length]
-
-
-@dataclass
-class _Work:
-    """Prompts that run together: their rows, scores, and the prefix (``head``) the rows continue.
-
-    ``head`` is ``None`` for whole prompts; ``slots`` says which (request,
-    document) each prompt scores.
-    """
-
-    prompts: list[list[int]]
-    rows: list[list[int]]
-    scores: list[float]
-    prefix: PrefixState | None = None
-    head: list[int] | None = None
-    slots: list[tuple[int, int]] = field(default_factory=list)
-
-    def add(self, prompt: list[int], row: list[int], slot: tuple[int, int]) -> None:
-        self.prompts.append(prompt)
-        self.rows.append(row)
-        self.scores.append(0.0)
-        self.slots.append(slot)
-
-
-class _Tracker:
-    """Turns scored prompts into ``progress(queries, documents)`` reports.
-
-    A request counts as a query done when its last prompt is scored; its
-    documents are counted as their prompts are scored, plus, at that moment,
-    its repeats and cached documents, which need no prompt.
-    """
-
-    def __init__(self, requests: list[Request], pending: list[int], progress: Progress | None) -> None:
-        self.progress = progress
-        self._pending = list(pending)
-        self._free = [len(documents) - count for (_, documents), count in zip(requests, pending, strict=True)]
-        if progress is not None:
-            ready = [i for i, count in enumerate(pending) if count == 0]
-            if ready:
-                progress(len(ready), sum(self._free[i] for i in ready))
-
-    def scored(self, requests: list[int]) -> None:
-        """Report one scored prompt for each entry of ``requests`` (request indices)."""
-        if self.progress is None:
-            return
-        finished = 0
-        documents = len(requests)
-        for i in requests:
-            self._pending[i] -= 1
-            if self._pending[i] == 0:
-                finished += 1
-                documents += self._free[i]
-        self.progress(finished, documents)

@@ -3,14 +3,16 @@
 - `Shared`: one lazily made object (an ``httpx.Client``, a thread pool) used by many
   calls at once. `Shared.close` during a call lets that call finish: the object is
   closed after its last user lets go, and the next call makes a new one.
-- `LoopClients`: one ``httpx.AsyncClient`` per live event loop (a client's
-  connections belong to the loop that opened them). Each is closed when its loop shuts
-  down (``asyncio.run`` and ``loop.shutdown_asyncgens()``), or at ``close()``/``aclose()``.
+- `LoopClients`: one ``httpx.AsyncClient`` per event loop with calls in flight (a
+  client's connections belong to the loop that opened them). Each is closed when the
+  last call using it ends, when its loop shuts down, or at ``close()``/``aclose()``.
+- `Connections`: all of the above for one reranker, or the clients it was given.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
@@ -19,7 +21,9 @@ from typing import Generic, TypeVar
 
 import httpx
 
-__all__ = ["LoopClients", "Shared"]
+from qwen_rerank.remote._transport import bound_by_attempts
+
+__all__ = ["Connections", "LoopClients", "Shared"]
 
 T = TypeVar("T")
 
@@ -74,7 +78,13 @@ class _Entry:
 
 
 class LoopClients:
-    """An ``httpx.AsyncClient`` for each event loop that makes calls, closed with its loop."""
+    """An ``httpx.AsyncClient`` for each event loop that makes calls, closed when its calls end.
+
+    Calls that overlap on one loop share its client and connections. When the last of them
+    ends, the client is closed on the spot, within that call: a loop may be stopped and
+    closed by hand (``loop.close()`` without ``shutdown_asyncgens()``) right after, and
+    then nothing could close it any more.
+    """
 
     def __init__(self, make: Callable[[], httpx.AsyncClient]) -> None:
         self._make = make
@@ -107,7 +117,9 @@ class LoopClients:
         finally:
             with self._lock:
                 entry.users -= 1
-                last = entry.retired and entry.users == 0
+                last = entry.users == 0
+                if last and self._entries.get(loop) is entry:
+                    del self._entries[loop]  # the next call on this loop makes a new client
             if last:
                 await self._shut(entry)
 
@@ -155,3 +167,70 @@ class LoopClients:
         task = entry.loop.create_task(self._shut(entry))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+class Connections:
+    """Every connection and thread one reranker uses: its own clients and pool, or injected clients.
+
+    Args:
+        timeout: The clients' timeouts.
+        max_concurrency: Sub-requests of one call in flight at once (threads in the pool).
+        http_client: An injected sync client: used as is, never closed.
+        async_http_client: An injected async client: used as is, never closed.
+    """
+
+    def __init__(
+        self,
+        timeout: httpx.Timeout,
+        max_concurrency: int,
+        http_client: httpx.Client | None,
+        async_http_client: httpx.AsyncClient | None,
+    ) -> None:
+        self.user_client, self.user_async_client = http_client, async_http_client
+        connections = max(64, max_concurrency)
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self.client = Shared(
+            lambda: bound_by_attempts(httpx.Client(timeout=timeout, limits=limits)), _close_client
+        )
+        self.async_clients = LoopClients(lambda: httpx.AsyncClient(timeout=timeout, limits=limits))
+        self.executor = Shared(
+            lambda: concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="qwen-rerank"),
+            _shutdown_pool,
+        )
+
+    @contextlib.contextmanager
+    def sync_client(self) -> Iterator[httpx.Client]:
+        """The client a sync attempt sends with, held for the attempt."""
+        if self.user_client is not None:
+            yield self.user_client
+            return
+        with self.client.use() as client:
+            yield client
+
+    @contextlib.asynccontextmanager
+    async def async_client(self) -> AsyncIterator[httpx.AsyncClient]:
+        """The running loop's client, held for the attempt."""
+        if self.user_async_client is not None:
+            yield self.user_async_client
+            return
+        async with self.async_clients.use() as client:
+            yield client
+
+    def close(self) -> None:
+        """Close what this reranker opened (not injected clients); see `VLLMReranker.close`."""
+        self.client.close()
+        self.executor.close()
+        self.async_clients.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's client now, then the rest as `close` does."""
+        await self.async_clients.aclose_current()
+        self.close()
+
+
+def _close_client(client: httpx.Client) -> None:
+    client.close()
+
+
+def _shutdown_pool(pool: concurrent.futures.ThreadPoolExecutor) -> None:
+    pool.shutdown(wait=False)

@@ -85,6 +85,7 @@ import math
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -203,6 +204,10 @@ class FakeVLLMServer:
         legacy_usage: Report only ``usage.total_tokens``, as older vLLM did.
         api: ``"vllm"``, ``"sglang"`` or ``"cohere"``: the wire format (module docstring).
         port: Port on 127.0.0.1; 0 picks a free one (see `url`).
+        max_request_bytes: Largest request body read; a longer one gets HTTP 413, and a
+            ``Content-Length`` that is not a non-negative integer gets HTTP 400, both
+            without reading the body. A client that sends less than it announced is
+            dropped after 30 s of silence.
 
     Use it as a context manager (``with FakeVLLMServer(...) as server:``), or call
     `start` and `stop`. `add_fault` makes the next rerank requests
@@ -220,6 +225,7 @@ class FakeVLLMServer:
         legacy_usage: bool = False,
         api: str = "vllm",
         port: int = 0,
+        max_request_bytes: int = 32 << 20,
     ) -> None:
         if api not in APIS:
             raise ValueError(f"api must be one of {sorted(APIS)}, got {api!r}")
@@ -229,6 +235,7 @@ class FakeVLLMServer:
         self.max_model_len = self._default_max_model_len = max_model_len
         self.api_key = api_key
         self.legacy_usage = legacy_usage
+        self.max_request_bytes = max_request_bytes
         self._scorer = _Scorer(model_path) if model_path is not None else None
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
@@ -325,15 +332,8 @@ class FakeVLLMServer:
             instruction = body.get("instruction") or kwargs.get("instruction") or _DEFAULT_INSTRUCTION
         return _TEMPLATE.format(instruction=instruction, query=query, document=document)
 
-    def rerank(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        query, documents = body.get("query"), body.get("documents")
-        if not isinstance(query, str) or not isinstance(documents, list) or not documents:
-            return 400, _error_body("query must be a string and documents a non-empty list", "error")
-        model = body.get("model") if self.api != "sglang" else None  # SGLang ignores it
-        if self.api == "cohere" and model is None:
-            return 400, _error_body("model is required", "error")
-        if model is not None and model != self.served_model_name:
-            return 404, _error_body(f"The model `{model}` does not exist.", "error", code=404)
+    def _score(self, query: str, documents: list[Any], body: dict[str, Any]) -> tuple[Any, Any]:
+        """Scores and token counts of every document, or an error status and body."""
         max_doc = (body.get("max_tokens_per_doc") or 0) if self.api == "vllm" else 0
         prompts: list[list[int]] = []
         texts: list[str] = []
@@ -354,11 +354,22 @@ class FakeVLLMServer:
                     )
                 prompts.append(ids)
         if self._scorer is not None:
-            scores = self._scorer.score(prompts)
-            counts = [len(p) for p in prompts]
-        else:
-            scores = [zlib.crc32(t.encode()) / 2**32 for t in texts]
-            counts = [len(t) // 4 for t in texts]
+            return self._scorer.score(prompts), [len(p) for p in prompts]
+        return [zlib.crc32(t.encode()) / 2**32 for t in texts], [len(t) // 4 for t in texts]
+
+    def rerank(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        query, documents = body.get("query"), body.get("documents")
+        if not isinstance(query, str) or not isinstance(documents, list) or not documents:
+            return 400, _error_body("query must be a string and documents a non-empty list", "error")
+        model = body.get("model") if self.api != "sglang" else None  # SGLang ignores it
+        if self.api == "cohere" and model is None:
+            return 400, _error_body("model is required", "error")
+        if model is not None and model != self.served_model_name:
+            return 404, _error_body(f"The model `{model}` does not exist.", "error", code=404)
+        scored = self._score(query, documents, body)
+        if isinstance(scored[1], dict):
+            return scored
+        scores, counts = scored
         tokens = sum(counts)
         order = sorted(range(len(documents)), key=lambda i: -scores[i])
         top_n = body.get("top_n") or 0
@@ -451,137 +462,173 @@ def _corrupt(kind: str, params: dict[str, Any], response: dict[str, Any], rng: r
             r["relevance_score"] = float(params.get("value", 0.5))
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """One connection to the fake server; ``fake`` is set on the subclass each server makes."""
+
+    fake: FakeVLLMServer
+    rng: random.Random
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY the second waits ~40 ms
+    # for the client's delayed ACK.
+    disable_nagle_algorithm = True
+    # A client that withholds what it announced frees its thread after this many seconds.
+    timeout = 30.0
+
+    def setup(self) -> None:
+        super().setup()
+        self.fake._count_connection()
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr log
+        pass
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        if isinstance(body, bytes):
+            payload, ctype = body, "text/plain"
+        else:
+            payload, ctype = json.dumps(body).encode(), "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer an error and close: the rest of the request is not read."""
+        self.close_connection = True
+        self._send(status, _error_body(message, "error", code=status), {"Connection": "close"})
+
+    def _read_body(self) -> Any:
+        """The request body, parsed as JSON when it is; ``_REFUSED`` once a 400 or 413 is sent."""
+        announced = self.headers.get("Content-Length")
+        if announced is None:
+            length = 0
+        elif not announced.strip().isdigit():
+            self._refuse(400, f"Content-Length must be a non-negative integer, got {announced[:40]!r}")
+            return _REFUSED
+        else:
+            length = int(announced)
+        if length > self.fake.max_request_bytes:
+            self._refuse(413, f"request body of {length} bytes is over {self.fake.max_request_bytes}")
+            return _REFUSED
+        raw = self.rfile.read(length)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+
+    def do_GET(self) -> None:
+        self._record(None)
+        path = self.path.split("?")[0]
+        fake = self.fake
+        if path in ("/v1/models", "/models"):
+            card = {"id": fake.served_model_name, "object": "model", "max_model_len": fake.max_model_len}
+            self._send(200, {"object": "list", "data": [card]})
+        elif path == "/health":
+            self._send(200, b"")
+        elif path == "/stats":
+            self._send(200, {"connections": fake.connections, "requests": len(fake.requests)})
+        else:
+            self._send(404, {"detail": "Not Found"})
+
+    def _record(self, body: Any) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.fake._record(RecordedRequest(self.command, self.path, headers, body))
+
+    def do_POST(self) -> None:
+        body = self._read_body()
+        if body is _REFUSED:
+            return
+        self._record(body)
+        fake = self.fake
+        if self.path not in ("/v1/rerank", "/rerank", "/v2/rerank"):
+            self._send(404, {"detail": "Not Found"})
+            return
+        if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+            self._send(401, {"error": "Unauthorized"})
+            return
+        fake._enter(+1)
+        try:
+            self._rerank(body)
+        finally:
+            fake._enter(-1)
+
+    def _rerank(self, body: Any) -> None:
+        fault = self.fake._next_fault()
+        if fault is not None and _act_out(self, fault):
+            return
+        if not isinstance(body, dict):
+            self._send(400, _error_body("body must be a JSON object", "error"))
+            return
+        status, response = self.fake.rerank(body)
+        headers: dict[str, str] = {}
+        if fault is not None and status == 200:
+            _corrupt(fault.kind, fault.params, response, self.rng)
+            if fault.kind == "echo_headers":
+                headers = {"X-Echo-Authorization": str(self.headers.get("Authorization"))}
+        self._send(status, self.fake.shape(response, body) if status == 200 else response, headers)
+
+    def raw(self, status: int, headers: dict[str, str], chunks: Any, *, interval: float = 0.0) -> None:
+        """Send a status line and headers, then each chunk of ``chunks``, ``interval`` s apart."""
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        for chunk in chunks:
+            self.wfile.write(chunk)
+            if interval:
+                time.sleep(interval)
+
+
+_REFUSED = object()
+
+
 def _make_handler(server: FakeVLLMServer) -> type[BaseHTTPRequestHandler]:
-    rng = random.Random(0)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in two writes; without TCP_NODELAY the second waits ~40 ms
-        # for the client's delayed ACK.
-        disable_nagle_algorithm = True
-
-        def setup(self) -> None:
-            super().setup()
-            server._count_connection()
-
-        def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr log
-            pass
-
-        def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            if isinstance(body, bytes):
-                payload, ctype = body, "text/plain"
-            else:
-                payload, ctype = json.dumps(body).encode(), "application/json"
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def _read_body(self) -> Any:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                return json.loads(raw)
-            except ValueError:
-                return raw
-
-        def do_GET(self) -> None:
-            self._record(None)
-            path = self.path.split("?")[0]
-            if path in ("/v1/models", "/models"):
-                card = {"id": server.served_model_name, "object": "model"}
-                self._send(200, {"object": "list", "data": [{**card, "max_model_len": server.max_model_len}]})
-            elif path == "/health":
-                self._send(200, b"")
-            elif path == "/stats":
-                self._send(200, {"connections": server.connections, "requests": len(server.requests)})
-            else:
-                self._send(404, {"detail": "Not Found"})
-
-        def _record(self, body: Any) -> None:
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            server._record(RecordedRequest(self.command, self.path, headers, body))
-
-        def do_POST(self) -> None:
-            body = self._read_body()
-            self._record(body)
-            if self.path not in ("/v1/rerank", "/rerank", "/v2/rerank"):
-                self._send(404, {"detail": "Not Found"})
-                return
-            if server.api_key is not None and self.headers.get("Authorization") != f"Bearer {server.api_key}":
-                self._send(401, {"error": "Unauthorized"})
-                return
-            server._enter(+1)
-            try:
-                self._rerank(body)
-            finally:
-                server._enter(-1)
-
-        def _rerank(self, body: Any) -> None:
-            fault = server._next_fault()
-            if fault is not None and self._apply_fault(fault):
-                return
-            if not isinstance(body, dict):
-                self._send(400, _error_body("body must be a JSON object", "error"))
-                return
-            status, response = server.rerank(body)
-            headers: dict[str, str] = {}
-            if fault is not None and status == 200:
-                _corrupt(fault.kind, fault.params, response, rng)
-                if fault.kind == "echo_headers":
-                    headers = {"X-Echo-Authorization": str(self.headers.get("Authorization"))}
-            self._send(status, server.shape(response, body) if status == 200 else response, headers)
-
-        def _apply_fault(self, fault: Fault) -> bool:
-            """Act out ``fault``; True when the response has been sent (or dropped)."""
-            p = fault.params
-            if fault.kind == "delay":
-                time.sleep(float(p.get("seconds", 1.0)))
-                return False
-            if fault.kind == "drop":
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return True
-            if fault.kind == "status":
-                status = int(p.get("status", 503))
-                shape = p.get("shape", "error")
-                message = p.get("message", f"fake failure {status}")
-                headers = {"Retry-After": str(p["retry_after"])} if "retry_after" in p else {}
-                body = message.encode() if shape == "text" else _error_body(message, shape, code=status)
-                self._send(status, body, headers)
-                return True
-            if fault.kind == "echo_auth":
-                message = f"bad request; you sent Authorization: {self.headers.get('Authorization')}"
-                self._send(400, _error_body(message, "error"))
-                return True
-            if fault.kind == "garbage":
-                self._send(200, b"<html>502 Bad Gateway</html>")
-                return True
-            if fault.kind == "json":
-                self._send(200, p.get("body"))
-                return True
-            if fault.kind in _RAW_FAULTS:
-                _RAW_FAULTS[fault.kind](self, p)
-                return True
-            return False
-
-        def raw(self, status: int, headers: dict[str, str], chunks: Any, *, interval: float = 0.0) -> None:
-            """Send a status line and headers, then each chunk of ``chunks``, ``interval`` s apart."""
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            for chunk in chunks:
-                self.wfile.write(chunk)
-                if interval:
-                    time.sleep(interval)
-
-    return Handler
+    return type("Handler", (_Handler,), {"fake": server, "rng": random.Random(0)})
 
 
-# Faults that write the response themselves, byte by byte: fn(handler, params).
+def _act_out(handler: _Handler, fault: Fault) -> bool:
+    """Act out ``fault``; True when the response has been sent (or dropped)."""
+    p = fault.params
+    if fault.kind == "delay":
+        time.sleep(float(p.get("seconds", 1.0)))
+        return False
+    act = _RAW_FAULTS.get(fault.kind)
+    if act is None:
+        return False
+    act(handler, p)
+    return True
+
+
+def _drop(handler: Any, p: dict[str, Any]) -> None:
+    handler.close_connection = True
+    handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _status(handler: Any, p: dict[str, Any]) -> None:
+    status = int(p.get("status", 503))
+    shape = p.get("shape", "error")
+    message = p.get("message", f"fake failure {status}")
+    headers = {"Retry-After": str(p["retry_after"])} if "retry_after" in p else {}
+    body = message.encode() if shape == "text" else _error_body(message, shape, code=status)
+    handler._send(status, body, headers)
+
+
+def _echo_auth(handler: Any, p: dict[str, Any]) -> None:
+    message = f"bad request; you sent Authorization: {handler.headers.get('Authorization')}"
+    handler._send(400, _error_body(message, "error"))
+
+
+def _garbage(handler: Any, p: dict[str, Any]) -> None:
+    handler._send(200, b"<html>502 Bad Gateway</html>")
+
+
+def _json(handler: Any, p: dict[str, Any]) -> None:
+    handler._send(200, p.get("body"))
+
+
+# Faults that write the response themselves: fn(handler, params).
 def _trickle(handler: Any, p: dict[str, Any]) -> None:
     body = b'{"results": []}' + b" " * int(p.get("size", 4096))
     step = int(p.get("chunk", 1))
@@ -638,6 +685,11 @@ def _deep_json(handler: Any, p: dict[str, Any]) -> None:
 
 
 _RAW_FAULTS = {
+    "drop": _drop,
+    "status": _status,
+    "echo_auth": _echo_auth,
+    "garbage": _garbage,
+    "json": _json,
     "trickle": _trickle,
     "break_body": _break_body,
     "gzip_bomb": _gzip_bomb,
@@ -655,6 +707,11 @@ def closed_port_url() -> str:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    if not args.instant and not _has_torch():
+        sys.exit(
+            "fake_vllm scores with a model through torch, which is not installed: pass --instant to "
+            'serve fake scores without it, or pip install "qwen-rerank[local]".'
+        )
     model = None if args.instant else (args.model or _tiny_model())
     server = FakeVLLMServer(
         model, template=args.template, api=args.api, max_model_len=args.max_model_len, port=args.port
@@ -662,6 +719,14 @@ def _serve(args: argparse.Namespace) -> None:
     print(server.url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server._httpd.serve_forever()
+
+
+def _has_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _tiny_model() -> str:

@@ -163,8 +163,12 @@ def test_remote_chunk_mode_matches_local(
         got = remote.rerank(QUERY, docs) if mode == "sync" else asyncio.run(remote.arerank(QUERY, docs))
     assert len(fake_vllm.rerank_requests) > 1
     for a, b in zip(by_index(got), by_index(chunking.rerank(QUERY, docs)), strict=True):
-        assert abs(a.score - b.score) <= 1e-4
-        assert a.span == b.span and a.truncated == b.truncated
+        assert abs(a.score - b.score) <= 1e-4 and a.truncated == b.truncated
+        # A window sent as text may tokenize to a token more than inside its document, and is
+        # cut to fit: the remote span then ends a few characters early, as what was sent does.
+        assert (a.span is None) == (b.span is None)
+        if a.span is not None and b.span is not None:
+            assert a.span[0] == b.span[0] and b.span[1] - 8 <= a.span[1] <= b.span[1]
 
 
 def test_remote_truncate_mode_reports_truncation(fake_vllm, monkeypatch, tiny_model_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -409,7 +409,7 @@ def test_timeout_is_raised_not_retried(fake_vllm, make, mode) -> None:  # type: 
 @pytest.mark.parametrize(
     ("kind", "params", "match"),
     [
-        ("garbage", {}, "HTTP 200 with a body that is not JSON: '<html>502"),
+        ("garbage", {}, "HTTP 200 with a body that is not JSON; its first line: '<html>502"),
         ("json", {"body": {"data": []}}, "without a 'results' list|without a bare list"),
         ("json", {"body": [1, 2]}, "without a 'results' list|index None"),
         ("drop_index", {}, "missing indices"),
@@ -585,3 +585,21 @@ def test_remote_path_imports_no_torch(fake_vllm) -> None:  # type: ignore[no-unt
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_chunk_spans_cover_exactly_the_escaped_text_that_was_scored(fake_vllm, tiny_model_path, mode) -> None:  # type: ignore[no-untyped-def]
+    document = "".join(f"panda{i} <|im_end|> <think> bamboo </think> " for i in range(60))
+    reranker = VLLMReranker(
+        fake_vllm.url,
+        tokenizer=str(tiny_model_path),
+        max_length=160,
+        long_documents="chunk",  # windows as long as the prompt allows: escaping must not push them over
+    )
+    with reranker:
+        results = call(reranker, mode, "rerank", QUERY, [document, "short"])
+    sent = {_raw(t) for body in fake_vllm.rerank_requests for t in body.body["documents"]}
+    long_result = next(r for r in results if r.index == 0)
+    assert long_result.span is not None
+    start, end = long_result.span
+    unescaped = {text.replace("<\u200b", "<") for text in sent}  # the document holds no zero-width space
+    assert document[start:end] in unescaped, "the span claims text the server never received"

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-import qwen_rerank.remote._flow as _flow
 from qwen_rerank import _secrets
 from qwen_rerank._secrets import Redactor, check_api_key, split_userinfo
 from qwen_rerank.exceptions import (
@@ -31,6 +30,7 @@ from qwen_rerank.prompt import (
     split_prompt,
     split_prompts,
 )
+from qwen_rerank.remote import _bodies, _replies, _retry, _urls
 from qwen_rerank.remote._dialects import DIALECTS, Usage, encode_body
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
@@ -50,13 +50,13 @@ pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
     ],
 )
 def test_rerank_url(base: str, expected: str) -> None:
-    assert _flow.rerank_url(base) == expected
+    assert _urls.rerank_url(base) == expected
 
 
 @pytest.mark.parametrize("base", ["", "h:8000", "ftp://h", "http://", None, 8000])
 def test_rerank_url_rejects(base: Any) -> None:
     with pytest.raises(InvalidInputError, match="base_url"):
-        _flow.rerank_url(base)
+        _urls.rerank_url(base)
 
 
 def test_display_url_hides_credentials() -> None:
@@ -75,7 +75,7 @@ def test_display_url_hides_credentials() -> None:
     ],
 )
 def test_chunk_bounds(count: int, size: int, expected: list[tuple[int, int]]) -> None:
-    assert _flow.chunk_bounds(count, size) == expected
+    assert _bodies.chunk_bounds(count, size) == expected
 
 
 def test_encode_body_omits_model_none_and_keeps_unicode() -> None:
@@ -98,12 +98,12 @@ def _results(pairs: list[tuple[Any, Any]]) -> bytes:
 
 
 def test_parse_scores_maps_by_index() -> None:
-    assert _flow.parse_scores(_results([(2, 0.9), (0, 0.1), (1, 0.5)]), 3, "http://h").scores == [
+    assert _replies.parse_scores(_results([(2, 0.9), (0, 0.1), (1, 0.5)]), 3, "http://h").scores == [
         0.1,
         0.5,
         0.9,
     ]
-    assert _flow.parse_scores(_results([(0, 1), (1, 0)]), 2, "http://h").scores == [1.0, 0.0]
+    assert _replies.parse_scores(_results([(0, 1), (1, 0)]), 2, "http://h").scores == [1.0, 0.0]
 
 
 @pytest.mark.parametrize(
@@ -131,12 +131,12 @@ def test_parse_scores_maps_by_index() -> None:
 )
 def test_parse_scores_rejects(content: bytes, match: str) -> None:
     with pytest.raises(MalformedResponseError, match=match):
-        _flow.parse_scores(content, 2, "http://h")
+        _replies.parse_scores(content, 2, "http://h")
 
 
 def test_parse_scores_redacts_quoted_body() -> None:
     with pytest.raises(MalformedResponseError) as info:
-        _flow.parse_scores(
+        _replies.parse_scores(
             b"token sk-123 rejected", 1, "http://h", redact=lambda t: t.replace("sk-123", "***")
         )
     assert "sk-123" not in str(info.value) and "***" in str(info.value)
@@ -155,30 +155,30 @@ def test_parse_scores_redacts_quoted_body() -> None:
     ],
 )
 def test_server_message_shapes(content: bytes, message: str | None) -> None:
-    got = _flow.server_message(content)
+    got = _replies.server_message(content)
     assert got == message if message is None else (got is not None and message in got)
 
 
 def test_status_error_carries_status_message_and_hint() -> None:
-    error = _flow.status_error(401, b'{"error": "Unauthorized"}', "http://u:p@h/v1/rerank")
+    error = _replies.status_error(401, b'{"error": "Unauthorized"}', "http://u:p@h/v1/rerank")
     assert error.status_code == 401 and error.server_message == "Unauthorized"
     assert "HTTP 401: Unauthorized" in str(error) and "api_key" in str(error) and "u:p" not in str(error)
 
 
 def test_parse_retry_after() -> None:
-    assert _flow.parse_retry_after("2") == 2.0
-    assert _flow.parse_retry_after(" 0.5 ") == 0.5
-    assert _flow.parse_retry_after("-3") == 0.0
-    assert _flow.parse_retry_after(None) is None
-    assert _flow.parse_retry_after("soon") is None
-    assert _flow.parse_retry_after("nan") is None
+    assert _replies.parse_retry_after("2") == 2.0
+    assert _replies.parse_retry_after(" 0.5 ") == 0.5
+    assert _replies.parse_retry_after("-3") == 0.0
+    assert _replies.parse_retry_after(None) is None
+    assert _replies.parse_retry_after("soon") is None
+    assert _replies.parse_retry_after("nan") is None
     now = time.time()
     date = email.utils.formatdate(now + 30, usegmt=True)
-    assert 28 <= (_flow.parse_retry_after(date, now) or 0) <= 31
+    assert 28 <= (_replies.parse_retry_after(date, now) or 0) <= 31
 
 
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    policy = _flow.RetryPolicy(max_retries=5, backoff=0.5, max_wait=3.0)
+    policy = _retry.RetryPolicy(max_retries=5, backoff=0.5, max_wait=3.0)
     assert policy.wait(0, None, rand=lambda: 0.0) == 0.25
     assert policy.wait(0, None, rand=lambda: 1.0) == 0.5
     assert policy.wait(2, None, rand=lambda: 1.0) == 2.0
@@ -187,11 +187,11 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
 
 
 # -- the retry flow, driven by hand ----------------------------------------------------------------
-OK = _flow.Reply(200, _results([(0, 0.25)]))
+OK = _retry.Reply(200, _results([(0, 0.25)]))
 REQUEST = httpx.Request("POST", "http://h/v1/rerank")
 
 
-def drive(flow: _flow.Flow, outcomes: list[Any]) -> tuple[list[Any], Any]:
+def drive(flow: _retry.Flow, outcomes: list[Any]) -> tuple[list[Any], Any]:
     """Feed ``outcomes`` to each Send; return the actions seen and the result (or raised error)."""
     actions: list[Any] = []
     feed = iter(outcomes)
@@ -199,72 +199,74 @@ def drive(flow: _flow.Flow, outcomes: list[Any]) -> tuple[list[Any], Any]:
         action = next(flow)
         while True:
             actions.append(action)
-            action = flow.send(None if isinstance(action, _flow.Sleep) else next(feed))
+            action = flow.send(None if isinstance(action, _retry.Sleep) else next(feed))
     except StopIteration as done:
         return actions, done.value.scores
     except Exception as exc:
         return actions, exc
 
 
-def policy(retries: int = 3) -> _flow.RetryPolicy:
-    return _flow.RetryPolicy(max_retries=retries, backoff=0.1, max_wait=1.0)
+def policy(retries: int = 3) -> _retry.RetryPolicy:
+    return _retry.RetryPolicy(max_retries=retries, backoff=0.1, max_wait=1.0)
 
 
 def test_flow_success_first_time() -> None:
-    actions, result = drive(_flow.request_flow(_flow.Replicas(["http://a"]), policy(), 1), [OK])
-    assert actions == [_flow.Send("http://a")] and result == [0.25]
+    actions, result = drive(_retry.request_flow(_urls.Replicas(["http://a"]), policy(), 1), [OK])
+    assert actions == [_retry.Send("http://a")] and result == [0.25]
 
 
 def test_flow_connect_error_fails_over_without_sleeping_or_using_a_retry() -> None:
-    replicas = _flow.Replicas(["http://a", "http://b"])
+    replicas = _urls.Replicas(["http://a", "http://b"])
     refused = httpx.ConnectError("refused", request=REQUEST)
-    actions, result = drive(_flow.request_flow(replicas, policy(retries=0), 1), [refused, OK])
-    assert actions == [_flow.Send("http://a"), _flow.Send("http://b")] and result == [0.25]
+    actions, result = drive(_retry.request_flow(replicas, policy(retries=0), 1), [refused, OK])
+    assert actions == [_retry.Send("http://a"), _retry.Send("http://b")] and result == [0.25]
     # "a" now sits out: the next sub-requests go straight to "b".
     for _ in range(2):
-        actions, _ = drive(_flow.request_flow(replicas, policy(), 1), [OK])
-        assert actions == [_flow.Send("http://b")]
+        actions, _ = drive(_retry.request_flow(replicas, policy(), 1), [OK])
+        assert actions == [_retry.Send("http://b")]
 
 
 def test_flow_retries_transient_status_with_backoff_then_raises() -> None:
-    busy = _flow.Reply(503, b'{"error": {"message": "busy"}}')
-    actions, error = drive(_flow.request_flow(_flow.Replicas(["http://a"]), policy(retries=2), 1), [busy] * 3)
+    busy = _retry.Reply(503, b'{"error": {"message": "busy"}}')
+    actions, error = drive(
+        _retry.request_flow(_urls.Replicas(["http://a"]), policy(retries=2), 1), [busy] * 3
+    )
     assert [type(a).__name__ for a in actions] == ["Send", "Sleep", "Send", "Sleep", "Send"]
     assert 0.05 <= actions[1].seconds <= 0.1 and 0.1 <= actions[3].seconds <= 0.2
     assert isinstance(error, APIStatusError) and error.status_code == 503 and "after 3 attempts" in str(error)
 
 
 def test_flow_honours_retry_after_and_refuses_a_too_long_one() -> None:
-    slow = _flow.Reply(429, b"{}", retry_after="0.7")
-    actions, result = drive(_flow.request_flow(_flow.Replicas(["http://a"]), policy(), 1), [slow, OK])
-    assert actions[1] == _flow.Sleep(0.7) and result == [0.25]
-    too_slow = _flow.Reply(429, b"{}", retry_after="60")
-    actions, error = drive(_flow.request_flow(_flow.Replicas(["http://a"]), policy(), 1), [too_slow])
+    slow = _retry.Reply(429, b"{}", retry_after="0.7")
+    actions, result = drive(_retry.request_flow(_urls.Replicas(["http://a"]), policy(), 1), [slow, OK])
+    assert actions[1] == _retry.Sleep(0.7) and result == [0.25]
+    too_slow = _retry.Reply(429, b"{}", retry_after="60")
+    actions, error = drive(_retry.request_flow(_urls.Replicas(["http://a"]), policy(), 1), [too_slow])
     assert len(actions) == 1 and isinstance(error, APIStatusError) and "retry after 60 s" in str(error)
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 409, 422, 500])
 def test_flow_does_not_retry_other_statuses(status: int) -> None:
     actions, error = drive(
-        _flow.request_flow(_flow.Replicas(["http://a"]), policy(), 1), [_flow.Reply(status, b"no")]
+        _retry.request_flow(_urls.Replicas(["http://a"]), policy(), 1), [_retry.Reply(status, b"no")]
     )
     assert len(actions) == 1 and isinstance(error, APIStatusError) and error.status_code == status
 
 
 def test_flow_timeouts_raise_at_once_and_dropped_connections_retry() -> None:
     timeout = httpx.ReadTimeout("slow", request=REQUEST)
-    actions, error = drive(_flow.request_flow(_flow.Replicas(["http://a"]), policy(), 1), [timeout])
+    actions, error = drive(_retry.request_flow(_urls.Replicas(["http://a"]), policy(), 1), [timeout])
     assert len(actions) == 1 and isinstance(error, RemoteTimeoutError) and error.__cause__ is timeout
     dropped = httpx.RemoteProtocolError("Server disconnected without sending a response.", request=REQUEST)
-    actions, result = drive(_flow.request_flow(_flow.Replicas(["http://a"]), policy(), 1), [dropped, OK])
-    assert result == [0.25] and isinstance(actions[1], _flow.Sleep)
+    actions, result = drive(_retry.request_flow(_urls.Replicas(["http://a"]), policy(), 1), [dropped, OK])
+    assert result == [0.25] and isinstance(actions[1], _retry.Sleep)
 
 
 def test_flow_all_replicas_refuse() -> None:
     refused = httpx.ConnectError("refused", request=REQUEST)
-    replicas = _flow.Replicas(["http://a", "http://b"])
-    actions, error = drive(_flow.request_flow(replicas, policy(retries=1), 1), [refused] * 4)
-    sends = [a.url for a in actions if isinstance(a, _flow.Send)]
+    replicas = _urls.Replicas(["http://a", "http://b"])
+    actions, error = drive(_retry.request_flow(replicas, policy(retries=1), 1), [refused] * 4)
+    sends = [a.url for a in actions if isinstance(a, _retry.Send)]
     assert sorted(sends[:2]) == ["http://a", "http://b"] and len(sends) == 3
     assert isinstance(error, RemoteConnectionError) and "any of http://a, http://b" in str(error)
 
@@ -350,38 +352,38 @@ def test_check_api_key_refuses_what_a_header_cannot_carry(key: str) -> None:
 
 def test_body_reader_stops_a_gzip_bomb_at_the_limit() -> None:
     bomb = gzip.compress(b"\0" * (50 << 20))
-    reader = _flow.BodyReader(1 << 20, "gzip", "http://h")
+    reader = _replies.BodyReader(1 << 20, "gzip", "http://h")
     with pytest.raises(MalformedResponseError, match="larger than 1,048,576 bytes"):
         for i in range(0, len(bomb), 4096):
             reader.feed(bomb[i : i + 4096])
-    small = _flow.BodyReader(100, "gzip", "http://h")
+    small = _replies.BodyReader(100, "gzip", "http://h")
     small.feed(gzip.compress(b'{"results": []}'))
     assert small.content() == b'{"results": []}'
     with pytest.raises(MalformedResponseError, match="'br'"):
-        _flow.BodyReader(100, "br", "http://h")
+        _replies.BodyReader(100, "br", "http://h")
 
 
 def test_deep_json_is_malformed() -> None:
     with pytest.raises(MalformedResponseError, match="nested too deeply"):
-        _flow.parse_scores(b"[" * 100_000 + b"]" * 100_000, 1, "http://h")
+        _replies.parse_scores(b"[" * 100_000 + b"]" * 100_000, 1, "http://h")
 
 
 def test_flow_stops_at_the_deadline_instead_of_sleeping_past_it() -> None:
     now = [0.0]
-    flow = _flow.request_flow(
-        _flow.Replicas(["http://a"]), policy(retries=9), 1, budget=5.0, deadline_at=0.3, clock=lambda: now[0]
+    flow = _retry.request_flow(
+        _urls.Replicas(["http://a"]), policy(retries=9), 1, budget=5.0, deadline_at=0.3, clock=lambda: now[0]
     )
     actions: list[Any] = []
     with pytest.raises(RemoteTimeoutError, match="deadline") as info:
         action = next(flow)
         while True:
             actions.append(action)
-            if isinstance(action, _flow.Sleep):
+            if isinstance(action, _retry.Sleep):
                 now[0] += action.seconds  # the driver sleeps: time passes
                 action = flow.send(None)
             else:
-                action = flow.send(_flow.Reply(503, b"{}"))
-    assert actions[0] == _flow.Send("http://a", 0.3)  # the attempt gets what is left, not all 5 s
+                action = flow.send(_retry.Reply(503, b"{}"))
+    assert actions[0] == _retry.Send("http://a", 0.3)  # the attempt gets what is left, not all 5 s
     assert all(a.budget <= 0.3 - t for a, t in zip(actions[2::2], _elapsed(actions), strict=False))
     assert isinstance(info.value.__cause__, APIStatusError)
     assert now[0] < 0.3  # it never slept past the deadline
@@ -391,18 +393,18 @@ def _elapsed(actions: list[Any]) -> list[float]:
     """Time slept before each Send after the first."""
     total, out = 0.0, []
     for action in actions[1:]:
-        if isinstance(action, _flow.Sleep):
+        if isinstance(action, _retry.Sleep):
             total += action.seconds
             out.append(total)
     return out
 
 
 def test_flow_does_not_retry_a_broken_body_or_a_slow_attempt() -> None:
-    broken = _flow.BodyBroken(200, 17, httpx.ReadError("reset", request=REQUEST))
-    actions, error = drive(_flow.request_flow(_flow.Replicas(["http://a"]), policy(), 1), [broken])
+    broken = _retry.BodyBroken(200, 17, httpx.ReadError("reset", request=REQUEST))
+    actions, error = drive(_retry.request_flow(_urls.Replicas(["http://a"]), policy(), 1), [broken])
     assert len(actions) == 1 and isinstance(error, MalformedResponseError) and "after 17 bytes" in str(error)
     actions, error = drive(
-        _flow.request_flow(_flow.Replicas(["http://a"]), policy(), 1), [_flow.AttemptTimeout(2)]
+        _retry.request_flow(_urls.Replicas(["http://a"]), policy(), 1), [_retry.AttemptTimeout(2)]
     )
     assert (
         len(actions) == 1
@@ -421,18 +423,18 @@ def test_flow_does_not_retry_a_broken_body_or_a_slow_attempt() -> None:
     ],
 )
 def test_rerank_url_per_dialect(base: str, api: str, expected: str) -> None:
-    assert _flow.rerank_url(base, DIALECTS[api]) == expected
+    assert _urls.rerank_url(base, DIALECTS[api]) == expected
 
 
 def test_each_dialect_parses_its_shape_and_usage() -> None:
     sglang = json.dumps(
         [{"index": 1, "score": 0.2, "meta_info": {"prompt_tokens": 5}}, {"index": 0, "score": 0.9}]
     )
-    parsed = _flow.parse_scores(sglang.encode(), 2, "http://h", dialect=DIALECTS["sglang"])
+    parsed = _replies.parse_scores(sglang.encode(), 2, "http://h", dialect=DIALECTS["sglang"])
     assert parsed.scores == [0.9, 0.2] and parsed.usage == Usage(5, 5)
     cohere = {"results": [{"index": 0, "relevance_score": 0.4}], "meta": {"tokens": {"input_tokens": 9}}}
-    parsed = _flow.parse_scores(json.dumps(cohere).encode(), 1, "http://h", dialect=DIALECTS["cohere"])
+    parsed = _replies.parse_scores(json.dumps(cohere).encode(), 1, "http://h", dialect=DIALECTS["cohere"])
     assert parsed.scores == [0.4] and parsed.usage == Usage(9, 9)
     legacy = {"results": [{"index": 0, "relevance_score": 0.4}], "usage": {"total_tokens": 7}}
-    assert _flow.parse_scores(json.dumps(legacy).encode(), 1, "http://h").usage == Usage(7, 7)
+    assert _replies.parse_scores(json.dumps(legacy).encode(), 1, "http://h").usage == Usage(7, 7)
     assert Usage(1, None) + Usage(2, 3) == Usage(3, 3) and Usage() + Usage() == Usage()

@@ -168,9 +168,7 @@ def test_the_plain_split_is_what_infinity_gets_wrong(infinity_url: str, local: L
 
 def test_check_finds_nothing_wrong(infinity_url: str) -> None:
     findings = run_checks(infinity_url, api="infinity", max_length=512)
-    assert [(f.name, f.status) for f in findings] == [
-        ("reachable", "ok"),
-        ("constant scores", "ok"),
-        ("template", "ok"),
-        ("context length", "ok"),
-    ]
+    assert [(f.name, f.status) for f in findings if f.status != "ok"] == []
+    assert {"reachable", "constant scores", "template", "instruction", "context length"} <= {
+        f.name for f in findings
+    }

@@ -1,0 +1,243 @@
+"""What is sent: the sub-requests of a call, their JSON bodies, and their scores merged back.
+
+- [`RequestBuilder`][qwen_rerank.remote._bodies.RequestBuilder]: a request (query,
+  documents, instruction) as sub-requests of at most ``max_documents_per_request``
+  documents, in the prompt the template asks for, truncated when a tokenizer is given.
+- [`Batch`][qwen_rerank.remote._bodies.Batch]: the sub-requests of many requests, and
+  their scores as they come back, merged per request in document order.
+
+All of it is pure: no I/O, the same for sync and async calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qwen_rerank._chunking import WindowPlan
+from qwen_rerank._imports import require
+from qwen_rerank._many import Progress, Request
+from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
+from qwen_rerank.prompt import (
+    DEFAULT_INSTRUCTION,
+    SUFFIX,
+    PromptTokenizer,
+    escape_control_tokens,
+    format_document_part,
+    split_for_stripping_server,
+    split_prompts,
+)
+from qwen_rerank.remote._dialects import Dialect, break_placeholders, encode_body
+from qwen_rerank.remote._settings import Limits, check_fixed_instruction
+
+__all__ = ["Batch", "RequestBuilder", "SubRequest", "chunk_bounds", "escaped_windows", "load_tokenizer"]
+
+logger = logging.getLogger("qwen_rerank.remote._reranker")
+
+
+@dataclass(frozen=True)
+class SubRequest:
+    """Documents ``[start, end)`` of one request, as the JSON body that carries them."""
+
+    start: int
+    end: int
+    body: bytes
+
+
+def chunk_bounds(count: int, max_per_chunk: int) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges covering ``count`` items in the fewest chunks, of near-equal sizes."""
+    chunks = -(-count // max_per_chunk)
+    size, extra = divmod(count, chunks)
+    bounds, start = [], 0
+    for k in range(chunks):
+        end = start + size + (1 if k < extra else 0)
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+def load_tokenizer(name: Any) -> PromptTokenizer:
+    """The prompt tokenizer of a hub id or local folder, loaded with transformers."""
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"tokenizer must be a hub id or a local folder, got {name!r}.")
+    transformers = require("transformers", "local")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load tokenizer {name!r}: {exc}. Pass the model's hub id or a local folder "
+            "holding its tokenizer files."
+        ) from exc
+    return PromptTokenizer(tokenizer)
+
+
+@dataclass
+class RequestBuilder:
+    """How one request becomes sub-request bodies, under the reranker's settings."""
+
+    dialect: Dialect
+    template: str
+    model: str | None
+    limits: Limits
+    tokenizer: PromptTokenizer | None
+    warned_long: bool = False
+
+    def sub_requests(self, query: str, documents: list[str], instruction: str) -> list[SubRequest]:
+        """The bodies to send for ``documents``, in document order."""
+        query_text, texts, sent_instruction = self._texts(query, documents, instruction)
+        return [
+            SubRequest(
+                start,
+                end,
+                encode_body(
+                    self.dialect,
+                    query_text,
+                    texts[start:end],
+                    self.model,
+                    instruction=sent_instruction,
+                    max_tokens_per_doc=self.limits.max_tokens_per_doc,
+                ),
+            )
+            for start, end in chunk_bounds(len(texts), self.limits.max_documents_per_request)
+        ]
+
+    def _texts(self, query: str, documents: list[str], instruction: str) -> tuple[str, list[str], str | None]:
+        """The query and document texts to send, and the instruction field (server template only)."""
+        check_fixed_instruction(self.dialect, instruction)
+        query, instruction = escape_control_tokens(query), escape_control_tokens(instruction)
+        query = break_placeholders(self.dialect, query)
+        documents = [escape_control_tokens(doc) for doc in documents]
+        pt = self.tokenizer
+        if self.template == "client":
+            if pt is not None:
+                query_text, texts = pt.split_pairs(query, documents, instruction, self.limits.max_length)
+            else:
+                query_text, texts = split_prompts(query, documents, instruction)
+                self._warn_if_long(query_text, texts)
+            if self.dialect.strips_texts:
+                query_text, texts = split_for_stripping_server(query_text, texts)
+            return query_text, texts, None
+        texts = (
+            pt.truncate_documents(query, documents, instruction, self.limits.max_length) if pt else documents
+        )
+        return query, texts, self._server_instruction(instruction)
+
+    def cut(self, query: str, documents: list[str], instruction: str) -> list[str]:
+        """``documents`` (already escaped) as much of each as the request bodies will carry."""
+        pt = self.tokenizer
+        if pt is None:
+            return documents
+        if self.template == "server":
+            return pt.truncate_documents(query, documents, instruction, self.limits.max_length)
+        _, parts = pt.split_pairs(query, documents, instruction, self.limits.max_length)
+        label = len(format_document_part(""))
+        return [part.removesuffix(SUFFIX)[label:] for part in parts]
+
+    def _server_instruction(self, instruction: str) -> str | None:
+        if self.dialect.instruction_field is not None:
+            return instruction
+        if instruction != DEFAULT_INSTRUCTION and self.dialect.fixed_instruction is None:
+            raise InvalidInputError(
+                f"api={self.dialect.name!r} has no instruction field, so template='server' can only use "
+                "the server's default instruction. Use template='client' to send this instruction."
+            )
+        return None
+
+    def _warn_if_long(self, query_text: str, texts: list[str]) -> None:
+        if self.warned_long:
+            return
+        limit = self.limits.max_length - len(query_text.encode("utf-8"))
+        # A token is at least one byte: a text of no more bytes than the limit surely fits.
+        if any(len(t) * 4 > limit and len(t.encode("utf-8")) > limit for t in texts):
+            self.warned_long = True
+            logger.warning(
+                "A document may exceed max_length=%d tokens. Without tokenizer= it is sent whole: the "
+                "server scores all of it, or rejects it (HTTP 400) if it is longer than its "
+                "--max-model-len. Pass tokenizer= to truncate on the client like LocalReranker.",
+                self.limits.max_length,
+            )
+
+
+class Batch:
+    """The sub-requests of many requests, and their scores as they come back, merged per request."""
+
+    def __init__(
+        self, builder: RequestBuilder, requests: list[Request], instruction: str, progress: Progress
+    ) -> None:
+        self._counts = [len(documents) for _, documents in requests]
+        self._subs = [builder.sub_requests(q, documents, instruction) for q, documents in requests]
+        self._parts: list[list[list[float] | None]] = [[None] * len(subs) for subs in self._subs]
+        self._left = [len(subs) for subs in self._subs]
+        self._progress = progress
+
+    def pending(self) -> list[tuple[tuple[int, int], SubRequest]]:
+        """Every sub-request with its key ``(request, part)``, in request order."""
+        return [((r, k), sub) for r, subs in enumerate(self._subs) for k, sub in enumerate(subs)]
+
+    def done(self, key: tuple[int, int], scores: list[float]) -> None:
+        """Keep the scores of sub-request ``key``, and report progress."""
+        request, part = key
+        self._parts[request][part] = scores
+        self._left[request] -= 1
+        self._progress(1 if self._left[request] == 0 else 0, len(scores))
+
+    def results(self) -> list[list[float]]:
+        """Every request's scores, in document order."""
+        return [
+            merge(count, subs, [p for p in parts if p is not None])
+            for count, subs, parts in zip(self._counts, self._subs, self._parts, strict=True)
+        ]
+
+
+def merge(count: int, subs: Sequence[SubRequest], parts: Sequence[list[float]]) -> list[float]:
+    """The scores of ``count`` documents from the scores of their sub-requests."""
+    scores = [0.0] * count
+    for sub, part in zip(subs, parts, strict=True):
+        scores[sub.start : sub.end] = part
+    return scores
+
+
+def escaped_windows(
+    plan_windows: Callable[[str, list[str], str], WindowPlan | None],
+    builder: RequestBuilder,
+    query: str,
+    documents: list[str],
+    instruction: str,
+) -> WindowPlan | None:
+    """Chunk mode's windows as they are sent (control tokens escaped, cut to fit), spans in the original.
+
+    Escaping makes a text longer, and a window tokenized on its own may take a token more
+    than inside its document: windows cut from the original would be cut again on the way
+    out, and their spans would claim text that was never scored. Here the windows are cut
+    from the escaped text, by the rule the request bodies use, and each span is mapped
+    back to the original characters that were sent.
+    """
+    escaped = [escape_control_tokens(doc) for doc in documents]
+    query, instruction = escape_control_tokens(query), escape_control_tokens(instruction)
+    plan = plan_windows(query, escaped, instruction)
+    if plan is None:
+        return None
+    texts = builder.cut(query, plan.texts, instruction)
+    maps: dict[int, list[int]] = {}
+    spans: list[tuple[int, int] | None] = []
+    for owner, span, text in zip(plan.owners, plan.spans, texts, strict=True):
+        if span is None:
+            spans.append(None)
+            continue
+        if owner not in maps:
+            maps[owner] = _original_offsets(documents[owner], escaped[owner])
+        spans.append((maps[owner][span[0]], maps[owner][span[0] + len(text)]))
+    return WindowPlan(plan.count, texts, plan.owners, spans, plan.truncated)
+
+
+def _original_offsets(original: str, escaped: str) -> list[int]:
+    """For each offset of ``escaped`` (which only inserts characters), the offset in ``original``."""
+    offsets, j = [], 0
+    for char in escaped:
+        offsets.append(j)
+        if j < len(original) and char == original[j]:
+            j += 1
+    offsets.append(j)
+    return offsets

@@ -1,0 +1,96 @@
+"""Torch's default threads fit the CPUs the process may use, and fewer run while the CPUs are busy;
+a thread count the user set is kept."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qwen_rerank import LocalReranker
+from qwen_rerank.local._devices import busy_threads, cgroup_cpu_limit, parse_cpu_max, usable_cpus
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus"),
+    [("max 100000", None), ("100000 100000", 1.0), ("150000 100000", 1.5), ("50000", 0.5), ("", None)],
+)
+def test_cpu_max_lines_read_as_cpus(text: str, cpus: float | None) -> None:
+    assert parse_cpu_max(text) == cpus
+
+
+def test_a_cgroup_v1_quota_limits_the_usable_cpus(tmp_path: Path) -> None:
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 1.0
+    assert usable_cpus(tmp_path) == 1
+
+
+def test_no_quota_leaves_the_affinity_mask(tmp_path: Path) -> None:
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+    assert usable_cpus(tmp_path) == len(os.sched_getaffinity(0))
+
+
+def _threads_after(setup: str, env: dict[str, str] | None = None) -> str:
+    code = (
+        "import torch\n"
+        f"{setup}\n"
+        "from qwen_rerank.local._devices import fit_threads\n"
+        "print(fit_threads(usable=1), torch.get_num_threads())\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    environment.update(env or {})
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=environment
+    )
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs for torch's default to exceed 1")
+def test_torchs_default_is_lowered_to_the_usable_cpus() -> None:
+    assert _threads_after("") == "1 1"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 3, reason="needs 3 CPUs for a count other than the host's")
+def test_a_count_set_with_torch_set_num_threads_is_kept() -> None:
+    assert _threads_after("torch.set_num_threads(2)") == "None 2"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs for torch's default to exceed 1")
+def test_a_count_set_in_the_environment_is_kept() -> None:
+    threads = str(len(os.sched_getaffinity(0)))
+    assert _threads_after("", {"OMP_NUM_THREADS": threads}) == f"None {threads}"
+
+
+@pytest.mark.parametrize(
+    ("threads", "cpus", "load", "expected"),
+    [(2, 2, 1.0, 2), (2, 2, 3.0, 2), (2, 2, 3.1, 1), (2, 2, 17.0, 1), (16, 16, 30.0, 2), (8, 16, 26.0, 6)],
+)
+def test_a_call_on_a_busy_machine_uses_only_the_free_cpus(
+    threads: int, cpus: int, load: float, expected: int
+) -> None:
+    assert busy_threads(threads, cpus, load) == expected
+
+
+def test_a_call_restores_torchs_thread_count(tiny_model_path: Path) -> None:
+    import torch
+
+    reranker = LocalReranker(str(tiny_model_path), device="cpu")
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    handle = reranker.model.get_input_embeddings().register_forward_pre_hook(
+        lambda *_: seen.append(torch.get_num_threads())
+    )
+    try:
+        reranker.score("q", ["a", "b"])
+    finally:
+        handle.remove()
+    assert torch.get_num_threads() == before
+    assert seen and all(1 <= n <= before for n in seen)
