@@ -25,6 +25,14 @@ from qwen_rerank.integrations.adapters import (
     rerank_inputs,
     text_with_metadata,
 )
+from qwen_rerank.integrations.fallback import (
+    abackend_or_failure,
+    arerank_through,
+    backend_or_failure,
+    check_on_error,
+    fallback_metadata,
+    rerank_through,
+)
 
 __all__ = ["QwenRanker"]
 
@@ -88,6 +96,11 @@ class QwenRanker:
             not the API key, which goes in ``api_key``.
         reranker: A ready backend to share between components; no other backend setting may
             be given with it. It is neither serialized nor closed by this component.
+        on_error: ``"raise"`` (the default) raises a backend failure (server down, deadline
+            passed, malformed reply, load error, out of memory); ``"passthrough"`` returns the
+            documents in retrieval order with their own scores, ``top_k`` applied, each marked
+            ``meta["reranked"] = False`` with ``meta["rerank_error"]`` the error's class.
+        trace_content: Record the query and document text in OpenTelemetry spans.
 
     Raises:
         InvalidInputError: A setting is invalid or belongs to the other backend.
@@ -111,8 +124,12 @@ class QwenRanker:
         long_documents: Literal["truncate", "chunk"] | None = None,
         backend_options: dict[str, Any] | None = None,
         reranker: Reranker | None = None,
+        on_error: Literal["raise", "passthrough"] = "raise",
+        trace_content: bool = False,
     ) -> None:
         check_call_settings(top_k, score_threshold, instruction, top_n_name="top_k")
+        self.on_error = check_on_error(on_error)
+        self.trace_content = bool(trace_content)
         if not isinstance(meta_data_separator, str):
             raise InvalidInputError(f"meta_data_separator must be a str, got {meta_data_separator!r}.")
         self.model, self.base_url, self.api_key, self.reranker = model, base_url, api_key, reranker
@@ -176,7 +193,8 @@ class QwenRanker:
         texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
         if not docs:
             return {"documents": []}
-        results = self._current_backend().get().rerank(query, texts, **settings)
+        backend = backend_or_failure(self._current_backend().get, self.on_error)
+        results = rerank_through(backend, query, texts, ids=[d.id for d in docs], **settings)
         return {"documents": _scored(docs, results)}
 
     @component.output_types(documents=list[Document])
@@ -192,8 +210,8 @@ class QwenRanker:
         texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
         if not docs:
             return {"documents": []}
-        backend = await self._current_backend().aget()
-        results = await backend.arerank(query, texts, **settings)
+        backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
+        results = await arerank_through(backend, query, texts, ids=[d.id for d in docs], **settings)
         return {"documents": _scored(docs, results)}
 
     def _prepare(
@@ -210,6 +228,8 @@ class QwenRanker:
             "top_n": top_k if top_k is not None else self.top_k,
             "score_threshold": score_threshold if score_threshold is not None else self.score_threshold,
             "instruction": instruction if instruction is not None else self.instruction,
+            "on_error": self.on_error,
+            "trace_content": self.trace_content,
         }
         return texts, docs, settings
 
@@ -248,6 +268,8 @@ class QwenRanker:
             timeout=self.timeout,
             long_documents=self.long_documents,
             backend_options=public_options(self.backend_options),
+            on_error=self.on_error,
+            trace_content=self.trace_content,
         )
 
     @classmethod
@@ -294,11 +316,14 @@ class QwenRanker:
 
 
 def _scored(documents: list[Document], results: list[RerankResult]) -> list[Document]:
-    return [
-        dataclasses.replace(
-            documents[result.index],
-            score=result.score,
-            meta={**copy_metadata(documents[result.index].meta), **cut_metadata(result)},
+    return [_scored_copy(documents[result.index], result) for result in results]
+
+
+def _scored_copy(document: Document, result: RerankResult) -> Document:
+    if not result.reranked:  # on_error="passthrough" after a backend failure: the retrieval score stays
+        return dataclasses.replace(
+            document, meta={**copy_metadata(document.meta), **fallback_metadata(result)}
         )
-        for result in results
-    ]
+    return dataclasses.replace(
+        document, score=result.score, meta={**copy_metadata(document.meta), **cut_metadata(result)}
+    )

@@ -10,13 +10,20 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field
 
-from qwen_rerank import InvalidInputError, RerankResult
+from qwen_rerank import InvalidInputError, Reranker, RerankResult
 from qwen_rerank.integrations.adapters import (
     copy_metadata,
     cut_metadata,
     rerank_inputs,
     text_with_metadata,
     usage_of,
+)
+from qwen_rerank.integrations.fallback import (
+    abackend_or_failure,
+    arerank_through,
+    backend_or_failure,
+    fallback_metadata,
+    rerank_through,
 )
 from qwen_rerank.integrations.fields import RankingFields
 
@@ -84,9 +91,10 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         checked, docs, texts = rerank_inputs(query, documents, self._document_text, "documents")
         if not docs:
             return []
-        backend = self._current_backend().get()
-        results = backend.rerank(checked, texts, **self._settings(self.top_n, instruction))
-        usage = usage_of(backend)
+        backend = backend_or_failure(self._current_backend().get, self.on_error)
+        settings = self._settings(self.top_n, instruction)
+        results = rerank_through(backend, checked, texts, ids=_ids(docs), **settings)
+        usage = usage_of(backend) if isinstance(backend, Reranker) else None
         return [_scored_copy(docs[result.index], result, usage) for result in results]
 
     async def acompress_documents(
@@ -101,9 +109,10 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         checked, docs, texts = rerank_inputs(query, documents, self._document_text, "documents")
         if not docs:
             return []
-        backend = await self._current_backend().aget()
-        results = await backend.arerank(checked, texts, **self._settings(self.top_n, instruction))
-        usage = usage_of(backend)
+        backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
+        settings = self._settings(self.top_n, instruction)
+        results = await arerank_through(backend, checked, texts, ids=_ids(docs), **settings)
+        usage = usage_of(backend) if isinstance(backend, Reranker) else None
         return [_scored_copy(docs[result.index], result, usage) for result in results]
 
     def rerank(
@@ -129,8 +138,8 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         checked, _, texts = rerank_inputs(query, documents, self._any_text, "documents")
         if not texts:
             return []
-        backend = self._current_backend().get()
-        return _as_dicts(backend.rerank(checked, texts, **self._settings(top_n, instruction)))
+        backend = backend_or_failure(self._current_backend().get, self.on_error)
+        return _as_dicts(rerank_through(backend, checked, texts, **self._settings(top_n, instruction)))
 
     async def arerank(
         self,
@@ -144,8 +153,8 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         checked, _, texts = rerank_inputs(query, documents, self._any_text, "documents")
         if not texts:
             return []
-        backend = await self._current_backend().aget()
-        return _as_dicts(await backend.arerank(checked, texts, **self._settings(top_n, instruction)))
+        backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
+        return _as_dicts(await arerank_through(backend, checked, texts, **self._settings(top_n, instruction)))
 
     def _settings(
         self, top_n: int | Literal[_Default.TOP_N] | None, instruction: str | None
@@ -158,6 +167,8 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
             "top_n": top_n,
             "score_threshold": self.score_threshold,
             "instruction": instruction if instruction is not None else self.instruction,
+            "on_error": self.on_error,
+            "trace_content": self.trace_content,
         }
 
     def _with_fields(self, content: object, metadata: Mapping[str, Any]) -> object:
@@ -190,6 +201,9 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
 
 def _scored_copy(document: Document, result: RerankResult, usage: dict[str, Any] | None) -> Document:
     metadata = copy_metadata(document.metadata)
+    if not result.reranked:  # on_error="passthrough" after a backend failure: nothing was scored
+        metadata.update(fallback_metadata(result))
+        return document.model_copy(update={"metadata": metadata})
     metadata["relevance_score"] = result.score
     metadata.update(cut_metadata(result))
     if usage is not None:
@@ -197,5 +211,13 @@ def _scored_copy(document: Document, result: RerankResult, usage: dict[str, Any]
     return document.model_copy(update={"metadata": metadata})
 
 
+def _ids(documents: Sequence[Document]) -> list[str]:
+    """Each document's id for a trace; its position when it has none."""
+    return [document.id or str(position) for position, document in enumerate(documents)]
+
+
 def _as_dicts(results: list[RerankResult]) -> list[dict[str, Any]]:
-    return [{"index": result.index, "relevance_score": result.score} for result in results]
+    return [
+        {"index": result.index, "relevance_score": result.score, **fallback_metadata(result)}
+        for result in results
+    ]

@@ -14,13 +14,20 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import Field
 
-from qwen_rerank import InvalidInputError, Reranker, RerankResult
+from qwen_rerank import DEFAULT_MODEL, InvalidInputError, Reranker, RerankResult
 from qwen_rerank.integrations.adapters import (
     copy_metadata,
     cut_metadata,
     rerank_inputs,
     served_model,
     usage_of,
+)
+from qwen_rerank.integrations.fallback import (
+    abackend_or_failure,
+    arerank_through,
+    backend_or_failure,
+    fallback_metadata,
+    rerank_through,
 )
 from qwen_rerank.integrations.fields import RankingFields
 
@@ -81,10 +88,10 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
         query, listed, texts = self._inputs(nodes, query_bundle)
         if not listed:
             return []
-        backend = self._current_backend().get()
+        backend = backend_or_failure(self._current_backend().get, self.on_error)
         with self._reranking(backend, listed, query_bundle, query) as event:
-            results = backend.rerank(query, texts, **self._settings())
-            return self._finish(listed, results, event, usage_of(backend))
+            results = rerank_through(backend, query, texts, ids=_ids(listed), **self._settings())
+            return self._finish(listed, results, event, _usage(backend))
 
     @dispatcher.span
     async def _apostprocess_nodes(
@@ -95,10 +102,10 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
         query, listed, texts = self._inputs(nodes, query_bundle)
         if not listed:
             return []
-        backend = await self._current_backend().aget()
+        backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
         with self._reranking(backend, listed, query_bundle, query) as event:
-            results = await backend.arerank(query, texts, **self._settings())
-            return self._finish(listed, results, event, usage_of(backend))
+            results = await arerank_through(backend, query, texts, ids=_ids(listed), **self._settings())
+            return self._finish(listed, results, event, _usage(backend))
 
     def _inputs(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
@@ -108,14 +115,27 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
         return rerank_inputs(query_bundle.query_str, nodes, self._node_text, "nodes")
 
     def _settings(self) -> dict[str, Any]:
-        return {"top_n": self.top_n, "score_threshold": self.score_threshold, "instruction": self.instruction}
+        return {
+            "top_n": self.top_n,
+            "score_threshold": self.score_threshold,
+            "instruction": self.instruction,
+            "on_error": self.on_error,
+            "trace_content": self.trace_content,
+        }
 
     @contextmanager
     def _reranking(
-        self, backend: Reranker, nodes: list[NodeWithScore], query_bundle: QueryBundle | None, query: str
+        self,
+        backend: Reranker | Exception,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None,
+        query: str,
     ) -> Iterator[EventContext]:
-        """The instrumentation start event and the RERANKING callback event around one rerank."""
-        model = served_model(backend)
+        """The instrumentation start event and the RERANKING callback event around one rerank.
+
+        ``backend`` is the failure that kept it from being built, with ``on_error="passthrough"``.
+        """
+        model = served_model(backend) if isinstance(backend, Reranker) else str(self.model or DEFAULT_MODEL)
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle,
@@ -159,12 +179,13 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
             node = item.node.model_copy(update={"metadata": copy_metadata(item.node.metadata)})
         if self.keep_retrieval_score:
             node.metadata["retrieval_score"] = item.score
-        cut = cut_metadata(result)
+        # Not reranked (on_error="passthrough" after a backend failure): the retrieval score stays.
+        cut = cut_metadata(result) if result.reranked else fallback_metadata(result)
         node.metadata.update(cut)
         # What the reranker read is for the caller, not for the LLM or the embedder.
         for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
             excluded.extend(key for key in cut if key not in excluded)
-        return NodeWithScore(node=node, score=result.score)
+        return NodeWithScore(node=node, score=result.score if result.reranked else item.score)
 
     def _node_text(self, item: object) -> object:
         if not isinstance(item, NodeWithScore):
@@ -178,6 +199,14 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
                     "qwen-rerank scores text. Give the node a text (e.g. a caption) or leave it out."
                 )
         return node.get_content(metadata_mode=self.metadata_mode)
+
+
+def _ids(nodes: list[NodeWithScore]) -> list[str]:
+    return [item.node.node_id for item in nodes]
+
+
+def _usage(backend: Reranker | Exception) -> dict[str, int | None] | None:
+    return usage_of(backend) if isinstance(backend, Reranker) else None
 
 
 # Where LlamaIndex nodes keep non-text content (ImageNode, and Node's media resources).

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from qwen_rerank._fallback import fallback_counts, reset_fallback_counts
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import (
     APIStatusError,
@@ -50,6 +51,8 @@ __all__ = [
     "Reranker",
     "VLLMReranker",
     "create_reranker",
+    "fallback_counts",
+    "reset_fallback_counts",
 ]
 
 __version__ = "0.1.0"

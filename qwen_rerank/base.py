@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import Any
 from typing_extensions import Self
 
 from qwen_rerank._chunking import LongDocuments, LongDocumentsMode, WindowPlan, plan_windows, truncated_flags
+from qwen_rerank._fallback import OnError, aguarded, check_on_error, guarded
 from qwen_rerank._many import (
     Progress,
     Request,
@@ -22,6 +24,7 @@ from qwen_rerank._many import (
     group_pairs,
     progress_bar,
 )
+from qwen_rerank._tracing import ManyTrace, many_span, rerank_span
 from qwen_rerank._validation import (
     check_documents,
     check_instruction,
@@ -97,7 +100,14 @@ class Reranker(ABC):
             the most that fit beside the instruction and query.
         chunk_overlap: Chunk mode: tokens neighbouring windows share; ``None``
             takes 64, or a quarter of the window when that is less.
+
+    Attributes:
+        trace_content: Whether OpenTelemetry spans record the query and the
+            document text (``False``, the default: ids, scores and the model
+            only, since text is often private). Set it on an instance.
     """
+
+    trace_content: bool = False
 
     def __init__(
         self,
@@ -285,15 +295,21 @@ class Reranker(ABC):
             InvalidInputError: ``query`` or ``instruction`` is not a str, or
                 ``documents`` is not a sequence of str.
         """
-        return self._run(self._one(query, documents, instruction), None, report=False, many=False)[0].scores
+        jobs = self._one(query, documents, instruction)
+        if not jobs[0].documents:
+            return []
+        with rerank_span(self, jobs[0].query, jobs[0].documents, None, name="qwen_rerank.score") as trace:
+            return trace.scored(self._run(jobs, None, report=False, many=False)[0])
 
     async def ascore(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None
     ) -> list[float]:
         """Async [`score`][qwen_rerank.Reranker.score]; it does not block the event loop."""
-        return (await self._arun(self._one(query, documents, instruction), None, report=False, many=False))[
-            0
-        ].scores
+        jobs = self._one(query, documents, instruction)
+        if not jobs[0].documents:
+            return []
+        with rerank_span(self, jobs[0].query, jobs[0].documents, None, name="qwen_rerank.score") as trace:
+            return trace.scored((await self._arun(jobs, None, report=False, many=False))[0])
 
     def rerank(
         self,
@@ -303,6 +319,7 @@ class Reranker(ABC):
         top_n: int | None = None,
         score_threshold: float | None = None,
         instruction: str | None = None,
+        on_error: OnError = "raise",
     ) -> list[RerankResult]:
         """Documents sorted by relevance to ``query``, highest first.
 
@@ -318,16 +335,35 @@ class Reranker(ABC):
                 larger than the number of documents returns them all.
             score_threshold: Keep only results whose score is at least this.
             instruction: Overrides the instance's instruction for this call.
+            on_error: ``"raise"`` (the default) raises a backend failure;
+                ``"passthrough"`` gives back the documents in the order they
+                came instead, ``top_n`` applied, each with ``reranked=False``
+                and the error's class in ``error`` (see ``docs/production.md``).
 
         Returns:
             The kept results, best first.
 
         Raises:
-            InvalidInputError: as [`score`][qwen_rerank.Reranker.score], or ``top_n`` < 1.
+            InvalidInputError: as [`score`][qwen_rerank.Reranker.score], or ``top_n`` < 1,
+                whatever ``on_error``.
         """
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
+        mode = check_on_error(on_error)
         jobs = self._one(query, documents, instruction)
+        job = jobs[0]
+        if not job.documents:
+            return []
+        with rerank_span(self, job.query, job.documents, n) as trace:
+            call = functools.partial(self._rerank_now, jobs, n, threshold)
+            return trace.done(guarded(call, job.documents, n, mode, trace.fell_back))
+
+    def _rerank_now(self, jobs: list[_Job], n: int | None, threshold: float | None) -> list[RerankResult]:
         return _ranked(jobs, self._run(jobs, None, report=True, many=False), n, threshold)[0]
+
+    async def _arerank_now(
+        self, jobs: list[_Job], n: int | None, threshold: float | None
+    ) -> list[RerankResult]:
+        return _ranked(jobs, await self._arun(jobs, None, report=True, many=False), n, threshold)[0]
 
     async def arerank(
         self,
@@ -337,11 +373,18 @@ class Reranker(ABC):
         top_n: int | None = None,
         score_threshold: float | None = None,
         instruction: str | None = None,
+        on_error: OnError = "raise",
     ) -> list[RerankResult]:
         """Async [`rerank`][qwen_rerank.Reranker.rerank]; it does not block the event loop."""
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
+        mode = check_on_error(on_error)
         jobs = self._one(query, documents, instruction)
-        return _ranked(jobs, await self._arun(jobs, None, report=True, many=False), n, threshold)[0]
+        job = jobs[0]
+        if not job.documents:
+            return []
+        with rerank_span(self, job.query, job.documents, n) as trace:
+            call = functools.partial(self._arerank_now, jobs, n, threshold)
+            return trace.done(await aguarded(call, job.documents, n, mode, trace.fell_back))
 
     # -- many queries ------------------------------------------------------------------------------
     def score_many(
@@ -378,8 +421,11 @@ class Reranker(ABC):
                 e.g. ``requests[3]: documents[1] must be a str, got int.``
         """
         jobs = self._many(requests, instruction, instructions)
-        with _progress(jobs, show_progress, progress) as hook:
-            return [scored.scores for scored in self._run(jobs, hook, report=False)]
+        with (
+            many_span(self, len(jobs), "qwen_rerank.score_many") as trace,
+            _progress(jobs, show_progress, progress) as hook,
+        ):
+            return _traced_scores(trace, jobs, self._run(jobs, hook, report=False))
 
     async def ascore_many(
         self,
@@ -392,8 +438,11 @@ class Reranker(ABC):
     ) -> list[list[float]]:
         """Async [`score_many`][qwen_rerank.Reranker.score_many]; it does not block the event loop."""
         jobs = await asyncio.to_thread(self._many, requests, instruction, instructions)  # off the loop
-        with _progress(jobs, show_progress, progress) as hook:
-            return [scored.scores for scored in await self._arun(jobs, hook, report=False)]
+        with (
+            many_span(self, len(jobs), "qwen_rerank.score_many") as trace,
+            _progress(jobs, show_progress, progress) as hook,
+        ):
+            return _traced_scores(trace, jobs, await self._arun(jobs, hook, report=False))
 
     def score_pairs(
         self, pairs: Sequence[tuple[str, str]], instructions: Sequence[str | None] | None = None
@@ -451,7 +500,8 @@ class Reranker(ABC):
         """
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
         jobs = self._many(requests, instruction, instructions)
-        return _ranked(jobs, self._run(jobs, None, report=True), n, threshold)
+        with many_span(self, len(jobs), "qwen_rerank.rerank_many") as trace:
+            return _traced(trace, jobs, _ranked(jobs, self._run(jobs, None, report=True), n, threshold), n)
 
     async def arerank_many(
         self,
@@ -465,7 +515,9 @@ class Reranker(ABC):
         """Async `rerank_many`; it does not block the event loop."""
         n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
         jobs = await asyncio.to_thread(self._many, requests, instruction, instructions)  # off the loop
-        return _ranked(jobs, await self._arun(jobs, None, report=True), n, threshold)
+        with many_span(self, len(jobs), "qwen_rerank.rerank_many") as trace:
+            ranked = _ranked(jobs, await self._arun(jobs, None, report=True), n, threshold)
+            return _traced(trace, jobs, ranked, n)
 
     def close(self) -> None:  # noqa: B027 - a hook: most backends hold nothing to release
         """Release what the backend holds open. Safe to call more than once."""
@@ -557,6 +609,20 @@ def _ranked(
         rank(job.documents, part.scores, top_n=top_n, score_threshold=threshold, scored=part)
         for job, part in zip(jobs, scored, strict=True)
     ]
+
+
+def _traced_scores(trace: ManyTrace, jobs: list[_Job], scored: list[Scored]) -> list[list[float]]:
+    """The score lists of a many-queries call, each request told to ``trace`` as a child span."""
+    _traced(trace, jobs, [rank(job.documents, part.scores) for job, part in zip(jobs, scored, strict=True)])
+    return [part.scores for part in scored]
+
+
+def _traced(
+    trace: ManyTrace, jobs: list[_Job], ranked: list[list[RerankResult]], top_n: int | None = None
+) -> list[list[RerankResult]]:
+    """``ranked``, after telling ``trace`` each request's inputs and results as a child span."""
+    trace.done([(job.query, job.documents) for job in jobs], ranked, top_n)
+    return ranked
 
 
 def _scatter(count: int, positions: list[list[int]], scores: list[list[float]]) -> list[float]:

@@ -51,6 +51,11 @@ class RerankResult:
         span: In ``long_documents="chunk"`` mode, the ``(start, end)``
             character offsets in ``document`` of the window that scored best
             (``document[start:end]``); ``None`` when the document was scored whole.
+        reranked: False when the backend failed and the call, made with
+            ``on_error="passthrough"``, gave back the retrieval order instead;
+            ``score`` is then 0.0.
+        error: With ``reranked=False``, the class name of the backend's error
+            (e.g. ``"RemoteTimeoutError"``); otherwise ``None``.
     """
 
     index: int
@@ -58,6 +63,8 @@ class RerankResult:
     document: str
     truncated: bool = False
     span: Span | None = None
+    reranked: bool = True
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ qwen-rerank eval DATASET_DIR --run RUN_FILE [--top-k 100] [--split test] [--outp
 qwen-rerank demo [--host 127.0.0.1] [--port 7860] [--allow-backend CHOICE ...]
 qwen-rerank check (--base-url URL | --tiny) [--model NAME] [--template client|server] [--api vllm]
                   [--tokenizer PATH_OR_ID] [--json]
+qwen-rerank calibrate DATASET_DIR --run RUN_FILE [--target-precision P | --target-recall R] [--plot FILE]
 qwen-rerank --version
 ```
 
@@ -29,6 +30,7 @@ import sys
 from collections.abc import Sequence
 
 from qwen_rerank.cli._common import PROG, fail
+from qwen_rerank.cli.calibrate import add_calibrate_command
 from qwen_rerank.cli.check import add_check_command
 from qwen_rerank.cli.demo import add_demo_command
 from qwen_rerank.cli.evaluate import add_eval_command
@@ -63,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_command in (add_rank_command, add_eval_command, add_demo_command, add_check_command):
+    for add_command in (
+        add_rank_command,
+        add_eval_command,
+        add_demo_command,
+        add_check_command,
+        add_calibrate_command,
+    ):
         add_command(commands)
     return parser
 

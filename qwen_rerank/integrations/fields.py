@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from qwen_rerank._fallback import check_on_error
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.integrations.adapters import (
@@ -144,6 +145,8 @@ class BackendFields(BaseModel):
     def _check_call_settings(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
             check_call_settings(data.get("top_n"), data.get("score_threshold"), data.get("instruction"))
+            if "on_error" in data:
+                check_on_error(data["on_error"])
         return data
 
     def model_post_init(self, context: Any, /) -> None:
@@ -232,4 +235,16 @@ class RankingFields(BackendFields):
     top_n: int | None = Field(default=3, description="Number of results to return; None returns them all.")
     score_threshold: float | None = Field(
         default=None, description="Keep only results whose score is at least this; None keeps all."
+    )
+    on_error: Literal["raise", "passthrough"] = Field(
+        default="raise",
+        description="What a backend failure (server down, deadline passed, malformed reply, load error, "
+        "out of memory) does: 'raise' (the default) raises it; 'passthrough' returns the documents in "
+        "retrieval order, top_n applied, each marked metadata['reranked'] = False with "
+        "metadata['rerank_error'] the error's class. Bad input is always raised.",
+    )
+    trace_content: bool = Field(
+        default=False,
+        description="Record the query and document text in OpenTelemetry spans (off by default: "
+        "ids, scores and the model only).",
     )

@@ -24,6 +24,7 @@ import httpx
 from qwen_rerank import _secrets
 from qwen_rerank._chunking import LongDocumentsMode, WindowPlan
 from qwen_rerank._many import Progress, Request
+from qwen_rerank._tracing import note_attempt
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.prompt import PromptTokenizer
@@ -294,6 +295,7 @@ class VLLMReranker(Reranker):
         )
 
     def _exchange(self, sub: SubRequest, send: Any) -> Exchange:
+        note_attempt(send.url, sub)  # one exchange per attempt: the span counts them
         limit = self.max_response_bytes or reply_limit(sub.body, sub.end - sub.start)
         return Exchange(sub, send, self._headers[send.url], limit, self._timing)
 
