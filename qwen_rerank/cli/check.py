@@ -153,31 +153,35 @@ def run_checks(
         reachable = _reachable(chosen)
         if reachable.status == "FAIL":
             return [reachable]
-        try:
-            second: VLLMReranker | None = make(template=other)
-        except InvalidInputError:  # tei, infinity never apply the Qwen3 prompt; llamacpp always does
-            second = None
-        client, server = (chosen, second) if template == "client" else (second, chosen)
         kind = _server_kind(base_url, api, timeout)
-        probe = Probe(
-            base_url=base_url,
-            api=api,
-            timeout=timeout,
-            chosen=chosen,
-            client=client,
-            server=server,
-            template=template,
-            max_length=max_length,
-            scores=reachable.data.pop("scores"),
-            prompt_tokens=reachable.data.pop("prompt_tokens"),
-            tokens_1=reachable.data["tokens_1"],
-            llama=bool(kind.data.get("llama_server")),
-        )
-        try:
-            return [reachable, kind, *(finding(probe) for finding in FINDINGS)]
-        finally:
+        with contextlib.ExitStack() as stack:
+            second = _other_mode(make, other)
             if second is not None:
-                second.close()
+                stack.enter_context(second)
+            client, server = (chosen, second) if template == "client" else (second, chosen)
+            probe = Probe(
+                base_url=base_url,
+                api=api,
+                timeout=timeout,
+                chosen=chosen,
+                client=client,
+                server=server,
+                template=template,
+                max_length=max_length,
+                scores=reachable.data.pop("scores"),
+                prompt_tokens=reachable.data.pop("prompt_tokens"),
+                tokens_1=reachable.data["tokens_1"],
+                llama=bool(kind.data.get("llama_server")),
+            )
+            return [reachable, kind, *(finding(probe) for finding in FINDINGS)]
+
+
+def _other_mode(make: Callable[..., VLLMReranker], mode: Literal["client", "server"]) -> VLLMReranker | None:
+    """A client in the other template mode, or `None` where the dialect has only one."""
+    try:
+        return make(template=mode)
+    except InvalidInputError:  # tei, infinity never apply the Qwen3 prompt; llamacpp always does
+        return None
 
 
 def _timed(call: Callable[[], list[float]]) -> tuple[list[float], float]:

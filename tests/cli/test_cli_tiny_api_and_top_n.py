@@ -58,7 +58,8 @@ def test_check_tiny_checks_the_fake_server_and_passes(user_cache: Path, capsys) 
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["base_url"].startswith("http://127.0.0.1:")
     assert {c["name"]: c["status"] for c in report["checks"]} == {
-        "reachable": "ok", "constant scores": "ok", "usage": "ok", "template": "ok", "context length": "ok",
+        "reachable": "ok", "server": "ok", "constant scores": "ok", "rank head": "ok", "usage": "ok",
+        "template": "ok", "instruction": "ok", "context length": "ok",
     }  # fmt: skip
 
 
