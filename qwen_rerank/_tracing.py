@@ -68,7 +68,7 @@ _ATTEMPTS: contextvars.ContextVar[_Attempts | None] = contextvars.ContextVar(
 )
 
 
-def _trace_api() -> Any:
+def trace_api() -> Any:
     """``opentelemetry.trace``, imported on the first call; ``None`` when it is not installed."""
     global _api
     if _api is _UNSET:
@@ -85,7 +85,7 @@ def _recording_span(name: str, start_time: int | None = None) -> Any:
     """A new span as a context manager, or ``None`` when tracing is off or not recording."""
     global _tracer
     if _tracer is None:
-        api = _trace_api()
+        api = trace_api()
         if api is None:
             return None
         # Before a provider is set this is a proxy that follows the one set later.
@@ -280,6 +280,11 @@ class ManyTrace:
         self.reranker = reranker
         self.span = span
         self.start = start
+
+    @property
+    def recording(self) -> bool:
+        """Whether a span records this call: without one, `done` does nothing."""
+        return self.span is not None
 
     def done(
         self,

@@ -613,7 +613,9 @@ def _ranked(
 
 def _traced_scores(trace: ManyTrace, jobs: list[_Job], scored: list[Scored]) -> list[list[float]]:
     """The score lists of a many-queries call, each request told to ``trace`` as a child span."""
-    _traced(trace, jobs, [rank(job.documents, part.scores) for job, part in zip(jobs, scored, strict=True)])
+    if trace.recording:  # ranking every request only to describe it: not when nothing records
+        ranked = [rank(job.documents, part.scores) for job, part in zip(jobs, scored, strict=True)]
+        _traced(trace, jobs, ranked)
     return [part.scores for part in scored]
 
 

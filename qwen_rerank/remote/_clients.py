@@ -101,17 +101,10 @@ class LoopClients:
         loop = asyncio.get_running_loop()
         with self._lock:
             entry = self._entries.get(loop)
-            if entry is None:
-                entry = self._entries[loop] = _Entry(self._make(), loop)
-                # The loop closes this generator at shutdown (asyncio.run does): its finally
-                # closes the client on the loop that owns its connections.
-                entry.closer = self._close_at_shutdown(entry)
-                started = entry.closer
-            else:
-                started = None
-            entry.users += 1
-        if started is not None:
-            await started.asend(None)
+            if entry is not None:
+                entry.users += 1
+        if entry is None:
+            entry = await self._new_entry(loop)
         try:
             yield entry.client
         finally:
@@ -122,6 +115,34 @@ class LoopClients:
                     del self._entries[loop]  # the next call on this loop makes a new client
             if last:
                 await self._shut(entry)
+
+    async def _new_entry(self, loop: asyncio.AbstractEventLoop) -> _Entry:
+        """The loop's entry, with one more user: its client is made in a worker thread."""
+        client = await asyncio.to_thread(self._made_off_the_loop)
+        with self._lock:
+            entry = self._entries.get(loop)
+            spare = entry is not None  # another call on this loop made one meanwhile
+            if entry is None:
+                entry = self._entries[loop] = _Entry(client, loop)
+                # The loop closes this generator at shutdown (asyncio.run does): its finally
+                # closes the client on the loop that owns its connections.
+                entry.closer = self._close_at_shutdown(entry)
+            entry.users += 1
+        if spare:
+            await client.aclose()
+        elif entry.closer is not None:
+            await entry.closer.asend(None)
+        return entry
+
+    def _made_off_the_loop(self) -> httpx.AsyncClient:
+        """A new client, and the modules its first request and span would import on the loop."""
+        import anyio._backends._asyncio  # noqa: F401  # httpcore's async transport, on first use
+        import httpcore._backends.anyio  # noqa: F401
+
+        from qwen_rerank._tracing import trace_api
+
+        trace_api()
+        return self._make()
 
     async def _close_at_shutdown(self, entry: _Entry) -> AsyncGenerator[None, None]:
         try:
@@ -189,10 +210,16 @@ class Connections:
         self.user_client, self.user_async_client = http_client, async_http_client
         connections = max(64, max_concurrency)
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        # One TLS context for every client made here: loading the CA bundle takes 20-100 ms, which
+        # would otherwise stall the event loop at each new AsyncClient (one per loop and burst).
+        verify = httpx.create_ssl_context()
         self.client = Shared(
-            lambda: bound_by_attempts(httpx.Client(timeout=timeout, limits=limits)), _close_client
+            lambda: bound_by_attempts(httpx.Client(timeout=timeout, limits=limits, verify=verify)),
+            _close_client,
         )
-        self.async_clients = LoopClients(lambda: httpx.AsyncClient(timeout=timeout, limits=limits))
+        self.async_clients = LoopClients(
+            lambda: httpx.AsyncClient(timeout=timeout, limits=limits, verify=verify)
+        )
         self.executor = Shared(
             lambda: concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="qwen-rerank"),
             _shutdown_pool,
