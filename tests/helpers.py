@@ -3,10 +3,13 @@ and the stub backends that record how they were called."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import shutil
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,54 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.evaluation import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
+HUB_ID = "Qwen/Qwen3-Reranker-0.6B"
+CHROMIUM = Path(os.environ.get("QWEN_RERANK_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def browser_unavailable(reason: str) -> None:
+    """Skip a browser test, or fail it where CI is set: CI must run them."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: CI must run the browser tests (.ci/run installs chromium and playwright).")
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def launched_chromium() -> Iterator[Any]:
+    """Debian's headless Chromium, driven by Playwright (never a downloaded browser)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        browser_unavailable('playwright is not installed (pip install "qwen-rerank[dev]")')
+    if not CHROMIUM.is_file():
+        browser_unavailable(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def make_hub_cache(model_path: Path, cache: Path) -> Path:
+    """A Hugging Face hub cache in ``cache`` in which ``model_path`` is stored as `HUB_ID`."""
+    repo = cache / f"models--{HUB_ID.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(model_path, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
+    return cache
+
+
 TINY_BEIR = ROOT / "examples" / "data" / "tiny_beir"
 TINY_RUN = TINY_BEIR / "first_stage.trec"
 

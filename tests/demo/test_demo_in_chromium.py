@@ -20,18 +20,8 @@ import pytest
 pytest.importorskip("gradio")
 
 from qwen_rerank.demo import CHART_BARS, build_demo, launch_demo
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, free_port, launched_chromium
 
-CHROMIUM = Path(os.environ.get("QWEN_RERANK_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
 WAIT_MS = 60_000
 QUERY = "Which city is the capital of China?"
@@ -45,24 +35,10 @@ SIX = [
 ]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must run the browser tests (.ci/run installs chromium and playwright).")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable('playwright is not installed (pip install "qwen-rerank[dev]")')
-    if not CHROMIUM.is_file():
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, launched_chromium
 
 pytest.importorskip("mkdocs")
 pytest.importorskip("mkdocstrings_handlers.python")
 
-CHROMIUM = Path(os.environ.get("QWEN_RERANK_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
 # Parts of the API reference saved as screenshots: the errors' tree and a class with an Example.
 SHOTS = [("qwen_rerank.exceptions", "errors"), ("langchain_qwen_rerank.QwenRerank", "example")]
@@ -148,22 +146,8 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable('playwright is not installed (pip install "qwen-rerank[dev]")')
-    if not CHROMIUM.is_file():
-        unavailable(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must run the browser tests (.ci/run installs chromium and playwright).")
-    pytest.skip(reason)
 
 
 @pytest.mark.parametrize("path", ["/", "/reference/", "/scoring/"])

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import HUB_ID, ROOT, make_hub_cache
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-HUB_ID = "Qwen/Qwen3-Reranker-0.6B"
 
 
 def python_blocks(markdown: str, heading: str) -> list[str]:
@@ -32,13 +30,7 @@ def python_blocks(markdown: str, heading: str) -> list[str]:
 @pytest.fixture(scope="module")
 def hub_cache(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Hugging Face hub cache in which the tiny model is stored as Qwen/Qwen3-Reranker-0.6B."""
-    cache = tmp_path_factory.mktemp("hf-hub")
-    repo = cache / f"models--{HUB_ID.replace('/', '--')}"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    shutil.copytree(tiny_model_path, repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
-    return cache
+    return make_hub_cache(tiny_model_path, tmp_path_factory.mktemp("hf-hub"))
 
 
 def run_snippet(code: str, hub_cache: Path, cwd: Path) -> str:

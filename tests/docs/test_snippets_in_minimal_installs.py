@@ -29,11 +29,10 @@ from typing import Any
 import pytest
 
 from qwen_rerank._paths import user_cache_dir
-from tests.helpers import ROOT
+from tests.helpers import HUB_ID, ROOT, make_hub_cache
 
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11")
 
-HUB_ID = "Qwen/Qwen3-Reranker-0.6B"
 # (file, section heading, the extra that section tells the reader to install)
 SNIPPETS = [
     ("README.md", "Quickstart", "local"),
@@ -152,13 +151,7 @@ def venvs() -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def hub_cache(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Hugging Face hub cache in which the tiny model is stored as Qwen/Qwen3-Reranker-0.6B."""
-    cache = tmp_path_factory.mktemp("hf-hub")
-    repo = cache / f"models--{HUB_ID.replace('/', '--')}"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    shutil.copytree(tiny_model_path, repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
-    return cache
+    return make_hub_cache(tiny_model_path, tmp_path_factory.mktemp("hf-hub"))
 
 
 @pytest.mark.parametrize(("path", "heading", "extra"), SNIPPETS)
