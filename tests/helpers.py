@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,31 @@ class LengthReranker(Reranker):
     def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
         self.calls.append(query)
         return [min(1.0, len(doc) / 100) for doc in documents]
+
+
+@contextlib.contextmanager
+def demo_served_by_cli(argv: list[str]) -> Iterator[tuple[str, list[int]]]:
+    """`qwen-rerank ARGV --port PORT` serving the demo in a thread: yields its URL and exit statuses.
+
+    The page is closed on exit, and the statuses then hold the command's exit status.
+    """
+    import gradio
+
+    from qwen_rerank.cli import main
+
+    port = free_port()
+    statuses: list[int] = []
+    server = threading.Thread(target=lambda: statuses.append(main([*argv, "--port", str(port)])), daemon=True)
+    server.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(app.is_running and app.server_port == port for app in gradio.Blocks.get_instances()):
+            assert server.is_alive(), f"qwen-rerank demo exited with {statuses}"
+            assert time.monotonic() < deadline, "qwen-rerank demo did not start"
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/", statuses
+    finally:
+        for app in gradio.Blocks.get_instances():
+            if app.server_port == port:
+                app.close()
+        server.join(timeout=30)

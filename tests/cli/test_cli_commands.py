@@ -381,30 +381,13 @@ def test_help_lists_the_three_commands(capsys) -> None:  # type: ignore[no-untyp
 
 
 def test_demo_command_serves_the_model_it_was_given(tiny_model_path: Path, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
-    gradio = pytest.importorskip("gradio")
-    from tests.helpers import connect, expected_rows, free_port
+    pytest.importorskip("gradio")
+    from tests.helpers import connect, demo_served_by_cli, expected_rows
 
-    port = free_port()
-    statuses: list[int] = []
-    argv = ["demo", "--model", str(tiny_model_path), "--device", "cpu", "--port", str(port)]
-    server = threading.Thread(target=lambda: statuses.append(main(argv)), daemon=True)
-    server.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not any(app.is_running and app.server_port == port for app in gradio.Blocks.get_instances()):
-            assert server.is_alive(), f"qwen-rerank demo exited with {statuses}"
-            assert time.monotonic() < deadline, "qwen-rerank demo did not start"
-            time.sleep(0.2)
-        table, _, timing = connect(f"http://127.0.0.1:{port}/").predict(
-            QUERY, "\n".join(DOCUMENTS), api_name="/rerank"
-        )
+    with demo_served_by_cli(["demo", "--model", str(tiny_model_path), "--device", "cpu"]) as (url, statuses):
+        table, _, timing = connect(url).predict(QUERY, "\n".join(DOCUMENTS), api_name="/rerank")
         assert [row[:3] for row in table["data"]] == expected_rows(tiny_reranker.rerank(QUERY, DOCUMENTS))
         assert timing.endswith(f"with {tiny_model_path}.")
-    finally:
-        for app in gradio.Blocks.get_instances():
-            if app.server_port == port:
-                app.close()
-        server.join(timeout=30)
     assert statuses == [0]
 
 

@@ -112,31 +112,11 @@ def test_python_refuses_zero_and_negative_top_n_saying_how_to_keep_all(tiny_rera
 
 
 def test_demo_tiny_serves_the_page_on_the_cached_tiny_model(user_cache: Path, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
-    gradio = pytest.importorskip("gradio")
-    import threading
-    import time
+    pytest.importorskip("gradio")
+    from tests.helpers import connect, demo_served_by_cli, expected_rows
 
-    from tests.helpers import connect, expected_rows, free_port
-
-    port = free_port()
-    statuses: list[int] = []
-    server = threading.Thread(target=lambda: statuses.append(main(["demo", "--tiny", "--port", str(port)])))
-    server.daemon = True
-    server.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not any(app.is_running and app.server_port == port for app in gradio.Blocks.get_instances()):
-            assert server.is_alive(), f"qwen-rerank demo exited with {statuses}"
-            assert time.monotonic() < deadline, "qwen-rerank demo did not start"
-            time.sleep(0.2)
-        table, _, timing = connect(f"http://127.0.0.1:{port}/").predict(
-            QUERY, "\n".join(DOCUMENTS), api_name="/rerank"
-        )
+    with demo_served_by_cli(["demo", "--tiny"]) as (url, statuses):
+        table, _, timing = connect(url).predict(QUERY, "\n".join(DOCUMENTS), api_name="/rerank")
         assert [row[:3] for row in table["data"]] == expected_rows(tiny_reranker.rerank(QUERY, DOCUMENTS))
         assert f"with {user_cache}{os.sep}tiny-qwen3-reranker-" in timing
-    finally:
-        for app in gradio.Blocks.get_instances():
-            if app.server_port == port:
-                app.close()
-        server.join(timeout=30)
     assert statuses == [0]
