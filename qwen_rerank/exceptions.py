@@ -21,6 +21,10 @@ QwenRerankError
 
 Errors from the libraries underneath (httpx, transformers, torch) are translated
 into the most specific class above, with the original kept as `__cause__`.
+
+Warnings (settings that work, but far worse than they could) are a
+[`QwenRerankWarning`][qwen_rerank.QwenRerankWarning], a `UserWarning`, so
+`warnings.filterwarnings("error", category=QwenRerankWarning)` turns them into errors.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "ModelLoadError",
     "OutOfMemoryError",
     "QwenRerankError",
+    "QwenRerankWarning",
     "RemoteConnectionError",
     "RemoteError",
     "RemoteTimeoutError",
@@ -45,6 +50,10 @@ __all__ = [
 
 class QwenRerankError(Exception):
     """Base class of every error raised by qwen-rerank."""
+
+
+class QwenRerankWarning(UserWarning):
+    """Base class of every warning qwen-rerank emits: a setting that works, but badly on this machine."""
 
 
 class InvalidInputError(QwenRerankError, ValueError):

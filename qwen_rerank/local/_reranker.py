@@ -26,8 +26,10 @@ from qwen_rerank.local._devices import (
     resolve_device,
     resolve_dtype,
     usable_cpus,
+    warn_if_slow,
 )
 from qwen_rerank.local._loading import Source, find_source, load_scoring_model, load_tokenizer
+from qwen_rerank.local._parallel import run_in_parallel
 from qwen_rerank.local._scorer import PrefixState, YesNoScorer, is_out_of_memory
 from qwen_rerank.local._work import Tracker, Work, common_head
 from qwen_rerank.prompt import DEFAULT_MODEL, PromptTokenizer
@@ -161,6 +163,7 @@ class LocalReranker(Reranker):
         self._check_settings(cache_size, max_length, max_batch_tokens)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        warn_if_slow(self.dtype, self.device)
         # The thread count that busy_threads may lower per call; None when the user chose it.
         self._threads = fit_threads() if self.device.type == "cpu" else None
         self._cpus = usable_cpus()

@@ -11,6 +11,7 @@ import asyncio
 import os
 import random
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 
-from qwen_rerank import InvalidInputError, LocalReranker, OutOfMemoryError
+from qwen_rerank import InvalidInputError, LocalReranker, OutOfMemoryError, QwenRerankWarning
 from qwen_rerank.local import default_batch_tokens
 from qwen_rerank.local._batching import plan_batches
 from qwen_rerank.local._cache import ScoreCache
@@ -490,6 +491,7 @@ def test_score_cache_alone() -> None:
 # -- dtype and progress -------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore::qwen_rerank.QwenRerankWarning")  # a CPU without bf16 warns
 def test_bfloat16_on_cpu(tiny_model_path: Path, tiny_reranker: LocalReranker) -> None:
     assert tiny_reranker.dtype == torch.float32
     assert next(tiny_reranker.model.parameters()).dtype == torch.float32
@@ -498,6 +500,22 @@ def test_bfloat16_on_cpu(tiny_model_path: Path, tiny_reranker: LocalReranker) ->
     scores = bf16.score(QUERY, DOCUMENTS)
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert max_diff(scores, tiny_reranker.score(QUERY, DOCUMENTS)) < 0.05
+
+
+def test_half_precision_on_a_cpu_without_it_warns(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qwen_rerank.local import _devices
+
+    monkeypatch.setattr(_devices, "cpu_has_native", lambda dtype: False)
+    with pytest.warns(QwenRerankWarning, match=r"dtype='bfloat16'.*slower than in float32") as record:
+        LocalReranker(str(tiny_model_path), device="cpu", dtype="bf16")
+    assert record[0].filename == __file__  # points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QwenRerankWarning)
+        LocalReranker(str(tiny_model_path), device="cpu", dtype="float32")
+        monkeypatch.setattr(_devices, "cpu_has_native", lambda dtype: True)
+        LocalReranker(str(tiny_model_path), device="cpu", dtype="bfloat16")
 
 
 def test_progress_bar_only_when_asked(make: Any, capsys: pytest.CaptureFixture[str]) -> None:
