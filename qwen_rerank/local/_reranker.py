@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import torch
@@ -37,6 +38,11 @@ from qwen_rerank.prompt import DEFAULT_MODEL, PromptTokenizer
 __all__ = ["LocalReranker"]
 
 
+Job = tuple[Work, list[int]]
+"""One forward pass: a group of prompts, and which of its rows run in the pass."""
+Done = Callable[[Work, list[int]], None]
+
+
 class LocalReranker(Reranker):
     """Qwen3-Reranker run in this process with transformers.
 
@@ -57,13 +63,16 @@ class LocalReranker(Reranker):
     - identical documents of a query are scored once.
 
     On the CPU, loading lowers torch's default thread count to the CPUs this
-    process may use (its affinity mask and cgroup quota), and a call made while
-    other work keeps those CPUs busy runs with only the CPUs left free; a
-    thread count you set is kept.
+    process may use (its affinity mask and cgroup quota). A call of many
+    forward passes then runs one pass per CPU at once, each on one thread, so
+    a CPU that other work takes slows only its own pass instead of stalling
+    every operator at a barrier; a call of few passes on a busy machine runs
+    with only the CPUs left free. A thread count you set (``torch.set_num_threads``,
+    ``OMP_NUM_THREADS``) is kept, and every pass uses it, one at a time.
 
     One instance may be used from many threads and from async code at once:
-    forward passes take turns (one at a time per instance), and ``ascore`` /
-    ``arerank`` run in a worker thread, never blocking the event loop.
+    calls take turns at the model, and ``ascore`` / ``arerank`` run in a
+    worker thread, never blocking the event loop.
 
     Args:
         model: A hub id (``"Qwen/Qwen3-Reranker-4B"``) or a local checkpoint
@@ -257,8 +266,7 @@ class LocalReranker(Reranker):
             for (query, documents), hits in zip(requests, known, strict=True)
         ]
         tracker = Tracker(requests, [len(docs) for _, docs in missing], progress)
-        with self._call_threads():
-            computed = self._compute_many(missing, instruction, tracker)
+        computed = self._compute_many(missing, instruction, tracker)
         for (query, docs), scores, hits in zip(missing, computed, known, strict=True):
             hits.update(zip(docs, scores, strict=True))
             if self._cache is not None and docs:
@@ -306,23 +314,88 @@ class LocalReranker(Reranker):
         budget = self.max_batch_tokens
         groups = self._group(requests, instruction, budget)
         jobs = [(work, batch) for work in groups for batch in self._plan(work, budget)]
-        scores: list[list[float]] = [[0.0] * len(docs) for _, docs in requests]
         show = self.show_progress and tracker.progress is None and len(jobs) >= 2
         with tqdm(
             total=sum(len(w.prompts) for w in groups), desc="Reranking", unit="doc", disable=not show
         ) as bar:
-            for k, (work, batch) in enumerate(jobs):
-                if work.head is not None and work.prefix is None:
-                    work.prefix = self._prefix(work.head)
-                self._run_batch(batch, work, work.head is not None)
-                if k + 1 == len(jobs) or jobs[k + 1][0] is not work:
-                    work.prefix = None  # free the prefix's key/value states once its rows are done
+
+            def done(work: Work, batch: list[int]) -> None:
                 bar.update(len(batch))
                 tracker.scored([work.slots[i][0] for i in batch])
+
+            workers = self._workers(len(jobs))
+            if workers > 1:
+                self._run_parallel(jobs, workers, done)
+            else:
+                with self._call_threads():
+                    self._run_serial(jobs, done)
+        scores: list[list[float]] = [[0.0] * len(docs) for _, docs in requests]
         for work in groups:
             for (request, document), value in zip(work.slots, work.scores, strict=True):
                 scores[request][document] = value
         return scores
+
+    def _workers(self, jobs: int) -> int:
+        """How many forward passes run at once: one, or one per CPU when there are passes enough.
+
+        Parallel passes run one intra-op thread each, so no operator waits at
+        a barrier for a thread that other work has descheduled. They run when
+        the thread count is torch's default (ours, on the CPU, uncompiled) and
+        there are at least two passes per thread, or two on a busy machine.
+        """
+        threads = self._threads
+        if not threads or threads < 2 or self._scorer.forward is not self.model:
+            return 1
+        if torch.get_num_threads() != threads:
+            return 1  # a count the user set after loading
+        busy = busy_threads(threads, self._cpus) < threads
+        if jobs >= 2 * threads or (busy and jobs >= 2):
+            return min(threads, jobs)
+        return 1
+
+    def _run_serial(self, jobs: list[Job], done: Done) -> None:
+        """Run ``jobs`` one after the other, each pass using all of torch's threads."""
+        for k, (work, batch) in enumerate(jobs):
+            if work.head is not None and work.prefix is None:
+                with self._forward_lock:
+                    work.prefix = self._prefix(work.head)
+            with self._forward_lock:
+                self._run_batch(batch, work, work.head is not None)
+            if k + 1 == len(jobs) or jobs[k + 1][0] is not work:
+                work.prefix = None  # free the prefix's key/value states once its rows are done
+            done(work, batch)
+
+    def _run_parallel(self, jobs: list[Job], workers: int, done: Done) -> None:
+        """Run ``jobs`` on ``workers`` threads with one intra-op thread each (see `_workers`).
+
+        Jobs are taken in order, so a group's prefix is made by the first of
+        its passes to start, and freed when its last pass ends.
+        """
+        left = collections.Counter(id(work) for work, _ in jobs)
+        prefix_locks = {id(work): threading.Lock() for work, _ in jobs}
+
+        def run(job: Job) -> None:
+            work, batch = job
+            if work.head is not None:
+                with prefix_locks[id(work)]:
+                    if work.prefix is None:
+                        work.prefix = self._prefix(work.head)
+            self._run_batch(batch, work, work.head is not None)
+
+        def finished(job: Job) -> None:
+            work, batch = job
+            left[id(work)] -= 1
+            if not left[id(work)]:
+                work.prefix = None
+            done(work, batch)
+
+        threads = torch.get_num_threads()
+        with self._forward_lock:
+            torch.set_num_threads(1)
+            try:
+                run_in_parallel(jobs, workers, run, finished)
+            finally:
+                torch.set_num_threads(threads)
 
     def _group(self, requests: list[Request], instruction: str, budget: int) -> list[Work]:
         """Each request's prompts: in a group of its own continuing its prefix, where that pays,
@@ -389,8 +462,7 @@ class LocalReranker(Reranker):
 
     def _prefix(self, head: list[int]) -> PrefixState:
         try:
-            with self._forward_lock:
-                return self._scorer.prefix(head)
+            return self._scorer.prefix(head)
         except Exception as exc:
             self._raise_out_of_memory(exc, f"the instruction and query ({len(head)} prompt tokens)")
 
@@ -398,10 +470,8 @@ class LocalReranker(Reranker):
         """Score ``batch`` into ``work.scores``; on out-of-memory, halve it and retry, down to one row."""
         values: list[float] | None = None
         try:
-            with self._forward_lock:
-                values = self._scorer.score_rows(
-                    [work.rows[i] for i in batch], work.prefix if uses_prefix else None
-                )
+            rows = [work.rows[i] for i in batch]
+            values = self._scorer.score_rows(rows, work.prefix if uses_prefix else None)
         except Exception as exc:
             if len(batch) == 1 or not is_out_of_memory(exc):
                 self._raise_out_of_memory(exc, f"a document of {len(work.prompts[batch[0]])} prompt tokens")

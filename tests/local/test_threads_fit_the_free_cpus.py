@@ -94,3 +94,60 @@ def test_a_call_restores_torchs_thread_count(tiny_model_path: Path) -> None:
         handle.remove()
     assert torch.get_num_threads() == before
     assert seen and all(1 <= n <= before for n in seen)
+
+
+WALL = "the great wall was built over many centuries "
+DOCUMENTS = [f"passage {i}: " + WALL * (i % 5 + 1) for i in range(24)]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="parallel passes need 2 usable CPUs")
+def test_many_passes_run_at_once_one_intra_op_thread_each(tiny_model_path: Path) -> None:
+    import threading
+    import time
+
+    import torch
+
+    reranker = LocalReranker(str(tiny_model_path), device="cpu", max_batch_tokens=128)
+    if reranker._threads is None or reranker._threads < 2:
+        pytest.skip("torch's default thread count is not ours to split here")
+    seen: list[tuple[int, int]] = []
+
+    def record(*_: object) -> None:
+        seen.append((threading.get_ident(), torch.get_num_threads()))
+        time.sleep(0.02)  # long enough that two passes overlap
+
+    handle = reranker.model.get_input_embeddings().register_forward_pre_hook(record)
+    try:
+        parallel = reranker.score("where is the wall?", DOCUMENTS)
+    finally:
+        handle.remove()
+    assert len({ident for ident, _ in seen}) >= 2
+    assert {count for _, count in seen} == {1}
+    assert torch.get_num_threads() == reranker._threads  # restored after the call
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(before + 1)  # a count the user chose: passes run one at a time, with it
+    try:
+        serial = reranker.score("where is the wall?", DOCUMENTS)
+    finally:
+        torch.set_num_threads(before)
+    assert max(abs(a - b) for a, b in zip(parallel, serial, strict=True)) < 1e-5
+
+
+def test_a_failing_parallel_pass_raises_and_drops_the_passes_not_started() -> None:
+    import time
+
+    from qwen_rerank.local._parallel import run_in_parallel
+
+    started: list[int] = []
+    finished: list[int] = []
+
+    def run(job: int) -> None:
+        started.append(job)
+        if job == 0:
+            raise RuntimeError("pass 0 failed")
+        time.sleep(0.05)
+
+    with pytest.raises(RuntimeError, match="pass 0 failed"):
+        run_in_parallel(list(range(50)), 2, run, finished.append)
+    assert 0 in started and len(started) < 50 and 0 not in finished
