@@ -13,6 +13,7 @@ code under test is always this checkout's; the venv only decides which dependenc
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import os
@@ -104,11 +105,19 @@ def build_venv(extra: str) -> Path:
     key = hashlib.sha256(f"{sys.version} {requirements(extra)}".encode()).hexdigest()[:12]
     home = user_cache_dir() / "snippet-venvs" / f"{extra}-{key}"
     python = home / "bin" / "python"
-    if (home / "done").is_file():
-        (home / "done").touch()  # in use: not stale
-        return python
-    prune_stale(home)
     home.parent.mkdir(parents=True, exist_ok=True)
+    # One builder per venv: another test file (on another worker) waits for it and reuses it.
+    with open(home.parent / f".{home.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (home / "done").is_file():
+            (home / "done").touch()  # in use: not stale
+            return python
+        prune_stale(home)
+        _build(extra, home)
+    return python
+
+
+def _build(extra: str, home: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".building-{extra}-", dir=home.parent))
     try:
         subprocess.run([sys.executable, "-m", "venv", str(staging)], check=True, capture_output=True)
@@ -124,7 +133,6 @@ def build_venv(extra: str) -> Path:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return python
 
 
 def prune_stale(home: Path) -> None:
