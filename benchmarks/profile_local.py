@@ -51,7 +51,9 @@ def main() -> None:
         with busy_processes(args.busy):
             reranker.score(QUERY, docs, instruction=INSTRUCTION)
             start = time.perf_counter()
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            # Passes may run on worker threads: record every thread, not only this one.
+            config = torch._C._profiler._ExperimentalConfig(profile_all_threads=True)
+            with profile(activities=[ProfilerActivity.CPU], experimental_config=config) as prof:
                 reranker.score(QUERY, docs, instruction=INSTRUCTION)
             seconds = time.perf_counter() - start
             load = os.getloadavg()[0]
