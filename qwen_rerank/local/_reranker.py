@@ -125,14 +125,16 @@ class LocalReranker(Reranker):
             ``None`` takes 64, or a quarter of the window when that is less.
         compile: Run the model through ``torch.compile`` (dynamic shapes).
             Off by default. It fuses the element-wise work between the matrix
-            multiplies (in bfloat16 on CPU, about 1.3x faster on a quiet machine
-            and 2x under load; see the docs' Speed page), but the first calls
-            compile, for up to a minute or more per kind of forward pass.
-            Compiled kernels are kept on disk
-            (``$TORCHINDUCTOR_CACHE_DIR``, by default ``torch-compile`` in the
-            per-user cache folder ``~/.cache/qwen-rerank``), so a later process
-            starts faster. Needs a C++ compiler on CPU. Scores equal the
-            uncompiled ones within float rounding.
+            multiplies: in bfloat16 on a CPU with AVX-512 or AMX about 1.3x
+            faster, while in float32 on a CPU without AVX-512 it was slower
+            (see the docs' Speed page). The first calls compile, for up to a
+            minute or more per kind of forward pass. Compiled kernels are kept
+            on disk (``$TORCHINDUCTOR_CACHE_DIR``, by default ``torch-compile``
+            in the per-user cache folder ``~/.cache/qwen-rerank``), so a later
+            process skips compiling them, though not torch's tracing (about
+            20 s on a small CPU). Passes run one at a time. Worth it for a
+            long-lived process scoring thousands of documents. Needs a C++
+            compiler on CPU. Scores equal the uncompiled ones within float rounding.
 
     Raises:
         ModelLoadError: The model or its tokenizer cannot be found or loaded:
