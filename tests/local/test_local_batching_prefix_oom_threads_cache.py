@@ -211,6 +211,18 @@ def test_truncation_into_the_query_falls_back_to_whole_prompts(make: Any, trunca
 
 
 @contextmanager
+def one_pass_at_a_time() -> Iterator[None]:
+    """A thread count of the user's for the block, so passes run one at a time in plan order
+    (parallel passes share `_run_batch`; tests/local/test_threads_fit_the_free_cpus.py covers them)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(before + 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
 def recorded_batches(
     reranker: LocalReranker, *, oom_above: int | None = None
 ) -> Iterator[list[tuple[int, int]]]:
@@ -227,7 +239,8 @@ def recorded_batches(
 
     handle = reranker.model.get_input_embeddings().register_forward_pre_hook(hook)
     try:
-        yield shapes
+        with one_pass_at_a_time():
+            yield shapes
     finally:
         handle.remove()
 
@@ -358,6 +371,10 @@ def test_other_errors_are_not_retried(make: Any) -> None:
     handle = reranker.model.get_input_embeddings().register_forward_pre_hook(hook)
     try:
         with pytest.raises(RuntimeError, match="some other failure"):
+            reranker.score(QUERY, DOCUMENTS)
+        assert 1 <= len(calls) <= torch.get_num_threads()  # at most one failed pass per worker
+        calls.clear()
+        with one_pass_at_a_time(), pytest.raises(RuntimeError, match="some other failure"):
             reranker.score(QUERY, DOCUMENTS)
     finally:
         handle.remove()
