@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ __all__ = [
     "parse_cpu_max",
     "resolve_device",
     "resolve_dtype",
+    "torch_threads",
     "usable_cpus",
     "warn_if_slow",
 ]
@@ -280,3 +283,17 @@ def busy_threads(threads: int, cpus: int, load: float | None = None) -> int:
     if load <= BUSY_LOAD * cpus:
         return threads
     return max(1, min(threads, cpus - math.ceil(load - cpus)))
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` intra-op threads, then restore torch's count; ``None`` changes nothing."""
+    before = torch.get_num_threads()
+    if count is None or count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import torch
@@ -26,6 +25,7 @@ from qwen_rerank.local._devices import (
     fit_threads,
     resolve_device,
     resolve_dtype,
+    torch_threads,
     usable_cpus,
     warn_if_slow,
 )
@@ -290,24 +290,6 @@ class LocalReranker(Reranker):
         cached = self._cache.get_many([self._cache_key(query, doc, instruction) for doc in distinct])
         return {doc: score for doc, score in zip(distinct, cached, strict=True) if score is not None}
 
-    @contextlib.contextmanager
-    def _call_threads(self) -> Iterator[None]:
-        """Run the block with fewer threads while the CPUs are busy (see ``busy_threads``).
-
-        Only torch's default count is lowered, and it is restored after the
-        block; a count the user set (before or after loading) is left alone.
-        """
-        threads = self._threads
-        fewer = busy_threads(threads, self._cpus) if threads and torch.get_num_threads() == threads else 0
-        if not fewer or fewer == threads:
-            yield
-            return
-        torch.set_num_threads(fewer)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)  # type: ignore[arg-type]
-
     def _cache_key(self, query: str, document: str, instruction: str) -> tuple[int, str, str, str]:
         return (self.max_length, instruction, query, document)
 
@@ -325,11 +307,13 @@ class LocalReranker(Reranker):
                 bar.update(len(batch))
                 tracker.scored([work.slots[i][0] for i in batch])
 
-            workers = self._workers(len(jobs))
+            free = self._free_threads()
+            workers = self._workers(len(jobs), free)
             if workers > 1:
-                self._run_parallel(jobs, workers, done)
+                with self._forward_lock, torch_threads(1):
+                    self._run_parallel(jobs, workers, done)
             else:
-                with self._call_threads():
+                with torch_threads(free):
                     self._run_serial(jobs, done)
         scores: list[list[float]] = [[0.0] * len(docs) for _, docs in requests]
         for work in groups:
@@ -337,41 +321,53 @@ class LocalReranker(Reranker):
                 scores[request][document] = value
         return scores
 
-    def _workers(self, jobs: int) -> int:
+    def _free_threads(self) -> int | None:
+        """Threads for this call's passes: ``None`` to keep torch's count, or fewer on a busy machine.
+
+        Only torch's default count (ours) is lowered, never a count the user
+        set, before loading or after (see ``busy_threads``).
+        """
+        threads = self._threads
+        if not threads or torch.get_num_threads() != threads:
+            return None
+        free = busy_threads(threads, self._cpus)
+        return free if free < threads else None
+
+    def _workers(self, jobs: int, free: int | None) -> int:
         """How many forward passes run at once: one, or one per CPU when there are passes enough.
 
         Parallel passes run one intra-op thread each, so no operator waits at
         a barrier for a thread that other work has descheduled. They run when
         the thread count is torch's default (ours, on the CPU, uncompiled) and
-        there are at least two passes per thread, or two on a busy machine.
+        there are at least two passes per thread, or two on a busy machine
+        (``free`` below the default).
         """
         threads = self._threads
         if not threads or threads < 2 or self._scorer.forward is not self.model:
             return 1
         if torch.get_num_threads() != threads:
             return 1  # a count the user set after loading
-        busy = busy_threads(threads, self._cpus) < threads
-        if jobs >= 2 * threads or (busy and jobs >= 2):
+        if jobs >= 2 * threads or (free is not None and jobs >= 2):
             return min(threads, jobs)
         return 1
 
     def _run_serial(self, jobs: list[Job], done: Done) -> None:
         """Run ``jobs`` one after the other, each pass using all of torch's threads."""
         for k, (work, batch) in enumerate(jobs):
-            if work.head is not None and work.prefix is None:
-                with self._forward_lock:
-                    work.prefix = self._prefix(work.head)
             with self._forward_lock:
+                if work.head is not None and work.prefix is None:
+                    work.prefix = self._prefix(work.head)
                 self._run_batch(batch, work, work.head is not None)
             if k + 1 == len(jobs) or jobs[k + 1][0] is not work:
                 work.prefix = None  # free the prefix's key/value states once its rows are done
             done(work, batch)
 
     def _run_parallel(self, jobs: list[Job], workers: int, done: Done) -> None:
-        """Run ``jobs`` on ``workers`` threads with one intra-op thread each (see `_workers`).
+        """Run ``jobs`` on ``workers`` threads at once (see `_workers`).
 
-        Jobs are taken in order, so a group's prefix is made by the first of
-        its passes to start, and freed when its last pass ends.
+        The caller holds the model and has set one intra-op thread. Jobs are
+        taken in order, so a group's prefix is made by the first of its passes
+        to start, and freed when its last pass ends.
         """
         left = collections.Counter(id(work) for work, _ in jobs)
         prefix_locks = {id(work): threading.Lock() for work, _ in jobs}
@@ -391,13 +387,7 @@ class LocalReranker(Reranker):
                 work.prefix = None
             done(work, batch)
 
-        threads = torch.get_num_threads()
-        with self._forward_lock:
-            torch.set_num_threads(1)
-            try:
-                run_in_parallel(jobs, workers, run, finished)
-            finally:
-                torch.set_num_threads(threads)
+        run_in_parallel(jobs, workers, run, finished)
 
     def _group(self, requests: list[Request], instruction: str, budget: int) -> list[Work]:
         """Each request's prompts: in a group of its own continuing its prefix, where that pays,

@@ -151,3 +151,40 @@ def test_a_failing_parallel_pass_raises_and_drops_the_passes_not_started() -> No
     with pytest.raises(RuntimeError, match="pass 0 failed"):
         run_in_parallel(list(range(50)), 2, run, finished.append)
     assert 0 in started and len(started) < 50 and 0 not in finished
+
+
+def test_a_busy_machine_runs_a_call_of_few_passes_on_the_free_cpus(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    reranker = LocalReranker(str(tiny_model_path), device="cpu")
+    if reranker._threads is None or reranker._threads < 2:
+        pytest.skip("torch's default thread count is not ours to lower here")
+    quiet = reranker.score("q", ["a", "b"])
+    monkeypatch.setattr(os, "getloadavg", lambda: (10.0 * reranker._cpus, 0.0, 0.0))
+    seen: list[int] = []
+    handle = reranker.model.get_input_embeddings().register_forward_pre_hook(
+        lambda *_: seen.append(torch.get_num_threads())
+    )
+    try:
+        busy = reranker.score("q", ["a", "b"])
+    finally:
+        handle.remove()
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == reranker._threads
+    assert max(abs(a - b) for a, b in zip(quiet, busy, strict=True)) < 1e-5
+
+
+def test_torch_threads_restores_the_count_after_an_error() -> None:
+    import torch
+
+    from qwen_rerank.local._devices import torch_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(ZeroDivisionError), torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+        _ = 1 / 0
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
