@@ -125,16 +125,18 @@ class LocalReranker(Reranker):
             ``None`` takes 64, or a quarter of the window when that is less.
         compile: Run the model through ``torch.compile`` (dynamic shapes).
             Off by default. It fuses the element-wise work between the matrix
-            multiplies: in bfloat16 on a CPU with AVX-512 or AMX about 1.3x
-            faster, while in float32 on a CPU without AVX-512 it was slower
-            (see the docs' Speed page). The first calls compile, for up to a
-            minute or more per kind of forward pass. Compiled kernels are kept
-            on disk (``$TORCHINDUCTOR_CACHE_DIR``, by default ``torch-compile``
-            in the per-user cache folder ``~/.cache/qwen-rerank``), so a later
-            process skips compiling them, though not torch's tracing (about
-            20 s on a small CPU). Passes run one at a time. Worth it for a
-            long-lived process scoring thousands of documents. Needs a C++
-            compiler on CPU. Scores equal the uncompiled ones within float rounding.
+            multiplies, but passes then run one at a time: in bfloat16 on a
+            CPU with AVX-512 or AMX it was 1.15-1.3x faster on short documents
+            on a quiet machine, and slower on 4,000-token documents, on a busy
+            machine, and in float32 without AVX-512 (see the docs' Speed page).
+            The first calls compile, for up to a minute or more per kind of
+            forward pass. Compiled kernels are kept on disk
+            (``$TORCHINDUCTOR_CACHE_DIR``, by default ``torch-compile`` in the
+            per-user cache folder ``~/.cache/qwen-rerank``), so a later process
+            skips compiling them, though not torch's tracing (about 20 s on a
+            small CPU). Worth it only for a long-lived process of its own
+            scoring thousands of short documents. Needs a C++ compiler on CPU.
+            Scores equal the uncompiled ones within float rounding.
 
     Raises:
         ModelLoadError: The model or its tokenizer cannot be found or loaded:
