@@ -45,6 +45,11 @@ shared machine, run it twice and trust the better run.
 ``--compile`` adds ``LocalReranker(compile=True)`` to the peer case, in the
 same interleaved loop, and prints its first call (compiling) per case.
 
+``--int8`` adds a float32 LocalReranker whose linear layers ``torch.ao``
+quantized to dynamic int8 (a measurement, not an option of LocalReranker) to
+the peer case, and prints its score drift against float32 (and ours), with
+the pairs of documents each puts in the other order.
+
 ``--busy N`` runs the peer case twice: on the machine as it is, then with N
 competing single-thread processes (float32 matmul loops) running throughout.
 Each line gives the ratio, the share of the bf16 matmul peak measured in the
@@ -78,6 +83,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +257,7 @@ def bench_peer(path: Path, dtype_name: str, documents: list[str], args: argparse
     peer = load_peer(path, dtype, 8192)
     counter = FlopCounter(ours.model)
     compiled = compiled_reranker(path, dtype_name) if args.compile else None
+    fp32, int8 = int8_rerankers(path) if args.int8 else (None, None)
     print(f"\n[{dtype_name}] peer: sentence-transformers CrossEncoder, batch size {args.peer_batch_size}")
     for case, docs in (("mixed", documents), (f"{len(long_docs)}x4000", long_docs)):
         head = len(ours.prompt_tokenizer.encode_head(QUERY, INSTRUCTION))
@@ -262,6 +269,17 @@ def bench_peer(path: Path, dtype_name: str, documents: list[str], args: argparse
             "ours": lambda docs=docs: ours.score(QUERY, docs, instruction=INSTRUCTION),
             "peer": lambda docs=docs: peer_scores(peer, docs, args.peer_batch_size),
         }
+        if int8 is not None:
+            reference = fp32.score(QUERY, docs, instruction=INSTRUCTION)
+            for name, reranker in (("int8", int8), ("ours", ours)):
+                scores = reranker.score(QUERY, docs, instruction=INSTRUCTION)
+                drift = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
+                print(
+                    f"{case:>8}: {name} against LocalReranker in float32: max |score diff| {drift:.1e}, "
+                    f"{swapped_pairs(scores, reference)} of {len(docs) * (len(docs) - 1) // 2} pairs "
+                    "in the other order"
+                )
+            methods["int8"] = lambda docs=docs: int8.score(QUERY, docs, instruction=INSTRUCTION)
         if compiled is not None:
             start = time.perf_counter()
             compiled.score(QUERY, docs, instruction=INSTRUCTION)  # compiles for any new kind of pass
@@ -289,6 +307,26 @@ def compiled_reranker(path: Path, dtype_name: str) -> LocalReranker:
     state = "warm" if cache.is_dir() and any(cache.iterdir()) else "cold"
     print(f"compile=True: kernel cache {cache} ({state}; this model's kernels may still be missing)")
     return reranker
+
+
+def swapped_pairs(scores: list[float], reference: list[float]) -> int:
+    """How many pairs of documents ``scores`` orders the other way round from ``reference``."""
+    pairs = itertools.combinations(range(len(scores)), 2)
+    return sum((scores[i] - scores[j]) * (reference[i] - reference[j]) < 0 for i, j in pairs)
+
+
+def int8_rerankers(path: Path) -> tuple[LocalReranker, LocalReranker]:
+    """LocalReranker in float32, and one whose linear layers ``torch.ao`` quantized to dynamic int8.
+
+    The int8 one is for measuring, not an option of LocalReranker: its drift
+    is printed against the float32 one's scores.
+    """
+    fp32 = LocalReranker(str(path), device="cpu", dtype="float32", max_length=8192)
+    int8 = LocalReranker(str(path), device="cpu", dtype="float32", max_length=8192)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's quantized tensors are deprecated
+        torch.ao.quantization.quantize_dynamic(int8.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return fp32, int8
 
 
 def bench_long_case(path: Path, dtype_name: str, args: argparse.Namespace) -> None:
@@ -484,6 +522,9 @@ def main() -> None:
     parser.add_argument("--only", choices=["peer", "long"], help="skip the card-loop comparison")
     parser.add_argument(
         "--compile", action="store_true", help="peer case: also time LocalReranker(compile=True)"
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="peer case: also time torch.ao dynamic int8 (float32 model)"
     )
     parser.add_argument(
         "--busy", type=int, default=0, help="peer case: also run with N competing single-thread processes"
