@@ -309,8 +309,7 @@ class LocalReranker(Reranker):
                 bar.update(len(batch))
                 tracker.scored([work.slots[i][0] for i in batch])
 
-            free = self._free_threads()
-            workers = self._workers(len(jobs), free)
+            workers, free = self._how_to_run(len(jobs))
             if workers > 1:
                 with self._forward_lock, torch_threads(1):
                     self._run_parallel(jobs, workers, done)
@@ -323,35 +322,27 @@ class LocalReranker(Reranker):
                 scores[request][document] = value
         return scores
 
-    def _free_threads(self) -> int | None:
-        """Threads for this call's passes: ``None`` to keep torch's count, or fewer on a busy machine.
+    def _how_to_run(self, jobs: int) -> tuple[int, int | None]:
+        """How a call of ``jobs`` forward passes runs: (passes at once, threads for serial passes).
 
-        Only torch's default count (ours) is lowered, never a count the user
-        set, before loading or after (see ``busy_threads``).
+        Only torch's default count (ours, on the CPU) is adapted; with a count
+        the user set, before loading or after, passes run one at a time with
+        it. With ours, passes run one per CPU, each on one intra-op thread, so
+        no operator waits at a barrier for a thread that other work has
+        descheduled: uncompiled, when there are at least two passes per thread,
+        or two on a busy machine. Otherwise they run one at a time, with only
+        the CPUs left free on a busy machine (see ``busy_threads``), else with
+        torch's count (``None``).
         """
         threads = self._threads
         if not threads or torch.get_num_threads() != threads:
-            return None
+            return 1, None
         free = busy_threads(threads, self._cpus)
-        return free if free < threads else None
-
-    def _workers(self, jobs: int, free: int | None) -> int:
-        """How many forward passes run at once: one, or one per CPU when there are passes enough.
-
-        Parallel passes run one intra-op thread each, so no operator waits at
-        a barrier for a thread that other work has descheduled. They run when
-        the thread count is torch's default (ours, on the CPU, uncompiled) and
-        there are at least two passes per thread, or two on a busy machine
-        (``free`` below the default).
-        """
-        threads = self._threads
-        if not threads or threads < 2 or self._scorer.forward is not self.model:
-            return 1
-        if torch.get_num_threads() != threads:
-            return 1  # a count the user set after loading
-        if jobs >= 2 * threads or (free is not None and jobs >= 2):
-            return min(threads, jobs)
-        return 1
+        busy = free < threads
+        can_split = threads >= 2 and self._scorer.forward is self.model
+        if can_split and (jobs >= 2 * threads or (busy and jobs >= 2)):
+            return min(threads, jobs), None
+        return 1, free if busy else None
 
     def _run_serial(self, jobs: list[Job], done: Done) -> None:
         """Run ``jobs`` one after the other, each pass using all of torch's threads."""
@@ -365,7 +356,7 @@ class LocalReranker(Reranker):
             done(work, batch)
 
     def _run_parallel(self, jobs: list[Job], workers: int, done: Done) -> None:
-        """Run ``jobs`` on ``workers`` threads at once (see `_workers`).
+        """Run ``jobs`` on ``workers`` threads at once (see `_how_to_run`).
 
         The caller holds the model and has set one intra-op thread. Jobs are
         taken in order, so a group's prefix is made by the first of its passes

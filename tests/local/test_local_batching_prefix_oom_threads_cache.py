@@ -13,7 +13,7 @@ import random
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from qwen_rerank import InvalidInputError, LocalReranker, OutOfMemoryError, Qwen
 from qwen_rerank.local import default_batch_tokens
 from qwen_rerank.local._batching import plan_batches
 from qwen_rerank.local._cache import ScoreCache
+from qwen_rerank.local._devices import torch_threads
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, format_body, format_query_part
 from tests.reference import ModelCardReranker
 
@@ -210,16 +211,10 @@ def test_truncation_into_the_query_falls_back_to_whole_prompts(make: Any, trunca
 # -- what the forward pass computes -------------------------------------------------------------------
 
 
-@contextmanager
-def one_pass_at_a_time() -> Iterator[None]:
+def one_pass_at_a_time() -> AbstractContextManager[None]:
     """A thread count of the user's for the block, so passes run one at a time in plan order
     (parallel passes share `_run_batch`; tests/local/test_threads_fit_the_free_cpus.py covers them)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(before + 1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(torch.get_num_threads() + 1)
 
 
 @contextmanager

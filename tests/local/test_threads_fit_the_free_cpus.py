@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from qwen_rerank import LocalReranker
-from qwen_rerank.local._devices import busy_threads, cgroup_cpu_limit, parse_cpu_max, usable_cpus
+from qwen_rerank.local._devices import (
+    busy_threads,
+    cgroup_cpu_limit,
+    parse_cpu_max,
+    torch_threads,
+    usable_cpus,
+)
 
 
 @pytest.mark.parametrize(
@@ -125,12 +131,8 @@ def test_many_passes_run_at_once_one_intra_op_thread_each(tiny_model_path: Path)
     assert {count for _, count in seen} == {1}
     assert torch.get_num_threads() == reranker._threads  # restored after the call
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(before + 1)  # a count the user chose: passes run one at a time, with it
-    try:
+    with torch_threads(torch.get_num_threads() + 1):  # a count the user chose: one pass at a time
         serial = reranker.score("where is the wall?", DOCUMENTS)
-    finally:
-        torch.set_num_threads(before)
     assert max(abs(a - b) for a, b in zip(parallel, serial, strict=True)) < 1e-5
 
 
@@ -178,8 +180,6 @@ def test_a_busy_machine_runs_a_call_of_few_passes_on_the_free_cpus(
 
 def test_torch_threads_restores_the_count_after_an_error() -> None:
     import torch
-
-    from qwen_rerank.local._devices import torch_threads
 
     before = torch.get_num_threads()
     with pytest.raises(ZeroDivisionError), torch_threads(before + 1):
