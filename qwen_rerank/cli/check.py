@@ -45,13 +45,12 @@ from typing import Any, Literal
 import httpx
 
 from qwen_rerank._secrets import display_url
-from qwen_rerank.cli._common import APIS, one_line, print_json, terminal_text, tiny_model
+from qwen_rerank.cli._common import APIS, UsageError, one_line, print_json, terminal_text, tiny_model
 from qwen_rerank.exceptions import (
     APIStatusError,
     InvalidInputError,
     MalformedResponseError,
     QwenRerankError,
-    UsageError,
 )
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.remote import API_KEY_ENV, DIALECTS, ApiName, VLLMReranker
