@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client
 
 from qwen_rerank.base import Reranker
-from qwen_rerank.evaluation import METRICS
+from qwen_rerank.tools.evaluation import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 HUB_ID = "Qwen/Qwen3-Reranker-0.6B"
