@@ -14,7 +14,6 @@ from qwen_rerank import InvalidInputError, Reranker, RerankResult
 from qwen_rerank.integrations.adapters import (
     API_KEY_ENV,
     LazyReranker,
-    Sealed,
     build_backend,
     check_call_settings,
     copy_metadata,
@@ -23,7 +22,9 @@ from qwen_rerank.integrations.adapters import (
     public_options,
     redact_urls,
     rerank_inputs,
+    seal_base_url,
     text_with_metadata,
+    unseal_base_url,
 )
 from qwen_rerank.integrations.fallback import (
     abackend_or_failure,
@@ -300,18 +301,13 @@ class QwenRanker:
         return ranker
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        # base_url sealed, so no text form of the state shows the URL's credentials.
+        state = seal_base_url(self.__dict__)
         state.pop("_backend", None)  # rebuilt from the settings on unpickling
-        if self.base_url is not None:
-            # Sealed, so no text form of the state shows the URL's credentials.
-            state["base_url"] = Sealed(self.base_url)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        url = state.get("base_url")
-        if isinstance(url, Sealed):
-            state = {**state, "base_url": url.reveal()}
-        self.__dict__.update(state)
+        self.__dict__.update(unseal_base_url(state))
         self._backend = self._new_backend()
 
 

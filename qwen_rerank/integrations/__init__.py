@@ -1,7 +1,8 @@
 """What qwen-rerank offers adapter authors, and the integrations that need no framework package.
 
-Every module here is public; the LangChain, LlamaIndex and Haystack adapters are built on these
-names only, and an adapter to another framework can be too.
+The modules listed below are public; the LangChain, LlamaIndex and Haystack adapters are built on
+their names only, and an adapter to another framework can be too. The private ``_*`` modules hold
+one concern each of what `adapters` offers, and are imported through it.
 
 - [`qwen_rerank.integrations.adapters`][]: framework-free helpers every adapter shares: the
   backend built lazily from settings (and rebuilt when one changes), text from documents,
