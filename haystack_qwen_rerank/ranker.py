@@ -26,14 +26,7 @@ from qwen_rerank.integrations.adapters import (
     text_with_metadata,
     unseal_base_url,
 )
-from qwen_rerank.integrations.fallback import (
-    abackend_or_failure,
-    arerank_through,
-    backend_or_failure,
-    check_on_error,
-    fallback_metadata,
-    rerank_through,
-)
+from qwen_rerank.integrations.fallback import RerankCall, check_on_error, fallback_metadata
 
 __all__ = ["QwenRanker"]
 
@@ -194,8 +187,8 @@ class QwenRanker:
         texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
         if not docs:
             return {"documents": []}
-        backend = backend_or_failure(self._current_backend().get, self.on_error)
-        results = rerank_through(backend, query, texts, ids=[d.id for d in docs], **settings)
+        call = RerankCall.begin(self._current_backend(), self.on_error)
+        results = call.rerank(query, texts, ids=[d.id for d in docs], **settings)
         return {"documents": _scored(docs, results)}
 
     @component.output_types(documents=list[Document])
@@ -211,8 +204,8 @@ class QwenRanker:
         texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
         if not docs:
             return {"documents": []}
-        backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
-        results = await arerank_through(backend, query, texts, ids=[d.id for d in docs], **settings)
+        call = await RerankCall.abegin(self._current_backend(), self.on_error)
+        results = await call.arerank(query, texts, ids=[d.id for d in docs], **settings)
         return {"documents": _scored(docs, results)}
 
     def _prepare(
