@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
 import threading
@@ -13,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen_rerank._chunking import LongDocumentsMode
-from qwen_rerank._many import Progress, Request
+from qwen_rerank._requests import Progress, Request, one_request_call
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError
@@ -252,24 +251,20 @@ class LocalReranker(Reranker):
     def _prompt_rule(self) -> tuple[PromptTokenizer, int]:
         return self.prompt_tokenizer, self.max_length
 
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        return self._score_many([(query, documents)], instruction, None)[0]
-
-    async def _ascore_many(
+    def _score_batch(
         self, requests: list[Request], instruction: str, progress: Progress
     ) -> list[list[float]]:
-        return await asyncio.to_thread(self._score_many, requests, instruction, progress)
+        """Scores per request: cached ones looked up, each request's distinct rest computed together.
 
-    def _score_many(
-        self, requests: list[Request], instruction: str, progress: Progress | None
-    ) -> list[list[float]]:
-        """Scores per request: cached ones looked up, each request's distinct rest computed together."""
+        A one-request call reports no progress, so it may show this backend's own bar.
+        """
         known = [self._cached(query, documents, instruction) for query, documents in requests]
         missing = [
             (query, [doc for doc in dict.fromkeys(documents) if doc not in hits])
             for (query, documents), hits in zip(requests, known, strict=True)
         ]
-        tracker = Tracker(requests, [len(docs) for _, docs in missing], progress)
+        watched = None if progress is one_request_call else progress
+        tracker = Tracker(requests, [len(docs) for _, docs in missing], watched)
         computed = self._compute_many(missing, instruction, tracker)
         for (query, docs), scores, hits in zip(missing, computed, known, strict=True):
             hits.update(zip(docs, scores, strict=True))
