@@ -40,13 +40,16 @@ __all__ = [
     "arerank_one",
     "ascore_many",
     "ascore_one",
+    "ascore_prepared",
     "prepare_many",
     "prepare_one",
+    "prepare_requests",
     "rerank_many",
     "rerank_one",
     "scatter",
     "score_many",
     "score_one",
+    "score_prepared",
 ]
 
 
@@ -351,9 +354,8 @@ def score_many(
 async def ascore_many(
     backend: Backend, requests: Any, instruction: Any, instructions: Any, show: bool, hook: Progress | None
 ) -> list[list[float]]:
-    prepared = await asyncio.to_thread(
-        prepare_many, backend, requests, instruction, instructions
-    )  # off the loop
+    # Checking and preparing many requests would stall the event loop.
+    prepared = await asyncio.to_thread(prepare_many, backend, requests, instruction, instructions)
     with (
         many_span(backend, len(prepared), "qwen_rerank.score_many") as trace,
         _watched(prepared, show, hook) as progress,
@@ -376,9 +378,8 @@ async def arerank_many(
     backend: Backend, requests: Any, top_n: Any, threshold: Any, instruction: Any, instructions: Any
 ) -> list[list[RerankResult]]:
     n, at_least = check_top_n(top_n), check_score_threshold(threshold)
-    prepared = await asyncio.to_thread(
-        prepare_many, backend, requests, instruction, instructions
-    )  # off the loop
+    # Checking and preparing many requests would stall the event loop.
+    prepared = await asyncio.to_thread(prepare_many, backend, requests, instruction, instructions)
     with many_span(backend, len(prepared), "qwen_rerank.rerank_many") as trace:
         scored = await ascore_prepared(backend, prepared, None, report=True, one=False)
         return _traced(trace, prepared, _ranked(prepared, scored, n, at_least), n)
