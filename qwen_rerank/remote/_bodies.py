@@ -18,7 +18,7 @@ from typing import Any
 
 from qwen_rerank._chunking import WindowPlan
 from qwen_rerank._imports import require
-from qwen_rerank._many import Progress, Request
+from qwen_rerank._requests import Progress, Request
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
 from qwen_rerank.prompt import (
     DEFAULT_INSTRUCTION,

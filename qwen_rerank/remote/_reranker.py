@@ -23,7 +23,7 @@ import httpx
 
 from qwen_rerank import _secrets
 from qwen_rerank._chunking import LongDocumentsMode, WindowPlan
-from qwen_rerank._many import Progress, Request
+from qwen_rerank._requests import Progress, Request, one_request_call
 from qwen_rerank._tracing import note_attempt
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
@@ -277,9 +277,9 @@ class VLLMReranker(Reranker):
         pt = self._prompt_tokenizer
         return None if pt is None else (pt, self.max_length)
 
-    def _windows(self, query: str, documents: list[str], instruction: str) -> WindowPlan | None:
+    def _plan_windows(self, query: str, documents: list[str], instruction: str) -> WindowPlan | None:
         """Windows cut from the text as sent (control tokens escaped); spans in the original text."""
-        return escaped_windows(super()._windows, self._builder, query, documents, instruction)
+        return escaped_windows(super()._plan_windows, self._builder, query, documents, instruction)
 
     # -- one sub-request, with retries and failover -------------------------------------------
     def _flow(self, sub: SubRequest, deadline_at: float | None) -> Flow:
@@ -317,28 +317,29 @@ class VLLMReranker(Reranker):
     def _deadline_at(self) -> float | None:
         return None if self.deadline is None else time.monotonic() + self.deadline
 
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        at = self._deadline_at()  # one deadline for every sub-request of the call
-        return self._drive([(query, documents)], instruction, _ignore, lambda: at)[0]
-
-    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        at = self._deadline_at()
-        return (await self._adrive([(query, documents)], instruction, _ignore, lambda: at))[0]
-
-    def _score_many(self, requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
+    def _score_batch(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
         """Sub-requests of all requests, at most ``max_concurrency`` in flight.
 
-        Each sub-request's ``deadline`` starts when it is sent. The first failure
+        Each sub-request's ``deadline`` starts when it is sent; in a one-request call
+        (``score``, ``rerank``) one deadline holds for all. The first failure
         fails the call, once the sub-requests not yet started are cancelled and
         those running have finished. ``last_usage`` sums every sub-request.
         """
-        return self._drive(requests, instruction, progress, self._deadline_at)
+        return self._drive(requests, instruction, progress, self._clock(progress))
 
-    async def _ascore_many(
+    async def _ascore_batch(
         self, requests: list[Request], instruction: str, progress: Progress
     ) -> list[list[float]]:
-        """Async `_score_many`: tasks gated to ``max_concurrency``, all ended before returning."""
-        return await self._adrive(requests, instruction, progress, self._deadline_at)
+        """Async `_score_batch`: tasks gated to ``max_concurrency``, all ended before returning."""
+        return await self._adrive(requests, instruction, progress, self._clock(progress))
+
+    def _clock(self, progress: Progress) -> _Clock:
+        if progress is not one_request_call:
+            return self._deadline_at
+        at = self._deadline_at()  # one deadline for every sub-request of the call
+        return lambda: at
 
     def _drive(
         self, requests: list[Request], instruction: str, progress: Progress, deadline_at: _Clock
@@ -382,7 +383,3 @@ class VLLMReranker(Reranker):
     async def aclose(self) -> None:
         """Async `close`: the running loop's connections are closed before it returns."""
         await self._connections.aclose()
-
-
-def _ignore(queries: int, documents: int) -> None:
-    """No progress to report."""
