@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 import httpx
 
-from qwen_rerank.remote._transport import bound_by_attempts
+from qwen_rerank.remote._transport import bounded_client
 
 __all__ = ["Connections", "LoopClients", "Shared"]
 
@@ -213,10 +213,7 @@ class Connections:
         # One TLS context for every client made here: loading the CA bundle takes 20-100 ms, which
         # would otherwise stall the event loop at each new AsyncClient (one per loop and burst).
         verify = httpx.create_ssl_context()
-        self.client = Shared(
-            lambda: bound_by_attempts(httpx.Client(timeout=timeout, limits=limits, verify=verify)),
-            _close_client,
-        )
+        self.client = Shared(lambda: bounded_client(timeout, limits, verify), _close_client)
         self.async_clients = LoopClients(
             lambda: httpx.AsyncClient(timeout=timeout, limits=limits, verify=verify)
         )
