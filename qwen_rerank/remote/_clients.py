@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 
 import httpx
 
+from qwen_rerank.remote._settings import Limits, Timing
 from qwen_rerank.remote._transport import bounded_client
 
 __all__ = ["Connections", "LoopClients", "Shared"]
@@ -194,28 +195,30 @@ class Connections:
     """Every connection and thread one reranker uses: its own clients and pool, or injected clients.
 
     Args:
-        timeout: The clients' timeouts.
-        max_concurrency: Sub-requests of one call in flight at once (threads in the pool).
+        timing: Its ``timeout`` is the clients' timeouts.
+        limits: Its ``max_concurrency`` is how many sub-requests of one call are in flight at
+            once (threads in the pool).
         http_client: An injected sync client: used as is, never closed.
         async_http_client: An injected async client: used as is, never closed.
     """
 
     def __init__(
         self,
-        timeout: httpx.Timeout,
-        max_concurrency: int,
+        timing: Timing,
+        limits: Limits,
         http_client: httpx.Client | None,
         async_http_client: httpx.AsyncClient | None,
     ) -> None:
         self.user_client, self.user_async_client = http_client, async_http_client
+        timeout, max_concurrency = timing.timeout, limits.max_concurrency
         connections = max(64, max_concurrency)
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        pool = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         # One TLS context for every client made here: loading the CA bundle takes 20-100 ms, which
         # would otherwise stall the event loop at each new AsyncClient (one per loop and burst).
         verify = httpx.create_ssl_context()
-        self.client = Shared(lambda: bounded_client(timeout, limits, verify), _close_client)
+        self.client = Shared(lambda: bounded_client(timeout, pool, verify), _close_client)
         self.async_clients = LoopClients(
-            lambda: httpx.AsyncClient(timeout=timeout, limits=limits, verify=verify)
+            lambda: httpx.AsyncClient(timeout=timeout, limits=pool, verify=verify)
         )
         self.executor = Shared(
             lambda: concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="qwen-rerank"),
