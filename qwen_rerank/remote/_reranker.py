@@ -6,9 +6,9 @@ class holds the settings and makes one call per batch to its
 transport; each concern lives in its own module:
 
 - `_settings`: the settings and their checks; `_bodies`: what is sent;
-- `_sender`: the send seam (fan-out, retries and failover, attempts, usage, the deadline),
-  the only I/O; `_transport`: the sync client's bounded sockets; `_clients`: connections,
-  threads and closing;
+- `_sender`: the send seam (fan-out, retries and failover, attempts, usage, the deadline);
+  `_transport`: the sync client's bounded sockets; `_clients`: connections, threads and
+  closing;
 - `_retry`: the retry and failover policy; `_replies`: what a reply means;
   `_urls`: endpoints and replicas; `_dialects`: wire formats.
 """

@@ -1,4 +1,4 @@
-"""The remote backend's one send seam, and the only code of it that does I/O.
+"""The remote backend's one send seam: every request of every call goes out through it.
 
 A [`Sender`][qwen_rerank.remote._sender.Sender] is made once per reranker, from what it
 sends (a [`RequestBuilder`][qwen_rerank.remote._bodies.RequestBuilder]), where
@@ -16,7 +16,7 @@ how long ([`Timing`][qwen_rerank.remote._settings.Timing]) and over which
 - holds the call's deadline, and sums the usage servers report into ``last_usage``.
 
 What to send, when to retry and what a reply means live once, in the pure modules
-beside this one.
+beside this one; connections and their sockets in `_clients` and `_transport`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from qwen_rerank.exceptions import MalformedResponseError
 from qwen_rerank.remote._bodies import Batch, RequestBuilder, SubRequest
 from qwen_rerank.remote._clients import Connections
 from qwen_rerank.remote._dialects import Usage
-from qwen_rerank.remote._replies import BodyReader, Parsed, reply_limit
+from qwen_rerank.remote._replies import BodyReader, Parsed
 from qwen_rerank.remote._retry import (
     AttemptTimeout,
     BodyBroken,
@@ -233,8 +233,7 @@ class Sender:
 
     def _exchange(self, sub: SubRequest, send: Send) -> Exchange:
         note_attempt(send.url, sub)  # one exchange per attempt: the span counts them
-        limit = self._builder.limits.max_response_bytes or reply_limit(sub.body, sub.end - sub.start)
-        return Exchange(sub, send, self._endpoints.headers[send.url], limit)
+        return Exchange(sub, send, self._endpoints.headers[send.url], self._builder.limits.max_response_bytes)
 
 
 class _Tally:
@@ -258,7 +257,7 @@ class Exchange:
     sub: SubRequest
     send: Send
     headers: dict[str, str]
-    limit: int  # most decoded bytes of the reply
+    limit: int | None  # most decoded bytes of the reply; None: the most a valid reply takes
 
     def request(self, client: httpx.Client | httpx.AsyncClient) -> httpx.Request:
         timeout = _clipped(client.timeout, self.send.budget)
@@ -267,7 +266,8 @@ class Exchange:
         )
 
     def reader(self, response: httpx.Response) -> BodyReader:
-        return BodyReader(self.limit, response.headers.get("content-encoding"), self.send.url)
+        sub, encoding = self.sub, response.headers.get("content-encoding")
+        return BodyReader.for_reply_to(sub.body, sub.end - sub.start, self.limit, encoding, self.send.url)
 
     @staticmethod
     def reply(response: httpx.Response, reader: BodyReader) -> Reply:
