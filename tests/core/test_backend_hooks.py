@@ -14,7 +14,7 @@ class _Counting(Reranker):
     """A backend with a private helper of its own, as real backends have."""
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         return [[self._score_of(doc) for doc in documents] for _, documents in requests]
 
@@ -25,12 +25,12 @@ class _Counting(Reranker):
 def test_a_backend_may_redefine_every_declared_hook() -> None:
     class Hooked(LengthReranker):
         def _score_batch(
-            self, requests: list[Request], instruction: str, progress: Progress
+            self, requests: list[Request], instruction: str, progress: Progress | None
         ) -> list[list[float]]:
             return [[0.5] * len(documents) for _, documents in requests]
 
         async def _ascore_batch(
-            self, requests: list[Request], instruction: str, progress: Progress
+            self, requests: list[Request], instruction: str, progress: Progress | None
         ) -> list[list[float]]:
             return self._score_batch(requests, instruction, progress)
 
