@@ -25,6 +25,7 @@ __all__ = [
     "OnError",
     "aguarded",
     "check_on_error",
+    "error_summary",
     "fallback_counts",
     "guarded",
     "passthrough_results",
@@ -89,14 +90,22 @@ def record_fallback(error: BaseException) -> None:
             _last_warned[kind] = now
         total = _counts[kind]
     if warn:
-        # The message names the class and our own message, which never holds a secret.
+        # Not the message: it may quote the server's reply, and so query or document text.
         logger.warning(
-            "Reranking failed (%s: %s); returning documents in retrieval order (on_error='passthrough'). "
-            "%d such fallbacks so far; this warning repeats at most once a minute.",
-            kind,
-            error,
+            "Reranking failed (%s); returning documents in retrieval order (on_error='passthrough'). "
+            "%d such fallbacks so far; this warning repeats at most once a minute. The error's message "
+            "is not logged (it may quote the server's reply); on_error='raise' shows it.",
+            error_summary(error),
             total,
         )
+
+
+def error_summary(error: BaseException) -> str:
+    """The error's class, and its HTTP status if it has one; never its message, which may quote a
+    server's reply (SGLang echoes documents in its errors)."""
+    status = getattr(error, "status_code", None)
+    kind = type(error).__name__
+    return f"{kind} (HTTP {status})" if type(status) is int else kind
 
 
 def fallback_counts() -> dict[str, int]:

@@ -364,7 +364,8 @@ async def ascore_many(
         _watched(prepared, show, hook) as progress,
     ):
         scored = await ascore_prepared(backend, prepared, progress, report=False, one=False)
-        return _traced_scores(trace, prepared, scored)
+        # A span per request, and the ranking that describes it, would stall the event loop.
+        return await asyncio.to_thread(_traced_scores, trace, prepared, scored)
 
 
 def rerank_many(
@@ -385,4 +386,8 @@ async def arerank_many(
     prepared = await asyncio.to_thread(prepare_many, backend, requests, instruction, instructions)
     with many_span(backend, len(prepared), "qwen_rerank.rerank_many") as trace:
         scored = await ascore_prepared(backend, prepared, None, report=True, one=False)
-        return _traced(trace, prepared, _ranked(prepared, scored, n, at_least), n)
+        ranked = _ranked(prepared, scored, n, at_least)
+        if not trace.recording:
+            return ranked
+        # A span per request would stall the event loop.
+        return await asyncio.to_thread(_traced, trace, prepared, ranked, n)
