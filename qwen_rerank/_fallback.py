@@ -2,7 +2,7 @@
 
 One rule, used by [`Reranker.rerank`][qwen_rerank.Reranker.rerank] and by
 every adapter: a backend failure (the ``RemoteError`` family, ``ModelLoadError``,
-``OutOfMemoryError``) becomes the documents in the order they came, ``top_n``
+``OutOfMemoryError``, ``InvalidScoreError``) becomes the documents in the order they came, ``top_n``
 applied, none dropped, each marked ``reranked=False`` with the error's class.
 Bad input (``InvalidInputError``) is always raised. Each fallback is counted
 ([`fallback_counts`][qwen_rerank.fallback_counts]) and logged as a warning at most once per error kind
@@ -17,7 +17,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
-from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError, RemoteError
+from qwen_rerank.exceptions import (
+    InvalidInputError,
+    InvalidScoreError,
+    ModelLoadError,
+    OutOfMemoryError,
+    RemoteError,
+)
 from qwen_rerank.results import RerankResult
 
 __all__ = [
@@ -36,7 +42,12 @@ __all__ = [
 OnError = Literal["raise", "passthrough"]
 
 #: The failures ``on_error="passthrough"`` absorbs: the backend's, never the caller's.
-BACKEND_FAILURES: tuple[type[Exception], ...] = (RemoteError, ModelLoadError, OutOfMemoryError)
+BACKEND_FAILURES: tuple[type[Exception], ...] = (
+    RemoteError,
+    ModelLoadError,
+    OutOfMemoryError,
+    InvalidScoreError,
+)
 
 #: Seconds between two warnings about the same kind of error.
 WARN_EVERY = 60.0

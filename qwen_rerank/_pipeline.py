@@ -28,7 +28,7 @@ from qwen_rerank._requests import (
 )
 from qwen_rerank._tracing import ManyTrace, many_span, rerank_span
 from qwen_rerank._validation import check_documents, check_query, check_score_threshold, check_top_n
-from qwen_rerank.exceptions import QwenRerankError
+from qwen_rerank.exceptions import InvalidScoreError, QwenRerankError
 from qwen_rerank.prompt import PromptTokenizer
 from qwen_rerank.results import RerankResult, Scored, check_scores, rank
 
@@ -205,7 +205,8 @@ def _finish(
         except QwenRerankError as exc:
             if one:
                 raise
-            raise QwenRerankError(f"requests[{position}]: {exc}") from exc
+            kind = InvalidScoreError if isinstance(exc, InvalidScoreError) else QwenRerankError
+            raise kind(f"requests[{position}]: {exc}") from exc
     return out
 
 
