@@ -81,7 +81,9 @@ class VLLMReranker(Reranker):
             server always applies its own template, else ``"client"``.
         instruction: Default task instruction; see ``DEFAULT_INSTRUCTION``.
         max_documents_per_request: Longer lists are split into this many
-            documents or fewer per request, of near-equal sizes.
+            documents or fewer per request, of near-equal sizes. ``None`` (the
+            default) takes 128, or 32 for ``api="tei"``: TEI's default
+            ``--max-client-batch-size``, past which it refuses a request.
         max_concurrency: At most this many sub-requests of one call are in flight.
         timeout: Seconds one attempt may take as a whole, from connecting to the
             last byte of the body, so a server that trickles its answer cannot
@@ -148,7 +150,7 @@ class VLLMReranker(Reranker):
         api_key: str | None = None,
         template: Literal["client", "server"] | None = None,
         instruction: str | None = None,
-        max_documents_per_request: int = 128,
+        max_documents_per_request: int | None = None,
         max_concurrency: int = 8,
         timeout: float | httpx.Timeout = 60.0,
         max_retries: int = 3,

@@ -69,6 +69,8 @@ class Limits:
                 )
         if max_response_bytes is not None:
             check_positive_int("max_response_bytes", max_response_bytes)
+        if max_documents_per_request is None:
+            max_documents_per_request = dialect.max_documents
         return cls(
             check_positive_int("max_documents_per_request", max_documents_per_request),
             check_positive_int("max_concurrency", max_concurrency),
