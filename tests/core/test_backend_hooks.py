@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 from qwen_rerank import Reranker
@@ -59,3 +62,45 @@ def test_a_backend_without_score_batch_cannot_be_made() -> None:
 
     with pytest.raises(TypeError, match="_score_batch"):
         Empty()  # type: ignore[abstract]
+
+
+@pytest.mark.parametrize("method", ["score_many", "score_pairs"])
+def test_call_scope_wraps_every_batch_of_a_call_and_is_told_its_instructions(method: str) -> None:
+    events: list[object] = []
+
+    class Scoped(LengthReranker):
+        @contextlib.contextmanager
+        def _call_scope(self, instructions: list[str]) -> Iterator[None]:
+            events.append(("open", sorted(instructions)))
+            yield
+            events.append("close")
+
+        def _score_batch(
+            self, requests: list[Request], instruction: str, progress: Progress | None
+        ) -> list[list[float]]:
+            events.append(("batch", instruction))
+            return [[0.5] * len(documents) for _, documents in requests]
+
+    reranker = Scoped()
+    if method == "score_many":
+        reranker.score_many([("q1", ["a"]), ("q2", ["b"])], instructions=["first", "second"])
+    else:
+        reranker.score_pairs([("q1", "a"), ("q2", "b")], instructions=["first", "second"])
+    assert events == [("open", ["first", "second"]), ("batch", "first"), ("batch", "second"), "close"]
+
+
+def test_a_one_request_call_gives_the_backend_no_progress_to_report() -> None:
+    seen: list[object] = []
+
+    class Watching(LengthReranker):
+        def _score_batch(
+            self, requests: list[Request], instruction: str, progress: Progress | None
+        ) -> list[list[float]]:
+            seen.append(progress)
+            return [[0.5] * len(documents) for _, documents in requests]
+
+    reranker = Watching()
+    reranker.score("q", ["a"])
+    reranker.rerank("q", ["a"])
+    reranker.score_many([("q", ["a"])])
+    assert seen[:2] == [None, None] and callable(seen[2])

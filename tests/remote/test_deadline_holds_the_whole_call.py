@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from qwen_rerank import RemoteTimeoutError, VLLMReranker
+from qwen_rerank.testing.fake_vllm import FakeVLLMServer
 
 REQUESTS = [(f"query {i}", ["a document", "another one"]) for i in range(4)]
 
@@ -50,12 +52,22 @@ async def _sync(function: Any, *args: Any) -> Any:
     return function(*args)
 
 
+@pytest.fixture(scope="module")
+def instant_server() -> Iterator[FakeVLLMServer]:
+    """A fake server that scores at once (no model): only the planted delays take time."""
+    with FakeVLLMServer(None) as server:
+        yield server
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_the_auto_deadline_grows_with_the_rounds_of_sub_requests(fake_vllm: Any, mode: str) -> None:
-    # Each sub-request may take 2 s (no retries): "auto" is 2 s per round of max_concurrency
+async def test_the_auto_deadline_grows_with_the_rounds_of_sub_requests(
+    instant_server: FakeVLLMServer, mode: str
+) -> None:
+    # Each sub-request may take 1.5 s (no retries): "auto" is 1.5 s per round of max_concurrency
     # sub-requests, so six rounds of 0.5 s each fit, though together they outlast one round.
     requests = [(f"query {i}", ["a document"]) for i in range(6)]
-    fake_vllm.add_fault("delay", seconds=0.5, times=len(requests))
-    with VLLMReranker(fake_vllm.url, max_concurrency=1, timeout=2, max_retries=0) as reranker:
+    instant_server.reset()
+    instant_server.add_fault("delay", seconds=0.5, times=len(requests))
+    with VLLMReranker(instant_server.url, max_concurrency=1, timeout=1.5, max_retries=0) as reranker:
         scores = await call(reranker, "score_many", mode, requests)
     assert len(scores) == len(requests)
