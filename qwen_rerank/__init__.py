@@ -19,6 +19,7 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import (
     APIStatusError,
     InvalidInputError,
+    InvalidScoreError,
     MalformedResponseError,
     MissingDependencyError,
     ModelLoadError,
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "APIStatusError",
     "InvalidInputError",
+    "InvalidScoreError",
     "LocalReranker",
     "MalformedResponseError",
     "MissingDependencyError",

@@ -20,7 +20,6 @@ __all__ = [
     "check_pairs",
     "check_requests",
     "group_pairs",
-    "one_request_call",
     "progress_bar",
 ]
 
@@ -29,16 +28,6 @@ Request = tuple[str, list[str]]
 
 Progress = Callable[[int, int], None]
 """Told ``(queries, documents)`` newly scored, one call at a time (possibly from a worker thread)."""
-
-
-def one_request_call(queries: int, documents: int) -> None:
-    """The progress the pipeline gives a backend in a one-request call (`score`, `rerank`, their
-    async twins); it reports nowhere.
-
-    No caller watches such a call's progress. A backend that treats it in its own way tells it by
-    identity, ``progress is one_request_call``: the local backend then shows its own bar (its
-    ``show_progress``), a remote one bounds all the call's sub-requests by one deadline.
-    """
 
 
 def check_requests(requests: Any) -> list[Request]:

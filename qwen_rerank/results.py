@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from qwen_rerank.exceptions import QwenRerankError
+from qwen_rerank.exceptions import InvalidScoreError, QwenRerankError
 
 __all__ = ["RerankResult", "Scored", "Usage", "rank"]
 
@@ -136,5 +136,9 @@ def check_scores(scores: Sequence[float], expected: int) -> list[float]:
     out = [float(s) for s in scores]
     for position, value in enumerate(out):
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-            raise QwenRerankError(f"Score {value!r} for document {position} is not a probability in [0, 1].")
+            raise InvalidScoreError(
+                f"Score {value!r} for document {position} is not a probability in [0, 1]: the model "
+                "computed none (a NaN or infinite weight in the checkpoint, or a float16 overflow: "
+                "load it in float32)."
+            )
     return out

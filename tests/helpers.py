@@ -139,13 +139,14 @@ def expected_rows(results: list[Any]) -> list[list[Any]]:
 
 
 def one_at_a_time(
-    requests: list[Request], progress: Progress, score: Callable[[str, list[str]], list[float]]
+    requests: list[Request], progress: Progress | None, score: Callable[[str, list[str]], list[float]]
 ) -> list[list[float]]:
-    """Each request's ``score(query, documents)`` in turn, reported to ``progress`` as it finishes."""
+    """Each request's ``score(query, documents)`` in turn, told to ``progress`` (if any) as it finishes."""
     out = []
     for query, documents in requests:
         out.append(score(query, documents))
-        progress(1, len(documents))
+        if progress is not None:
+            progress(1, len(documents))
     return out
 
 
@@ -158,7 +159,7 @@ class Recorder(Reranker):
         self.calls: list[tuple[str, list[str], str]] = []
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         def score(query: str, documents: list[str]) -> list[float]:
             self.calls.append((query, list(documents), instruction))
@@ -167,7 +168,7 @@ class Recorder(Reranker):
         return one_at_a_time(requests, progress, score)
 
     async def _ascore_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         return self._score_batch(requests, instruction, progress)
 
@@ -188,12 +189,12 @@ class ThreadRecorder(Reranker):
         return score
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         return one_at_a_time(requests, progress, self._recorded("sync", instruction))
 
     async def _ascore_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         return one_at_a_time(requests, progress, self._recorded("async", instruction))
 
@@ -209,7 +210,7 @@ class LengthReranker(Reranker):
         self.calls: list[str] = []
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         def score(query: str, documents: list[str]) -> list[float]:
             self.calls.append(query)

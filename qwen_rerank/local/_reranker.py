@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen_rerank._chunking import LongDocumentsMode
-from qwen_rerank._requests import Progress, Request, one_request_call
+from qwen_rerank._requests import Progress, Request
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError
@@ -249,19 +249,18 @@ class LocalReranker(Reranker):
         return self.prompt_tokenizer, self.max_length
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         """Scores per request: cached ones looked up, each request's distinct rest computed together.
 
-        A one-request call reports no progress, so it may show this backend's own bar.
+        A call with no ``progress`` to report to (``score``, ``rerank``) may show this backend's own bar.
         """
         known = [self._cached(query, documents, instruction) for query, documents in requests]
         missing = [
             (query, [doc for doc in dict.fromkeys(documents) if doc not in hits])
             for (query, documents), hits in zip(requests, known, strict=True)
         ]
-        watched = None if progress is one_request_call else progress
-        tracker = Tracker(requests, [len(docs) for _, docs in missing], watched)
+        tracker = Tracker(requests, [len(docs) for _, docs in missing], progress)
         computed = self._compute_many(missing, instruction, tracker)
         for (query, docs), scores, hits in zip(missing, computed, known, strict=True):
             hits.update(zip(docs, scores, strict=True))

@@ -105,6 +105,17 @@ class RequestBuilder:
             for start, end in chunk_bounds(len(texts), self.limits.max_documents_per_request)
         ]
 
+    def check_instruction(self, instruction: str) -> None:
+        """Refuse an instruction that this dialect and template cannot send, before anything is sent.
+
+        Raises:
+            InvalidInputError: llama-server's fixed instruction is not ``instruction``, or
+                ``template="server"`` has no field to send it in.
+        """
+        check_fixed_instruction(self.dialect, instruction)
+        if self.template == "server":
+            self._server_instruction(escape_control_tokens(instruction))
+
     def _texts(self, query: str, documents: list[str], instruction: str) -> tuple[str, list[str], str | None]:
         """The query and document texts to send, and the instruction field (server template only)."""
         check_fixed_instruction(self.dialect, instruction)
@@ -166,7 +177,7 @@ class Batch:
     """The sub-requests of many requests, and their scores as they come back, merged per request."""
 
     def __init__(
-        self, builder: RequestBuilder, requests: list[Request], instruction: str, progress: Progress
+        self, builder: RequestBuilder, requests: list[Request], instruction: str, progress: Progress | None
     ) -> None:
         self._counts = [len(documents) for _, documents in requests]
         self._subs = [builder.sub_requests(q, documents, instruction) for q, documents in requests]
@@ -183,7 +194,8 @@ class Batch:
         request, part = key
         self._parts[request][part] = scores
         self._left[request] -= 1
-        self._progress(1 if self._left[request] == 0 else 0, len(scores))
+        if self._progress is not None:
+            self._progress(1 if self._left[request] == 0 else 0, len(scores))
 
     def results(self) -> list[list[float]]:
         """Every request's scores, in document order."""

@@ -75,6 +75,8 @@ class Dialect:
     # Placeholders the server fills after the query is in place: one inside the query would be
     # filled too, so they are broken in the query before it is sent.
     query_placeholders: tuple[str, ...] = ()
+    # The default max_documents_per_request: the most documents the server takes in one request.
+    max_documents: int = 128
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -123,6 +125,7 @@ DIALECTS: dict[str, Dialect] = {
         extra={"raw_scores": False, "return_text": False, "truncate": False},
         documents_key="texts",
         server_template=False,
+        max_documents=32,  # TEI's default --max-client-batch-size
     ),
     "infinity": Dialect(
         "infinity",

@@ -297,10 +297,12 @@ def _hint(status: int, message: str, content: bytes = b"", content_type: str | N
         if "model" in message.lower():
             return " Pass model= with a name the server serves, or model=None to use the server's."
         return " Check base_url, and that the server runs a reranker with --runner pooling."
-    if status == 400 and "context length" in message:
+    if status == 400 and ("context length" in message or "context size" in message):
+        # vLLM: "maximum context length is N tokens"; llama-server: "exceeds the available context size".
         return (
             " Pass tokenizer= (the model's hub id or local folder) so that documents are truncated "
-            "to max_length on the client, and keep max_length within the server's --max-model-len."
+            "to max_length on the client, and keep max_length within the server's context: vLLM's "
+            "--max-model-len, or llama-server's -c divided by its slots (-np)."
         )
     return ""
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import httpx
 
 from qwen_rerank import _secrets
 from qwen_rerank._chunking import LongDocumentsMode, WindowPlan
-from qwen_rerank._requests import Progress, Request, one_request_call
+from qwen_rerank._requests import Progress, Request
 from qwen_rerank.base import Reranker
 from qwen_rerank.prompt import PromptTokenizer
 from qwen_rerank.remote._bodies import RequestBuilder, escaped_windows, load_tokenizer
@@ -80,7 +81,9 @@ class VLLMReranker(Reranker):
             server always applies its own template, else ``"client"``.
         instruction: Default task instruction; see ``DEFAULT_INSTRUCTION``.
         max_documents_per_request: Longer lists are split into this many
-            documents or fewer per request, of near-equal sizes.
+            documents or fewer per request, of near-equal sizes. ``None`` (the
+            default) takes 128, or 32 for ``api="tei"``: TEI's default
+            ``--max-client-batch-size``, past which it refuses a request.
         max_concurrency: At most this many sub-requests of one call are in flight.
         timeout: Seconds one attempt may take as a whole, from connecting to the
             last byte of the body, so a server that trickles its answer cannot
@@ -89,10 +92,13 @@ class VLLMReranker(Reranker):
             then gets the sum of its phases. Sync calls hold it as exactly as
             async ones, whatever the server sends (headers, interim responses, chunk
             framing); with an injected ``http_client`` its own timeouts apply between bytes.
-        deadline: Seconds the whole call may take: every sub-request, retry and
-            backoff sleep included. ``"auto"`` (the default) is the worst case
-            that ``timeout`` and ``max_retries`` allow: ``(max_retries + replicas)
-            * timeout + max_retries * max_retry_wait``. ``None`` sets none.
+        deadline: Seconds the whole call may take, for every call (``score``,
+            ``rerank``, ``score_many``, ``rerank_many``, ``score_pairs``, sync or
+            async): every sub-request, retry and backoff sleep included. ``"auto"``
+            (the default) is the worst case that ``timeout`` and ``max_retries``
+            allow, ``(max_retries + replicas) * timeout + max_retries *
+            max_retry_wait``, for each round of ``max_concurrency`` sub-requests
+            the call sends. ``None`` sets none.
         max_retries: Retries after the first attempt, on connection failures,
             connections dropped before a response, and HTTP 429, 502, 503 and 504.
             Other errors, timeouts and bodies that break off included, are raised
@@ -144,7 +150,7 @@ class VLLMReranker(Reranker):
         api_key: str | None = None,
         template: Literal["client", "server"] | None = None,
         instruction: str | None = None,
-        max_documents_per_request: int = 128,
+        max_documents_per_request: int | None = None,
         max_concurrency: int = 8,
         timeout: float | httpx.Timeout = 60.0,
         max_retries: int = 3,
@@ -230,22 +236,21 @@ class VLLMReranker(Reranker):
         """Windows cut from the text as sent (control tokens escaped); spans in the original text."""
         return escaped_windows(super()._plan_windows, self._builder, query, documents, instruction)
 
-    def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
-    ) -> list[list[float]]:
-        """Each request's scores, from its sub-requests, sent by the `Sender`; see `Sender.send`.
+    def _call_scope(self, instructions: list[str]) -> AbstractContextManager[object]:
+        """One call: its instructions checked before anything is sent, one deadline, usage summed."""
+        return self._sender.call(instructions)
 
-        In a one-request call (``score``, ``rerank``) one deadline holds for all its sub-requests.
-        """
-        one = progress is one_request_call
-        return self._sender.send(requests, instruction, progress, one_deadline=one)
+    def _score_batch(
+        self, requests: list[Request], instruction: str, progress: Progress | None
+    ) -> list[list[float]]:
+        """Each request's scores, from its sub-requests, sent by the `Sender`; see `Sender.send`."""
+        return self._sender.send(requests, instruction, progress)
 
     async def _ascore_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         """Async `_score_batch`."""
-        one = progress is one_request_call
-        return await self._sender.asend(requests, instruction, progress, one_deadline=one)
+        return await self._sender.asend(requests, instruction, progress)
 
     # -- lifecycle --------------------------------------------------------------------------
     @property

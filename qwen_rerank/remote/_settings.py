@@ -69,6 +69,8 @@ class Limits:
                 )
         if max_response_bytes is not None:
             check_positive_int("max_response_bytes", max_response_bytes)
+        if max_documents_per_request is None:
+            max_documents_per_request = dialect.max_documents
         return cls(
             check_positive_int("max_documents_per_request", max_documents_per_request),
             check_positive_int("max_concurrency", max_concurrency),
@@ -84,8 +86,9 @@ class Timing:
 
     timeout: httpx.Timeout
     attempt: float | None  # seconds one attempt may take as a whole; None: unbounded
-    deadline: float | None  # seconds a call may take; None: unbounded
+    deadline: float | None  # seconds a call may take (with auto: per round of sub-requests); None: unbounded
     policy: RetryPolicy
+    auto: bool = False  # deadline="auto": the call gets `deadline` per round of max_concurrency sub-requests
 
     @classmethod
     def check(
@@ -104,7 +107,8 @@ class Timing:
         )
         phases = _make_timeout(timeout)
         attempt = _attempt_budget(phases)
-        return cls(phases, attempt, _make_deadline(deadline, attempt, policy, replicas), policy)
+        seconds = _make_deadline(deadline, attempt, policy, replicas)
+        return cls(phases, attempt, seconds, policy, auto=deadline == "auto" and seconds is not None)
 
 
 @dataclass(frozen=True, eq=False)

@@ -51,6 +51,13 @@ def rerank_url(base_url: Any, dialect: Dialect = DIALECTS["vllm"]) -> str:
             f"base_url must start with http:// or https:// and name a host, got {display_url(base_url)!r}; "
             "for example 'http://localhost:8000'."
         )
+    if url.query:
+        raise InvalidInputError(
+            f"base_url {_without_query(base_url)!r} carries a query string (?...), which would reach "
+            "spans, logs and messages: it often holds a key. Pass a key as api_key=, or give the "
+            "query to your own client: http_client=httpx.Client(params={...}) (and "
+            "async_http_client=httpx.AsyncClient(params={...})), whose params go on every request."
+        )
     path = url.path.rstrip("/")
     if any(path.endswith(tail) for tail in RERANK_PATHS):
         return str(url.copy_with(path=path, query=None, fragment=None))
@@ -63,6 +70,11 @@ def rerank_url(base_url: Any, dialect: Dialect = DIALECTS["vllm"]) -> str:
             )
     path = path.removesuffix("/v1")
     return str(url.copy_with(path=path + dialect.default_path, query=None, fragment=None))
+
+
+def _without_query(base_url: str) -> str:
+    """``base_url`` as shown, without its query string (nor any part of it)."""
+    return display_url(base_url.split("?", 1)[0])
 
 
 class Replicas:

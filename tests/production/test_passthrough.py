@@ -91,7 +91,7 @@ class _OutOfMemory(Reranker):
     """A backend whose device is always full."""
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         raise OutOfMemoryError("CUDA out of memory even one document at a time.")
 
