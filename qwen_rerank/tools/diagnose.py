@@ -199,8 +199,7 @@ def _reachable(reranker: VLLMReranker) -> Finding:
         tokens_1 = reranker.last_usage.prompt_tokens if reranker.last_usage is not None else None
         scores, twenty_ms = _timed(lambda: reranker.score(query, documents))
     except MalformedResponseError as exc:
-        fix = "The server answers, but not with probabilities. On llama-server: " + _RECONVERT
-        return Finding("reachable", "FAIL", str(exc), fix)
+        return Finding("reachable", "FAIL", str(exc), _not_probabilities_fix(reranker.api))
     except QwenRerankError as exc:
         return Finding("reachable", "FAIL", str(exc), "Check --base-url, --api, --model and the API key.")
     usage = reranker.last_usage
@@ -219,13 +218,25 @@ _SEQ_CLS_FIX = (
     "Serve the -seq-cls conversion, whose classifier row is the LM head's yes row minus its no "
     "row: qwen_rerank.testing.convert_to_seq_cls(checkpoint, folder) writes one."
 )
+_HF_OVERRIDES = (
+    'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
+    '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\''
+)
 _CONSTANT_FIXES = {
-    "vllm": 'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
-    '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\', and use a vLLM '
-    "release without the constant-score regression.",
+    "vllm": f"{_HF_OVERRIDES}, and use a vLLM release without the constant-score regression.",
     "tei": _SEQ_CLS_FIX,
     "infinity": _SEQ_CLS_FIX,
 }
+
+
+def _not_probabilities_fix(api: str) -> str:
+    """What to do about scores that are not probabilities: on vLLM a server started without
+    --hf_overrides answers the cosine similarity of two embeddings, from -1 to 1."""
+    if api in ("vllm", "sglang", "cohere"):
+        return (
+            f"The server answers, but not with probabilities. {_HF_OVERRIDES}. On llama-server: {_RECONVERT}"
+        )
+    return "The server answers, but not with probabilities. On llama-server: " + _RECONVERT
 
 
 def _constant(probe: Probe) -> Finding:
