@@ -36,7 +36,14 @@ ONE_WORKER_FILES = {
     # One real vLLM without a template for the session, and at most one more at a time (5 GB each).
     **{
         f"tests/vllm_real/test_vllm_real_{name}.py": "vllm"
-        for name in ("client_template", "our_template", "shipped_template", "check", "failover")
+        for name in (
+            "client_template",
+            "our_template",
+            "shipped_template",
+            "check",
+            "failover",
+            "matches_the_fake",
+        )
     },
 }
 ROOT = Path(__file__).resolve().parents[1]

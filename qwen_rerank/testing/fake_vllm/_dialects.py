@@ -55,7 +55,9 @@ def check_request(api: str, body: dict[str, Any], served_model_name: str) -> Non
     if api == "cohere" and model is None:
         raise Refusal(400, error_body("model is required", "error"))
     if model is not None and model != served_model_name:
-        raise Refusal(404, error_body(f"The model `{model}` does not exist.", "error", code=404))
+        raise Refusal(
+            404, error_body(f"The model `{model}` does not exist.", "error", code=404, kind="NotFoundError")
+        )
 
 
 def max_tokens_per_doc(api: str, body: dict[str, Any]) -> Any:

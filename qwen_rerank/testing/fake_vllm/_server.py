@@ -7,6 +7,7 @@ The wire formats live in ``_dialects``, the misbehaviours in ``_faults``, the sc
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from qwen_rerank.testing.fake_vllm import _dialects
@@ -214,9 +215,15 @@ class FakeVLLMServer:
         return 200, {
             "id": answer["id"],
             "object": "list",
+            "created": int(time.time()),
             "model": answer["model"],
             "data": data,
-            "usage": answer["usage"],
+            "usage": {
+                **answer["usage"],
+                "completion_tokens": 0,
+                "prompt_tokens_details": None,
+                "completion_tokens_details": None,
+            },
         }
 
     def shape(self, response: dict[str, Any], body: dict[str, Any]) -> Any:
