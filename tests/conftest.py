@@ -33,6 +33,18 @@ ONE_WORKER_FILES = {
     # One llama-server for the session: its two files share a worker, so only one is started.
     "tests/llamacpp/test_check_against_llama_server.py": "llama-server",
     "tests/llamacpp/test_llamacpp_dialect_against_llama_server.py": "llama-server",
+    # One real vLLM without a template for the session, and at most one more at a time (5 GB each).
+    **{
+        f"tests/vllm_real/test_vllm_real_{name}.py": "vllm"
+        for name in (
+            "client_template",
+            "our_template",
+            "shipped_template",
+            "check",
+            "failover",
+            "matches_the_fake",
+        )
+    },
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -140,7 +140,8 @@ def _add_remote_options(group: argparse._ArgumentGroup) -> None:
         "--template",
         choices=("client", "server"),
         help="vLLM: 'client' (default) if the server runs without --chat-template, 'server' if it "
-        f"runs with qwen3_reranker.jinja. The API key is read from ${API_KEY_ENV}.",
+        "runs with a --chat-template (qwen_rerank.prompt.server_template_path()). "
+        f"The API key is read from ${API_KEY_ENV}.",
     )
     group.add_argument(
         "--tokenizer",

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_SERVER_TEXT",
     "BodyReader",
     "Parsed",
+    "check_prompt_tokens",
     "parse_retry_after",
     "parse_scores",
     "quotable",
@@ -128,6 +129,7 @@ def parse_scores(
     *,
     dialect: Dialect = DIALECTS["vllm"],
     redact: Callable[[str], str] = str,
+    prompt_tokens: int | None = None,
 ) -> Parsed:
     """Scores of a 200 rerank response, in document order, mapped by each result's ``index``.
 
@@ -135,7 +137,9 @@ def parse_scores(
     [`MalformedResponseError`][qwen_rerank.MalformedResponseError] unless the body is
     JSON with a list of results (where ``dialect`` keeps it) holding
     exactly one finite score in [0, 1] for every index in ``range(expected)``.
-    ``redact`` scrubs secrets from the quoted body.
+    ``redact`` scrubs secrets from the quoted body. With ``prompt_tokens``, the tokens
+    the model card's prompts take, a server that reports another count raises too (see
+    `check_prompt_tokens`).
     """
     where = f"The server at {display_url(url)} answered HTTP 200"
     data = _load_json(content, where, redact, expected)
@@ -165,7 +169,23 @@ def parse_scores(
             f"{where} with {expected - len(missing)} of {expected} results; missing indices {missing[:10]}"
             f"{' ...' if len(missing) > 10 else ''}. Was top_n set by a proxy?"
         )
-    return Parsed([s for s in scores if s is not None], read_usage(dialect, data))
+    usage = read_usage(dialect, data)
+    check_prompt_tokens(prompt_tokens, usage.prompt_tokens, url)
+    return Parsed([s for s in scores if s is not None], usage)
+
+
+def check_prompt_tokens(expected: int | None, reported: int | None, url: str) -> None:
+    """Raise [`MalformedResponseError`][qwen_rerank.MalformedResponseError] when a server's
+    template rendered prompts of another length than the model card's (``None``: not known)."""
+    if expected is None or reported is None or expected == reported:
+        return
+    raise MalformedResponseError(
+        f"The server at {display_url(url)} reports {reported} prompt tokens where the model card's "
+        f"prompts take {expected}: its --chat-template renders another prompt, so its scores are not "
+        "the model's. vLLM's own qwen3_reranker.jinja loses the prompt's final newline. Start vLLM "
+        "with --chat-template set to the file qwen_rerank.prompt.server_template_path() names, or "
+        "serve without a template and use template='client'."
+    )
 
 
 def _load_json(content: bytes, where: str, redact: Callable[[str], str], expected: int) -> Any:

@@ -27,7 +27,12 @@ from qwen_rerank._chunking import LongDocumentsMode, WindowPlan
 from qwen_rerank._requests import Progress, Request
 from qwen_rerank.base import Reranker
 from qwen_rerank.prompt import PromptTokenizer
-from qwen_rerank.remote._bodies import RequestBuilder, escaped_windows, load_tokenizer
+from qwen_rerank.remote._bodies import (
+    RequestBuilder,
+    escaped_windows,
+    load_tokenizer,
+    warn_server_template,
+)
 from qwen_rerank.remote._clients import Connections
 from qwen_rerank.remote._dialects import ApiName, Usage
 from qwen_rerank.remote._sender import Sender
@@ -75,8 +80,17 @@ class VLLMReranker(Reranker):
             [`InvalidInputError`][qwen_rerank.exceptions.InvalidInputError].
         template: ``"client"`` for a server started without ``--chat-template``
             (the client builds the prompt), ``"server"`` for one started with
-            ``--chat-template qwen3_reranker.jinja`` (the client sends the raw
-            query and documents plus ``instruction``). ``None`` (the default)
+            ``--chat-template`` set to our template,
+            [`server_template_path`][qwen_rerank.prompt.server_template_path] (the
+            client sends the raw query and documents plus ``instruction``). vLLM's own
+            ``qwen3_reranker.jinja`` drops the prompt's last newline and scores wrong,
+            and the client cannot see the server's template, so on vLLM
+            ``template="server"`` gives a [`QwenRerankWarning`][qwen_rerank.QwenRerankWarning]:
+            run ``qwen-rerank check --template server`` once, which reads back the
+            rendered prompt. With ``tokenizer=`` each reply's prompt token count is
+            also checked against the model card's prompts, and a template of another
+            length raises [`MalformedResponseError`][qwen_rerank.MalformedResponseError].
+            ``None`` (the default)
             picks the dialect's: ``"server"`` for ``api="llamacpp"``, whose
             server always applies its own template, else ``"client"``.
         instruction: Default task instruction; see ``DEFAULT_INSTRUCTION``.
@@ -191,6 +205,8 @@ class VLLMReranker(Reranker):
         )
         self.tokenizer_name = tokenizer
         prompt_tokenizer = load_tokenizer(tokenizer, self.max_length) if tokenizer is not None else None
+        if self.template == "server":
+            warn_server_template(dialect)
         self._builder = RequestBuilder(dialect, self.template, self.model, self._limits, prompt_tokenizer)
         self._connections = Connections(self._timing, self._limits, http_client, async_http_client)
         self._sender = Sender(self._builder, self._endpoints, self._timing, self._connections)

@@ -228,6 +228,7 @@ class Sender:
             deadline_at=deadline_at,
             redact=self._endpoints.redact,
             log=logger.info,
+            prompt_tokens=sub.prompt_tokens,
         )
 
     def _exchange(self, sub: SubRequest, send: Send) -> Exchange:

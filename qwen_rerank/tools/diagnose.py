@@ -18,6 +18,9 @@ Each check gives `ok`, `warn` or `FAIL` with the fix:
   never apply the Qwen3 prompt, so for them the client's wrapping is the only mode.
 - **instruction**: one pair scored under two instructions; identical scores mean the
   server ignores the instruction (llama-server, or a vLLM `--chat-template` that drops it).
+- **server template**: on vLLM, the prompt its `--chat-template` renders for a pair (read
+  back through `/tokenize` and `/detokenize`), compared with the model card's: vLLM's own
+  `qwen3_reranker.jinja` loses the final newline, and the fix names our template.
 - **context length**: whether a prompt of `--max-length` tokens is accepted, else the
   longest document that is.
 
@@ -38,6 +41,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,8 +53,9 @@ from qwen_rerank.exceptions import (
     InvalidInputError,
     MalformedResponseError,
     QwenRerankError,
+    QwenRerankWarning,
 )
-from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION, format_prompt, server_template_path
 from qwen_rerank.remote import API_KEY_ENV, DIALECTS, ApiName, VLLMReranker
 
 __all__ = ["FINDINGS", "Finding", "Probe", "run_checks"]
@@ -194,8 +199,7 @@ def _reachable(reranker: VLLMReranker) -> Finding:
         tokens_1 = reranker.last_usage.prompt_tokens if reranker.last_usage is not None else None
         scores, twenty_ms = _timed(lambda: reranker.score(query, documents))
     except MalformedResponseError as exc:
-        fix = "The server answers, but not with probabilities. On llama-server: " + _RECONVERT
-        return Finding("reachable", "FAIL", str(exc), fix)
+        return Finding("reachable", "FAIL", str(exc), _not_probabilities_fix(reranker.api))
     except QwenRerankError as exc:
         return Finding("reachable", "FAIL", str(exc), "Check --base-url, --api, --model and the API key.")
     usage = reranker.last_usage
@@ -214,13 +218,25 @@ _SEQ_CLS_FIX = (
     "Serve the -seq-cls conversion, whose classifier row is the LM head's yes row minus its no "
     "row: qwen_rerank.testing.convert_to_seq_cls(checkpoint, folder) writes one."
 )
+_HF_OVERRIDES = (
+    'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
+    '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\''
+)
 _CONSTANT_FIXES = {
-    "vllm": 'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
-    '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\', and use a vLLM '
-    "release without the constant-score regression.",
+    "vllm": f"{_HF_OVERRIDES}, and use a vLLM release without the constant-score regression.",
     "tei": _SEQ_CLS_FIX,
     "infinity": _SEQ_CLS_FIX,
 }
+
+
+def _not_probabilities_fix(api: str) -> str:
+    """What to do about scores that are not probabilities: on vLLM a server started without
+    --hf_overrides answers the cosine similarity of two embeddings, from -1 to 1."""
+    if api in ("vllm", "sglang", "cohere"):
+        return (
+            f"The server answers, but not with probabilities. {_HF_OVERRIDES}. On llama-server: {_RECONVERT}"
+        )
+    return "The server answers, but not with probabilities. On llama-server: " + _RECONVERT
 
 
 def _constant(probe: Probe) -> Finding:
@@ -440,6 +456,59 @@ def _serve_longer(max_length: int, llama: bool) -> str:
     return f"Serve with --max-model-len {max_length} or more"
 
 
+def _rendered_prompt(probe: Probe, query: str, document: str) -> tuple[str, int] | None:
+    """The prompt vLLM's template renders for a pair under `OTHER_INSTRUCTION`, and its tokens.
+
+    From `/tokenize` of the pair as the messages vLLM's scoring renders, and `/detokenize` of its
+    tokens; `None` where the server has neither.
+    """
+    messages = [{"role": "query", "content": query}, {"role": "document", "content": document}]
+    body = {"messages": messages, "chat_template_kwargs": {"instruction": OTHER_INSTRUCTION}}
+    tokens = _post_json(probe.base_url, "/tokenize", body, probe.timeout)
+    ids = tokens.get("tokens") if isinstance(tokens, dict) else None
+    if not isinstance(ids, list) or not ids:
+        return None
+    text = _post_json(probe.base_url, "/detokenize", {"tokens": ids}, probe.timeout)
+    rendered = text.get("prompt") if isinstance(text, dict) else None
+    return (rendered, len(ids)) if isinstance(rendered, str) else None
+
+
+def _server_template(probe: Probe) -> Finding:
+    """vLLM only: the prompt its `--chat-template` renders for a pair, against the model card's."""
+    if probe.api != "vllm":
+        return Finding("server template", "ok", f"not checked for api={probe.api!r}")
+    query, document = RELEVANT
+    read = _rendered_prompt(probe, query, document)
+    if read is None:
+        return Finding("server template", "ok", "the server's template cannot be read (no /tokenize)")
+    rendered, count = read
+    if "<Document>: " not in rendered:
+        return Finding(
+            "server template", "ok", "the server renders no reranker template", data={"wraps": False}
+        )
+    card = format_prompt(query, document, OTHER_INSTRUCTION)
+    data: dict[str, Any] = {"wraps": True, "server_tokens": count, "exact": rendered == card}
+    if rendered == card:
+        return Finding(
+            "server template", "ok", "its --chat-template renders the model card's prompt", data=data
+        )
+    at = next(
+        (i for i, (a, b) in enumerate(zip(rendered, card, strict=False)) if a != b),
+        min(len(rendered), len(card)),
+    )
+    data["differs_at"] = at
+    ending = " (it ends without the final newline after </think>)" if card.startswith(rendered) else ""
+    return Finding(
+        "server template",
+        "FAIL" if probe.template == "server" else "warn",
+        f"its --chat-template renders a prompt that differs from the model card's at character {at} of "
+        f"{len(card)}{ending}, so template='server' scores other text than the model's",
+        f"Restart vLLM with --chat-template {server_template_path()} (qwen-rerank's template; copy the file "
+        "to the server), or without --chat-template and use template='client'.",
+        data,
+    )
+
+
 @contextlib.contextmanager
 def _quiet_backend_warnings() -> Iterator[None]:
     """Drop the backend's warnings, "a document may exceed max_length" among them, while checks run.
@@ -454,7 +523,9 @@ def _quiet_backend_warnings() -> Iterator[None]:
 
     backend_log.addFilter(keep)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "template='server' scores", QwenRerankWarning)
+            yield
     finally:
         backend_log.removeFilter(keep)
 
@@ -465,6 +536,7 @@ FINDINGS: list[Callable[[Probe], Finding]] = [
     _usage,
     _template,
     _instruction,
+    _server_template,
     _context,
 ]
 """The checks run once the server is reachable, in order."""
@@ -480,6 +552,18 @@ def _get_json(base_url: str, path: str, timeout: float) -> Any:
     headers = {"Authorization": f"Bearer {key}"} if key and not url.userinfo else {}
     try:
         response = httpx.get(url, headers=headers, timeout=min(timeout, 10.0))
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _post_json(base_url: str, path: str, body: Any, timeout: float) -> Any:
+    """The JSON answer to `POST path` at the server's root, or None when there is none."""
+    url = httpx.URL(base_url).copy_with(path=path, query=None, fragment=None)
+    key = os.environ.get(API_KEY_ENV)
+    headers = {"Authorization": f"Bearer {key}"} if key and not url.userinfo else {}
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=min(timeout, 10.0))
         return response.json() if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
