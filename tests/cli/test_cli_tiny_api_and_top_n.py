@@ -59,7 +59,7 @@ def test_check_tiny_checks_the_fake_server_and_passes(user_cache: Path, capsys) 
     assert report["ok"] and report["base_url"].startswith("http://127.0.0.1:")
     assert {c["name"]: c["status"] for c in report["checks"]} == {
         "reachable": "ok", "server": "ok", "constant scores": "ok", "rank head": "ok", "usage": "ok",
-        "template": "ok", "instruction": "ok", "context length": "ok",
+        "template": "ok", "server template": "ok", "instruction": "ok", "context length": "ok",
     }  # fmt: skip
 
 
