@@ -21,6 +21,7 @@ from qwen_rerank import (
     RerankResult,
 )
 from qwen_rerank.prompt import char_boundary, format_body
+from tests.helpers import max_diff
 from tests.reference import ModelCardReranker
 
 QUERY = "What is the capital of China?"
@@ -33,11 +34,6 @@ DOCUMENTS = [
     "short",
     "混合 mixed 文本 text with 数字 12345 and punctuation!?",
 ]
-
-
-def max_diff(a: list[float], b: list[float]) -> float:
-    assert len(a) == len(b)
-    return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
 def test_is_a_reranker(tiny_reranker: LocalReranker) -> None:
