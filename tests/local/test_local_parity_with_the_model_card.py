@@ -39,6 +39,7 @@ def test_parity_across_budgets_and_prefix_reuse(
     assert max(expected) - min(expected) > 0.01
 
 
+@pytest.mark.slow  # the model card's loop for each query
 @pytest.mark.parametrize("query", ["what?", "中国的首都是哪里？", "trailing spaces   ", "🐼", "crlf\r\n", ""])
 def test_parity_for_queries_that_end_in_punctuation_space_or_cjk(
     tiny_reranker: LocalReranker, reference: ModelCardReranker, query: str
@@ -61,6 +62,7 @@ def test_parity_when_truncating(
         assert max_diff(ours.score(query, DOCUMENTS), card_scores(reference, query, DOCUMENTS)) < 1e-5
 
 
+@pytest.mark.slow  # the model card's loop, truncating
 def test_truncation_into_the_query_falls_back_to_whole_prompts(make: Any, truncating_references: Any) -> None:
     ours = make(max_length=75, max_batch_tokens=200, prefix_reuse=True)
     pt = ours.prompt_tokenizer
