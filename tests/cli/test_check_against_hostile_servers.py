@@ -148,6 +148,7 @@ def test_a_passing_check_logs_no_warning(fake_vllm, capsys, caplog) -> None:  # 
     assert all(line.startswith(STATUSES) for line in capsys.readouterr().out.splitlines())
 
 
+@pytest.mark.slow  # loads the tokenizer for every check
 def test_check_takes_a_tokenizer(fake_vllm, tiny_model_path: Path, capsys, caplog) -> None:  # type: ignore[no-untyped-def]
     fake_vllm.max_model_len = 400
     argv = ["check", "--base-url", fake_vllm.url, "--max-length", "1024", "--json"]

@@ -13,6 +13,8 @@ from qwen_rerank import InvalidInputError
 from qwen_rerank.cli import main
 from tests.helpers import TINY_BEIR, TINY_RUN
 
+pytestmark = pytest.mark.xdist_group("cli-tiny")
+
 QUERY = "What is the capital of China?"
 DOCUMENTS = ["Gravity attracts bodies.", "The capital of China is Beijing.", "Paris is in France."]
 
@@ -111,6 +113,7 @@ def test_python_refuses_zero_and_negative_top_n_saying_how_to_keep_all(tiny_rera
     assert len(tiny_reranker.rerank(QUERY, DOCUMENTS, top_n=None)) == len(DOCUMENTS)
 
 
+@pytest.mark.slow
 def test_demo_tiny_serves_the_page_on_the_cached_tiny_model(user_cache: Path, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("gradio")
     from tests.helpers import connect, demo_served_by_cli, expected_rows

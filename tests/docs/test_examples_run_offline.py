@@ -20,6 +20,8 @@ import pytest
 
 from tests.helpers import ROOT
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("examples")]
+
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
 
 # How each example runs offline: on the cached tiny model, as its docstring tells a reader.

@@ -20,6 +20,8 @@ import pytest
 
 from tests.helpers import ROOT
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("framework-pages")]
+
 PAGES = ["langchain.md", "llamaindex.md", "haystack.md", "mteb.md"]
 BLOCK = re.compile(r"(?P<marker><!-- not run by the tests:[^>]*-->\n)?```python\n(?P<code>.*?)```", re.S)
 

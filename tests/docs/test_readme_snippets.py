@@ -17,6 +17,8 @@ import pytest
 
 from tests.helpers import HUB_ID, ROOT, make_hub_cache
 
+pytestmark = pytest.mark.slow
+
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 

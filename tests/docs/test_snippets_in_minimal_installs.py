@@ -32,6 +32,8 @@ import pytest
 from qwen_rerank._paths import user_cache_dir
 from tests.helpers import HUB_ID, ROOT, make_hub_cache
 
+pytestmark = [pytest.mark.external, pytest.mark.slow, pytest.mark.xdist_group("minimal-installs")]
+
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11")
 
 # (file, section heading, the extra that section tells the reader to install)

@@ -22,6 +22,8 @@ from qwen_rerank import InvalidInputError, LocalReranker
 from qwen_rerank.integrations.ray import RerankPredictor
 from tests.helpers import ROOT
 
+pytestmark = [pytest.mark.external, pytest.mark.slow, pytest.mark.xdist_group("ray")]
+
 ROWS = {
     "id": [10, 11, 12, 13, 14, 15],
     "query": ["capital of China?", "pandas", "capital of China?", "pandas", "capital of China?", "lone"],

@@ -9,7 +9,11 @@ import pytest
 from qwen_rerank.testing.vllm_server import VLLMServer
 from tests.vllm_real.helpers import check
 
-pytestmark = [pytest.mark.external, pytest.mark.filterwarnings("error::ResourceWarning")]
+pytestmark = [
+    pytest.mark.external,
+    pytest.mark.xdist_group("vllm"),
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+]
 
 
 def test_a_healthy_server_with_the_client_template_passes(

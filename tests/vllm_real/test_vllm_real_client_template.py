@@ -14,7 +14,11 @@ from qwen_rerank.prompt import DEFAULT_INSTRUCTION, PromptTokenizer, split_promp
 from qwen_rerank.testing.vllm_server import VLLMServer
 from tests.vllm_real.helpers import CJK_DOCS, CJK_QUERY, DOCS, OTHER, QUERY, TOL, close
 
-pytestmark = [pytest.mark.external, pytest.mark.filterwarnings("error::ResourceWarning")]
+pytestmark = [
+    pytest.mark.external,
+    pytest.mark.xdist_group("vllm"),
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+]
 
 
 @pytest.mark.parametrize(("query", "docs"), [(QUERY, DOCS), (CJK_QUERY, CJK_DOCS)], ids=["english", "cjk"])

@@ -11,7 +11,11 @@ from qwen_rerank import LocalReranker, VLLMReranker
 from qwen_rerank.testing.vllm_server import VLLMServer
 from tests.vllm_real.helpers import CJK_DOCS, DOCS, QUERY, TOL, close
 
-pytestmark = [pytest.mark.external, pytest.mark.filterwarnings("error::ResourceWarning")]
+pytestmark = [
+    pytest.mark.external,
+    pytest.mark.xdist_group("vllm"),
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+]
 
 
 def test_killing_a_replica_mid_run_loses_no_call(

@@ -13,7 +13,7 @@ from qwen_rerank.testing.fake_vllm import FakeVLLMServer
 from qwen_rerank.testing.vllm_server import VLLMServer
 from tests.vllm_real.conftest import MAX_MODEL_LEN
 
-pytestmark = pytest.mark.external
+pytestmark = [pytest.mark.external, pytest.mark.xdist_group("vllm")]
 
 REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("/v1/rerank", {"query": "a", "documents": ["b", "c"]}),

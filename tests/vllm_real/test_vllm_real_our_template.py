@@ -15,6 +15,7 @@ from tests.vllm_real.helpers import CJK_DOCS, CJK_QUERY, DOCS, OTHER, QUERY, TOL
 
 pytestmark = [
     pytest.mark.external,
+    pytest.mark.xdist_group("vllm"),
     pytest.mark.filterwarnings("error::ResourceWarning"),
     pytest.mark.filterwarnings("ignore:template='server' scores:qwen_rerank.QwenRerankWarning"),
 ]

@@ -13,7 +13,11 @@ from qwen_rerank.testing.vllm_server import VLLMServer
 from tests.vllm_real.conftest import served
 from tests.vllm_real.helpers import DOCS, QUERY, check, close
 
-pytestmark = [pytest.mark.external, pytest.mark.filterwarnings("error::ResourceWarning")]
+pytestmark = [
+    pytest.mark.external,
+    pytest.mark.xdist_group("vllm"),
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+]
 
 
 @pytest.fixture(scope="module")
