@@ -5,9 +5,10 @@
 - `hosted_results_of` and `read_hosted_usage`: where a 200 body keeps its results
   and its token count (the two hooks a [`Dialect`][qwen_rerank.remote._dialects.Dialect]
   answers for the self-hosted servers).
-- `parse_hosted_reply`: a 200 body checked and mapped back by ``index``, in input
-  order whatever order the provider answered in.
-- `hosted_error_message`: the message of a provider's error body, with its code.
+- `hosted_error_text`: the message of a provider's error body, with its code.
+
+A 200 body is checked and mapped back by ``index`` by the one rule every dialect
+uses, [`parse_scores`][qwen_rerank.remote._replies.parse_scores].
 
 All of it is pure: no I/O, the same for sync and async calls.
 """
@@ -15,22 +16,20 @@ All of it is pure: no I/O, the same for sync and async calls.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from qwen_rerank.exceptions import InvalidInputError, MalformedResponseError
+from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.remote._providers import Provider
-from qwen_rerank.remote._replies import Parsed, first_line, quotable
 from qwen_rerank.results import Usage
 
 __all__ = [
     "check_hosted_instruction",
     "encode_hosted_body",
-    "hosted_error_message",
+    "hosted_error_text",
     "hosted_path",
     "hosted_results_of",
-    "parse_hosted_reply",
+    "hosted_results_shape",
     "read_hosted_usage",
 ]
 
@@ -137,65 +136,21 @@ def read_hosted_usage(provider: Provider, data: Any) -> Usage:
     return Usage(count, count)
 
 
-def parse_hosted_reply(
-    provider: Provider, content: bytes, expected: int, *, where: str = "The provider answered HTTP 200"
-) -> Parsed:
-    """Scores of a 200 reply in input order, mapped by ``index``, and the usage it reports.
-
-    Raises [`MalformedResponseError`][qwen_rerank.MalformedResponseError] unless the
-    body holds exactly one finite score in [0, 1] for every index in ``range(expected)``.
-    """
-    try:
-        data = json.loads(content)
-    except (ValueError, RecursionError) as exc:
-        raise MalformedResponseError(
-            f"{where} with a body that is not JSON; its first line: {first_line(content)!r}."
-        ) from exc
-    results = hosted_results_of(provider, data)
-    if results is None:
-        shape = {"dashscope": "an output.results list", "deepinfra": "a scores list"}.get(provider.name)
-        raise MalformedResponseError(
-            f"{where} without {shape or 'a results list'}; is base_url an api={provider.name!r} endpoint?"
-        )
-    scores: list[float | None] = [None] * expected
-    for item in results:
-        index = item.get("index") if isinstance(item, dict) else None
-        score: Any = item.get("relevance_score") if isinstance(item, dict) else None
-        if type(index) is not int or not 0 <= index < expected:
-            raise MalformedResponseError(f"{where} with a result index {index!r} outside range({expected}).")
-        if type(score) not in (float, int) or not math.isfinite(score) or not 0.0 <= score <= 1.0:
-            raise MalformedResponseError(f"{where} with score {score!r} for index {index}, not in [0, 1].")
-        if scores[index] is not None:
-            raise MalformedResponseError(f"{where} with index {index} twice; results are incomplete.")
-        scores[index] = float(score)
-    missing = [i for i, s in enumerate(scores) if s is None]
-    if missing:
-        raise MalformedResponseError(
-            f"{where} with {expected - len(missing)} of {expected} results; missing indices {missing[:10]}"
-            f"{' ...' if len(missing) > 10 else ''}."
-        )
-    return Parsed([s for s in scores if s is not None], read_hosted_usage(provider, data))
+def hosted_results_shape(provider: Provider) -> str:
+    """Where a 200 body of ``provider`` keeps its results, in words, for an error message."""
+    return {"dashscope": "an output.results list", "deepinfra": "a scores list"}.get(
+        provider.name, "a results list"
+    )
 
 
-def hosted_error_message(provider: Provider, content: bytes) -> str | None:
-    """The message of a provider's error body, quotable; a text body's first line; None if empty.
+def hosted_error_text(provider: Provider, data: Any) -> str | None:
+    """The message of a provider's parsed error body, with its code; None where it holds none.
 
     DashScope: ``{"code", "message", "request_id"}`` -> ``"code: message (request_id ...)"``.
     SiliconFlow: ``{"code", "message", "data"}`` -> ``"message (code ...)"``, or a bare
     JSON string. DeepInfra: ``{"detail": ...}``, a string, ``{"error": ...}``, or
     FastAPI's list of validation errors.
     """
-    try:
-        data = json.loads(content[: 64 * 1024])
-    except (ValueError, RecursionError):
-        return first_line(content)
-    message = _message(provider, data)
-    if message is None:
-        return first_line(content)
-    return quotable(message) or None
-
-
-def _message(provider: Provider, data: Any) -> str | None:
     if isinstance(data, str):
         return data
     if not isinstance(data, dict):

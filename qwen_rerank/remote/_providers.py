@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 HostedApiName = Literal["dashscope", "siliconflow", "deepinfra"]
-"""The hosted providers, as ``RemoteReranker(api=...)`` will take them."""
+"""The hosted providers, as ``RemoteReranker(api=...)`` takes them."""
 
 RequestCount = Literal["query_per_document"]
 """How a provider counts the tokens of one request.
@@ -61,6 +61,7 @@ class Provider:
     name: HostedApiName
     title: str
     key_env: str  # the environment variable its own docs and SDKs read the key from
+    default_model: str  # the model sent when none is given
     default_base_url: str
     regions: Mapping[str, str]  # region -> base URL; keys are per region (another region: 401)
     path: str  # appended to the base URL; "{model}" is replaced by the model name
@@ -71,6 +72,7 @@ class Provider:
     default_concurrency: int  # our default: well below the documented rate limits
     rate_limits: str  # as documented; 429 carries no documented Retry-After at any of them
     sources: tuple[str, ...] = field(default=(), repr=False)
+    key_env_alt: str | None = None  # read when key_env is unset: another spelling its docs use
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ PROVIDERS: dict[str, Provider] = {
         "dashscope",
         "Alibaba Cloud Model Studio (DashScope)",
         key_env="DASHSCOPE_API_KEY",
+        default_model="qwen3-rerank",
         default_base_url="https://dashscope-intl.aliyuncs.com",
         regions={
             "singapore": "https://dashscope-intl.aliyuncs.com",
@@ -131,6 +134,7 @@ PROVIDERS: dict[str, Provider] = {
         "siliconflow",
         "SiliconFlow",
         key_env="SILICONFLOW_API_KEY",
+        default_model="Qwen/Qwen3-Reranker-0.6B",
         default_base_url="https://api.siliconflow.com",
         regions={"global": "https://api.siliconflow.com", "china": "https://api.siliconflow.cn"},
         path="/v1/rerank",
@@ -145,7 +149,8 @@ PROVIDERS: dict[str, Provider] = {
     "deepinfra": Provider(
         "deepinfra",
         "DeepInfra",
-        key_env="DEEPINFRA_API_KEY",  # DeepInfra's own examples spell it $DEEPINFRA_TOKEN
+        key_env="DEEPINFRA_API_KEY",
+        default_model="Qwen/Qwen3-Reranker-0.6B",
         default_base_url="https://api.deepinfra.com",
         regions={"us": "https://api.deepinfra.com"},
         path="/v1/inference/{model}",
@@ -156,6 +161,7 @@ PROVIDERS: dict[str, Provider] = {
         default_concurrency=16,
         rate_limits="200 concurrent requests per model and account; 429 'Rate limited'",
         sources=(_DEEPINFRA_API, _DEEPINFRA_LIMITS),
+        key_env_alt="DEEPINFRA_TOKEN",  # what DeepInfra's own examples spell
     ),
 }
 

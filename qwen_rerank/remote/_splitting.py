@@ -79,7 +79,7 @@ class RequestBudget:
 
 
 def split_request(
-    query_tokens: int, document_tokens: Sequence[int], budget: RequestBudget
+    query_tokens: int, document_tokens: Sequence[int], budget: RequestBudget, *, estimated: bool = False
 ) -> list[tuple[int, int]]:
     """``[start, end)`` ranges of the fewest sub-requests that keep every one within ``budget``.
 
@@ -87,9 +87,18 @@ def split_request(
     count everything the provider reads once per document beside it (the instruction,
     when it may count it). Raises [`InvalidInputError`][qwen_rerank.InvalidInputError]
     when the query, or one document with the query, is over a limit on its own: a
-    provider would truncate it silently, or refuse it.
+    provider would truncate it silently, or refuse it. ``estimated``: the counts are
+    `estimate_tokens` bounds, and the message says how to count exactly.
     """
-    _check_items(query_tokens, document_tokens, budget)
+    try:
+        _check_items(query_tokens, document_tokens, budget)
+    except InvalidInputError as exc:
+        if not estimated:
+            raise
+        raise InvalidInputError(
+            f"{exc} (Tokens were bounded by UTF-8 bytes, which overcounts about 4x; pass tokenizer= "
+            "with the model's hub id or folder to count them exactly and cut long documents on the client.)"
+        ) from None
     if not document_tokens:
         return []
     docs = budget.max_documents or len(document_tokens)
@@ -138,7 +147,8 @@ def _check_items(query_tokens: int, document_tokens: Sequence[int], budget: Requ
         if item is not None and tokens > item:
             raise InvalidInputError(
                 f"Document {i} has {tokens:,} tokens; {who} reads at most {item:,} tokens of a document and "
-                "would cut the rest without saying so. Pass long_documents='chunk' (or a cut) to fit it."
+                "would cut the rest without saying so. Pass tokenizer= to cut it on the client (reported as "
+                "truncated), or long_documents='chunk' to score it in windows."
             )
         for limit, what in (
             (budget.max_tokens_per_pair, "in one prompt"),

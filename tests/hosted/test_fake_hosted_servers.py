@@ -14,16 +14,18 @@ import httpx
 import pytest
 
 from qwen_rerank import LocalReranker
+from qwen_rerank.remote._dialects import DIALECTS
 from qwen_rerank.remote._hosted import (
     encode_hosted_body,
-    hosted_error_message,
     hosted_path,
-    parse_hosted_reply,
 )
 from qwen_rerank.remote._providers import PROVIDERS, find_model
+from qwen_rerank.remote._replies import parse_scores, server_message
 from qwen_rerank.remote._splitting import RequestBudget, count_tokens, split_request
 from qwen_rerank.testing.fake_hosted import FakeHostedServer
 from tests.hosted.conftest import KEY, MODELS
+
+URL = "http://127.0.0.1:1/provider"  # only named in messages
 
 QUERY = "what is a panda?"
 DOCS = ["A panda is a bear.", "Paris is in France.", "熊猫是一种熊。", "🙂 a bamboo forest"]
@@ -46,7 +48,7 @@ def _raw(server: FakeHostedServer, body: bytes | dict[str, Any], *, key: str | N
 
 def _scores(server: FakeHostedServer, response: httpx.Response, expected: int) -> list[float]:
     assert response.status_code == 200, response.text
-    return parse_hosted_reply(PROVIDERS[server.api], response.content, expected).scores
+    return parse_scores(response.content, expected, URL, dialect=DIALECTS[server.api]).scores
 
 
 def test_scores_equal_the_local_model_with_the_same_instruction(
@@ -56,7 +58,7 @@ def test_scores_equal_the_local_model_with_the_same_instruction(
     assert _scores(hosted, response, 4) == pytest.approx(
         tiny_reranker.score(QUERY, DOCS, instruction="Find bears"), abs=1e-5
     )
-    usage = parse_hosted_reply(PROVIDERS[hosted.api], response.content, 4).usage
+    usage = parse_scores(response.content, 4, URL, dialect=DIALECTS[hosted.api]).usage
     assert usage.prompt_tokens is not None and usage.prompt_tokens > 0
 
 
@@ -93,7 +95,7 @@ def test_a_wrong_or_missing_key_gets_the_providers_401(hosted: FakeHostedServer,
         "siliconflow": "Invalid token",
         "deepinfra": "User is not authorized to access this resource",
     }[hosted.api]
-    assert (hosted_error_message(provider, response.content) or "").startswith(message)
+    assert (server_message(response.content, DIALECTS[provider.name]) or "").startswith(message)
     assert hosted.requests[-1].headers.get("authorization") == (f"Bearer {key}" if key else None)
 
 
@@ -103,7 +105,7 @@ def test_a_rate_limit_is_a_429_with_retry_after_on_demand_then_it_passes(hosted:
     first, second, third = (_post(hosted, DOCS) for _ in range(3))
     assert (first.status_code, first.headers.get("retry-after")) == (429, "3")
     assert (second.status_code, second.headers.get("retry-after")) == (429, None)
-    assert hosted_error_message(PROVIDERS[hosted.api], first.content)
+    assert server_message(first.content, DIALECTS[hosted.api])
     assert third.status_code == 200
 
 
@@ -147,7 +149,7 @@ def test_deepinfra_refuses_1025_documents_and_mismatched_queries_with_a_422(
 ) -> None:
     over = _post(instant, ["a bear"] * 1025)
     assert over.status_code == 422
-    assert hosted_error_message(PROVIDERS["deepinfra"], over.content) == (
+    assert server_message(over.content, DIALECTS["deepinfra"]) == (
         "body.queries: List should have at most 1024 items after validation, not 1025"
     )
     mismatched = _raw(instant, {"queries": ["q", "q"], "documents": ["a", "b", "c"]})
@@ -172,7 +174,7 @@ def test_siliconflow_refuses_what_its_reference_does_not_allow_for_qwen3(
 def test_siliconflow_can_report_usage_in_meta_as_its_newer_reference_shows(instant: FakeHostedServer) -> None:
     with FakeHostedServer("siliconflow", api_key=KEY, usage_shape="meta") as meta:
         tokens = [
-            parse_hosted_reply(PROVIDERS["siliconflow"], _post(s, DOCS).content, 4).usage
+            parse_scores(_post(s, DOCS).content, 4, URL, dialect=DIALECTS["siliconflow"]).usage
             for s in (instant, meta)
         ]
     assert tokens[0] == tokens[1] and tokens[0].prompt_tokens

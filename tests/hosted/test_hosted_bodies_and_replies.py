@@ -9,16 +9,16 @@ import pytest
 
 from qwen_rerank.exceptions import InvalidInputError, MalformedResponseError
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+from qwen_rerank.remote._dialects import DIALECTS
 from qwen_rerank.remote._hosted import (
     encode_hosted_body,
-    hosted_error_message,
     hosted_path,
-    parse_hosted_reply,
     read_hosted_usage,
 )
 from qwen_rerank.remote._providers import MODELS, PROVIDERS, find_model
-from qwen_rerank.remote._replies import MAX_SERVER_TEXT
+from qwen_rerank.remote._replies import MAX_SERVER_TEXT, parse_scores, server_message
 
+URL = "http://127.0.0.1:1/provider"  # only named in messages
 DOCS = ["A panda is a bear.", "熊猫是一种熊。", "🙂 not a bear"]
 QUERY = "what is a panda?"
 
@@ -109,7 +109,7 @@ def _reply(api: str, order: list[int], scores: list[float]) -> bytes:
 def test_every_result_order_comes_back_in_input_order(api: str) -> None:
     scores = [0.1, 0.9, 0.5, 0.7]
     for order in itertools.permutations(range(4)):
-        parsed = parse_hosted_reply(PROVIDERS[api], _reply(api, list(order), scores), 4)
+        parsed = parse_scores(_reply(api, list(order), scores), 4, URL, dialect=DIALECTS[api])
         assert parsed.scores == scores
         assert parsed.usage.prompt_tokens == parsed.usage.total_tokens == 7
 
@@ -144,20 +144,20 @@ def test_usage_is_read_where_each_provider_reports_it(
         ("siliconflow", {"results": [{"index": 0, "relevance_score": 0.5}] * 2}, "index 0 twice"),
         ("siliconflow", {"results": [{"index": 2, "relevance_score": 0.5}]}, "outside range"),
         ("siliconflow", {"results": [{"index": True, "relevance_score": 0.5}]}, "outside range"),
-        ("deepinfra", {"scores": [0.5, float("nan")]}, "not in"),
-        ("deepinfra", {"scores": [0.5, 1.5]}, "not in"),
-        ("deepinfra", {"scores": [0.5, "0.5"]}, "not in"),
+        ("deepinfra", {"scores": [0.5, float("nan")]}, "not a finite number"),
+        ("deepinfra", {"scores": [0.5, 1.5]}, r"outside \[0, 1\]\.$"),
+        ("deepinfra", {"scores": [0.5, "0.5"]}, "not a finite number"),
         ("deepinfra", {"scores": [0.5]}, "1 of 2 results"),
     ],
 )
 def test_a_reply_that_does_not_hold_every_score_once_is_refused(api: str, body: object, match: str) -> None:
     with pytest.raises(MalformedResponseError, match=match):
-        parse_hosted_reply(PROVIDERS[api], json.dumps(body).encode(), 2)
+        parse_scores(json.dumps(body).encode(), 2, URL, dialect=DIALECTS[api])
 
 
 def test_a_reply_that_is_not_json_is_refused_with_its_first_line() -> None:
     with pytest.raises(MalformedResponseError, match="<html>502"):
-        parse_hosted_reply(PROVIDERS["dashscope"], b"\n<html>502 Bad Gateway</html>", 2)
+        parse_scores(b"\n<html>502 Bad Gateway</html>", 2, URL, dialect=DIALECTS["dashscope"])
 
 
 # -- error bodies ----------------------------------------------------------------------------------
@@ -201,10 +201,10 @@ def test_a_reply_that_is_not_json_is_refused_with_its_first_line() -> None:
     ],
 )
 def test_error_bodies_give_the_providers_message_and_code(api: str, body: bytes, message: str | None) -> None:
-    assert hosted_error_message(PROVIDERS[api], body) == message
+    assert server_message(body, DIALECTS[api]) == message
 
 
 def test_a_long_error_message_is_cut_to_a_quotable_length() -> None:
     body = json.dumps({"code": "X", "message": "m" * 5000, "request_id": "r"}).encode()
-    got = hosted_error_message(PROVIDERS["dashscope"], body)
+    got = server_message(body, DIALECTS["dashscope"])
     assert got is not None and len(got) <= MAX_SERVER_TEXT + len(" [...]") and got.endswith("[...]")
