@@ -142,10 +142,12 @@ def create_reranker(
     backend = backend_for(base_url, options.get("api"))
     check_backend_options(options, backend)
     if backend == "remote":
-        from qwen_rerank.remote import RemoteReranker
+        from qwen_rerank.remote import RemoteReranker, VLLMReranker
 
         name = os.fspath(model) if isinstance(model, os.PathLike) else model
-        return RemoteReranker(base_url, model=name, instruction=instruction, **options)
+        # A server you run keeps the class existing code checks for; a hosted API gets the new name.
+        remote = RemoteReranker if options.get("api") in HOSTED_API_NAMES else VLLMReranker
+        return remote(base_url, model=name, instruction=instruction, **options)
     from qwen_rerank.local import LocalReranker
     from qwen_rerank.prompt import DEFAULT_MODEL
 

@@ -72,8 +72,8 @@ def run_check_command(args: argparse.Namespace) -> int:
         return _check_tiny(args)
     if not args.base_url and args.api not in HOSTED_API_NAMES:
         raise UsageError(
-            "give the server to check with --base-url URL, --tiny to check the fake one, or a hosted "
-            "API with --api dashscope, siliconflow or deepinfra."
+            "give the server to check with --base-url URL, or --tiny to check the fake one (a hosted "
+            "--api dashscope, siliconflow or deepinfra needs neither)."
         )
     return _report(args, args.base_url, args.model)
 
