@@ -278,3 +278,13 @@ def test_a_price_gives_the_cost_of_the_last_call(hosted: FakeHostedServer, keyed
         usage = reranker.last_usage
     assert usage is not None and usage.total_tokens
     assert usage.cost == pytest.approx(usage.total_tokens * 0.05 / 1e6)
+
+
+def test_create_reranker_takes_a_hosted_api_without_base_url(keyed: None) -> None:
+    from qwen_rerank import create_reranker
+
+    reranker = create_reranker(api="siliconflow", region="china")
+    assert type(reranker) is RemoteReranker and reranker.model == "Qwen/Qwen3-Reranker-0.6B"
+    assert reranker.base_urls == ["https://api.siliconflow.cn"]
+    with pytest.raises(InvalidInputError, match="without base_url"):
+        create_reranker(api="vllm")  # a server you run still needs its URL
