@@ -63,6 +63,8 @@ def rerank_url(base_url: Any, dialect: Dialect = DIALECTS["vllm"], model: str | 
                 "Give the server's root (http://host:8000) or its rerank path: one of "
                 f"{', '.join(RERANK_PATHS)}."
             )
+    if dialect.hosted is not None and default_path.startswith(path + "/"):
+        path = ""  # the start of the provider's own path, as its SDKs take it (".../api/v1")
     path = path.removesuffix("/v1")
     return str(url.copy_with(path=path + default_path, query=None, fragment=None))
 

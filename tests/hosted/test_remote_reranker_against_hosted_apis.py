@@ -248,6 +248,8 @@ def test_hosted_defaults_endpoints_regions_and_limits(keyed: None) -> None:
     assert dashscope.request_limits is not None and dashscope.request_limits.max_tokens == 30000
     beijing = RemoteReranker(api="dashscope", region="beijing")
     assert beijing.base_urls == ["https://dashscope.aliyuncs.com"]
+    with FakeHostedServer("dashscope", api_key=KEY) as server:  # the SDK's base URL, ".../api/v1"
+        assert len(RemoteReranker(f"{server.url}/api/v1", api="dashscope").score(QUERY, DOCS)) == 5
     deepinfra = RemoteReranker(api="deepinfra", model="Qwen/Qwen3-Reranker-8B")
     assert deepinfra.max_documents_per_request == 1024
     assert repr(deepinfra).startswith("RemoteReranker(base_url='https://api.deepinfra.com'")
