@@ -32,7 +32,7 @@ from qwen_rerank.exceptions import (
 )
 from qwen_rerank.factory import create_reranker
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, DEFAULT_MODEL
-from qwen_rerank.remote import VLLMReranker
+from qwen_rerank.remote import RemoteReranker, VLLMReranker
 from qwen_rerank.results import RerankResult
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "QwenRerankWarning",
     "RemoteConnectionError",
     "RemoteError",
+    "RemoteReranker",
     "RemoteTimeoutError",
     "RerankResult",
     "Reranker",

@@ -19,11 +19,13 @@ class Usage:
 
     ``prompt_tokens`` is what a rerank call is billed on; ``total_tokens`` is
     what the server calls its total (equal for rerank). A count the server did
-    not report is ``None``.
+    not report is ``None``. ``cost`` is ``total_tokens`` at the reranker's
+    ``price_per_million_tokens``, in its currency; ``None`` without a price.
     """
 
     prompt_tokens: int | None = None
     total_tokens: int | None = None
+    cost: float | None = None
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(

@@ -18,7 +18,7 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.factory import create_reranker, options_for
 from qwen_rerank.prompt import DEFAULT_MODEL
-from qwen_rerank.remote import API_KEY_ENV, API_NAMES
+from qwen_rerank.remote import API_KEY_ENV, API_NAMES, HOSTED_API_NAMES
 
 __all__ = [
     "APIS",
@@ -148,7 +148,12 @@ def _add_remote_options(group: argparse._ArgumentGroup) -> None:
         metavar="PATH_OR_ID",
         help="vLLM with --template client: tokenizer used to cut long documents to --max-length",
     )
-    group.add_argument("--api", choices=APIS, help="the server's wire format (default vllm)")
+    group.add_argument(
+        "--api",
+        choices=APIS,
+        help="the server's wire format (default vllm), or a hosted API (dashscope, siliconflow, "
+        "deepinfra: no --base-url needed, the key from its variable, e.g. DASHSCOPE_API_KEY)",
+    )
 
 
 # The backend settings the command line takes; which backend takes each is qwen_rerank.factory's to say.
@@ -181,9 +186,9 @@ def check_backend_options(args: argparse.Namespace) -> None:
         given = "--base-url" if args.base_url else "--model"
         raise UsageError(f"--tiny chooses the model itself; drop {given}, or drop --tiny.")
     local, remote = backend_options(args)
-    chosen = remote if args.base_url else local
+    chosen = remote if is_remote(args) else local
     misplaced = ["--" + name.replace("_", "-") for name in {**local, **remote} if name not in chosen]
-    if misplaced and args.base_url:
+    if misplaced and is_remote(args):
         raise UsageError(
             f"{' and '.join(misplaced)} only apply to a local model; with --base-url the server decides. "
             "Drop them, or drop --base-url to run the model here."
@@ -194,6 +199,11 @@ def check_backend_options(args: argparse.Namespace) -> None:
         )
     if args.max_length is not None and args.max_length < 1:
         raise UsageError(f"--max-length must be a positive integer, got {args.max_length}.")
+
+
+def is_remote(args: argparse.Namespace) -> bool:
+    """Whether the command line asks for a remote backend: a server's URL, or a hosted `--api`."""
+    return bool(args.base_url) or getattr(args, "api", None) in HOSTED_API_NAMES
 
 
 def tiny_model() -> str:
@@ -212,15 +222,17 @@ def backend_label(args: argparse.Namespace) -> str:
     """How the backend is named to the user: its URLs, else its model."""
     if args.base_url:
         return ", ".join(args.base_url)
+    if is_remote(args):
+        return f"api={args.api}"
     return local_model(args) or DEFAULT_MODEL
 
 
 def build_reranker(args: argparse.Namespace, **remote_extra: Any) -> Reranker:
     """The backend the command line asks for; `remote_extra` goes to a remote one only."""
     local, remote = backend_options(args)
-    if args.base_url:
-        urls: Sequence[str] = args.base_url
-        base_url = urls[0] if len(urls) == 1 else list(urls)
+    if is_remote(args):
+        urls: Sequence[str] = args.base_url or []
+        base_url = None if not urls else urls[0] if len(urls) == 1 else list(urls)
         return create_reranker(
             args.model, base_url=base_url, instruction=args.instruction, **remote, **remote_extra
         )

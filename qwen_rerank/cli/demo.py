@@ -14,6 +14,7 @@ from qwen_rerank.cli._common import (
     backend_options,
     build_reranker,
     check_backend_options,
+    is_remote,
 )
 
 __all__ = ["add_demo_command", "run_demo"]
@@ -58,7 +59,7 @@ def run_demo(args: argparse.Namespace) -> int:
         reranker=reranker,
         instruction=args.instruction,
         local_options=local,
-        remote_options={**remote, "model": args.model} if args.base_url else None,
+        remote_options={**remote, "model": args.model} if is_remote(args) else None,
     )
     try:
         launch_demo(app, host=args.host, port=args.port)

@@ -33,6 +33,7 @@ from qwen_rerank.prompt import (
 )
 from qwen_rerank.remote._dialects import Dialect, break_placeholders, encode_body
 from qwen_rerank.remote._settings import Limits, check_fixed_instruction
+from qwen_rerank.remote._splitting import RequestBudget, count_tokens, split_request
 
 __all__ = [
     "Batch",
@@ -96,12 +97,14 @@ class RequestBuilder:
     model: str | None
     limits: Limits
     tokenizer: PromptTokenizer | None
+    budget: RequestBudget | None = None  # a hosted API's limits: requests are split to them
     warned_long: bool = False
 
     def sub_requests(self, query: str, documents: list[str], instruction: str) -> list[SubRequest]:
         """The bodies to send for ``documents``, in document order."""
         query_text, texts, sent_instruction = self._texts(query, documents, instruction)
         counts = self._prompt_counts(query_text, texts, sent_instruction)
+        bounds = self._bounds(query_text, texts, sent_instruction)
         return [
             SubRequest(
                 start,
@@ -116,7 +119,7 @@ class RequestBuilder:
                 ),
                 None if counts is None else sum(counts[start:end]),
             )
-            for start, end in chunk_bounds(len(texts), self.limits.max_documents_per_request)
+            for start, end in bounds
         ]
 
     def check_instruction(self, instruction: str) -> None:
@@ -142,6 +145,16 @@ class RequestBuilder:
         instruction = instruction or DEFAULT_INSTRUCTION
         bodies = pt.encode_text([format_body(query, text, instruction) for text in texts])
         return [pt.fixed_length + len(body) for body in bodies]
+
+    def _bounds(self, query: str, texts: list[str], instruction: str | None) -> list[tuple[int, int]]:
+        """Sub-request ranges: by document count, or within a hosted API's limits (tokens counted)."""
+        if self.budget is None:
+            return chunk_bounds(len(texts), self.limits.max_documents_per_request)
+        # The provider reads the query (and the instruction beside it) once per document.
+        query_texts = [query] if instruction is None else [query, instruction]
+        counts = count_tokens([*query_texts, *texts], self.tokenizer)
+        head = len(query_texts)
+        return split_request(sum(counts[:head]), counts[head:], self.budget, estimated=self.tokenizer is None)
 
     def _texts(self, query: str, documents: list[str], instruction: str) -> tuple[str, list[str], str | None]:
         """The query and document texts to send, and the instruction field (server template only)."""

@@ -21,6 +21,10 @@ llamacpp   ``/v1/rerank``   query, documents                ``{"results": [{"ind
                                                             "relevance_score"}], "usage"}``
 =========  ===============  ==============================  =================================
 
+The hosted APIs (``dashscope``, ``siliconflow``, ``deepinfra``) are rows built from their
+[`Provider`][qwen_rerank.remote._providers.Provider]: they apply the Qwen3 template
+themselves, and their bodies, replies and error messages are read by ``_hosted``.
+
 Fields in ``?`` are sent only with ``template="server"`` (the server applies the Qwen3
 template and needs the instruction) or when set. Every server may sort its results:
 they are always mapped back by ``index``.
@@ -44,12 +48,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+from qwen_rerank.remote._hosted import encode_hosted_body, hosted_results_of, read_hosted_usage
+from qwen_rerank.remote._providers import PROVIDERS, Provider
 from qwen_rerank.results import Usage
 
 __all__ = ["DIALECTS", "ApiName", "Dialect", "Usage", "break_placeholders", "encode_body", "read_usage"]
 
-ApiName = Literal["vllm", "sglang", "cohere", "tei", "infinity", "llamacpp"]
-"""The names of the wire formats, as ``VLLMReranker(api=...)`` takes them."""
+ApiName = Literal[
+    "vllm", "sglang", "cohere", "tei", "infinity", "llamacpp", "dashscope", "siliconflow", "deepinfra"
+]
+"""The names of the wire formats, as ``RemoteReranker(api=...)`` takes them."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,24 @@ class Dialect:
     query_placeholders: tuple[str, ...] = ()
     # The default max_documents_per_request: the most documents the server takes in one request.
     max_documents: int = 128
+    hosted: Provider | None = None  # a hosted API: its bodies, replies and errors are its provider's
+
+
+def _hosted_dialect(provider: Provider) -> Dialect:
+    """The dialect of a hosted API: it applies the Qwen3 template itself, the instruction in its field."""
+    return Dialect(
+        provider.name,
+        provider.path,
+        instruction_field=provider.instruction_field,
+        sends_model=True,
+        needs_model=True,
+        takes_max_tokens_per_doc=False,
+        results_key="results",
+        score_key="relevance_score",  # hosted_results_of gives every result this shape
+        applies_template=True,
+        default_template="server",
+        hosted=provider,
+    )
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -154,6 +180,7 @@ DIALECTS: dict[str, Dialect] = {
         default_template="server",
         query_placeholders=("{document}",),
     ),
+    **{name: _hosted_dialect(provider) for name, provider in PROVIDERS.items()},
 }
 
 
@@ -179,6 +206,8 @@ def encode_body(
     max_tokens_per_doc: int | None = None,
 ) -> bytes:
     """The JSON body of one rerank request in ``dialect``; ``instruction`` only for a server template."""
+    if dialect.hosted is not None:
+        return encode_hosted_body(dialect.hosted, model or "", query, documents, instruction=instruction)
     body: dict[str, Any] = {"query": query, dialect.documents_key: list(documents)}
     if model is not None and dialect.sends_model:
         body["model"] = model
@@ -199,6 +228,8 @@ def encode_body(
 
 def results_of(dialect: Dialect, data: Any) -> list[Any] | None:
     """The list of results in a parsed 200 body, or None when it has none where ``dialect`` puts it."""
+    if dialect.hosted is not None:
+        return hosted_results_of(dialect.hosted, data)
     results = (
         data
         if dialect.results_key is None
@@ -209,6 +240,8 @@ def results_of(dialect: Dialect, data: Any) -> list[Any] | None:
 
 def read_usage(dialect: Dialect, data: Any) -> Usage:
     """Token counts in a parsed 200 body; counts that are absent or not ints are ``None``."""
+    if dialect.hosted is not None:
+        return read_hosted_usage(dialect.hosted, data)
     if dialect.results_key is None:  # sglang: per-result meta_info
         counts = [_int(_get(item, "meta_info", "prompt_tokens")) for item in data]
         known = [c for c in counts if c is not None]

@@ -1,11 +1,12 @@
-"""The remote backend's reranker: a client for rerank servers (vLLM, SGLang, Cohere-shaped), sync and async.
+"""The remote backend's reranker: a client for rerank servers and hosted rerank APIs, sync and async.
 
 It imports neither torch nor transformers (unless ``tokenizer=`` asks for one). The
 class holds the settings and makes one call per batch to its
 [`Sender`][qwen_rerank.remote._sender.Sender], as an ``httpx.Client`` does to its
 transport; each concern lives in its own module:
 
-- `_settings`: the settings and their checks; `_bodies`: what is sent;
+- `_settings`: the settings and their checks; `_hosting`: a hosted API's endpoint, key and
+  limits; `_bodies`: what is sent (split to a hosted API's limits by `_splitting`);
 - `_sender`: the send seam (fan-out, retries and failover, attempts, usage, the deadline);
   `_transport`: the sync client's bounded sockets; `_clients`: connections, threads and
   closing;
@@ -15,7 +16,7 @@ transport; each concern lives in its own module:
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal
@@ -35,6 +36,7 @@ from qwen_rerank.remote._bodies import (
 )
 from qwen_rerank.remote._clients import Connections
 from qwen_rerank.remote._dialects import ApiName, Usage
+from qwen_rerank.remote._hosting import API_KEY_ENV, Hosting
 from qwen_rerank.remote._sender import Sender
 from qwen_rerank.remote._settings import (
     Endpoints,
@@ -44,40 +46,48 @@ from qwen_rerank.remote._settings import (
     check_dialect,
     check_fixed_instruction,
     check_model,
+    check_price,
     check_template,
 )
+from qwen_rerank.remote._splitting import RequestBudget
 
-__all__ = ["API_KEY_ENV", "Usage", "VLLMReranker"]
-
-API_KEY_ENV = "QWEN_RERANK_API_KEY"
+__all__ = ["API_KEY_ENV", "RemoteReranker", "Usage", "VLLMReranker"]
 
 
-class VLLMReranker(Reranker):
-    """Qwen3-Reranker served by vLLM (or SGLang, or a Cohere-shaped proxy), reached over HTTP.
+class RemoteReranker(Reranker):
+    """Qwen3-Reranker reached over HTTP: a server you run (vLLM, SGLang...), or a hosted API.
 
-    Scores equal [`LocalReranker`][qwen_rerank.LocalReranker]'s on the same checkpoint:
-    with ``template="client"`` the client wraps query and documents in the
-    model card's prompt itself, and vLLM scores exactly that prompt. Results are
-    mapped back by ``index``; a response that misses, repeats or invents an index,
-    or carries a score that is not a probability, raises
-    [`MalformedResponseError`][qwen_rerank.exceptions.MalformedResponseError]. A call returns every score or
-    raises; it never returns part of them.
+    With no GPU and no server, ``RemoteReranker(api="dashscope")`` (or ``"siliconflow"``,
+    ``"deepinfra"``) uses a provider's hosted model, its key read from the provider's
+    environment variable; see docs/hosted-apis.md. Scores equal
+    [`LocalReranker`][qwen_rerank.LocalReranker]'s on the same checkpoint: with
+    ``template="client"`` the client wraps the model card's prompt itself, and vLLM
+    scores it. Results are mapped back by ``index``; a response that misses, repeats or
+    invents an index, or carries a score that is not a probability, raises
+    [`MalformedResponseError`][qwen_rerank.exceptions.MalformedResponseError]. A call
+    returns every score or raises; it never returns part of them.
 
     Args:
         base_url: The server, as ``http://host:8000``, ``http://host:8000/v1``, or
             a full rerank path (``/rerank``, ``/v1/rerank``, ``/v2/rerank``); or a
-            list of replicas. Sub-requests go round-robin over the replicas, and a
-            replica that refuses connections is skipped for a few seconds while the
-            others take its share. ``http://user:password@host`` sends the
-            credentials as HTTP basic auth (for that URL, instead of ``api_key``);
-            the password is shown nowhere.
+            list of replicas (round-robin; one that refuses connections sits out a
+            few seconds). A hosted API defaults to its public endpoint.
+            ``http://user:password@host`` sends HTTP basic auth for that URL
+            (instead of ``api_key``); the password is shown nowhere.
         model: The model name to send; ``None`` omits it, so the server uses the
-            one it serves.
-        api_key: Sent as ``Authorization: Bearer ...``. ``None`` reads the
-            ``QWEN_RERANK_API_KEY`` environment variable; when that is unset too,
-            no header is sent. Never shown in repr, logs or error messages, not
-            even in part. A key holding whitespace or non-ASCII characters is an
+            one it serves (a hosted API: ``qwen3-rerank`` at DashScope, else
+            ``Qwen/Qwen3-Reranker-0.6B``).
+        api_key: Sent as ``Authorization: Bearer ...``. ``None`` reads
+            ``QWEN_RERANK_API_KEY`` (a hosted API: its provider's variable, such as
+            ``DASHSCOPE_API_KEY``; unset, construction fails naming it); with none,
+            no header is sent. Never shown in repr, logs or error messages. A key
+            holding whitespace or non-ASCII characters is an
             [`InvalidInputError`][qwen_rerank.exceptions.InvalidInputError].
+        region: A hosted API's region (``"singapore"``, ``"beijing"``... for DashScope),
+            in place of ``base_url``; keys are per region.
+        allow_http: Let a hosted API's key go over plain ``http://`` to a host other
+            than loopback (refused by default).
+        price_per_million_tokens: Gives ``last_usage.cost`` from the tokens reported.
         template: ``"client"`` for a server started without ``--chat-template``
             (the client builds the prompt), ``"server"`` for one started with
             ``--chat-template`` set to our template,
@@ -96,9 +106,12 @@ class VLLMReranker(Reranker):
         instruction: Default task instruction; see ``DEFAULT_INSTRUCTION``.
         max_documents_per_request: Longer lists are split into this many
             documents or fewer per request, of near-equal sizes. ``None`` (the
-            default) takes 128, or 32 for ``api="tei"``: TEI's default
-            ``--max-client-batch-size``, past which it refuses a request.
-        max_concurrency: At most this many sub-requests of one call are in flight.
+            default) takes 128, or 32 for ``api="tei"`` (TEI's default
+            ``--max-client-batch-size``, past which it refuses a request), or a hosted
+            API's limit. A hosted API's requests also keep to its token limits,
+            counted with ``tokenizer`` or bounded by UTF-8 bytes without it.
+        max_concurrency: At most this many sub-requests of one call are in flight
+            (default 8; a hosted API: its provider's default).
         timeout: Seconds one attempt may take as a whole, from connecting to the
             last byte of the body, so a server that trickles its answer cannot
             hold a call. Connecting gets at most 5 s of it, so a dead replica is
@@ -120,13 +133,12 @@ class VLLMReranker(Reranker):
         api: The server's wire format: ``"vllm"`` (default), ``"sglang"`` (SGLang's
             ``/v1/rerank``) or ``"cohere"`` (``/v2/rerank`` as LiteLLM's proxy and
             Infinity serve it; needs ``model``), ``"tei"`` (Text Embeddings Inference's
-            ``/rerank``) or ``"infinity"`` (Infinity's ``/rerank``), which serve the
-            ``-seq-cls`` conversion and take ``template="client"`` only (see
-            docs/tei-infinity.md), or ``"llamacpp"`` (llama.cpp's
-            ``llama-server --reranking``: it applies the GGUF's template with
-            the default instruction, so a different instruction raises
-            [`InvalidInputError`][qwen_rerank.InvalidInputError]). See docs/remote-servers.md
-            and docs/llama-cpp.md.
+            ``/rerank``) or ``"infinity"`` (Infinity's ``/rerank``), which take
+            ``template="client"`` only (docs/tei-infinity.md), ``"llamacpp"``
+            (``llama-server --reranking``, which applies the default instruction
+            only: another raises [`InvalidInputError`][qwen_rerank.InvalidInputError];
+            docs/llama-cpp.md), or a hosted API: ``"dashscope"`` (Alibaba Cloud
+            Model Studio), ``"siliconflow"`` or ``"deepinfra"`` (docs/hosted-apis.md).
         max_response_bytes: Most bytes of a reply that are read, counted after
             decompression. ``None`` (the default) allows the largest valid reply
             to each request (3 x its body, plus 2 KiB per document and 64 KiB);
@@ -139,8 +151,8 @@ class VLLMReranker(Reranker):
             documents are cut on the client, by the same rule as LocalReranker,
             so that every prompt fits in ``max_length`` and the suffix is never
             cut. Without it documents are sent whole (see the README).
-        max_length: Most tokens one prompt may take; keep it within the server's
-            ``--max-model-len``. Used with ``tokenizer``.
+        max_length: Most tokens one prompt may take (default 8192; a hosted API: its
+            per-item cap); keep it within the server's ``--max-model-len``. Used with ``tokenizer``.
         http_client: An ``httpx.Client`` to use instead of the reranker's own.
             Its settings (timeout, limits, proxies) apply; it is not closed by
             `close`.
@@ -158,19 +170,19 @@ class VLLMReranker(Reranker):
 
     def __init__(
         self,
-        base_url: str | Sequence[str],
+        base_url: str | Sequence[str] | None = None,
         *,
         model: str | None = None,
         api_key: str | None = None,
         template: Literal["client", "server"] | None = None,
         instruction: str | None = None,
         max_documents_per_request: int | None = None,
-        max_concurrency: int = 8,
+        max_concurrency: int | None = None,
         timeout: float | httpx.Timeout = 60.0,
         max_retries: int = 3,
         max_tokens_per_doc: int | None = None,
         tokenizer: str | None = None,
-        max_length: int = 8192,
+        max_length: int | None = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         retry_backoff: float = 0.5,
@@ -181,6 +193,9 @@ class VLLMReranker(Reranker):
         long_documents: LongDocumentsMode = "truncate",
         chunk_tokens: int | None = None,
         chunk_overlap: int | None = None,
+        region: str | None = None,
+        allow_http: bool = False,
+        price_per_million_tokens: float | None = None,
     ) -> None:
         super().__init__(
             instruction=instruction,
@@ -191,15 +206,16 @@ class VLLMReranker(Reranker):
         check_chunking(long_documents, tokenizer)
         dialect = check_dialect(api)
         self.api: ApiName = api
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        self._endpoints = Endpoints.check(base_url, key, dialect)
+        hosting = Hosting.check(dialect, base_url, region, api_key, model, allow_http)
+        self._endpoints = Endpoints.check(hosting.base_url, hosting.api_key, dialect, hosting.model)
         _secrets.guard_logs(self._endpoints.redact)
         self.base_urls: list[str] = self._endpoints.base_urls
-        self.model = check_model(model, dialect)
+        self.model = check_model(hosting.model, dialect)
         self.template: Literal["client", "server"] = check_template(template, dialect)
         check_fixed_instruction(dialect, self.instruction)
-        sizes = max_documents_per_request, max_concurrency, max_length, max_tokens_per_doc, max_response_bytes
-        self._limits = Limits.check(dialect, self.template, *sizes)
+        sizes = hosting.sizes(max_documents_per_request, max_concurrency, max_length)
+        self._limits = Limits.check(dialect, self.template, *sizes, max_tokens_per_doc, max_response_bytes)
+        self.price_per_million_tokens = check_price(price_per_million_tokens)
         self._timing = Timing.check(
             timeout, deadline, max_retries, retry_backoff, max_retry_wait, replicas=len(self.base_urls)
         )
@@ -207,7 +223,10 @@ class VLLMReranker(Reranker):
         prompt_tokenizer = load_tokenizer(tokenizer, self.max_length) if tokenizer is not None else None
         if self.template == "server":
             warn_server_template(dialect)
-        self._builder = RequestBuilder(dialect, self.template, self.model, self._limits, prompt_tokenizer)
+        budget = hosting.budget(self._limits.max_documents_per_request)
+        self._builder = RequestBuilder(
+            dialect, self.template, self.model, self._limits, prompt_tokenizer, budget
+        )
         self._connections = Connections(self._timing, self._limits, http_client, async_http_client)
         self._sender = Sender(self._builder, self._endpoints, self._timing, self._connections)
 
@@ -216,7 +235,7 @@ class VLLMReranker(Reranker):
         key = ", api_key='***'" if self._endpoints.keyed else ""
         api = f", api={self.api!r}" if self.api != "vllm" else ""
         return (
-            f"VLLMReranker(base_url={urls!r}, model={self.model!r}, template={self.template!r}{api}"
+            f"{type(self).__name__}(base_url={urls!r}, model={self.model!r}, template={self.template!r}{api}"
             f"{key}, tokenizer={self.tokenizer_name!r}, max_length={self.max_length})"
         )
 
@@ -235,13 +254,22 @@ class VLLMReranker(Reranker):
         return self.model if self.model else f"<server default> at {self.base_urls[0]}"
 
     @property
+    def request_limits(self) -> RequestBudget | None:
+        """What one request to a hosted API may hold, as calls are split to it; ``None`` for a server."""
+        return self._builder.budget
+
+    @property
     def last_usage(self) -> Usage | None:
         """Tokens the server reported for the last call made in this thread or asyncio task.
 
         Summed over the call's sub-requests; ``None`` before the first call. A
-        count the server did not report is ``None`` inside the `Usage`.
+        count the server did not report is ``None`` inside the `Usage`; ``cost``
+        is set with ``price_per_million_tokens``.
         """
-        return self._sender.last_usage.get()
+        usage, price = self._sender.last_usage.get(), self.price_per_million_tokens
+        if usage is None or price is None or usage.total_tokens is None:
+            return usage
+        return dataclasses.replace(usage, cost=usage.total_tokens * price / 1e6)
 
     # -- the hooks of the pipeline ------------------------------------------------------------
     def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None:
@@ -287,3 +315,7 @@ class VLLMReranker(Reranker):
     async def aclose(self) -> None:
         """Async `close`: the running loop's connections are closed before it returns."""
         await self._connections.aclose()
+
+
+class VLLMReranker(RemoteReranker):
+    """[`RemoteReranker`][qwen_rerank.RemoteReranker] under its first name, kept for existing code."""

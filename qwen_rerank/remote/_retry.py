@@ -246,6 +246,7 @@ def _judge_status(run: _Run, url: str, reply: Reply) -> float | None:
         attempts=len(run.tried),
         redact=run.redact,
         content_type=reply.content_type,
+        dialect=run.dialect,
     )
     if reply.status not in RETRY_STATUSES or run.spent():
         raise error

@@ -33,6 +33,7 @@ __all__ = [
     "check_dialect",
     "check_fixed_instruction",
     "check_model",
+    "check_price",
     "check_template",
 ]
 
@@ -122,10 +123,11 @@ class Endpoints:
     keyed: bool  # whether an API key is sent
 
     @classmethod
-    def check(cls, base_url: Any, api_key: Any, dialect: Dialect) -> Endpoints:
+    def check(cls, base_url: Any, api_key: Any, dialect: Dialect, model: str | None = None) -> Endpoints:
         """The endpoints of ``base_url`` (a URL or a list of replicas), checked.
 
         Each is sent ``api_key`` as a bearer token, unless its URL holds credentials.
+        ``model`` goes into the path of a hosted API that names the model there.
         """
         urls = [base_url] if isinstance(base_url, str) else base_url
         if not isinstance(urls, Sequence) or not urls:
@@ -143,8 +145,8 @@ class Endpoints:
             auth = basic or (f"Bearer {api_key}" if api_key else None)
             if auth:
                 sent["Authorization"] = auth
-            headers[rerank_url(plain, dialect)] = sent
-        replicas = Replicas([rerank_url(plain, dialect) for plain in shown])
+            headers[rerank_url(plain, dialect, model)] = sent
+        replicas = Replicas([rerank_url(plain, dialect, model) for plain in shown])
         return cls(shown, headers, Redactor(secrets), replicas, bool(api_key))
 
 
@@ -173,6 +175,11 @@ def check_model(model: Any, dialect: Dialect) -> str | None:
     return model
 
 
+def check_price(price: Any) -> float | None:
+    """A price per million tokens: a finite number >= 0, or None."""
+    return None if price is None else _check_seconds("price_per_million_tokens", price, unit="")
+
+
 def check_template(template: Any, dialect: Dialect) -> Literal["client", "server"]:
     """The template mode to use: ``template``, or the dialect's default when it is ``None``."""
     if template is None:
@@ -186,8 +193,9 @@ def check_template(template: Any, dialect: Dialect) -> Literal["client", "server
             "client wraps the prompt."
         )
     if template == "client" and dialect.applies_template:
+        where = "the hosted API" if dialect.hosted else "servers"
         raise InvalidInputError(
-            f"api={dialect.name!r} servers wrap every pair in the rerank template of the model file "
+            f"api={dialect.name!r} {where} wrap every pair in the model's rerank template "
             "themselves, so template='client' would wrap each prompt twice and score it wrongly. Use "
             "template='server' (the default for this api)."
         )
@@ -241,9 +249,9 @@ def _make_timeout(timeout: Any) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(seconds, 5.0))
 
 
-def _check_seconds(name: str, value: Any) -> float:
+def _check_seconds(name: str, value: Any, unit: str = " of seconds") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-        raise InvalidInputError(f"{name} must be a finite number of seconds >= 0, got {value!r}.")
+        raise InvalidInputError(f"{name} must be a finite number{unit} >= 0, got {value!r}.")
     return float(value)
 
 

@@ -22,7 +22,12 @@ Each check gives `ok`, `warn` or `FAIL` with the fix:
   back through `/tokenize` and `/detokenize`), compared with the model card's: vLLM's own
   `qwen3_reranker.jinja` loses the final newline, and the fix names our template.
 - **context length**: whether a prompt of `--max-length` tokens is accepted, else the
-  longest document that is.
+  longest document that is. Against a hosted API (`--api dashscope`, `siliconflow`,
+  `deepinfra`), **limits** instead: the provider's limits its requests are split to.
+
+Against a hosted API, **reachable** confirms the key, **server** and **template** say that
+the provider applies the Qwen3 template itself, and no other request is sent (no key
+goes to any other path).
 
 The checks after **reachable** are the functions in [`FINDINGS`][qwen_rerank.tools.diagnose.FINDINGS],
 each taking the [`Probe`][qwen_rerank.tools.diagnose.Probe] and returning one
@@ -56,7 +61,7 @@ from qwen_rerank.exceptions import (
     QwenRerankWarning,
 )
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, format_prompt, server_template_path
-from qwen_rerank.remote import API_KEY_ENV, DIALECTS, ApiName, VLLMReranker
+from qwen_rerank.remote import API_KEY_ENV, DIALECTS, ApiName, RemoteReranker
 
 __all__ = ["FINDINGS", "Finding", "Probe", "run_checks"]
 
@@ -106,12 +111,12 @@ class Probe:
     something else uses `base_url`, `api` and `timeout`.
     """
 
-    base_url: str
+    base_url: str | None
     api: str
     timeout: float
-    chosen: VLLMReranker
-    client: VLLMReranker | None
-    server: VLLMReranker | None
+    chosen: RemoteReranker
+    client: RemoteReranker | None
+    server: RemoteReranker | None
     template: Literal["client", "server"]
     max_length: int
     scores: list[float]
@@ -121,24 +126,27 @@ class Probe:
 
 
 def run_checks(
-    base_url: str,
+    base_url: str | None,
     *,
     model: str | None = None,
     template: Literal["client", "server"] | None = None,
     api: ApiName = "vllm",
-    max_length: int = 8192,
+    max_length: int | None = None,
     timeout: float = 60.0,
     tokenizer: str | None = None,
 ) -> list[Finding]:
     """Run every check against `base_url`; the API key comes from `QWEN_RERANK_API_KEY`.
 
+    Against a hosted API the key comes from the provider's variable (`DASHSCOPE_API_KEY`...).
+
     Args:
-        base_url: The server, e.g. `http://localhost:8000`.
+        base_url: The server, e.g. `http://localhost:8000`; `None` for a hosted API's endpoint.
         model: The model name to ask for (default: the server's; required for `api="cohere"`).
         template: How the client will talk to it: `"client"` or `"server"`; `None` takes
             the dialect's default (`"server"` for `api="llamacpp"`, else `"client"`).
         api: The server's wire format.
-        max_length: The prompt length, in tokens, the server should accept.
+        max_length: The prompt length, in tokens, the server should accept (default 8192; a
+            hosted API: its limit).
         timeout: Seconds per request.
         tokenizer: A tokenizer (hub id or folder) that cuts documents to `max_length`.
 
@@ -146,7 +154,7 @@ def run_checks(
         One [`Finding`][qwen_rerank.tools.diagnose.Finding] per check; only **reachable** if it failed.
     """
     make = functools.partial(
-        VLLMReranker, base_url, model=model, api=api, max_retries=0, timeout=timeout, max_length=max_length
+        RemoteReranker, base_url, model=model, api=api, max_retries=0, timeout=timeout, max_length=max_length
     )
     template = template or (DIALECTS[api].default_template if api in DIALECTS else "client")
     other: Literal["client", "server"] = "server" if template == "client" else "client"
@@ -154,7 +162,8 @@ def run_checks(
         reachable = _reachable(chosen)
         if reachable.status == "FAIL":
             return [reachable]
-        kind = _server_kind(base_url, api, timeout)
+        hosted = DIALECTS[api].hosted is not None
+        kind = _hosted_kind(chosen) if hosted else _server_kind(base_url or "", api, timeout)
         with contextlib.ExitStack() as stack:
             second = _other_mode(make, other)
             if second is not None:
@@ -168,7 +177,7 @@ def run_checks(
                 client=client,
                 server=server,
                 template=template,
-                max_length=max_length,
+                max_length=chosen.max_length,
                 scores=reachable.data.pop("scores"),
                 prompt_tokens=reachable.data.pop("prompt_tokens"),
                 tokens_1=reachable.data["tokens_1"],
@@ -177,7 +186,9 @@ def run_checks(
             return [reachable, kind, *(finding(probe) for finding in FINDINGS)]
 
 
-def _other_mode(make: Callable[..., VLLMReranker], mode: Literal["client", "server"]) -> VLLMReranker | None:
+def _other_mode(
+    make: Callable[..., RemoteReranker], mode: Literal["client", "server"]
+) -> RemoteReranker | None:
     """A client in the other template mode, or `None` where the dialect has only one."""
     try:
         return make(template=mode)
@@ -191,7 +202,12 @@ def _timed(call: Callable[[], list[float]]) -> tuple[list[float], float]:
     return scores, (time.perf_counter() - started) * 1000
 
 
-def _reachable(reranker: VLLMReranker) -> Finding:
+def _hosted_kind(reranker: RemoteReranker) -> Finding:
+    message = f"a hosted API (api={reranker.api!r}), which applies the Qwen3 template itself"
+    return Finding("server", "ok", message, data={"hosted": True, "llama_server": False})
+
+
+def _reachable(reranker: RemoteReranker) -> Finding:
     query, relevant = RELEVANT
     documents = [f"{relevant} Note {i}: {'more ' * i}text." for i in range(20)]
     try:
@@ -276,6 +292,8 @@ def _usage(probe: Probe) -> Finding:
 
 def _template(probe: Probe) -> Finding:
     """Which mode the server expects: from reported prompt tokens, else from the relevance gap."""
+    if DIALECTS[probe.api].hosted is not None:
+        return Finding("template", "ok", f"api={probe.api!r} wraps each pair in the Qwen3 template itself")
     if probe.client is None and probe.server is not None:
         return _fixed_template(probe.server)
     if probe.client is None or probe.server is None:
@@ -320,7 +338,17 @@ def _template(probe: Probe) -> Finding:
 
 
 def _context(probe: Probe) -> Finding:
-    """Whether a document filling `max_length` tokens is accepted; else the longest that is."""
+    """Whether a document filling `max_length` tokens is accepted; else the longest that is.
+
+    Against a hosted API, the limits its requests are split to: probing them would be billed.
+    """
+    limits = probe.chosen.request_limits
+    if limits is not None:
+        shown = {name: value for name, value in vars(limits).items() if name != "provider" and value}
+        said = ", ".join(f"{name}={value:,}" for name, value in shown.items()) or "none known"
+        return Finding(
+            "limits", "ok", f"requests are split to api={probe.api!r}'s limits: {said}", data=shown
+        )
     query, max_length = RELEVANT[0], probe.max_length
 
     def accepted(words: int) -> bool:
@@ -373,7 +401,7 @@ def _server_kind(base_url: str, api: str, timeout: float) -> Finding:
         "server",
         "warn",
         f"this is llama.cpp's llama-server, but --api {api} was given",
-        "Use --api llamacpp (VLLMReranker(api='llamacpp')): it sends raw pairs for the GGUF's own "
+        "Use --api llamacpp (RemoteReranker(api='llamacpp')): it sends raw pairs for the GGUF's own "
         "template and refuses instructions that llama-server would ignore.",
         data,
     )
@@ -402,7 +430,7 @@ def _rank_head(probe: Probe) -> Finding:
     return Finding("rank head", "ok", "scores spread over pairs")
 
 
-def _fixed_template(server: VLLMReranker) -> Finding:
+def _fixed_template(server: RemoteReranker) -> Finding:
     """A dialect whose server always wraps: confirm it does, from the tokens of two short pairs."""
     try:
         server.score(RELEVANT[0], [RELEVANT[1], IRRELEVANT[1]])
@@ -436,6 +464,14 @@ def _instruction(probe: Probe) -> Finding:
     except QwenRerankError as exc:
         return Finding("instruction", "warn", f"could not score under two instructions: {exc}")
     data = {"default": first, "other": second}
+    if first == second and DIALECTS[probe.api].hosted is not None:
+        return Finding(
+            "instruction",
+            "warn",
+            f"the same score ({first!r}) under two instructions: api={probe.api!r} ignores the instruction",
+            "For a custom instruction use api='dashscope' or 'siliconflow', or LocalReranker.",
+            data,
+        )
     if first == second:
         return Finding(
             "instruction",
@@ -462,13 +498,16 @@ def _rendered_prompt(probe: Probe, query: str, document: str) -> tuple[str, int]
     From `/tokenize` of the pair as the messages vLLM's scoring renders, and `/detokenize` of its
     tokens; `None` where the server has neither.
     """
+    if probe.base_url is None:  # a hosted API: no such paths
+        return None
+    base_url = probe.base_url
     messages = [{"role": "query", "content": query}, {"role": "document", "content": document}]
     body = {"messages": messages, "chat_template_kwargs": {"instruction": OTHER_INSTRUCTION}}
-    tokens = _post_json(probe.base_url, "/tokenize", body, probe.timeout)
+    tokens = _post_json(base_url, "/tokenize", body, probe.timeout)
     ids = tokens.get("tokens") if isinstance(tokens, dict) else None
     if not isinstance(ids, list) or not ids:
         return None
-    text = _post_json(probe.base_url, "/detokenize", {"tokens": ids}, probe.timeout)
+    text = _post_json(base_url, "/detokenize", {"tokens": ids}, probe.timeout)
     rendered = text.get("prompt") if isinstance(text, dict) else None
     return (rendered, len(ids)) if isinstance(rendered, str) else None
 
@@ -516,7 +555,7 @@ def _quiet_backend_warnings() -> Iterator[None]:
     Every document sent is the check's own, some long on purpose: such a warning
     would be about a document the user never wrote, with a fix that does not apply.
     """
-    backend_log = logging.getLogger(VLLMReranker.__module__)
+    backend_log = logging.getLogger(RemoteReranker.__module__)
 
     def keep(record: logging.LogRecord) -> bool:
         return record.levelno != logging.WARNING
@@ -543,7 +582,7 @@ FINDINGS: list[Callable[[Probe], Finding]] = [
 
 
 # -- the one request the checks send themselves -------------------------------------------------
-# Every other request goes through VLLMReranker. This one builds its own URL and Authorization
+# Every other request goes through RemoteReranker. This one builds its own URL and Authorization
 # header and calls httpx directly; it is the single place to move onto the remote wing's sender.
 def _get_json(base_url: str, path: str, timeout: float) -> Any:
     """The JSON of `GET path` at the server's root, or None when there is none."""
