@@ -429,8 +429,8 @@ def _instruction(probe: Probe) -> Finding:
         return Finding("instruction", "ok", message)
     if probe.template == "server" and DIALECTS[probe.api].instruction_field is None:
         message = (
-            f"api={probe.api!r} has no instruction field, so with --template server no instruction is "
-            "sent and the server's template applies its default; not judged"
+            f"api={probe.api!r} has no instruction field: with --template server the server's template "
+            "applies its default instruction, and the client refuses any other; not judged"
         )
         fix = f"For a custom instruction, use --template client with api={probe.api!r}: the client wraps it."
         return Finding("instruction", "ok", message, fix)
