@@ -55,13 +55,18 @@ CONSTANT_FIXES = {
 
 
 def serve_longer(max_length: int, llama: Server | None) -> str:
+    """How to serve prompts of ``max_length`` tokens; on llama-server, a slot's context counts.
+
+    llama-server splits ``-c`` over its ``-np`` slots (unless its KV cache is unified), and
+    `/props` reports one slot's context: with several slots, either room for all of them or one.
+    """
     if llama is None:
         return f"Serve with --max-model-len {max_length} or more"
     slots = llama.slots or 1
     if slots == 1 or llama.slot_tokens is None:
         return f"Start llama-server with -c {max_length} or more (and -ub {max_length} for speed)"
     return (
-        f"Start llama-server with -c {max_length * slots} or more (and -ub {max_length} for speed): "
-        f"its {slots} slots share -c, so each holds {llama.slot_tokens} tokens now; or with -np 1 and "
-        f"-c {max_length}"
+        f"Start llama-server with -c {max_length * slots} or more, or with -np 1 and -c {max_length} or "
+        f"more (and -ub {max_length} for speed): its {slots} slots share -c, and each holds "
+        f"{llama.slot_tokens} tokens now"
     )

@@ -45,6 +45,7 @@ def test_the_context_fix_counts_llama_servers_slots(
     assert report["server"]["data"]["total_slots"] == 2 and report["server"]["data"]["n_ctx"] == 512
     context = report["context length"]
     assert status == 1 and context["status"] == "FAIL"
-    assert "-c 2000" in context["fix"] and "-c 1000 or more" not in context["fix"], context["fix"]
-    assert "-np 1" in context["fix"]
+    # Not "-c 1000", which it has: each of its 2 slots gets half of it.
+    assert "-c 2000 or more" in context["fix"] and "-np 1 and -c 1000" in context["fix"], context["fix"]
+    assert "2 slots share -c" in context["fix"]
     assert context["data"]["words"] < 512
