@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import threading
@@ -110,3 +111,56 @@ def test_a_trickling_props_cannot_hold_check_past_its_timeout(
     elapsed = time.monotonic() - started
     assert report["server"]["status"] == "ok" and report["server"]["data"]["llama_server"] is False
     assert elapsed < 8, f"check took {elapsed:.1f} s with --timeout 2"
+
+
+def keyed_server(expected: str) -> type[BaseHTTPRequestHandler]:
+    """vLLM's model card for a request carrying ``expected`` as its Authorization, else 401."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self._answer(rerank_reply(json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+
+        def do_GET(self) -> None:
+            if self.path == "/v1/models":
+                card = {"id": "Qwen/Qwen3-Reranker-0.6B", "object": "model", "owned_by": "vllm"}
+                self._answer(json.dumps({"object": "list", "data": [card]}).encode())
+            else:
+                self._answer(b'{"detail": "Not Found"}', 404)
+
+        def _answer(self, data: bytes, status: int = 200) -> None:
+            if self.headers.get("Authorization") != expected:
+                status, data = 401, b'{"error": "Unauthorized"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.mark.parametrize("how", ["api key", "url password"])
+def test_the_checks_own_gets_carry_the_credentials_of_its_rerank_calls(
+    how: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = (
+        "Bearer sk-check-1234" if how == "api key" else "Basic " + base64.b64encode(b"me:pw-5678").decode()
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), keyed_server(expected))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        if how == "api key":
+            monkeypatch.setenv("QWEN_RERANK_API_KEY", "sk-check-1234")
+            url = f"http://127.0.0.1:{port}"
+        else:
+            url = f"http://me:pw-5678@127.0.0.1:{port}"
+        report = check(url, capsys)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert report["server"]["data"]["name"] == "vllm", report["server"]
+    assert "sk-check-1234" not in json.dumps(report) and "pw-5678" not in json.dumps(report)
