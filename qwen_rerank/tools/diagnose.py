@@ -327,9 +327,8 @@ def _context(probe: Probe) -> Finding:
         "context length",
         "FAIL",
         f"the longest document accepted is about {low} tokens, short of max_length={max_length}",
-        f"{serve_longer(max_length, probe.kind if probe.llama else None)}, or pass max_length={low} and "
-        "tokenizer= to the "
-        "client so documents are cut to fit.",
+        f"{serve_longer(max_length, probe.kind if probe.llama else None)}, or pass max_length={low} "
+        "and tokenizer= to the client so documents are cut to fit.",
         {"words": low},
     )
 
