@@ -12,9 +12,8 @@ from pydantic import ConfigDict, Field
 
 from qwen_rerank import InvalidInputError, RerankResult
 from qwen_rerank.integrations.adapters import (
-    copy_metadata,
-    cut_metadata,
     rerank_inputs,
+    result_metadata,
     text_with_metadata,
 )
 from qwen_rerank.integrations.fallback import RerankCall, fallback_metadata
@@ -197,15 +196,10 @@ def _scored_copies(
 
 
 def _scored_copy(document: Document, result: RerankResult, usage: dict[str, Any] | None) -> Document:
-    metadata = copy_metadata(document.metadata)
-    if not result.reranked:  # on_error="passthrough" after a backend failure: nothing was scored
-        metadata.update(fallback_metadata(result))
-        return document.model_copy(update={"metadata": metadata})
-    metadata["relevance_score"] = result.score
-    metadata.update(cut_metadata(result))
+    added: dict[str, Any] = {"relevance_score": result.score}
     if usage is not None:
-        metadata["rerank_usage"] = dict(usage)  # the whole call's tokens, on each document
-    return document.model_copy(update={"metadata": metadata})
+        added["rerank_usage"] = dict(usage)  # the whole call's tokens, on each document
+    return document.model_copy(update={"metadata": result_metadata(document.metadata, result, **added)})
 
 
 def _ids(documents: Sequence[Document]) -> list[str]:

@@ -18,6 +18,7 @@ from qwen_rerank.tools.diagnose import Finding, run_checks
 __all__ = ["add_check_command", "run_check_command"]
 
 _MESSAGE_CHARS = 400  # a finding's message, printed as text, is cut to this
+_TINY_APIS = ("vllm", "sglang", "cohere")  # the wire formats the fake server speaks
 
 
 def add_check_command(commands: Any) -> None:
@@ -35,7 +36,7 @@ def add_check_command(commands: Any) -> None:
         "--tiny",
         action="store_true",
         help="start the fake server on the tiny random test model and check it: a healthy report, "
-        "offline (pip install 'qwen-rerank[testing]')",
+        "offline (pip install 'qwen-rerank[testing]'); --api vllm, sglang or cohere",
     )
     check.add_argument("--model", help="model name to ask for (default: the server's; required for cohere)")
     check.add_argument(
@@ -79,6 +80,11 @@ def run_check_command(args: argparse.Namespace) -> int:
 
 
 def _check_tiny(args: argparse.Namespace) -> int:
+    if args.api not in _TINY_APIS:
+        raise UsageError(
+            f"--tiny serves the fake server in the {', '.join(_TINY_APIS)} formats only; check a real "
+            f"{args.api} server with --base-url URL --api {args.api}."
+        )
     from qwen_rerank.local import quiet_progress_bars
     from qwen_rerank.testing import FakeVLLMServer
 

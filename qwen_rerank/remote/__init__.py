@@ -6,6 +6,7 @@ Importing it never imports torch.
 from __future__ import annotations
 
 from qwen_rerank.remote._dialects import DIALECTS, ApiName, Dialect, Usage
+from qwen_rerank.remote._probe import ServerAnswer, server_get, server_post
 from qwen_rerank.remote._providers import PROVIDERS
 from qwen_rerank.remote._reranker import API_KEY_ENV, RemoteReranker, VLLMReranker
 
@@ -23,6 +24,9 @@ __all__ = [
     "ApiName",
     "Dialect",
     "RemoteReranker",
+    "ServerAnswer",
     "Usage",
     "VLLMReranker",
+    "server_get",
+    "server_post",
 ]

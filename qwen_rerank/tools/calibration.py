@@ -51,7 +51,16 @@ from qwen_rerank.tools.evaluation import (
     select_candidates,
 )
 
-__all__ = ["Calibration", "Cut", "calibrate", "curve", "format_chart", "format_cuts", "write_png"]
+__all__ = [
+    "Calibration",
+    "Cut",
+    "calibrate",
+    "curve",
+    "format_chart",
+    "format_cuts",
+    "threshold_text",
+    "write_png",
+]
 
 Labelled = Mapping[str, Sequence[tuple[float, bool]]]
 """Query id -> [(score, relevant)] of its candidates; a query with none is left with no document."""
@@ -223,34 +232,55 @@ def calibrate(
 
     Raises:
         DataFormatError: A file is missing or malformed.
-        InvalidInputError: ``top_k`` is not a positive integer, or no candidate is relevant.
+        InvalidInputError: ``top_k`` is not a positive integer, or no candidate is relevant (found
+            from the qrels, before anything is scored).
     """
     k = check_positive_int("top_k", top_k)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
     parsed = load_run(run, queries=data.queries, corpus=data.corpus) if isinstance(run, (str, Path)) else run
     rankings = select_candidates(parsed, data.qrels, k).rankings
+    _check_relevant(rankings, data.qrels)  # before minutes of scoring, not after
     return curve(score_candidates(reranker, data, rankings, batch_queries=batch_queries, progress=progress))
 
 
+def _check_relevant(rankings: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]) -> None:
+    """Refuse candidates of which the qrels mark none relevant: no threshold could be measured."""
+    count = sum(len(docs) for docs in rankings.values())
+    if not any(qrels.get(query, {}).get(doc, 0) > 0 for query, docs in rankings.items() for doc in docs):
+        raise InvalidInputError(
+            "Calibration needs candidates the qrels mark relevant, and found "
+            f"{'no candidates' if not count else f'none relevant among {count}'}; check the run and "
+            "the qrels split. Nothing was scored."
+        )
+
+
 def format_cuts(cuts: Sequence[Cut], chosen: Cut | None = None) -> str:
-    """A plain-text table of thresholds against precision, recall and the share of empty answers."""
+    """A plain-text table of thresholds against precision, recall and the share of empty answers.
+
+    Each threshold is printed so that, pasted back as ``score_threshold``, it is the same float.
+    """
     lines = [f"{'threshold':>10}{'kept':>8}{'precision':>11}{'recall':>8}{'no doc':>8}"]
     rows = sorted({*cuts, *([chosen] if chosen else [])}, key=lambda cut: -cut.threshold)
     for cut in rows:
         mark = "  <- chosen" if cut == chosen else ""
         lines.append(
-            f"{cut.threshold:>10.{_digits(cut.threshold)}f}{cut.kept:>8}{cut.precision:>11.3f}"
+            f"{threshold_text(cut.threshold):>10}{cut.kept:>8}{cut.precision:>11.3f}"
             f"{cut.recall:>8.3f}{cut.empty_share:>8.3f}{mark}"
         )
     return "\n".join(lines)
 
 
-def _digits(value: float) -> int:
-    """Decimals enough to print ``value`` exactly as `_between` chose it (at least 2)."""
+def threshold_text(value: float) -> str:
+    """``value`` as a decimal that reads back as the same float: at least 2 decimals, else ``repr``.
+
+    ``float(threshold_text(t)) == t`` always holds, so a printed threshold pasted back as
+    ``score_threshold`` keeps exactly the candidates of its row (``1e-20`` stays ``1e-20``).
+    """
     for digits in range(2, 18):
-        if float(f"{value:.{digits}f}") == value:
-            return digits
-    return 17
+        text = f"{value:.{digits}f}"
+        if float(text) == value:
+            return text
+    return repr(value)
 
 
 def format_chart(

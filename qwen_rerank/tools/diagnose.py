@@ -1,13 +1,16 @@
 """Diagnosis of a rerank server: does it serve Qwen3-Reranker correctly? (`qwen-rerank check`)
 
-Each check gives `ok`, `warn` or `FAIL` with the fix:
+First it asks which server answers (llama.cpp's `llama-server`, vLLM, SGLang, TEI, Infinity,
+or a web page such as a login page in front of it; see `qwen_rerank.tools._servers`), with
+GETs read under a rerank reply's caps and time limit. Each check then gives `ok`, `warn` or
+`FAIL`, with a fix that follows from what was found:
 
 - **reachable**: a 1- and a 20-document call succeed; their latencies.
-- **server**: whether it is llama.cpp's `llama-server` (from its `/props` answer, or
-  `/health`'s), and whether `--api llamacpp` was given for it.
+- **server**: which server it is, and whether `--api` speaks its wire format.
 - **constant scores**: all scores equal, or all exactly 0.5 (a known server regression).
 - **rank head**: scores near 0 or NaN for every pair, or a llama-server that wraps no
-  template around a pair: a GGUF converted without its rerank head.
+  template around a raw pair (asked with `--api llamacpp`, whatever `--api` was given):
+  a GGUF converted without its rerank head.
 - **usage**: the prompt tokens the server reports for the 20 documents, and whether
   that count is believable (a count of a billion tokens or more is reported as absurd).
 - **template**: whether the server wraps pairs in the Qwen3 prompt itself (`--chat-template`),
@@ -22,7 +25,8 @@ Each check gives `ok`, `warn` or `FAIL` with the fix:
   back through `/tokenize` and `/detokenize`), compared with the model card's: vLLM's own
   `qwen3_reranker.jinja` loses the final newline, and the fix names our template.
 - **context length**: whether a prompt of `--max-length` tokens is accepted, else the
-  longest document that is. Against a hosted API (`--api dashscope`, `siliconflow`,
+  longest document that is (on llama-server, the fix counts its slots, which share `-c`).
+  Against a hosted API (`--api dashscope`, `siliconflow`,
   `deepinfra`), **limits** instead: the provider's limits its requests are split to.
 
 Against a hosted API, **reachable** confirms the key, **server** and **template** say that
@@ -44,14 +48,11 @@ import contextlib
 import functools
 import logging
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import httpx
 
 from qwen_rerank.exceptions import (
     APIStatusError,
@@ -61,9 +62,12 @@ from qwen_rerank.exceptions import (
     QwenRerankWarning,
 )
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, format_prompt, server_template_path
-from qwen_rerank.remote import API_KEY_ENV, DIALECTS, ApiName, RemoteReranker
+from qwen_rerank.remote import DIALECTS, ApiName, RemoteReranker
+from qwen_rerank.tools._fixes import CONSTANT_FIXES, RECONVERT, serve_longer, unreachable_fix
+from qwen_rerank.tools._server_template import first_difference, rendered_prompt
+from qwen_rerank.tools._servers import LLAMA, PAGE, Server, recognise
 
-__all__ = ["FINDINGS", "Finding", "Probe", "run_checks"]
+__all__ = ["FINDINGS", "Finding", "Probe", "Server", "run_checks"]
 
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -82,11 +86,6 @@ _WORD = " panda"  # one token in the Qwen3 vocabulary
 ABSURD_TOKENS = 10**9
 """A usage count this large is not believed: no call of the check sends a billion tokens."""
 OTHER_INSTRUCTION = "Given a statement, retrieve passages that contradict it"
-_RECONVERT = (
-    "Reconvert the checkpoint with a current llama.cpp's convert_hf_to_gguf.py, from a folder whose "
-    "name contains 'qwen3-reranker' (that is how it recognises the reranker and keeps its rank head), "
-    "then restart llama-server with --reranking."
-)
 
 
 @dataclass
@@ -108,7 +107,10 @@ class Probe:
     templates (one of them is `chosen`; the other is `None` where the dialect
     refuses it). `scores` are the 20-document call's, `prompt_tokens` what the
     server reported for it (`None`: nothing). A check that asks the server
-    something else uses `base_url`, `api` and `timeout`.
+    something else uses `base_url`, `api` and `timeout`. `kind` is which server
+    answers; on llama-server, `raw_tokens_1` is the prompt tokens it reports for one
+    short raw pair (sent as `--api llamacpp` does), which tell whether its GGUF has
+    the rerank template.
     """
 
     base_url: str | None
@@ -123,6 +125,8 @@ class Probe:
     prompt_tokens: int | None
     tokens_1: int | None = None
     llama: bool = False
+    kind: Server | None = None
+    raw_tokens_1: int | None = None
 
 
 def run_checks(
@@ -159,30 +163,35 @@ def run_checks(
     template = template or (DIALECTS[api].default_template if api in DIALECTS else "client")
     other: Literal["client", "server"] = "server" if template == "client" else "client"
     with _quiet_backend_warnings(), make(template=template, tokenizer=tokenizer) as chosen:
-        reachable = _reachable(chosen)
+        hosted = DIALECTS[api].hosted is not None
+        # A hosted API is sent rerank requests only: its key goes to no other path.
+        server = Server(None, "a hosted API") if hosted else recognise(chosen)
+        reachable = _reachable(chosen, server)
         if reachable.status == "FAIL":
             return [reachable]
-        hosted = DIALECTS[api].hosted is not None
-        kind = _hosted_kind(chosen) if hosted else _server_kind(base_url or "", api, timeout)
         with contextlib.ExitStack() as stack:
             second = _other_mode(make, other)
             if second is not None:
                 stack.enter_context(second)
-            client, server = (chosen, second) if template == "client" else (second, chosen)
+            client, server_mode = (chosen, second) if template == "client" else (second, chosen)
+            tokens_1 = reachable.data["tokens_1"]
             probe = Probe(
                 base_url=base_url,
                 api=api,
                 timeout=timeout,
                 chosen=chosen,
                 client=client,
-                server=server,
+                server=server_mode,
                 template=template,
                 max_length=chosen.max_length,
                 scores=reachable.data.pop("scores"),
                 prompt_tokens=reachable.data.pop("prompt_tokens"),
-                tokens_1=reachable.data["tokens_1"],
-                llama=bool(kind.data.get("llama_server")),
+                tokens_1=tokens_1,
+                llama=server.name == LLAMA,
+                kind=server,
+                raw_tokens_1=_raw_tokens(make, api, tokens_1) if server.name == LLAMA else None,
             )
+            kind = _hosted_kind(chosen) if hosted else _server_finding(server, api)
             return [reachable, kind, *(finding(probe) for finding in FINDINGS)]
 
 
@@ -207,17 +216,16 @@ def _hosted_kind(reranker: RemoteReranker) -> Finding:
     return Finding("server", "ok", message, data={"hosted": True, "llama_server": False})
 
 
-def _reachable(reranker: RemoteReranker) -> Finding:
+def _reachable(reranker: RemoteReranker, server: Server) -> Finding:
     query, relevant = RELEVANT
     documents = [f"{relevant} Note {i}: {'more ' * i}text." for i in range(20)]
     try:
         _, one_ms = _timed(lambda: reranker.score(query, documents[:1]))
         tokens_1 = reranker.last_usage.prompt_tokens if reranker.last_usage is not None else None
         scores, twenty_ms = _timed(lambda: reranker.score(query, documents))
-    except MalformedResponseError as exc:
-        return Finding("reachable", "FAIL", str(exc), _not_probabilities_fix(reranker.api))
     except QwenRerankError as exc:
-        return Finding("reachable", "FAIL", str(exc), "Check --base-url, --api, --model and the API key.")
+        malformed = isinstance(exc, MalformedResponseError)
+        return Finding("reachable", "FAIL", str(exc), unreachable_fix(server, reranker.api, malformed))
     usage = reranker.last_usage
     message = f"1 document in {one_ms:.0f} ms, 20 documents in {twenty_ms:.0f} ms"
     data = {
@@ -230,31 +238,6 @@ def _reachable(reranker: RemoteReranker) -> Finding:
     return Finding("reachable", "ok", message, data=data)
 
 
-_SEQ_CLS_FIX = (
-    "Serve the -seq-cls conversion, whose classifier row is the LM head's yes row minus its no "
-    "row: qwen_rerank.testing.convert_to_seq_cls(checkpoint, folder) writes one."
-)
-_HF_OVERRIDES = (
-    'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
-    '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\''
-)
-_CONSTANT_FIXES = {
-    "vllm": f"{_HF_OVERRIDES}, and use a vLLM release without the constant-score regression.",
-    "tei": _SEQ_CLS_FIX,
-    "infinity": _SEQ_CLS_FIX,
-}
-
-
-def _not_probabilities_fix(api: str) -> str:
-    """What to do about scores that are not probabilities: on vLLM a server started without
-    --hf_overrides answers the cosine similarity of two embeddings, from -1 to 1."""
-    if api in ("vllm", "sglang", "cohere"):
-        return (
-            f"The server answers, but not with probabilities. {_HF_OVERRIDES}. On llama-server: {_RECONVERT}"
-        )
-    return "The server answers, but not with probabilities. On llama-server: " + _RECONVERT
-
-
 def _constant(probe: Probe) -> Finding:
     scores = probe.scores
     if all(s == 0.5 for s in scores) or len(set(scores)) == 1:
@@ -262,7 +245,7 @@ def _constant(probe: Probe) -> Finding:
             "constant scores",
             "FAIL",
             f"all {len(scores)} scores are {scores[0]!r}: the server does not score with the reranker head",
-            _CONSTANT_FIXES.get(probe.api, _CONSTANT_FIXES["vllm"]),
+            CONSTANT_FIXES.get(probe.api, CONSTANT_FIXES["vllm"]),
             {"scores": scores},
         )
     return Finding("constant scores", "ok", f"{len(set(scores))} distinct scores of {len(scores)}")
@@ -294,6 +277,12 @@ def _template(probe: Probe) -> Finding:
     """Which mode the server expects: from reported prompt tokens, else from the relevance gap."""
     if DIALECTS[probe.api].hosted is not None:
         return Finding("template", "ok", f"api={probe.api!r} wraps each pair in the Qwen3 template itself")
+    if _headless(probe):
+        message = (
+            "not judged: llama-server's GGUF has no rerank template (see rank head), so no --template "
+            "gives Qwen3-Reranker's scores until it is reconverted"
+        )
+        return Finding("template", "warn", message)
     if probe.client is None and probe.server is not None:
         return _fixed_template(probe.server)
     if probe.client is None or probe.server is None:
@@ -375,59 +364,76 @@ def _context(probe: Probe) -> Finding:
         "context length",
         "FAIL",
         f"the longest document accepted is about {low} tokens, short of max_length={max_length}",
-        f"{_serve_longer(max_length, probe.llama)}, or pass max_length={low} and tokenizer= to the "
-        "client so documents are cut to fit.",
+        f"{serve_longer(max_length, probe.kind if probe.llama else None)}, or pass max_length={low} "
+        "and tokenizer= to the client so documents are cut to fit.",
         {"words": low},
     )
 
 
-def _server_kind(base_url: str, api: str, timeout: float) -> Finding:
-    """Whether the server is llama-server: its `/props` names a model file and its slots."""
-    props = _get_json(base_url, "/props", timeout)
-    llama = isinstance(props, dict) and "total_slots" in props and "default_generation_settings" in props
-    if not llama:
-        health = _get_json(base_url, "/health", timeout)
-        llama = isinstance(health, dict) and health.get("status") == "ok" and props is not None
-    data: dict[str, Any] = {"llama_server": llama}
-    if not llama:
-        return Finding("server", "ok", "not llama-server (no llama.cpp /props)", data=data)
-    if isinstance(props, dict):
-        settings = props.get("default_generation_settings")
-        data["n_ctx"] = settings.get("n_ctx") if isinstance(settings, dict) else None
-        data["total_slots"] = props.get("total_slots")
+def _server_finding(server: Server, api: str) -> Finding:
+    """Which server answers, and whether ``--api`` speaks its wire format."""
+    data: dict[str, Any] = {
+        "name": server.name,
+        "llama_server": server.name == LLAMA,
+        "n_ctx": server.slot_tokens,
+        "total_slots": server.slots,
+    }
+    if server.name is None or server.name == PAGE:
+        return Finding("server", "ok", f"not recognised ({server.evidence})", data=data)
+    if server.speaks(api):
+        return Finding(
+            "server", "ok", f"{server.label} ({server.evidence}), spoken to with --api {api}", data=data
+        )
+    if server.name == LLAMA:
+        fix = (
+            "Use --api llamacpp (RemoteReranker(api='llamacpp')): it sends raw pairs for the GGUF's own "
+            "template and refuses instructions that llama-server would ignore."
+        )
+    else:
+        fix = f"Use --api {server.own_api} (RemoteReranker(api={server.own_api!r}))."
+    message = f"this is {server.label} ({server.evidence}), but --api {api} was given"
+    return Finding("server", "warn", message, fix, data)
+
+
+def _raw_tokens(make: Callable[..., RemoteReranker], api: str, tokens_1: int | None) -> int | None:
+    """The prompt tokens llama-server reports for one short raw pair: it adds its GGUF's template, if any."""
     if api == "llamacpp":
-        return Finding("server", "ok", "llama.cpp llama-server, spoken to with --api llamacpp", data=data)
-    return Finding(
-        "server",
-        "warn",
-        f"this is llama.cpp's llama-server, but --api {api} was given",
-        "Use --api llamacpp (RemoteReranker(api='llamacpp')): it sends raw pairs for the GGUF's own "
-        "template and refuses instructions that llama-server would ignore.",
-        data,
-    )
+        return tokens_1  # the 1-document call sent the raw pair already
+    query, document = RELEVANT
+    try:
+        with make(api="llamacpp", template="server", model=None) as raw:
+            raw.score(query, [document])
+            return raw.last_usage.prompt_tokens if raw.last_usage is not None else None
+    except QwenRerankError:
+        return None
 
 
 def _rank_head(probe: Probe) -> Finding:
     """A GGUF without its rank head: every score near 0 or NaN, or llama-server adds no template."""
-    scores, tokens_1 = probe.scores, probe.tokens_1
+    scores, tokens_1 = probe.scores, probe.raw_tokens_1
     if all(math.isnan(s) or abs(s) < 1e-3 for s in scores):
         return Finding(
             "rank head",
             "FAIL",
             f"all {len(scores)} scores are near 0 or NaN: the model has no rerank head",
-            _RECONVERT,
+            RECONVERT,
             {"scores": scores},
         )
-    if probe.llama and tokens_1 is not None and tokens_1 < _TEMPLATE_TOKENS:
+    if _headless(probe):
         return Finding(
             "rank head",
             "FAIL",
-            f"llama-server reports {tokens_1} prompt tokens for one short pair: its GGUF has no rerank "
+            f"llama-server reports {tokens_1} prompt tokens for one short raw pair: its GGUF has no rerank "
             "template, so it was converted without the reranker's rank head",
-            _RECONVERT,
+            RECONVERT,
             {"tokens_1": tokens_1},
         )
     return Finding("rank head", "ok", "scores spread over pairs")
+
+
+def _headless(probe: Probe) -> bool:
+    """Whether llama-server wraps a raw pair in no template: its GGUF lacks the rerank template and head."""
+    return probe.llama and probe.raw_tokens_1 is not None and probe.raw_tokens_1 < _TEMPLATE_TOKENS
 
 
 def _fixed_template(server: RemoteReranker) -> Finding:
@@ -457,6 +463,13 @@ def _instruction(probe: Probe) -> Finding:
     if DIALECTS[probe.api].fixed_instruction is not None:
         message = "llama-server applies the GGUF's fixed instruction; the client refuses any other"
         return Finding("instruction", "ok", message)
+    if probe.template == "server" and DIALECTS[probe.api].instruction_field is None:
+        message = (
+            f"api={probe.api!r} has no instruction field: with --template server the server's template "
+            "applies its default instruction, and the client refuses any other; not judged"
+        )
+        fix = f"For a custom instruction, use --template client with api={probe.api!r}: the client wraps it."
+        return Finding("instruction", "ok", message, fix)
     query, document = RELEVANT
     try:
         first = probe.chosen.score(query, [document], instruction=DEFAULT_INSTRUCTION)[0]
@@ -486,38 +499,14 @@ def _instruction(probe: Probe) -> Finding:
     return Finding("instruction", "ok", "the instruction changes the score", data=data)
 
 
-def _serve_longer(max_length: int, llama: bool) -> str:
-    if llama:
-        return f"Start llama-server with -c {max_length} or more (and -ub {max_length} for speed)"
-    return f"Serve with --max-model-len {max_length} or more"
-
-
-def _rendered_prompt(probe: Probe, query: str, document: str) -> tuple[str, int] | None:
-    """The prompt vLLM's template renders for a pair under `OTHER_INSTRUCTION`, and its tokens.
-
-    From `/tokenize` of the pair as the messages vLLM's scoring renders, and `/detokenize` of its
-    tokens; `None` where the server has neither.
-    """
-    if probe.base_url is None:  # a hosted API: no such paths
-        return None
-    base_url = probe.base_url
-    messages = [{"role": "query", "content": query}, {"role": "document", "content": document}]
-    body = {"messages": messages, "chat_template_kwargs": {"instruction": OTHER_INSTRUCTION}}
-    tokens = _post_json(base_url, "/tokenize", body, probe.timeout)
-    ids = tokens.get("tokens") if isinstance(tokens, dict) else None
-    if not isinstance(ids, list) or not ids:
-        return None
-    text = _post_json(base_url, "/detokenize", {"tokens": ids}, probe.timeout)
-    rendered = text.get("prompt") if isinstance(text, dict) else None
-    return (rendered, len(ids)) if isinstance(rendered, str) else None
-
-
 def _server_template(probe: Probe) -> Finding:
     """vLLM only: the prompt its `--chat-template` renders for a pair, against the model card's."""
     if probe.api != "vllm":
         return Finding("server template", "ok", f"not checked for api={probe.api!r}")
     query, document = RELEVANT
-    read = _rendered_prompt(probe, query, document)
+    read = (
+        None if probe.base_url is None else rendered_prompt(probe.chosen, query, document, OTHER_INSTRUCTION)
+    )
     if read is None:
         return Finding("server template", "ok", "the server's template cannot be read (no /tokenize)")
     rendered, count = read
@@ -531,10 +520,7 @@ def _server_template(probe: Probe) -> Finding:
         return Finding(
             "server template", "ok", "its --chat-template renders the model card's prompt", data=data
         )
-    at = next(
-        (i for i, (a, b) in enumerate(zip(rendered, card, strict=False)) if a != b),
-        min(len(rendered), len(card)),
-    )
+    at = first_difference(rendered, card)
     data["differs_at"] = at
     ending = " (it ends without the final newline after </think>)" if card.startswith(rendered) else ""
     return Finding(
@@ -579,30 +565,3 @@ FINDINGS: list[Callable[[Probe], Finding]] = [
     _context,
 ]
 """The checks run once the server is reachable, in order."""
-
-
-# -- the one request the checks send themselves -------------------------------------------------
-# Every other request goes through RemoteReranker. This one builds its own URL and Authorization
-# header and calls httpx directly; it is the single place to move onto the remote wing's sender.
-def _get_json(base_url: str, path: str, timeout: float) -> Any:
-    """The JSON of `GET path` at the server's root, or None when there is none."""
-    url = httpx.URL(base_url).copy_with(path=path, query=None, fragment=None)
-    key = os.environ.get(API_KEY_ENV)
-    headers = {"Authorization": f"Bearer {key}"} if key and not url.userinfo else {}
-    try:
-        response = httpx.get(url, headers=headers, timeout=min(timeout, 10.0))
-        return response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-def _post_json(base_url: str, path: str, body: Any, timeout: float) -> Any:
-    """The JSON answer to `POST path` at the server's root, or None when there is none."""
-    url = httpx.URL(base_url).copy_with(path=path, query=None, fragment=None)
-    key = os.environ.get(API_KEY_ENV)
-    headers = {"Authorization": f"Bearer {key}"} if key and not url.userinfo else {}
-    try:
-        response = httpx.post(url, json=body, headers=headers, timeout=min(timeout, 10.0))
-        return response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
