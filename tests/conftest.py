@@ -25,7 +25,7 @@ ONE_WORKER_FILES = {
     "tests/demo/test_demo_over_http.py": "tests/demo/test_demo_over_http.py",
     "tests/docs/test_docs_site.py": "tests/docs/test_docs_site.py",
     "tests/docs/test_examples_run_offline.py": "tests/docs/test_examples_run_offline.py",
-    "tests/docs/test_framework_pages_snippets.py": "tests/docs/test_framework_pages_snippets.py",
+    "tests/docs/test_snippets_run_as_written.py": "tests/docs/test_snippets_run_as_written.py",
     "tests/docs/test_notebook_outputs.py": "tests/docs/test_notebook_outputs.py",
     "tests/docs/test_snippets_in_minimal_installs.py": "tests/docs/test_snippets_in_minimal_installs.py",
     "tests/integrations/test_ray_predictor.py": "tests/integrations/test_ray_predictor.py",

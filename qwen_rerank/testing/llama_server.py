@@ -13,6 +13,7 @@ on a free loopback port.
 Run `python -m qwen_rerank.testing.llama_server` to build it ahead of a test run.
 
 Example:
+    <!-- not run by the tests: builds llama-server from source on first use, minutes -->
     ```python
     from qwen_rerank import VLLMReranker
     from qwen_rerank.testing import make_tiny_reranker

@@ -6,6 +6,7 @@ scores a labelled dataset (the layout of [`qwen_rerank.tools.evaluation`][qwen_r
 BEIR folder and a first-stage run) and tells, for each threshold, what a
 ``score_threshold`` would keep:
 
+<!-- not run by the tests: needs the SciFact dataset and a BM25 run in data/scifact -->
 ```python
 from qwen_rerank import create_reranker
 from qwen_rerank.tools.calibration import calibrate
