@@ -79,6 +79,34 @@ _RECONVERT = (
 )
 
 
+_GENERIC_FIX = "Check --base-url, --api, --model and the API key."
+# What qwen_rerank.remote says about a reply whose scores are not probabilities (out of [0, 1],
+# NaN, infinite) and about one whose shape is not the dialect's: the evidence for the fixes below.
+_NOT_PROBABILITIES = ("outside [0, 1]", "not a finite number")
+_OTHER_SHAPE = "does it speak api="
+
+
+def _malformed_fix(message: str, api: str) -> str:
+    """The fix for a reply that is not a valid rerank response, following what the reply showed.
+
+    Only scores that are not probabilities point at the model as served; a reply of the wrong
+    shape points at ``--api``; anything else (a web page such as a login page, a body that is
+    not JSON) gets the generic fix, as an error page does.
+    """
+    if any(evidence in message for evidence in _NOT_PROBABILITIES):
+        if api == "llamacpp":
+            return "The server answers, but not with probabilities: " + _RECONVERT
+        return "The server answers, but not with probabilities. " + _CONSTANT_FIXES.get(
+            api, "Serve the model with its yes/no reranker head, as its model card says."
+        )
+    if _OTHER_SHAPE in message:
+        return (
+            "The reply is not shaped as --api says: pass the --api of this server (vllm, sglang, cohere, "
+            "tei, infinity or llamacpp), and check --base-url."
+        )
+    return _GENERIC_FIX
+
+
 @dataclass
 class Finding:
     """One check's outcome: `status` is `"ok"`, `"warn"` or `"FAIL"`; `fix` says what to do."""
@@ -194,10 +222,9 @@ def _reachable(reranker: VLLMReranker) -> Finding:
         tokens_1 = reranker.last_usage.prompt_tokens if reranker.last_usage is not None else None
         scores, twenty_ms = _timed(lambda: reranker.score(query, documents))
     except MalformedResponseError as exc:
-        fix = "The server answers, but not with probabilities. On llama-server: " + _RECONVERT
-        return Finding("reachable", "FAIL", str(exc), fix)
+        return Finding("reachable", "FAIL", str(exc), _malformed_fix(str(exc), reranker.api))
     except QwenRerankError as exc:
-        return Finding("reachable", "FAIL", str(exc), "Check --base-url, --api, --model and the API key.")
+        return Finding("reachable", "FAIL", str(exc), _GENERIC_FIX)
     usage = reranker.last_usage
     message = f"1 document in {one_ms:.0f} ms, 20 documents in {twenty_ms:.0f} ms"
     data = {
