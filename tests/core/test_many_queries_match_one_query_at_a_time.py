@@ -209,7 +209,7 @@ def test_progress_bar_counts_documents_and_queries(
     assert f"{len(requests)}/{len(requests)} queries" in err
 
 
-# -- the base class's default: one _score call per request ---------------------------------------------
+# -- a backend with only _score_batch, one request at a time --------------------------------------------
 
 
 def test_a_backend_with_only_score_gets_the_many_calls(mode: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen_rerank._imports import require
-from qwen_rerank._many import progress_bar
+from qwen_rerank._requests import progress_bar
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.results import rank
