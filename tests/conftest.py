@@ -25,6 +25,7 @@ ONE_WORKER_FILES = {
     "tests/cli/test_cli_tiny_api_and_top_n.py": "tests/cli/test_cli_tiny_api_and_top_n.py",
     "tests/demo/test_demo_in_chromium.py": "tests/demo/test_demo_in_chromium.py",
     "tests/demo/test_demo_over_http.py": "tests/demo/test_demo_over_http.py",
+    "tests/docs/test_api_reference_page.py": "tests/docs/test_api_reference_page.py",
     "tests/docs/test_docs_site.py": "tests/docs/test_docs_site.py",
     "tests/docs/test_examples_run_offline.py": "tests/docs/test_examples_run_offline.py",
     "tests/docs/test_snippets_run_as_written.py": "tests/docs/test_snippets_run_as_written.py",

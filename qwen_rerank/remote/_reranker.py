@@ -102,11 +102,11 @@ class VLLMReranker(Reranker):
             Infinity serve it; needs ``model``), ``"tei"`` (Text Embeddings Inference's
             ``/rerank``) or ``"infinity"`` (Infinity's ``/rerank``), which serve the
             ``-seq-cls`` conversion and take ``template="client"`` only (see
-            docs/tei-infinity.md), or ``"llamacpp"`` (llama.cpp's
+            [TEI and Infinity](tei-infinity.md)), or ``"llamacpp"`` (llama.cpp's
             ``llama-server --reranking``: it applies the GGUF's template with
             the default instruction, so a different instruction raises
-            [`InvalidInputError`][qwen_rerank.InvalidInputError]). See docs/remote-servers.md
-            and docs/llama-cpp.md.
+            [`InvalidInputError`][qwen_rerank.InvalidInputError]). See [Other servers](remote-servers.md)
+            and [Serving with llama.cpp](llama-cpp.md).
         max_response_bytes: Most bytes of a reply that are read, counted after
             decompression. ``None`` (the default) allows the largest valid reply
             to each request (3 x its body, plus 2 KiB per document and 64 KiB);
