@@ -89,10 +89,14 @@ _EXAMPLE_DOCUMENTS = "\n".join(
         "Paris is the capital of France.",
     ]
 )
-# On a narrow screen the table's text is smaller, so that its number columns stay on one line.
+# On a narrow screen the table's text is smaller and its cells' padding thinner, so that the number
+# columns' headers and values stay on one line down to a 400 px window.
 _CSS = """
 @media (max-width: 640px) {
-  #ranking .header-cell, #ranking [role="gridcell"] { font-size: 12px; }
+  #ranking .header-cell, #ranking .header-cell *, #ranking .body-cell, #ranking .body-cell * {
+    font-size: 12px;
+  }
+  #ranking .cell-wrap { padding-left: 4px; padding-right: 4px; }
 }
 """
 _ERROR_STYLE = (
@@ -320,7 +324,7 @@ def _output_column(gr: Any) -> list[Any]:
         wrap=True,
         # Shares of the table's width (Gradio's widths take no minimum); with _CSS, rank, index and
         # score stay on one line down to a 400 px window.
-        column_widths=["12%", "13%", "17%", "58%"],
+        column_widths=["12%", "14%", "19%", "55%"],
         elem_id="ranking",
     )
     chart = gr.HTML(label="Scores", elem_id="scores")
