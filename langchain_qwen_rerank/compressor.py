@@ -41,12 +41,19 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
     Example:
         ```python
         from langchain_classic.retrievers import ContextualCompressionRetriever
+        from langchain_core.embeddings import DeterministicFakeEmbedding
+        from langchain_core.vectorstores import InMemoryVectorStore
         from langchain_qwen_rerank import QwenRerank
 
+        texts = [f"Passage {i} about the capitals of Asia." for i in range(100)]
+        vector_store = InMemoryVectorStore.from_texts(texts, DeterministicFakeEmbedding(size=64))  # yours
         retriever = ContextualCompressionRetriever(
-            base_compressor=QwenRerank(top_n=5), base_retriever=vector_store.as_retriever(k=50)
+            base_compressor=QwenRerank(top_n=5),
+            # k goes in search_kwargs: as_retriever(k=50) is ignored, and retrieves 4
+            base_retriever=vector_store.as_retriever(search_kwargs={"k": 50}),
         )
-        docs = retriever.invoke("What is the capital of China?")
+        docs = retriever.invoke("What is the capital of China?")  # the best 5 of 50
+        assert len(docs) == 5
         ```
 
     Changing a backend field (``model``, ``base_url``, ``device``...), by

@@ -38,6 +38,7 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
     it is scored by a vLLM server and torch is never imported.
 
     Example:
+        <!-- not run by the tests: index is your VectorStoreIndex -->
         ```python
         from llamaindex_qwen_rerank import QwenRerank
 

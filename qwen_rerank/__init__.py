@@ -60,6 +60,7 @@ __all__ = [
     "reset_fallback_counts",
 ]
 
+# The one place the version is written: pyproject.toml reads it from here at build time.
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

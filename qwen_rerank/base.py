@@ -49,7 +49,7 @@ class Reranker(ABC):
             Defaults to [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION].
         long_documents: ``"truncate"`` (the default) cuts a prompt longer than
             ``max_length`` at its end; ``"chunk"`` scores overlapping windows of
-            the document and keeps the best (see ``docs/long-documents.md``).
+            the document and keeps the best (see [Long documents](long-documents.md)).
         chunk_tokens: Chunk mode: document tokens per window; ``None`` takes
             the most that fit beside the instruction and query.
         chunk_overlap: Chunk mode: tokens neighbouring windows share; ``None``
@@ -217,7 +217,8 @@ class Reranker(ABC):
             on_error: ``"raise"`` (the default) raises a backend failure;
                 ``"passthrough"`` gives back the documents in the order they
                 came instead, ``top_n`` applied, each with ``reranked=False``
-                and the error's class in ``error`` (see ``docs/production.md``).
+                and the error's class in ``error`` (see
+                [Production RAG](production.md#fall-back-to-retrieval-order-instead-of-failing)).
 
         Returns:
             The kept results, best first.

@@ -2,6 +2,7 @@
 
 This module is the only place that spells the template. A pair is scored from:
 
+<!-- not run by the tests: a template, not a program -->
 ```python
 PREFIX + "<Instruct>: {instruction}\\n<Query>: {query}\\n<Document>: {document}" + SUFFIX
 ```

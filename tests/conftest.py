@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,24 @@ def mode(request: pytest.FixtureRequest) -> str:
     """Each test that takes ``mode`` runs twice: through the sync and the async API
     (``tests.helpers.call(reranker, mode, "score", ...)`` picks the method)."""
     return str(request.param)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the libraries underneath out of /tmp: the suite leaves it as it found it (.ci/run checks).
+
+    Gradio keeps its uploads and edit history in ``$GRADIO_TEMP_DIR`` (default ``/tmp/gradio``),
+    here a folder of this process's, removed at the end. torch makes ``/tmp/torchinductor_USER``
+    when it first loads its compiler, which transformers does with every model; here it finds the
+    folder qwen-rerank gives compiled kernels anyway (``compile_cache_dir``). Ray's temporary
+    folder is the Ray test's own (tests/integrations/test_ray_predictor.py).
+    """
+    from qwen_rerank._paths import user_cache_dir
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir() / "torch-compile"))
+    if "GRADIO_TEMP_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="qwen-rerank-gradio-")
+        os.environ["GRADIO_TEMP_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")

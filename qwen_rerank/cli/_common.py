@@ -18,7 +18,7 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.factory import create_reranker, options_for
 from qwen_rerank.prompt import DEFAULT_MODEL
-from qwen_rerank.remote import API_KEY_ENV, API_NAMES, HOSTED_API_NAMES
+from qwen_rerank.remote import API_KEY_ENV, API_NAMES, DIALECTS, HOSTED_API_NAMES
 
 __all__ = [
     "APIS",
@@ -29,6 +29,7 @@ __all__ = [
     "backend_options",
     "build_reranker",
     "check_backend_options",
+    "check_model_given",
     "count",
     "fail",
     "note",
@@ -199,6 +200,18 @@ def check_backend_options(args: argparse.Namespace) -> None:
         )
     if args.max_length is not None and args.max_length < 1:
         raise UsageError(f"--max-length must be a positive integer, got {args.max_length}.")
+    if args.base_url:
+        check_model_given(args.api, args.model)
+
+
+def check_model_given(api: str | None, model: str | None) -> None:
+    """Refuse an `--api` whose servers need a model name when `--model` is not given.
+
+    Raises:
+        UsageError: `--api cohere` (say) without `--model`.
+    """
+    if api in DIALECTS and DIALECTS[api].needs_model and model is None:
+        raise UsageError(f"--api {api} needs --model NAME, the name the server serves the reranker as.")
 
 
 def is_remote(args: argparse.Namespace) -> bool:

@@ -11,7 +11,15 @@ from dataclasses import asdict
 from typing import Any
 
 from qwen_rerank._secrets import display_url
-from qwen_rerank.cli._common import APIS, UsageError, one_line, print_json, terminal_text, tiny_model
+from qwen_rerank.cli._common import (
+    APIS,
+    UsageError,
+    check_model_given,
+    one_line,
+    print_json,
+    terminal_text,
+    tiny_model,
+)
 from qwen_rerank.remote import DIALECTS, HOSTED_API_NAMES
 from qwen_rerank.tools.diagnose import Finding, run_checks
 
@@ -76,6 +84,7 @@ def run_check_command(args: argparse.Namespace) -> int:
             "give the server to check with --base-url URL, or --tiny to check the fake one (a hosted "
             "--api dashscope, siliconflow or deepinfra needs neither)."
         )
+    check_model_given(args.api, args.model)
     return _report(args, args.base_url, args.model)
 
 

@@ -77,7 +77,7 @@ class LocalReranker(Reranker):
             the hub cannot be reached (checked within a few seconds). A
             one-logit ``-seq-cls`` conversion (``Qwen3ForSequenceClassification``,
             as TEI and Infinity serve) loads too and scores ``sigmoid(logit)``,
-            the same score (see ``docs/tei-infinity.md``).
+            the same score (see [TEI and Infinity](tei-infinity.md)).
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or a torch.device.
             ``None`` picks cuda, then mps, then cpu. A device this machine lacks
             raises [`InvalidInputError`][qwen_rerank.exceptions.InvalidInputError] before
@@ -114,7 +114,7 @@ class LocalReranker(Reranker):
             ``max_length`` at its end, and ``rerank`` marks the result
             ``truncated``; ``"chunk"`` scores overlapping windows of such a
             document, in the same batches as the other documents, and keeps
-            the best window's score and ``span`` (see ``docs/long-documents.md``).
+            the best window's score and ``span`` (see [Long documents](long-documents.md)).
         chunk_tokens: Chunk mode: document tokens per window. ``None`` (the
             default) takes the most that fit beside the instruction and query.
         chunk_overlap: Chunk mode: tokens that neighbouring windows share.

@@ -134,11 +134,12 @@ class RemoteReranker(Reranker):
             ``/v1/rerank``) or ``"cohere"`` (``/v2/rerank`` as LiteLLM's proxy and
             Infinity serve it; needs ``model``), ``"tei"`` (Text Embeddings Inference's
             ``/rerank``) or ``"infinity"`` (Infinity's ``/rerank``), which take
-            ``template="client"`` only (docs/tei-infinity.md), ``"llamacpp"``
+            ``template="client"`` only ([TEI and Infinity](tei-infinity.md)), ``"llamacpp"``
             (``llama-server --reranking``, which applies the default instruction
             only: another raises [`InvalidInputError`][qwen_rerank.InvalidInputError];
-            docs/llama-cpp.md), or a hosted API: ``"dashscope"`` (Alibaba Cloud
-            Model Studio), ``"siliconflow"`` or ``"deepinfra"`` (docs/hosted-apis.md).
+            [Serving with llama.cpp](llama-cpp.md)), or a hosted API: ``"dashscope"``
+            (Alibaba Cloud Model Studio), ``"siliconflow"`` or ``"deepinfra"``
+            ([Hosted APIs](hosted-apis.md)).
         max_response_bytes: Most bytes of a reply that are read, counted after
             decompression. ``None`` (the default) allows the largest valid reply
             to each request (3 x its body, plus 2 KiB per document and 64 KiB);

@@ -25,6 +25,7 @@ The patches, each applied to the pristine sdist and checked to apply exactly onc
 It also needs `libnuma-dev`, CMake's `ninja` and a C++ compiler (gcc 12.2 or newer).
 
 Example:
+    <!-- not run by the tests: builds vLLM from its sdist on first use, about 40 minutes -->
     ```python
     from qwen_rerank import VLLMReranker
     from qwen_rerank.testing import make_tiny_reranker

@@ -6,6 +6,7 @@ scores a labelled dataset (the layout of [`qwen_rerank.tools.evaluation`][qwen_r
 BEIR folder and a first-stage run) and tells, for each threshold, what a
 ``score_threshold`` would keep:
 
+<!-- not run by the tests: needs the SciFact dataset and a BM25 run in data/scifact -->
 ```python
 from qwen_rerank import create_reranker
 from qwen_rerank.tools.calibration import calibrate
@@ -332,7 +333,7 @@ def write_png(calibration: Calibration, path: str | Path, chosen: Cut | None = N
         draw.text((8, y - 6), f"{tick:.2f}", fill="black")
     draw.text((margin, height - margin + 8), f"{low:.3f}", fill="black")
     draw.text((width - margin - 40, height - margin + 8), f"{high:.3f}", fill="black")
-    draw.text((width // 2 - 30, height - margin + 22), "threshold", fill="black")
+    _label(draw, (width // 2 - 30, height - margin + 22), "threshold", "black")
     steps = [low + span * i / 200 for i in range(201)]
     for name, colour, key in (
         ("precision", "#1f77b4", "precision"),
@@ -345,10 +346,23 @@ def write_png(calibration: Calibration, path: str | Path, chosen: Cut | None = N
             draw.line(line, fill=colour, width=2)
         left = margin + ("precision", "recall", "no document").index(name) * 120
         draw.rectangle([left, 20, left + 16, 24], fill=colour)
-        draw.text((left + 22, 16), name, fill=colour)
+        _label(draw, (left + 22, 16), name, colour)
     if chosen is not None:
         x, _ = point(chosen.threshold, 0.0)
         draw.line([x, margin, x, margin + plot_h], fill="#2ca02c", width=1)
         label = f"chosen {chosen.threshold!r}"
-        draw.text((x + 4 if x < width - 160 else x - 8 - 7 * len(label), margin + 4), label, fill="#2ca02c")
+        _label(draw, (x + 4 if x < width - 160 else x - 8 - 7 * len(label), margin + 4), label, "#2ca02c")
     image.save(Path(path), format="PNG")
+
+
+def _label(draw: Any, at: tuple[float, float], text: str, colour: str) -> None:
+    """Draw ``text`` word by word, half the font's size apart.
+
+    Pillow's default font has a space two pixels wide, no wider than the gap between two letters,
+    so "no document" read as "nodocument".
+    """
+    x, y = at
+    gap = max(draw.textlength(" "), getattr(draw.getfont(), "size", 10) / 2)
+    for word in text.split(" "):
+        draw.text((x, y), word, fill=colour)
+        x += draw.textlength(word) + gap

@@ -106,6 +106,19 @@ def test_rank_and_eval_speak_every_api(api: str, fake_vllm, tiny_reranker, docs_
     assert fake_vllm.rerank_requests
 
 
+@pytest.mark.parametrize(
+    "command", [["rank", "--query", QUERY, "DOCS"], ["eval", "DATA", "--run", "RUN"], ["check"]]
+)
+def test_api_cohere_without_a_model_names_the_flag(command: list[str], docs_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    argv = [{"DOCS": str(docs_file), "DATA": str(TINY_BEIR), "RUN": str(TINY_RUN)}.get(a, a) for a in command]
+    assert main([*argv, "--base-url", "http://127.0.0.1:9", "--api", "cohere"]) == 2  # before any request
+    (line,) = capsys.readouterr().err.splitlines()
+    assert (
+        line
+        == "qwen-rerank: error: --api cohere needs --model NAME, the name the server serves the reranker as."
+    )
+
+
 @pytest.mark.parametrize("top_n", [0, -1])
 def test_python_refuses_zero_and_negative_top_n_saying_how_to_keep_all(tiny_reranker, top_n: int) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidInputError, match="Leave it None to keep all"):

@@ -26,7 +26,7 @@ QUERIES = [
     "what is a giant panda?",
     "中国的首都是哪里？",
     "capital of France",
-    "",
+    "?",
     "trailing space ",
     "<Document>: tricky",
 ]

@@ -8,7 +8,7 @@ without a GPU:
 from qwen_rerank import VLLMReranker
 from qwen_rerank.testing import FakeVLLMServer, make_tiny_reranker
 
-with FakeVLLMServer(str(make_tiny_reranker("/tmp/tiny"))) as server:
+with FakeVLLMServer(str(make_tiny_reranker())) as server:
     reranker = VLLMReranker(server.url)
     reranker.score("what is a panda?", ["A bear.", "A city."])
     server.add_fault("status", status=503, times=2)   # the next 2 rerank calls fail
