@@ -1,7 +1,8 @@
 """Check what the release artifacts in DIST hold: `python .ci/check_dist.py DIST`.
 
 The wheel holds the package and the three adapters, each with its ``py.typed``, every subpackage
-of this tree, the package data pyproject.toml declares, and its metadata; nothing else (no tests, benchmarks, docs or examples). The sdist
+of this tree, the package data pyproject.toml declares, and its metadata; nothing else (no tests,
+benchmarks, docs or examples). The sdist
 holds those sources, what setuptools needs to build the wheel, and what a packager needs to check
 the release: LICENSE, README.md, CHANGELOG.md, and the test suite with the files it reads. Exits
 non-zero with the list of problems.
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import sys
 import tarfile
-import tomllib
 import zipfile
 from pathlib import Path, PurePosixPath
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("qwen_rerank", "langchain_qwen_rerank", "llamaindex_qwen_rerank", "haystack_qwen_rerank")
