@@ -175,7 +175,9 @@ def _reachable(reranker: RemoteReranker, server: Server) -> Finding:
         scores, twenty_ms = _timed(lambda: reranker.score(query, documents))
     except QwenRerankError as exc:
         malformed = isinstance(exc, MalformedResponseError)
-        return Finding("reachable", "FAIL", str(exc), unreachable_fix(server, reranker.api, malformed))
+        return Finding(
+            "reachable", "FAIL", str(exc), unreachable_fix(server, reranker.api, malformed, str(exc))
+        )
     usage = reranker.last_usage
     message = f"1 document in {one_ms:.0f} ms, 20 documents in {twenty_ms:.0f} ms"
     data = {
