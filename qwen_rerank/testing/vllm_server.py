@@ -295,6 +295,21 @@ def _onednn_tree(root: Path, source: Path) -> Path:
     return tree
 
 
+# Runs the command as its child and waits for it; if the process that started the watchdog dies
+# first, it kills its whole process group. SIGTERM reaches the group: the watchdog outlives it and
+# exits with the server's code.
+_WATCHDOG = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, lambda *_: None)
+parent, child = int(sys.argv[1]), subprocess.Popen(sys.argv[2:])
+while child.poll() is None:
+    if os.getppid() != parent:
+        os.killpg(0, signal.SIGKILL)
+    time.sleep(1)
+sys.exit(child.returncode)
+"""
+
+
 class VLLMServer:
     """`vllm serve MODEL` as a Qwen3-Reranker on 127.0.0.1 and a free port, stopped on exit.
 
@@ -357,9 +372,14 @@ class VLLMServer:
         cmd = [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
                "--host", "127.0.0.1", "--port", str(self.port), *self.args]  # fmt: skip
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
-        # A session of its own: vLLM's engine and worker are child processes, stopped with it.
+        # A session of its own: vLLM's engine and worker are child processes, stopped with it. A
+        # watchdog leads it, so a test process that dies (killed for memory, say) takes them along.
         self.process = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), *cmd],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
