@@ -108,6 +108,7 @@ class VLScorer:
         instruction: str = DEFAULT_VL_INSTRUCTION,
     ) -> None:
         self.model = model
+        self.tokenizer = tokenizer
         self.geometry = geometry or PatchGeometry()
         self.settings = settings or VisionSettings()
         self.limits = limits or MediaLimits()
