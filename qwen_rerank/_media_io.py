@@ -23,7 +23,7 @@ import io
 import os
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["IMAGE_FORMATS", "MediaLimits", "open_image", "read_image_bytes", "to_rgb"]
 
-IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "MPO")
-"""The formats PIL may decode here. Others (EPS, which runs Ghostscript, among them) are refused."""
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
+"""The formats PIL may decode here (a phone's MPO photo opens as JPEG). Others, EPS among them (PIL
+runs Ghostscript on it), are refused."""
 
 
 @dataclass(frozen=True)
@@ -89,21 +90,32 @@ def open_image(source: ImageSource, limits: MediaLimits, where: str) -> Image:
     with warnings.catch_warnings():
         # Our own pixel limit decides; PIL's warning below its hard limit would only be noise.
         warnings.simplefilter("ignore", pil.DecompressionBombWarning)
-        try:
-            image = pil.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-            _check_pixels(image.size, limits, where)
-            image.load()
-        except pil.DecompressionBombError:
-            raise InvalidInputError(
-                f"{where} declares more pixels than PIL allows (a decompression bomb?); it was not decoded."
-            ) from None
-        except pil.UnidentifiedImageError:
-            raise InvalidInputError(
-                f"{where} is not an image, or not one of the formats {', '.join(IMAGE_FORMATS)}."
-            ) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise InvalidInputError(f"{where} is a broken image ({type(exc).__name__}).") from None
+        image = _decode(pil, data, limits, where)
     return to_rgb(image)
+
+
+def _decode(pil: Any, data: bytes, limits: MediaLimits, where: str) -> Image:
+    """Read the header, check the declared size, and only then decode the pixels."""
+    try:
+        image: Image = pil.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except pil.DecompressionBombError:
+        raise InvalidInputError(
+            f"{where} declares more pixels than PIL allows (a decompression bomb?); it was not decoded."
+        ) from None
+    except pil.UnidentifiedImageError:
+        raise InvalidInputError(
+            f"{where} is not an image, or not one of the formats {', '.join(IMAGE_FORMATS)}."
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidInputError(f"{where} is a broken image ({type(exc).__name__}).") from None
+    _check_pixels(image.size, limits, where)
+    try:
+        image.load()
+    except pil.DecompressionBombError:
+        raise InvalidInputError(f"{where} inflates past PIL's limit (a decompression bomb?).") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidInputError(f"{where} is a broken image ({type(exc).__name__}).") from None
+    return image
 
 
 def to_rgb(image: Image) -> Image:
