@@ -336,7 +336,7 @@ def bench_long_case(path: Path, dtype_name: str, args: argparse.Namespace) -> No
     common = {"device": "cpu", "dtype": dtype_name, "max_length": 2048}
     truncate = LocalReranker(str(path), **common)
     chunk = LocalReranker(str(path), long_documents="chunk", **common)
-    plan = chunk._windows(QUERY, docs, INSTRUCTION)
+    plan = chunk._plan_windows(QUERY, docs, INSTRUCTION)
     windows = 0 if plan is None else plan.owners.count(0)
     print(f"\n[{dtype_name}] long documents: 1 x 32,000 + 20 x 500 tokens, max_length=2048")
     best = interleaved(

@@ -14,7 +14,6 @@ from qwen_rerank import InvalidInputError, Reranker, RerankResult
 from qwen_rerank.integrations.adapters import (
     API_KEY_ENV,
     LazyReranker,
-    Sealed,
     build_backend,
     check_call_settings,
     copy_metadata,
@@ -23,16 +22,11 @@ from qwen_rerank.integrations.adapters import (
     public_options,
     redact_urls,
     rerank_inputs,
+    seal_base_url,
     text_with_metadata,
+    unseal_base_url,
 )
-from qwen_rerank.integrations.fallback import (
-    abackend_or_failure,
-    arerank_through,
-    backend_or_failure,
-    check_on_error,
-    fallback_metadata,
-    rerank_through,
-)
+from qwen_rerank.integrations.fallback import RerankCall, check_on_error, fallback_metadata
 
 __all__ = ["QwenRanker"]
 
@@ -193,8 +187,8 @@ class QwenRanker:
         texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
         if not docs:
             return {"documents": []}
-        backend = backend_or_failure(self._current_backend().get, self.on_error)
-        results = rerank_through(backend, query, texts, ids=[d.id for d in docs], **settings)
+        call = RerankCall.begin(self._current_backend(), self.on_error)
+        results = call.rerank(query, texts, ids=[d.id for d in docs], **settings)
         return {"documents": _scored(docs, results)}
 
     @component.output_types(documents=list[Document])
@@ -210,8 +204,8 @@ class QwenRanker:
         texts, docs, settings = self._prepare(query, documents, top_k, score_threshold, instruction)
         if not docs:
             return {"documents": []}
-        backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
-        results = await arerank_through(backend, query, texts, ids=[d.id for d in docs], **settings)
+        call = await RerankCall.abegin(self._current_backend(), self.on_error)
+        results = await call.arerank(query, texts, ids=[d.id for d in docs], **settings)
         return {"documents": _scored(docs, results)}
 
     def _prepare(
@@ -300,18 +294,13 @@ class QwenRanker:
         return ranker
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
+        # base_url sealed, so no text form of the state shows the URL's credentials.
+        state = seal_base_url(self.__dict__)
         state.pop("_backend", None)  # rebuilt from the settings on unpickling
-        if self.base_url is not None:
-            # Sealed, so no text form of the state shows the URL's credentials.
-            state["base_url"] = Sealed(self.base_url)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        url = state.get("base_url")
-        if isinstance(url, Sealed):
-            state = {**state, "base_url": url.reveal()}
-        self.__dict__.update(state)
+        self.__dict__.update(unseal_base_url(state))
         self._backend = self._new_backend()
 
 

@@ -10,21 +10,14 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field
 
-from qwen_rerank import InvalidInputError, Reranker, RerankResult
+from qwen_rerank import InvalidInputError, RerankResult
 from qwen_rerank.integrations.adapters import (
     copy_metadata,
     cut_metadata,
     rerank_inputs,
     text_with_metadata,
-    usage_of,
 )
-from qwen_rerank.integrations.fallback import (
-    abackend_or_failure,
-    arerank_through,
-    backend_or_failure,
-    fallback_metadata,
-    rerank_through,
-)
+from qwen_rerank.integrations.fallback import RerankCall, fallback_metadata
 from qwen_rerank.integrations.fields import RankingFields
 
 __all__ = ["QwenRerank"]
@@ -91,11 +84,10 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         checked, docs, texts = rerank_inputs(query, documents, self._document_text, "documents")
         if not docs:
             return []
-        backend = backend_or_failure(self._current_backend().get, self.on_error)
+        call = RerankCall.begin(self._current_backend(), self.on_error)
         settings = self._settings(self.top_n, instruction)
-        results = rerank_through(backend, checked, texts, ids=_ids(docs), **settings)
-        usage = usage_of(backend) if isinstance(backend, Reranker) else None
-        return [_scored_copy(docs[result.index], result, usage) for result in results]
+        results = call.rerank(checked, texts, ids=_ids(docs), **settings)
+        return _scored_copies(docs, results, call.usage())
 
     async def acompress_documents(
         self,
@@ -109,11 +101,10 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         checked, docs, texts = rerank_inputs(query, documents, self._document_text, "documents")
         if not docs:
             return []
-        backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
+        call = await RerankCall.abegin(self._current_backend(), self.on_error)
         settings = self._settings(self.top_n, instruction)
-        results = await arerank_through(backend, checked, texts, ids=_ids(docs), **settings)
-        usage = usage_of(backend) if isinstance(backend, Reranker) else None
-        return [_scored_copy(docs[result.index], result, usage) for result in results]
+        results = await call.arerank(checked, texts, ids=_ids(docs), **settings)
+        return _scored_copies(docs, results, call.usage())
 
     def rerank(
         self,
@@ -138,8 +129,8 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         checked, _, texts = rerank_inputs(query, documents, self._any_text, "documents")
         if not texts:
             return []
-        backend = backend_or_failure(self._current_backend().get, self.on_error)
-        return _as_dicts(rerank_through(backend, checked, texts, **self._settings(top_n, instruction)))
+        call = RerankCall.begin(self._current_backend(), self.on_error)
+        return _as_dicts(call.rerank(checked, texts, **self._settings(top_n, instruction)))
 
     async def arerank(
         self,
@@ -153,8 +144,8 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         checked, _, texts = rerank_inputs(query, documents, self._any_text, "documents")
         if not texts:
             return []
-        backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
-        return _as_dicts(await arerank_through(backend, checked, texts, **self._settings(top_n, instruction)))
+        call = await RerankCall.abegin(self._current_backend(), self.on_error)
+        return _as_dicts(await call.arerank(checked, texts, **self._settings(top_n, instruction)))
 
     def _settings(
         self, top_n: int | Literal[_Default.TOP_N] | None, instruction: str | None
@@ -197,6 +188,12 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         raise InvalidInputError(
             f"must be a str, a Document or a dict with a 'text' key, got {type(document).__name__}."
         )
+
+
+def _scored_copies(
+    documents: list[Document], results: list[RerankResult], usage: dict[str, Any] | None
+) -> list[Document]:
+    return [_scored_copy(documents[result.index], result, usage) for result in results]
 
 
 def _scored_copy(document: Document, result: RerankResult, usage: dict[str, Any] | None) -> Document:

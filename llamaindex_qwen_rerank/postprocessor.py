@@ -14,21 +14,9 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import Field
 
-from qwen_rerank import DEFAULT_MODEL, InvalidInputError, Reranker, RerankResult
-from qwen_rerank.integrations.adapters import (
-    copy_metadata,
-    cut_metadata,
-    rerank_inputs,
-    served_model,
-    usage_of,
-)
-from qwen_rerank.integrations.fallback import (
-    abackend_or_failure,
-    arerank_through,
-    backend_or_failure,
-    fallback_metadata,
-    rerank_through,
-)
+from qwen_rerank import DEFAULT_MODEL, InvalidInputError, RerankResult
+from qwen_rerank.integrations.adapters import copy_metadata, cut_metadata, rerank_inputs
+from qwen_rerank.integrations.fallback import RerankCall, fallback_metadata
 from qwen_rerank.integrations.fields import RankingFields
 
 __all__ = ["QwenRerank"]
@@ -88,10 +76,10 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
         query, listed, texts = self._inputs(nodes, query_bundle)
         if not listed:
             return []
-        backend = backend_or_failure(self._current_backend().get, self.on_error)
-        with self._reranking(backend, listed, query_bundle, query) as event:
-            results = rerank_through(backend, query, texts, ids=_ids(listed), **self._settings())
-            return self._finish(listed, results, event, _usage(backend))
+        call = RerankCall.begin(self._current_backend(), self.on_error)
+        with self._reranking(call, listed, query_bundle, query) as event:
+            results = call.rerank(query, texts, ids=_ids(listed), **self._settings())
+            return self._finish(listed, results, event, call.usage())
 
     @dispatcher.span
     async def _apostprocess_nodes(
@@ -102,10 +90,10 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
         query, listed, texts = self._inputs(nodes, query_bundle)
         if not listed:
             return []
-        backend = await abackend_or_failure(self._current_backend().aget, self.on_error)
-        with self._reranking(backend, listed, query_bundle, query) as event:
-            results = await arerank_through(backend, query, texts, ids=_ids(listed), **self._settings())
-            return self._finish(listed, results, event, _usage(backend))
+        call = await RerankCall.abegin(self._current_backend(), self.on_error)
+        with self._reranking(call, listed, query_bundle, query) as event:
+            results = await call.arerank(query, texts, ids=_ids(listed), **self._settings())
+            return self._finish(listed, results, event, call.usage())
 
     def _inputs(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
@@ -126,16 +114,17 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
     @contextmanager
     def _reranking(
         self,
-        backend: Reranker | Exception,
+        call: RerankCall,
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None,
         query: str,
     ) -> Iterator[EventContext]:
         """The instrumentation start event and the RERANKING callback event around one rerank.
 
-        ``backend`` is the failure that kept it from being built, with ``on_error="passthrough"``.
+        Without a backend (``on_error="passthrough"`` after it failed to build) they name the
+        model setting.
         """
-        model = served_model(backend) if isinstance(backend, Reranker) else str(self.model or DEFAULT_MODEL)
+        model = call.model(str(self.model or DEFAULT_MODEL))
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle,
@@ -203,10 +192,6 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
 
 def _ids(nodes: list[NodeWithScore]) -> list[str]:
     return [item.node.node_id for item in nodes]
-
-
-def _usage(backend: Reranker | Exception) -> dict[str, int | None] | None:
-    return usage_of(backend) if isinstance(backend, Reranker) else None
 
 
 # Where LlamaIndex nodes keep non-text content (ImageNode, and Node's media resources).

@@ -1,40 +1,24 @@
-"""The [`Reranker`][qwen_rerank.Reranker] contract that every backend fulfils."""
+"""The [`Reranker`][qwen_rerank.Reranker] contract that every backend fulfils: the public calls,
+and the hooks a backend implements. The calls run `qwen_rerank._pipeline`."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
 from typing_extensions import Self
 
-from qwen_rerank._chunking import LongDocuments, LongDocumentsMode, WindowPlan, plan_windows, truncated_flags
-from qwen_rerank._fallback import OnError, aguarded, check_on_error, guarded
-from qwen_rerank._many import (
-    Progress,
-    Request,
-    check_instructions,
-    check_pairs,
-    check_requests,
-    group_pairs,
-    progress_bar,
-)
-from qwen_rerank._tracing import ManyTrace, many_span, rerank_span
-from qwen_rerank._validation import (
-    check_documents,
-    check_instruction,
-    check_query,
-    check_score_threshold,
-    check_top_n,
-)
-from qwen_rerank.exceptions import InvalidInputError, QwenRerankError
+from qwen_rerank import _pipeline
+from qwen_rerank._chunking import LongDocuments, LongDocumentsMode, WindowPlan, plan_windows
+from qwen_rerank._fallback import OnError
+from qwen_rerank._requests import Progress, Request, check_pairs, group_pairs
+from qwen_rerank._validation import check_instruction
+from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, PromptTokenizer
-from qwen_rerank.results import RerankResult, Scored, Usage, check_scores, rank
+from qwen_rerank.results import RerankResult, Usage
 
 __all__ = ["Reranker"]
 
@@ -43,33 +27,8 @@ ProgressHook = Callable[[int, int], None]
 """Told ``(queries, documents)`` newly scored; ``documents`` counts what the backend scores
 (identical documents of a request once, in chunk mode each window)."""
 
-
-@dataclass(frozen=True)
-class _Job:
-    """One request on its way to the backend: what it sends, and how the answers map back.
-
-    ``texts`` are the distinct documents in first-seen order, or in chunk mode
-    their windows; ``where[i]`` is the distinct document that ``documents[i]`` is.
-    """
-
-    query: str
-    documents: list[str]
-    distinct: list[str]
-    where: list[int]
-    plan: WindowPlan | None
-    instruction: str
-
-    @property
-    def texts(self) -> list[str]:
-        return self.distinct if self.plan is None else self.plan.texts
-
-    @property
-    def request(self) -> Request:
-        return self.query, self.texts
-
-
-_Driver = Callable[[list[Request], str, Progress], list[list[float]]]
-_AsyncDriver = Callable[[list[Request], str, Progress], Awaitable[list[list[float]]]]
+_HOOKS = frozenset({"_score_batch", "_ascore_batch", "_prompt_rule", "_plan_windows"})
+"""The private methods a backend may define in place of its base class's (see "For backend authors" below)."""
 
 
 class Reranker(ABC):
@@ -82,13 +41,6 @@ class Reranker(ABC):
     and [`rerank`][qwen_rerank.Reranker.rerank] are its one-request case,
     [`score_pairs`][qwen_rerank.Reranker.score_pairs] groups pairs into
     requests by query.
-
-    Backends implement ``_score`` (and, when they have native async I/O,
-    ``_ascore``; to share work between queries, ``_score_many`` and
-    ``_ascore_many``). A backend that cuts prompts to a token limit tells how
-    through ``_prompt_rule``; in chunk mode its ``_score`` then simply receives
-    the windows as documents. Identical documents of one request reach the
-    backend once, so they always tie exactly.
 
     Args:
         instruction: The task instruction used when a call passes none.
@@ -105,9 +57,45 @@ class Reranker(ABC):
         trace_content: Whether OpenTelemetry spans record the query and the
             document text (``False``, the default: ids, scores and the model
             only, since text is often private). Set it on an instance.
+
+    For backend authors:
+        A backend implements one hook, ``_score_batch(requests, instruction,
+        progress)``: it scores validated requests ``(query, documents)``, each
+        with documents, that share one instruction, and returns one score list
+        per request, in order, one score per document. It calls
+        ``progress(queries, documents)`` as requests finish. In a one-request
+        call (``score``, ``rerank``) ``progress`` is
+        ``qwen_rerank._requests.one_request_call``, which reports nowhere.
+        Identical documents of one request reach it once, so they always tie
+        exactly; in chunk mode the windows reach it as documents.
+
+        It may also implement:
+
+        - ``_ascore_batch``, the same as a coroutine, when it has native async
+          I/O (by default ``_score_batch`` runs in a worker thread);
+        - ``_prompt_rule()``: the tokenizer and ``max_length`` it cuts prompts
+          with (``None`` by default: it cuts none). Truncate mode then reports
+          which documents were cut, and chunk mode can plan windows;
+        - ``_plan_windows(query, documents, instruction)``: chunk mode's
+          windows, scored in place of ``documents`` (by default planned with
+          ``_prompt_rule``; ``None`` in truncate mode);
+        - the properties ``last_usage`` and ``served_model``, and ``close`` and
+          ``aclose`` for what it holds open.
+
+        A class that redefines any other private name of a backend class it
+        derives from is refused with a `TypeError`: no internal is a way in.
     """
 
     trace_content: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        clashes = _redefined_internals(cls)
+        if clashes:
+            raise TypeError(
+                f"{cls.__name__} redefines {', '.join(clashes)}, private to the class it derives from. "
+                f"A backend implements the hooks {', '.join(sorted(_HOOKS))} (see Reranker's docstring)."
+            )
 
     def __init__(
         self,
@@ -144,12 +132,24 @@ class Reranker(ABC):
         """
         return None
 
-    # -- the pipeline's steps, shared by every call -----------------------------------------------
+    # -- the hooks (see "For backend authors") ------------------------------------------------------
+    @abstractmethod
+    def _score_batch(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
+        """Score validated requests, each with documents; one score list per request, in order."""
+
+    async def _ascore_batch(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
+        """Async ``_score_batch``. The default runs ``_score_batch`` in a worker thread."""
+        return await asyncio.to_thread(self._score_batch, requests, instruction, progress)
+
     def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None:
         """The tokenizer and ``max_length`` this backend cuts prompts with; ``None`` if it cuts none."""
         return None
 
-    def _windows(self, query: str, documents: list[str], instruction: str) -> WindowPlan | None:
+    def _plan_windows(self, query: str, documents: list[str], instruction: str) -> WindowPlan | None:
         """Chunk mode's windows, to be scored in place of ``documents``; ``None`` in truncate mode."""
         if self._long.mode == "truncate":
             return None
@@ -160,128 +160,6 @@ class Reranker(ABC):
                 "long_documents='chunk'; give it a tokenizer or use long_documents='truncate'."
             )
         return plan_windows(rule[0], query, documents, instruction, rule[1], self._long)
-
-    def _jobs(self, requests: list[Request], instructions: list[str | None]) -> list[_Job]:
-        """The checked requests as jobs: identical documents folded, windows planned, instruction set."""
-        jobs = []
-        for (query, documents), instruction in zip(requests, instructions, strict=True):
-            instr = instruction if instruction is not None else self.instruction
-            first: dict[str, int] = {}
-            where = [first.setdefault(doc, len(first)) for doc in documents]
-            distinct = list(first)
-            jobs.append(_Job(query, documents, distinct, where, self._windows(query, distinct, instr), instr))
-        return jobs
-
-    def _one(self, query: Any, documents: Any, instruction: Any) -> list[_Job]:
-        """The one-request case's jobs, checked as ``score`` documents its arguments."""
-        return self._jobs([(check_query(query), check_documents(documents))], [_instruction(instruction)])
-
-    def _many(self, requests: Any, instruction: Any, instructions: Any = None) -> list[_Job]:
-        """The many-queries case's jobs; a request without its own instruction takes ``instruction``."""
-        default = _instruction(instruction)
-        checked = check_requests(requests)
-        own = check_instructions(instructions, len(checked), "requests")
-        return self._jobs(checked, [default if mine is None else mine for mine in own])
-
-    def _scored(self, job: _Job, raw: list[float], *, report: bool) -> Scored:
-        """The checked [`Scored`][qwen_rerank.results.Scored] of ``job.documents`` from the backend's scores.
-
-        With ``report``, truncate mode also tells which documents were cut.
-        """
-        if job.plan is not None:
-            scored = job.plan.merge(check_scores(raw, len(job.plan.texts)))
-        else:
-            scores = check_scores(raw, len(job.distinct))
-            rule = self._prompt_rule() if report else None
-            flags = (
-                None
-                if rule is None
-                else truncated_flags(rule[0], job.query, job.distinct, job.instruction, rule[1])
-            )
-            scored = Scored(scores) if flags is None else Scored(scores, truncated=flags)
-        return scored if len(job.distinct) == len(job.documents) else scored.select(job.where)
-
-    def _run(
-        self, jobs: list[_Job], progress: Progress | None, *, report: bool, many: bool = True
-    ) -> list[Scored]:
-        """The pipeline: score the jobs, each instruction's requests in one backend call.
-
-        ``many=False`` is the one-request case: it goes to the backend's
-        ``_score`` rather than ``_score_many``, and its errors name no request.
-        """
-        batches, done = _batches(jobs, progress)
-        raw: dict[int, list[float]] = {}
-        for instruction, positions in batches.items():
-            requests = [jobs[i].request for i in positions]
-            drive = self._score_many if many else _single(self._score)
-            raw.update(
-                zip(positions, _checked_count(drive(requests, instruction, done), positions), strict=True)
-            )
-        return self._finish_jobs(jobs, raw, report=report, many=many)
-
-    async def _arun(
-        self, jobs: list[_Job], progress: Progress | None, *, report: bool, many: bool = True
-    ) -> list[Scored]:
-        """Async ``_run``."""
-        batches, done = _batches(jobs, progress)
-        raw: dict[int, list[float]] = {}
-        for instruction, positions in batches.items():
-            requests = [jobs[i].request for i in positions]
-            drive = self._ascore_many if many else _asingle(self._ascore)
-            scores = await drive(requests, instruction, done)
-            raw.update(zip(positions, _checked_count(scores, positions), strict=True))
-        if not many:
-            return self._finish_jobs(jobs, raw, report=report, many=many)
-        # Many requests: checking and merging thousands of scores would stall the event loop.
-        return await asyncio.to_thread(self._finish_jobs, jobs, raw, report=report, many=many)
-
-    def _finish_jobs(
-        self, jobs: list[_Job], raw: dict[int, list[float]], *, report: bool, many: bool
-    ) -> list[Scored]:
-        out = []
-        for position, job in enumerate(jobs):
-            if not job.documents:
-                out.append(Scored([]))
-                continue
-            try:
-                out.append(self._scored(job, raw[position], report=report))
-            except QwenRerankError as exc:
-                if not many:
-                    raise
-                raise QwenRerankError(f"requests[{position}]: {exc}") from exc
-        return out
-
-    # -- what backends implement ----------------------------------------------------------------
-    @abstractmethod
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        """Score validated, non-empty input; one score per document, in input order."""
-
-    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        """Async twin of ``_score``. The default runs ``_score`` in a worker thread."""
-        return await asyncio.to_thread(self._score, query, documents, instruction)
-
-    def _score_many(self, requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
-        """Score validated requests, each with documents; one list per request, in order.
-
-        Backends that can do better than one request at a time override this;
-        the default calls ``_score`` per request. Call ``progress(queries,
-        documents)`` as requests finish.
-        """
-        out = []
-        for query, documents in requests:
-            out.append(self._score(query, documents, instruction))
-            progress(1, len(documents))
-        return out
-
-    async def _ascore_many(
-        self, requests: list[Request], instruction: str, progress: Progress
-    ) -> list[list[float]]:
-        """Async twin of ``_score_many``. The default awaits ``_ascore`` per request."""
-        out = []
-        for query, documents in requests:
-            out.append(await self._ascore(query, documents, instruction))
-            progress(1, len(documents))
-        return out
 
     # -- one query -------------------------------------------------------------------------------
     def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None) -> list[float]:
@@ -295,21 +173,13 @@ class Reranker(ABC):
             InvalidInputError: ``query`` or ``instruction`` is not a str, or
                 ``documents`` is not a sequence of str.
         """
-        jobs = self._one(query, documents, instruction)
-        if not jobs[0].documents:
-            return []
-        with rerank_span(self, jobs[0].query, jobs[0].documents, None, name="qwen_rerank.score") as trace:
-            return trace.scored(self._run(jobs, None, report=False, many=False)[0])
+        return _pipeline.score_one(self, query, documents, instruction)
 
     async def ascore(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None
     ) -> list[float]:
         """Async [`score`][qwen_rerank.Reranker.score]; it does not block the event loop."""
-        jobs = self._one(query, documents, instruction)
-        if not jobs[0].documents:
-            return []
-        with rerank_span(self, jobs[0].query, jobs[0].documents, None, name="qwen_rerank.score") as trace:
-            return trace.scored((await self._arun(jobs, None, report=False, many=False))[0])
+        return await _pipeline.ascore_one(self, query, documents, instruction)
 
     def rerank(
         self,
@@ -347,23 +217,7 @@ class Reranker(ABC):
             InvalidInputError: as [`score`][qwen_rerank.Reranker.score], or ``top_n`` < 1,
                 whatever ``on_error``.
         """
-        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
-        mode = check_on_error(on_error)
-        jobs = self._one(query, documents, instruction)
-        job = jobs[0]
-        if not job.documents:
-            return []
-        with rerank_span(self, job.query, job.documents, n) as trace:
-            call = functools.partial(self._rerank_now, jobs, n, threshold)
-            return trace.done(guarded(call, job.documents, n, mode, trace.fell_back))
-
-    def _rerank_now(self, jobs: list[_Job], n: int | None, threshold: float | None) -> list[RerankResult]:
-        return _ranked(jobs, self._run(jobs, None, report=True, many=False), n, threshold)[0]
-
-    async def _arerank_now(
-        self, jobs: list[_Job], n: int | None, threshold: float | None
-    ) -> list[RerankResult]:
-        return _ranked(jobs, await self._arun(jobs, None, report=True, many=False), n, threshold)[0]
+        return _pipeline.rerank_one(self, query, documents, top_n, score_threshold, instruction, on_error)
 
     async def arerank(
         self,
@@ -376,15 +230,9 @@ class Reranker(ABC):
         on_error: OnError = "raise",
     ) -> list[RerankResult]:
         """Async [`rerank`][qwen_rerank.Reranker.rerank]; it does not block the event loop."""
-        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
-        mode = check_on_error(on_error)
-        jobs = self._one(query, documents, instruction)
-        job = jobs[0]
-        if not job.documents:
-            return []
-        with rerank_span(self, job.query, job.documents, n) as trace:
-            call = functools.partial(self._arerank_now, jobs, n, threshold)
-            return trace.done(await aguarded(call, job.documents, n, mode, trace.fell_back))
+        return await _pipeline.arerank_one(
+            self, query, documents, top_n, score_threshold, instruction, on_error
+        )
 
     # -- many queries ------------------------------------------------------------------------------
     def score_many(
@@ -420,12 +268,7 @@ class Reranker(ABC):
             InvalidInputError: as `score`; the message names the request,
                 e.g. ``requests[3]: documents[1] must be a str, got int.``
         """
-        jobs = self._many(requests, instruction, instructions)
-        with (
-            many_span(self, len(jobs), "qwen_rerank.score_many") as trace,
-            _progress(jobs, show_progress, progress) as hook,
-        ):
-            return _traced_scores(trace, jobs, self._run(jobs, hook, report=False))
+        return _pipeline.score_many(self, requests, instruction, instructions, show_progress, progress)
 
     async def ascore_many(
         self,
@@ -437,12 +280,7 @@ class Reranker(ABC):
         progress: ProgressHook | None = None,
     ) -> list[list[float]]:
         """Async [`score_many`][qwen_rerank.Reranker.score_many]; it does not block the event loop."""
-        jobs = await asyncio.to_thread(self._many, requests, instruction, instructions)  # off the loop
-        with (
-            many_span(self, len(jobs), "qwen_rerank.score_many") as trace,
-            _progress(jobs, show_progress, progress) as hook,
-        ):
-            return _traced_scores(trace, jobs, await self._arun(jobs, hook, report=False))
+        return await _pipeline.ascore_many(self, requests, instruction, instructions, show_progress, progress)
 
     def score_pairs(
         self, pairs: Sequence[tuple[str, str]], instructions: Sequence[str | None] | None = None
@@ -469,7 +307,7 @@ class Reranker(ABC):
         """
         checked, per_pair = check_pairs(pairs, instructions)
         requests, own, positions = group_pairs(checked, per_pair)
-        return _scatter(len(checked), positions, self.score_many(requests, instructions=own))
+        return _pipeline.scatter(len(checked), positions, self.score_many(requests, instructions=own))
 
     async def ascore_pairs(
         self, pairs: Sequence[tuple[str, str]], instructions: Sequence[str | None] | None = None
@@ -477,7 +315,7 @@ class Reranker(ABC):
         """Async [`score_pairs`][qwen_rerank.Reranker.score_pairs]; it does not block the event loop."""
         checked, per_pair = check_pairs(pairs, instructions)
         requests, own, positions = group_pairs(checked, per_pair)
-        return _scatter(len(checked), positions, await self.ascore_many(requests, instructions=own))
+        return _pipeline.scatter(len(checked), positions, await self.ascore_many(requests, instructions=own))
 
     def rerank_many(
         self,
@@ -498,10 +336,7 @@ class Reranker(ABC):
         Raises:
             InvalidInputError: as [`rerank`][qwen_rerank.Reranker.rerank]; the message names the request.
         """
-        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
-        jobs = self._many(requests, instruction, instructions)
-        with many_span(self, len(jobs), "qwen_rerank.rerank_many") as trace:
-            return _traced(trace, jobs, _ranked(jobs, self._run(jobs, None, report=True), n, threshold), n)
+        return _pipeline.rerank_many(self, requests, top_n, score_threshold, instruction, instructions)
 
     async def arerank_many(
         self,
@@ -513,11 +348,7 @@ class Reranker(ABC):
         instructions: Sequence[str | None] | None = None,
     ) -> list[list[RerankResult]]:
         """Async `rerank_many`; it does not block the event loop."""
-        n, threshold = check_top_n(top_n), check_score_threshold(score_threshold)
-        jobs = await asyncio.to_thread(self._many, requests, instruction, instructions)  # off the loop
-        with many_span(self, len(jobs), "qwen_rerank.rerank_many") as trace:
-            ranked = _ranked(jobs, await self._arun(jobs, None, report=True), n, threshold)
-            return _traced(trace, jobs, ranked, n)
+        return await _pipeline.arerank_many(self, requests, top_n, score_threshold, instruction, instructions)
 
     def close(self) -> None:  # noqa: B027 - a hook: most backends hold nothing to release
         """Release what the backend holds open. Safe to call more than once."""
@@ -549,103 +380,15 @@ class Reranker(ABC):
         await self.aclose()
 
 
-def _ignore(queries: int, documents: int) -> None:
-    """A [`Progress`][qwen_rerank._many.Progress] that reports nowhere."""
-
-
-def _instruction(instruction: Any) -> str | None:
-    return None if instruction is None else check_instruction(instruction, "")
-
-
-def _batches(jobs: list[_Job], progress: Progress | None) -> tuple[dict[str, list[int]], Progress]:
-    """The positions of the jobs with documents, by instruction; empty ones are reported done at once."""
-    batches: dict[str, list[int]] = {}
-    for position, job in enumerate(jobs):
-        if job.documents:
-            batches.setdefault(job.instruction, []).append(position)
-    done = progress or _ignore
-    empty = len(jobs) - sum(len(positions) for positions in batches.values())
-    if empty:
-        done(empty, 0)
-    return batches, done
-
-
-def _single(score: Callable[[str, list[str], str], list[float]]) -> _Driver:
-    """The one-request case's driver: the backend's ``_score``."""
-
-    def drive(requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
-        out = []
-        for query, documents in requests:
-            out.append(score(query, documents, instruction))
-            progress(1, len(documents))
-        return out
-
-    return drive
-
-
-def _asingle(score: Callable[[str, list[str], str], Awaitable[list[float]]]) -> _AsyncDriver:
-    """Async ``_single``: the backend's ``_ascore``."""
-
-    async def drive(requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
-        out = []
-        for query, documents in requests:
-            out.append(await score(query, documents, instruction))
-            progress(1, len(documents))
-        return out
-
-    return drive
-
-
-def _checked_count(raw: list[list[float]], positions: list[int]) -> list[list[float]]:
-    if len(raw) != len(positions):
-        raise QwenRerankError(f"Got {len(raw)} score lists for {len(positions)} non-empty requests.")
-    return raw
-
-
-def _ranked(
-    jobs: list[_Job], scored: list[Scored], top_n: int | None, threshold: float | None
-) -> list[list[RerankResult]]:
-    return [
-        rank(job.documents, part.scores, top_n=top_n, score_threshold=threshold, scored=part)
-        for job, part in zip(jobs, scored, strict=True)
-    ]
-
-
-def _traced_scores(trace: ManyTrace, jobs: list[_Job], scored: list[Scored]) -> list[list[float]]:
-    """The score lists of a many-queries call, each request told to ``trace`` as a child span."""
-    if trace.recording:  # ranking every request only to describe it: not when nothing records
-        ranked = [rank(job.documents, part.scores) for job, part in zip(jobs, scored, strict=True)]
-        _traced(trace, jobs, ranked)
-    return [part.scores for part in scored]
-
-
-def _traced(
-    trace: ManyTrace, jobs: list[_Job], ranked: list[list[RerankResult]], top_n: int | None = None
-) -> list[list[RerankResult]]:
-    """``ranked``, after telling ``trace`` each request's inputs and results as a child span."""
-    trace.done([(job.query, job.documents) for job in jobs], ranked, top_n)
-    return ranked
-
-
-def _scatter(count: int, positions: list[list[int]], scores: list[list[float]]) -> list[float]:
-    """Each group's scores put back at its pairs' positions."""
-    out = [0.0] * count
-    for group, group_scores in zip(positions, scores, strict=True):
-        for position, score in zip(group, group_scores, strict=True):
-            out[position] = score
-    return out
-
-
-@contextmanager
-def _progress(jobs: list[_Job], show: bool, hook: ProgressHook | None) -> Iterator[Progress | None]:
-    """The bar (when shown) and the caller's hook, as one progress callback; ``None`` when neither."""
-    with progress_bar(len(jobs), sum(len(job.texts) for job in jobs), show) as bar:
-        if bar is None or hook is None:
-            yield bar or hook
-            return
-
-        def both(queries: int, documents: int) -> None:
-            bar(queries, documents)
-            hook(queries, documents)
-
-        yield both
+def _redefined_internals(cls: type[Reranker]) -> list[str]:
+    """The private names ``cls`` defines that a backend class above it defines too, hooks aside."""
+    bases = [base for base in cls.__mro__[1:] if issubclass(base, Reranker)]
+    return sorted(
+        name
+        for name in vars(cls)
+        if name.startswith("_")
+        and not name.startswith("__")
+        and name not in _HOOKS
+        and name != "_abc_impl"  # ABCMeta's own, on every class
+        and any(name in vars(base) for base in bases)
+    )

@@ -6,9 +6,9 @@ so one `except QwenRerankError` catches them all:
 ```text
 QwenRerankError
  ├── InvalidInputError (also ValueError)   bad argument or document
- │    ├── DataFormatError                  a dataset or run file is missing or malformed (evaluation)
- │    ├── UsageError                       a command line that cannot work (qwen-rerank, exit status 2)
- │    └── _PageError                       demo page input that cannot be ranked (shown in the page)
+ │    ├── DataFormatError *                a dataset or run file is missing or malformed (evaluation)
+ │    ├── UsageError *                     a command line that cannot work (qwen-rerank, exit status 2)
+ │    └── _PageError *                     demo page input that cannot be ranked (shown in the page)
  ├── MissingDependencyError (also ImportError)   an optional extra is not installed
  ├── ModelLoadError                        a local model could not be found or loaded
  ├── OutOfMemoryError                      the device ran out of memory, even one document at a time
@@ -18,6 +18,14 @@ QwenRerankError
       ├── RemoteConnectionError            no server could be reached, after retries and failover
       └── MalformedResponseError           the server answered, but not with a valid rerank response
 ```
+
+The classes marked `*` belong to a wing and are defined there, beside the code that raises
+them, since the core imports no wing (`.importlinter`); they are drawn here so that the tree
+is whole:
+[`qwen_rerank.tools.evaluation.DataFormatError`][qwen_rerank.tools.evaluation.DataFormatError]
+(`qwen-rerank rank` raises it too, for a bad documents file),
+[`qwen_rerank.cli.UsageError`][qwen_rerank.cli.UsageError], and `_PageError`, private to
+`qwen_rerank.tools.demo`.
 
 Errors from the libraries underneath (httpx, transformers, torch) are translated
 into the most specific class above, with the original kept as `__cause__`.
@@ -29,11 +37,8 @@ Warnings (settings that work, but far worse than they could) are a
 
 from __future__ import annotations
 
-from pathlib import Path
-
 __all__ = [
     "APIStatusError",
-    "DataFormatError",
     "InvalidInputError",
     "MalformedResponseError",
     "MissingDependencyError",
@@ -44,7 +49,6 @@ __all__ = [
     "RemoteConnectionError",
     "RemoteError",
     "RemoteTimeoutError",
-    "UsageError",
 ]
 
 
@@ -58,28 +62,6 @@ class QwenRerankWarning(UserWarning):
 
 class InvalidInputError(QwenRerankError, ValueError):
     """An argument or a document is not valid; the message names it and the fix."""
-
-
-class DataFormatError(InvalidInputError):
-    """A dataset or run file is missing or malformed.
-
-    The message starts with `path:line:` (or `path:` for the file as a
-    whole); `path` and `line` are also attributes.
-    """
-
-    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
-        self.path = str(path)
-        self.line = line
-        where = self.path if line is None else f"{self.path}:{line}"
-        super().__init__(f"{where}: {message}")
-
-
-class UsageError(InvalidInputError):
-    """The `qwen-rerank` command line asks for something that cannot work; exit status 2."""
-
-
-class _PageError(InvalidInputError):
-    """Input the demo page cannot rank; shown in the page as a message."""
 
 
 class MissingDependencyError(QwenRerankError, ImportError):

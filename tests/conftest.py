@@ -83,7 +83,7 @@ def _fake_vllm_session(tiny_model_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def fake_vllm(_fake_vllm_session):  # type: ignore[no-untyped-def]
-    """A fake vLLM server on loopback scoring with the tiny model (see qwen_rerank/testing/fake_vllm.py).
+    """A fake vLLM server on loopback scoring with the tiny model (see qwen_rerank/testing/fake_vllm/).
 
     ``fake_vllm.url`` is its base URL; ``fake_vllm.add_fault(kind, times=..., **params)``
     makes the next rerank requests misbehave; ``fake_vllm.requests`` records what arrived

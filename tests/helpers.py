@@ -10,15 +10,16 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from gradio_client import Client
 
+from qwen_rerank._requests import Progress, Request
 from qwen_rerank.base import Reranker
-from qwen_rerank.evaluation import METRICS
+from qwen_rerank.tools.evaluation import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 HUB_ID = "Qwen/Qwen3-Reranker-0.6B"
@@ -137,52 +138,84 @@ def expected_rows(results: list[Any]) -> list[list[Any]]:
 # -- stub backends -----------------------------------------------------------------------------------
 
 
+def one_at_a_time(
+    requests: list[Request], progress: Progress, score: Callable[[str, list[str]], list[float]]
+) -> list[list[float]]:
+    """Each request's ``score(query, documents)`` in turn, reported to ``progress`` as it finishes."""
+    out = []
+    for query, documents in requests:
+        out.append(score(query, documents))
+        progress(1, len(documents))
+    return out
+
+
 class Recorder(Reranker):
-    """The given backend, recording each call's query, documents and instruction."""
+    """The given backend, recording each request's query, documents and instruction."""
 
     def __init__(self, inner: Reranker) -> None:
         super().__init__()
         self.inner = inner
         self.calls: list[tuple[str, list[str], str]] = []
 
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append((query, list(documents), instruction))
-        return self.inner.score(query, documents, instruction=instruction)
+    def _score_batch(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
+        def score(query: str, documents: list[str]) -> list[float]:
+            self.calls.append((query, list(documents), instruction))
+            return self.inner.score(query, documents, instruction=instruction)
 
-    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        return self._score(query, documents, instruction)
+        return one_at_a_time(requests, progress, score)
+
+    async def _ascore_batch(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
+        return self._score_batch(requests, instruction, progress)
 
 
 class ThreadRecorder(Reranker):
-    """The given backend, recording whether each call was sync or async and on which thread."""
+    """The given backend, recording whether each request was scored sync or async, and on which thread."""
 
     def __init__(self, inner: Reranker) -> None:
         super().__init__()
         self.inner = inner
         self.calls: list[tuple[str, int]] = []
 
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append(("sync", threading.get_ident()))
-        return self.inner.score(query, documents, instruction=instruction)
+    def _recorded(self, kind: str, instruction: str) -> Callable[[str, list[str]], list[float]]:
+        def score(query: str, documents: list[str]) -> list[float]:
+            self.calls.append((kind, threading.get_ident()))
+            return self.inner.score(query, documents, instruction=instruction)
 
-    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append(("async", threading.get_ident()))
-        return self.inner.score(query, documents, instruction=instruction)
+        return score
+
+    def _score_batch(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
+        return one_at_a_time(requests, progress, self._recorded("sync", instruction))
+
+    async def _ascore_batch(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
+        return one_at_a_time(requests, progress, self._recorded("async", instruction))
 
 
 class LengthReranker(Reranker):
-    """A backend with only ``_score``: scores by document length (a real, if silly, scorer).
+    """A backend with only ``_score_batch``: scores by document length (a real, if silly, scorer).
 
-    ``calls`` records the query of each ``_score`` call.
+    ``calls`` records the query of each request it scores.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[str] = []
 
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        self.calls.append(query)
-        return [min(1.0, len(doc) / 100) for doc in documents]
+    def _score_batch(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
+        def score(query: str, documents: list[str]) -> list[float]:
+            self.calls.append(query)
+            return [min(1.0, len(doc) / 100) for doc in documents]
+
+        return one_at_a_time(requests, progress, score)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from qwen_rerank.base import Reranker
-from qwen_rerank.exceptions import UsageError
+from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.factory import create_reranker, options_for
 from qwen_rerank.prompt import DEFAULT_MODEL
 from qwen_rerank.remote import API_KEY_ENV, API_NAMES
@@ -23,6 +23,7 @@ from qwen_rerank.remote import API_KEY_ENV, API_NAMES
 __all__ = [
     "APIS",
     "PROG",
+    "UsageError",
     "add_backend_options",
     "backend_label",
     "backend_options",
@@ -39,6 +40,11 @@ __all__ = [
 PROG = "qwen-rerank"
 APIS = API_NAMES
 """The `--api` choices: the wire formats the remote backend speaks."""
+
+
+class UsageError(InvalidInputError):
+    """The `qwen-rerank` command line asks for something that cannot work; exit status 2."""
+
 
 # C0 and C1 controls (ESC, CSI, BEL, CR, LF, ...), DEL, bidirectional overrides and the
 # Unicode line and paragraph separators: all can move the cursor or reorder or split a line.

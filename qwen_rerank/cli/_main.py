@@ -29,13 +29,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qwen_rerank.cli._common import PROG, fail
+from qwen_rerank.cli._common import PROG, UsageError, fail
 from qwen_rerank.cli.calibrate import add_calibrate_command
 from qwen_rerank.cli.check import add_check_command
 from qwen_rerank.cli.demo import add_demo_command
 from qwen_rerank.cli.evaluate import add_eval_command
 from qwen_rerank.cli.rank import add_rank_command, read_documents
-from qwen_rerank.exceptions import QwenRerankError, UsageError
+from qwen_rerank.exceptions import QwenRerankError
 
 __all__ = ["build_parser", "main", "read_documents"]
 

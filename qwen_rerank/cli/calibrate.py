@@ -20,14 +20,14 @@ from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank.cli._common import (
+    UsageError,
     add_backend_options,
     build_reranker,
     check_backend_options,
     note,
     print_json,
 )
-from qwen_rerank.evaluation import DEFAULT_BATCH_QUERIES
-from qwen_rerank.exceptions import DataFormatError, UsageError
+from qwen_rerank.tools.evaluation import DEFAULT_BATCH_QUERIES, DataFormatError
 
 __all__ = ["add_calibrate_command", "run_calibrate_command"]
 
@@ -78,8 +78,8 @@ def add_calibrate_command(commands: Any) -> None:
 
 def run_calibrate_command(args: argparse.Namespace) -> int:
     """Run ``calibrate`` with parsed ``args``; the exit status."""
-    from qwen_rerank.calibration import calibrate, format_chart, format_cuts, write_png
-    from qwen_rerank.evaluation import load_dataset, load_run
+    from qwen_rerank.tools.calibration import calibrate, format_chart, format_cuts, write_png
+    from qwen_rerank.tools.evaluation import load_dataset, load_run
 
     check_backend_options(args)
     _check(args)

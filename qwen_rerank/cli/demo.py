@@ -8,13 +8,13 @@ from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank.cli._common import (
+    UsageError,
     add_backend_options,
     backend_label,
     backend_options,
     build_reranker,
     check_backend_options,
 )
-from qwen_rerank.exceptions import UsageError
 
 __all__ = ["add_demo_command", "run_demo"]
 
@@ -43,7 +43,7 @@ def add_demo_command(commands: Any) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run `qwen-rerank demo` with parsed `args`: serve until interrupted; return the exit status."""
-    from qwen_rerank.demo import build_demo, launch_demo
+    from qwen_rerank.tools.demo import build_demo, launch_demo
 
     check_backend_options(args)
     if not 0 < args.port < 65536:

@@ -9,14 +9,14 @@ from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank.cli._common import (
+    UsageError,
     add_backend_options,
     build_reranker,
     check_backend_options,
     note,
     print_json,
 )
-from qwen_rerank.evaluation import DEFAULT_BATCH_QUERIES, EvalReport
-from qwen_rerank.exceptions import DataFormatError, UsageError
+from qwen_rerank.tools.evaluation import DEFAULT_BATCH_QUERIES, DataFormatError, EvalReport
 
 __all__ = ["add_eval_command", "run_eval"]
 
@@ -65,7 +65,7 @@ def add_eval_command(commands: Any) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run `qwen-rerank eval` with parsed `args`; return the exit status."""
-    from qwen_rerank.evaluation import evaluate, format_table, load_dataset, load_run
+    from qwen_rerank.tools.evaluation import evaluate, format_table, load_dataset, load_run
 
     check_backend_options(args)
     _check_eval_options(args)
@@ -106,7 +106,7 @@ def _check_eval_options(args: argparse.Namespace) -> None:
 
 
 def _write_results(out: Path, report: EvalReport) -> None:
-    from qwen_rerank.evaluation import write_trec
+    from qwen_rerank.tools.evaluation import write_trec
 
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from qwen_rerank._validation import check_top_n
 from qwen_rerank.cli._common import (
+    UsageError,
     add_backend_options,
     build_reranker,
     check_backend_options,
@@ -19,9 +20,10 @@ from qwen_rerank.cli._common import (
     print_json,
     terminal_text,
 )
-from qwen_rerank.demo import split_lines
-from qwen_rerank.exceptions import DataFormatError, InvalidInputError, UsageError
+from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.results import RerankResult
+from qwen_rerank.tools.demo import split_lines
+from qwen_rerank.tools.evaluation import DataFormatError
 
 __all__ = ["add_rank_command", "read_documents", "run_rank"]
 
@@ -61,7 +63,7 @@ def read_documents(text: str, *, name: str, fmt: str) -> tuple[list[str], int]:
     """Documents from `text` in `fmt` (`"lines"` or `"jsonl"`), and the number of blank lines skipped.
 
     Lines end at `"\\n"` only, with a trailing `"\\r"` dropped (see
-    [`split_lines`][qwen_rerank.demo.split_lines]): a form feed or U+2028 stays
+    [`split_lines`][qwen_rerank.tools.demo.split_lines]): a form feed or U+2028 stays
     inside its document.
 
     Raises:

@@ -48,7 +48,6 @@ from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.integrations.adapters import (
     BACKEND_FIELDS,
     LazyReranker,
-    Sealed,
     api_key_from_env,
     build_backend,
     check_call_settings,
@@ -56,6 +55,8 @@ from qwen_rerank.integrations.adapters import (
     invalid_input_in,
     public_options,
     redact_urls,
+    seal_base_url,
+    unseal_base_url,
 )
 
 __all__ = ["BackendFields", "RankingFields"]
@@ -211,19 +212,13 @@ class BackendFields(BaseModel):
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
-        fields = dict(state["__dict__"])
-        if fields.get("base_url") is not None:
-            fields["base_url"] = Sealed(fields["base_url"])
-        state["__dict__"] = fields
+        state["__dict__"] = seal_base_url(state["__dict__"])
         private = state.get("__pydantic_private__") or {}
         state["__pydantic_private__"] = {k: v for k, v in private.items() if k != "_backend"}
         return state
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
-        url = state["__dict__"].get("base_url")
-        if isinstance(url, Sealed):
-            state = {**state, "__dict__": {**state["__dict__"], "base_url": url.reveal()}}
-        super().__setstate__(state)
+        super().__setstate__({**state, "__dict__": unseal_base_url(state["__dict__"])})
         private = self.__pydantic_private__ or {}
         if "_backend" not in private:
             self._backend = self._new_backend()

@@ -35,12 +35,12 @@ from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank.base import Reranker
-from qwen_rerank.evaluation import Candidates, Run, load_dataset, load_run, select_candidates
-from qwen_rerank.evaluation import Dataset as BeirData
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.factory import create_reranker
 from qwen_rerank.integrations.adapters import model_name
 from qwen_rerank.prompt import DEFAULT_MODEL
+from qwen_rerank.tools.evaluation import Candidates, Run, load_dataset, load_run, select_candidates
+from qwen_rerank.tools.evaluation import Dataset as BeirData
 
 require("mteb", "mteb")
 
@@ -233,11 +233,11 @@ def local_reranking_task(
     ``top_k`` documents of ``run`` by first-stage score, and each document's
     text is ``title + " " + text``, MTEB's rule. ``mteb.evaluate`` on this task
     therefore reports the same ``ndcg_at_10`` as ``qwen-rerank eval`` (and
-    `qwen_rerank.evaluation.evaluate`) on the same files.
+    `qwen_rerank.tools.evaluation.evaluate`) on the same files.
 
     Args:
         dataset: Folder with ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/SPLIT.tsv``.
-        run: A TREC run file, or a run parsed by `qwen_rerank.evaluation.load_run`.
+        run: A TREC run file, or a run parsed by `qwen_rerank.tools.evaluation.load_run`.
         split: The qrels split.
         top_k: Candidates per query.
         name: The task's name in MTEB's results.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
 import threading
@@ -13,32 +12,29 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen_rerank._chunking import LongDocumentsMode
-from qwen_rerank._many import Progress, Request
+from qwen_rerank._requests import Progress, Request, one_request_call
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError
 from qwen_rerank.local._batching import plan_batches, prefix_pays
 from qwen_rerank.local._cache import ScoreCache
-from qwen_rerank.local._devices import (
-    busy_threads,
-    default_batch_tokens,
+from qwen_rerank.local._devices import default_batch_tokens, resolve_device, resolve_dtype, warn_if_slow
+from qwen_rerank.local._loading import Source, find_source, load_scoring_model, load_tokenizer
+from qwen_rerank.local._scorer import PrefixState, YesNoScorer, is_out_of_memory
+from qwen_rerank.local._threads import (
     fit_threads,
-    resolve_device,
-    resolve_dtype,
+    passes_at_once,
+    run_in_parallel,
     torch_threads,
     usable_cpus,
-    warn_if_slow,
 )
-from qwen_rerank.local._loading import Source, find_source, load_scoring_model, load_tokenizer
-from qwen_rerank.local._parallel import run_in_parallel
-from qwen_rerank.local._scorer import PrefixState, YesNoScorer, is_out_of_memory
 from qwen_rerank.local._work import Tracker, Work, common_head
 from qwen_rerank.prompt import DEFAULT_MODEL, PromptTokenizer
 
 __all__ = ["LocalReranker"]
 
 
-Job = tuple[Work, list[int]]
+ForwardPass = tuple[Work, list[int]]
 """One forward pass: a group of prompts, and which of its rows run in the pass."""
 Done = Callable[[Work, list[int]], None]
 
@@ -177,7 +173,7 @@ class LocalReranker(Reranker):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         warn_if_slow(self.dtype, self.device)
-        # The thread count that busy_threads may lower per call; None when the user chose it.
+        # The thread count that a busy machine may lower per call; None when the user chose it.
         self._threads = fit_threads() if self.device.type == "cpu" else None
         self._cpus = usable_cpus()
         self.max_length = max_length
@@ -252,24 +248,20 @@ class LocalReranker(Reranker):
     def _prompt_rule(self) -> tuple[PromptTokenizer, int]:
         return self.prompt_tokenizer, self.max_length
 
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        return self._score_many([(query, documents)], instruction, None)[0]
-
-    async def _ascore_many(
+    def _score_batch(
         self, requests: list[Request], instruction: str, progress: Progress
     ) -> list[list[float]]:
-        return await asyncio.to_thread(self._score_many, requests, instruction, progress)
+        """Scores per request: cached ones looked up, each request's distinct rest computed together.
 
-    def _score_many(
-        self, requests: list[Request], instruction: str, progress: Progress | None
-    ) -> list[list[float]]:
-        """Scores per request: cached ones looked up, each request's distinct rest computed together."""
+        A one-request call reports no progress, so it may show this backend's own bar.
+        """
         known = [self._cached(query, documents, instruction) for query, documents in requests]
         missing = [
             (query, [doc for doc in dict.fromkeys(documents) if doc not in hits])
             for (query, documents), hits in zip(requests, known, strict=True)
         ]
-        tracker = Tracker(requests, [len(docs) for _, docs in missing], progress)
+        watched = None if progress is one_request_call else progress
+        tracker = Tracker(requests, [len(docs) for _, docs in missing], watched)
         computed = self._compute_many(missing, instruction, tracker)
         for (query, docs), scores, hits in zip(missing, computed, known, strict=True):
             hits.update(zip(docs, scores, strict=True))
@@ -299,8 +291,8 @@ class LocalReranker(Reranker):
         """Scores of each request's (distinct) documents, in order, from one plan of forward passes."""
         budget = self.max_batch_tokens
         groups = self._group(requests, instruction, budget)
-        jobs = [(work, batch) for work in groups for batch in self._plan(work, budget)]
-        show = self.show_progress and tracker.progress is None and len(jobs) >= 2
+        passes = [(work, batch) for work in groups for batch in self._plan(work, budget)]
+        show = self.show_progress and tracker.progress is None and len(passes) >= 2
         with tqdm(
             total=sum(len(w.prompts) for w in groups), desc="Reranking", unit="doc", disable=not show
         ) as bar:
@@ -309,78 +301,57 @@ class LocalReranker(Reranker):
                 bar.update(len(batch))
                 tracker.scored([work.slots[i][0] for i in batch])
 
-            workers, free = self._how_to_run(len(jobs))
+            can_split = self._scorer.forward is self.model  # compiled passes run one at a time
+            workers, free = passes_at_once(len(passes), self._threads, self._cpus, can_split)
             if workers > 1:
                 with self._forward_lock, torch_threads(1):
-                    self._run_parallel(jobs, workers, done)
+                    self._run_parallel(passes, workers, done)
             else:
                 with torch_threads(free):
-                    self._run_serial(jobs, done)
+                    self._run_serial(passes, done)
         scores: list[list[float]] = [[0.0] * len(docs) for _, docs in requests]
         for work in groups:
             for (request, document), value in zip(work.slots, work.scores, strict=True):
                 scores[request][document] = value
         return scores
 
-    def _how_to_run(self, jobs: int) -> tuple[int, int | None]:
-        """How a call of ``jobs`` forward passes runs: (passes at once, threads for serial passes).
-
-        Only torch's default count (ours, on the CPU) is adapted; with a count
-        the user set, before loading or after, passes run one at a time with
-        it. With ours, passes run one per CPU, each on one intra-op thread, so
-        no operator waits at a barrier for a thread that other work has
-        descheduled: uncompiled, when there are at least two passes per thread,
-        or two on a busy machine. Otherwise they run one at a time, with only
-        the CPUs left free on a busy machine (see ``busy_threads``), else with
-        torch's count (``None``).
-        """
-        threads = self._threads
-        if not threads or torch.get_num_threads() != threads:
-            return 1, None
-        free = busy_threads(threads, self._cpus)
-        busy = free < threads
-        can_split = threads >= 2 and self._scorer.forward is self.model
-        if can_split and (jobs >= 2 * threads or (busy and jobs >= 2)):
-            return min(threads, jobs), None
-        return 1, free if busy else None
-
-    def _run_serial(self, jobs: list[Job], done: Done) -> None:
-        """Run ``jobs`` one after the other, each pass using all of torch's threads."""
-        for k, (work, batch) in enumerate(jobs):
+    def _run_serial(self, passes: list[ForwardPass], done: Done) -> None:
+        """Run ``passes`` one after the other, each using all of torch's threads."""
+        for k, (work, batch) in enumerate(passes):
             with self._forward_lock:
                 if work.head is not None and work.prefix is None:
                     work.prefix = self._prefix(work.head)
                 self._run_batch(batch, work, work.head is not None)
-            if k + 1 == len(jobs) or jobs[k + 1][0] is not work:
+            if k + 1 == len(passes) or passes[k + 1][0] is not work:
                 work.prefix = None  # free the prefix's key/value states once its rows are done
             done(work, batch)
 
-    def _run_parallel(self, jobs: list[Job], workers: int, done: Done) -> None:
-        """Run ``jobs`` on ``workers`` threads at once (see `_how_to_run`).
+    def _run_parallel(self, passes: list[ForwardPass], workers: int, done: Done) -> None:
+        """Run ``passes`` on ``workers`` threads at once (see `passes_at_once`).
 
-        The caller holds the model and has set one intra-op thread. Jobs are
+        The caller holds the model and has set one intra-op thread. Passes are
         taken in order, so a group's prefix is made by the first of its passes
         to start, and freed when its last pass ends.
         """
-        left = collections.Counter(id(work) for work, _ in jobs)
-        prefix_locks = {id(work): threading.Lock() for work, _ in jobs}
+        left = collections.Counter(id(work) for work, _ in passes)
+        prefix_locks = {id(work): threading.Lock() for work, _ in passes}
 
-        def run(job: Job) -> None:
-            work, batch = job
+        def run(forward: ForwardPass) -> None:
+            work, batch = forward
             if work.head is not None:
                 with prefix_locks[id(work)]:
                     if work.prefix is None:
                         work.prefix = self._prefix(work.head)
             self._run_batch(batch, work, work.head is not None)
 
-        def finished(job: Job) -> None:
-            work, batch = job
+        def finished(forward: ForwardPass) -> None:
+            work, batch = forward
             left[id(work)] -= 1
             if not left[id(work)]:
                 work.prefix = None
             done(work, batch)
 
-        run_in_parallel(jobs, workers, run, finished)
+        run_in_parallel(passes, workers, run, finished)
 
     def _group(self, requests: list[Request], instruction: str, budget: int) -> list[Work]:
         """Each request's prompts: in a group of its own continuing its prefix, where that pays,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qwen_rerank._many import Progress, Request
+from qwen_rerank._requests import Progress, Request
 from qwen_rerank.local._scorer import PrefixState
 
 __all__ = ["Tracker", "Work", "common_head"]

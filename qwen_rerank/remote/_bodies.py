@@ -18,7 +18,7 @@ from typing import Any
 
 from qwen_rerank._chunking import WindowPlan
 from qwen_rerank._imports import require
-from qwen_rerank._many import Progress, Request
+from qwen_rerank._requests import Progress, Request
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
 from qwen_rerank.prompt import (
     DEFAULT_INSTRUCTION,
@@ -58,8 +58,8 @@ def chunk_bounds(count: int, max_per_chunk: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def load_tokenizer(name: Any) -> PromptTokenizer:
-    """The prompt tokenizer of a hub id or local folder, loaded with transformers."""
+def load_tokenizer(name: Any, max_length: int) -> PromptTokenizer:
+    """The prompt tokenizer of a hub id or local folder, loaded with transformers, for ``max_length``."""
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"tokenizer must be a hub id or a local folder, got {name!r}.")
     transformers = require("transformers", "local")
@@ -70,7 +70,9 @@ def load_tokenizer(name: Any) -> PromptTokenizer:
             f"Could not load tokenizer {name!r}: {exc}. Pass the model's hub id or a local folder "
             "holding its tokenizer files."
         ) from exc
-    return PromptTokenizer(tokenizer)
+    prompt_tokenizer = PromptTokenizer(tokenizer)
+    prompt_tokenizer.check_max_length(max_length)
+    return prompt_tokenizer
 
 
 @dataclass

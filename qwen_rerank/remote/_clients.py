@@ -14,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import anyio
+import anyio.lowlevel
 import httpx
 
-from qwen_rerank.remote._transport import bound_by_attempts
+from qwen_rerank.remote._settings import Limits, Timing
+from qwen_rerank.remote._transport import bounded_client
 
 __all__ = ["Connections", "LoopClients", "Shared"]
 
@@ -136,11 +140,9 @@ class LoopClients:
 
     def _made_off_the_loop(self) -> httpx.AsyncClient:
         """A new client, and the modules its first request and span would import on the loop."""
-        import anyio._backends._asyncio  # noqa: F401  # httpcore's async transport, on first use
-        import httpcore._backends.anyio  # noqa: F401
-
         from qwen_rerank._tracing import trace_api
 
+        _load_async_backend()
         trace_api()
         return self._make()
 
@@ -194,31 +196,30 @@ class Connections:
     """Every connection and thread one reranker uses: its own clients and pool, or injected clients.
 
     Args:
-        timeout: The clients' timeouts.
-        max_concurrency: Sub-requests of one call in flight at once (threads in the pool).
+        timing: Its ``timeout`` is the clients' timeouts.
+        limits: Its ``max_concurrency`` is how many sub-requests of one call are in flight at
+            once (threads in the pool).
         http_client: An injected sync client: used as is, never closed.
         async_http_client: An injected async client: used as is, never closed.
     """
 
     def __init__(
         self,
-        timeout: httpx.Timeout,
-        max_concurrency: int,
+        timing: Timing,
+        limits: Limits,
         http_client: httpx.Client | None,
         async_http_client: httpx.AsyncClient | None,
     ) -> None:
         self.user_client, self.user_async_client = http_client, async_http_client
+        timeout, max_concurrency = timing.timeout, limits.max_concurrency
         connections = max(64, max_concurrency)
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        pool = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         # One TLS context for every client made here: loading the CA bundle takes 20-100 ms, which
         # would otherwise stall the event loop at each new AsyncClient (one per loop and burst).
         verify = httpx.create_ssl_context()
-        self.client = Shared(
-            lambda: bound_by_attempts(httpx.Client(timeout=timeout, limits=limits, verify=verify)),
-            _close_client,
-        )
+        self.client = Shared(lambda: bounded_client(timeout, pool, verify), _close_client)
         self.async_clients = LoopClients(
-            lambda: httpx.AsyncClient(timeout=timeout, limits=limits, verify=verify)
+            lambda: httpx.AsyncClient(timeout=timeout, limits=pool, verify=verify)
         )
         self.executor = Shared(
             lambda: concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="qwen-rerank"),
@@ -253,6 +254,12 @@ class Connections:
         """Close the running loop's client now, then the rest as `close` does."""
         await self.async_clients.aclose_current()
         self.close()
+
+
+@functools.cache
+def _load_async_backend() -> None:
+    """Import anyio's asyncio backend (httpcore's async I/O, 0.1 s) by running it once, here."""
+    anyio.run(anyio.lowlevel.checkpoint, backend="asyncio")
 
 
 def _close_client(client: httpx.Client) -> None:

@@ -73,6 +73,13 @@ class BodyReader:
                 "was not asked for (the client accepts gzip and deflate)."
             )
 
+    @classmethod
+    def for_reply_to(
+        cls, body: bytes, documents: int, limit: int | None, content_encoding: str | None, url: str
+    ) -> BodyReader:
+        """The reader of the reply to ``body`` (``documents`` documents): ``limit``, or else `reply_limit`."""
+        return cls(limit or reply_limit(body, documents), content_encoding, url)
+
     def feed(self, chunk: bytes) -> None:
         self.received += len(chunk)
         if self._inflater is None:

@@ -1,61 +1,49 @@
 """The remote backend's reranker: a client for rerank servers (vLLM, SGLang, Cohere-shaped), sync and async.
 
 It imports neither torch nor transformers (unless ``tokenizer=`` asks for one). The
-class only wires its parts together; each concern lives in its own module:
+class holds the settings and makes one call per batch to its
+[`Sender`][qwen_rerank.remote._sender.Sender], as an ``httpx.Client`` does to its
+transport; each concern lives in its own module:
 
 - `_settings`: the settings and their checks; `_bodies`: what is sent;
+- `_sender`: the send seam (fan-out, retries and failover, attempts, usage, the deadline);
+  `_transport`: the sync client's bounded sockets; `_clients`: connections, threads and
+  closing;
 - `_retry`: the retry and failover policy; `_replies`: what a reply means;
-- `_drivers`: the sync and async I/O; `_clients`: connections, threads and closing;
-- `_usage`: token tallies; `_urls`: endpoints and replicas; `_dialects`: wire formats.
+  `_urls`: endpoints and replicas; `_dialects`: wire formats.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import logging
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import httpx
 
 from qwen_rerank import _secrets
 from qwen_rerank._chunking import LongDocumentsMode, WindowPlan
-from qwen_rerank._many import Progress, Request
-from qwen_rerank._tracing import note_attempt
+from qwen_rerank._requests import Progress, Request, one_request_call
 from qwen_rerank.base import Reranker
-from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.prompt import PromptTokenizer
-from qwen_rerank.remote._bodies import Batch, RequestBuilder, SubRequest, escaped_windows, load_tokenizer
+from qwen_rerank.remote._bodies import RequestBuilder, escaped_windows, load_tokenizer
 from qwen_rerank.remote._clients import Connections
 from qwen_rerank.remote._dialects import ApiName, Usage
-from qwen_rerank.remote._drivers import Exchange, aattempt, adrive, afan_out, attempt, drive, fan_out
-from qwen_rerank.remote._replies import reply_limit
-from qwen_rerank.remote._retry import Flow, request_flow
+from qwen_rerank.remote._sender import Sender
 from qwen_rerank.remote._settings import (
+    Endpoints,
     Limits,
     Timing,
+    check_chunking,
     check_dialect,
     check_fixed_instruction,
     check_model,
     check_template,
 )
-from qwen_rerank.remote._urls import Replicas, rerank_url
-from qwen_rerank.remote._usage import add_usage, tally_usage
 
 __all__ = ["API_KEY_ENV", "Usage", "VLLMReranker"]
 
 API_KEY_ENV = "QWEN_RERANK_API_KEY"
-
-# Most documents whose request bodies an async call builds on the event loop itself.
-_BUILD_ON_LOOP = 64
-
-# When the deadline of a sub-request sent now falls (None: no deadline).
-_Clock = Callable[[], "float | None"]
-
-logger = logging.getLogger(__name__)
 
 
 class VLLMReranker(Reranker):
@@ -180,70 +168,30 @@ class VLLMReranker(Reranker):
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
         )
-        if long_documents == "chunk" and tokenizer is None:
-            raise InvalidInputError(
-                "long_documents='chunk' needs tokenizer= (the model's hub id or local folder) to cut "
-                "windows on token boundaries; pass it, or use long_documents='truncate'."
-            )
-        self._dialect = check_dialect(api)
+        check_chunking(long_documents, tokenizer)
+        dialect = check_dialect(api)
         self.api: ApiName = api
-        self._set_endpoints(base_url, api_key)
-        self.model = check_model(model, self._dialect)
-        self.template: Literal["client", "server"] = check_template(template, self._dialect)
-        check_fixed_instruction(self._dialect, self.instruction)
-        limits = (
-            max_documents_per_request,
-            max_concurrency,
-            max_length,
-            max_tokens_per_doc,
-            max_response_bytes,
-        )
-        self._limits = Limits.check(self._dialect, self.template, *limits)
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self._endpoints = Endpoints.check(base_url, key, dialect)
+        _secrets.guard_logs(self._endpoints.redact)
+        self.base_urls: list[str] = self._endpoints.base_urls
+        self.model = check_model(model, dialect)
+        self.template: Literal["client", "server"] = check_template(template, dialect)
+        check_fixed_instruction(dialect, self.instruction)
+        sizes = max_documents_per_request, max_concurrency, max_length, max_tokens_per_doc, max_response_bytes
+        self._limits = Limits.check(dialect, self.template, *sizes)
         self._timing = Timing.check(
             timeout, deadline, max_retries, retry_backoff, max_retry_wait, replicas=len(self.base_urls)
         )
         self.tokenizer_name = tokenizer
-        self._prompt_tokenizer = load_tokenizer(tokenizer) if tokenizer is not None else None
-        if self._prompt_tokenizer is not None:
-            self._prompt_tokenizer.check_max_length(self.max_length)
-        self._builder = RequestBuilder(
-            self._dialect, self.template, self.model, self._limits, self._prompt_tokenizer
-        )
-        self._connections = Connections(
-            self._timing.timeout, self.max_concurrency, http_client, async_http_client
-        )
-        self._last_usage: contextvars.ContextVar[Usage | None] = contextvars.ContextVar(
-            "qwen_rerank_last_usage", default=None
-        )
-
-    def _set_endpoints(self, base_url: Any, api_key: str | None) -> None:
-        """Shown base URLs, rerank URLs, the headers for each, and every secret to hide."""
-        urls = [base_url] if isinstance(base_url, str) else base_url
-        if not isinstance(urls, Sequence) or not urls:
-            raise InvalidInputError(
-                f"base_url must be a URL or a non-empty list of URLs, got {type(base_url).__name__}."
-            )
-        api_key = _secrets.check_api_key(api_key if api_key is not None else os.environ.get(API_KEY_ENV))
-        self._api_key = api_key
-        shown, secrets = [], [api_key] if api_key else []
-        self._headers: dict[str, dict[str, str]] = {}
-        for url in urls:
-            plain, basic, hidden = _secrets.split_userinfo(url) if isinstance(url, str) else (url, None, [])
-            shown.append(plain)
-            secrets += hidden
-            sent = {"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate"}
-            auth = basic or (f"Bearer {api_key}" if api_key else None)
-            if auth:
-                sent["Authorization"] = auth
-            self._headers[rerank_url(plain, self._dialect)] = sent
-        self.base_urls: list[str] = shown
-        self._redact = _secrets.Redactor(secrets)
-        _secrets.guard_logs(self._redact)
-        self._replicas = Replicas([rerank_url(plain, self._dialect) for plain in shown])
+        prompt_tokenizer = load_tokenizer(tokenizer, self.max_length) if tokenizer is not None else None
+        self._builder = RequestBuilder(dialect, self.template, self.model, self._limits, prompt_tokenizer)
+        self._connections = Connections(self._timing, self._limits, http_client, async_http_client)
+        self._sender = Sender(self._builder, self._endpoints, self._timing, self._connections)
 
     def __repr__(self) -> str:
         urls = self.base_urls[0] if len(self.base_urls) == 1 else self.base_urls
-        key = ", api_key='***'" if self._api_key else ""
+        key = ", api_key='***'" if self._endpoints.keyed else ""
         api = f", api={self.api!r}" if self.api != "vllm" else ""
         return (
             f"VLLMReranker(base_url={urls!r}, model={self.model!r}, template={self.template!r}{api}"
@@ -271,97 +219,33 @@ class VLLMReranker(Reranker):
         Summed over the call's sub-requests; ``None`` before the first call. A
         count the server did not report is ``None`` inside the `Usage`.
         """
-        return self._last_usage.get()
+        return self._sender.last_usage.get()
 
+    # -- the hooks of the pipeline ------------------------------------------------------------
     def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None:
-        pt = self._prompt_tokenizer
+        pt = self._builder.tokenizer
         return None if pt is None else (pt, self.max_length)
 
-    def _windows(self, query: str, documents: list[str], instruction: str) -> WindowPlan | None:
+    def _plan_windows(self, query: str, documents: list[str], instruction: str) -> WindowPlan | None:
         """Windows cut from the text as sent (control tokens escaped); spans in the original text."""
-        return escaped_windows(super()._windows, self._builder, query, documents, instruction)
+        return escaped_windows(super()._plan_windows, self._builder, query, documents, instruction)
 
-    # -- one sub-request, with retries and failover -------------------------------------------
-    def _flow(self, sub: SubRequest, deadline_at: float | None) -> Flow:
-        return request_flow(
-            self._replicas,
-            self._timing.policy,
-            sub.end - sub.start,
-            dialect=self._dialect,
-            budget=self.timeout,
-            deadline_at=deadline_at,
-            redact=self._redact,
-            log=logger.info,
-        )
-
-    def _exchange(self, sub: SubRequest, send: Any) -> Exchange:
-        note_attempt(send.url, sub)  # one exchange per attempt: the span counts them
-        limit = self.max_response_bytes or reply_limit(sub.body, sub.end - sub.start)
-        return Exchange(sub, send, self._headers[send.url], limit, self._timing)
-
-    def _send(self, client: httpx.Client, sub: SubRequest, deadline_at: float | None) -> list[float]:
-        parsed = drive(self._flow(sub, deadline_at), lambda send: attempt(client, self._exchange(sub, send)))
-        add_usage(parsed.usage)
-        return parsed.scores
-
-    async def _asend(
-        self, client: httpx.AsyncClient, sub: SubRequest, deadline_at: float | None
-    ) -> list[float]:
-        parsed = await adrive(
-            self._flow(sub, deadline_at), lambda send: aattempt(client, self._exchange(sub, send))
-        )
-        add_usage(parsed.usage)
-        return parsed.scores
-
-    # -- calls: a batch of requests; one query is the batch of one ------------------------------
-    def _deadline_at(self) -> float | None:
-        return None if self.deadline is None else time.monotonic() + self.deadline
-
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        at = self._deadline_at()  # one deadline for every sub-request of the call
-        return self._drive([(query, documents)], instruction, _ignore, lambda: at)[0]
-
-    async def _ascore(self, query: str, documents: list[str], instruction: str) -> list[float]:
-        at = self._deadline_at()
-        return (await self._adrive([(query, documents)], instruction, _ignore, lambda: at))[0]
-
-    def _score_many(self, requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
-        """Sub-requests of all requests, at most ``max_concurrency`` in flight.
-
-        Each sub-request's ``deadline`` starts when it is sent. The first failure
-        fails the call, once the sub-requests not yet started are cancelled and
-        those running have finished. ``last_usage`` sums every sub-request.
-        """
-        return self._drive(requests, instruction, progress, self._deadline_at)
-
-    async def _ascore_many(
+    def _score_batch(
         self, requests: list[Request], instruction: str, progress: Progress
     ) -> list[list[float]]:
-        """Async `_score_many`: tasks gated to ``max_concurrency``, all ended before returning."""
-        return await self._adrive(requests, instruction, progress, self._deadline_at)
+        """Each request's scores, from its sub-requests, sent by the `Sender`; see `Sender.send`.
 
-    def _drive(
-        self, requests: list[Request], instruction: str, progress: Progress, deadline_at: _Clock
-    ) -> list[list[float]]:
-        batch = Batch(self._builder, requests, instruction, progress)
-        with tally_usage(self._last_usage), self._connections.sync_client() as client:
-            fan_out(batch, lambda sub: self._send(client, sub, deadline_at()), self._connections.executor.use)
-        return batch.results()
+        In a one-request call (``score``, ``rerank``) one deadline holds for all its sub-requests.
+        """
+        one = progress is one_request_call
+        return self._sender.send(requests, instruction, progress, one_deadline=one)
 
-    async def _adrive(
-        self, requests: list[Request], instruction: str, progress: Progress, deadline_at: _Clock
+    async def _ascore_batch(
+        self, requests: list[Request], instruction: str, progress: Progress
     ) -> list[list[float]]:
-        if sum(len(documents) for _, documents in requests) > _BUILD_ON_LOOP:
-            # Tokenizing and encoding many bodies takes long: never on the event loop.
-            batch = await asyncio.to_thread(Batch, self._builder, requests, instruction, progress)
-        else:
-            batch = Batch(self._builder, requests, instruction, progress)
-        with tally_usage(self._last_usage):
-            async with self._connections.async_client() as client:
-                await afan_out(
-                    batch, lambda sub: self._asend(client, sub, deadline_at()), self.max_concurrency
-                )
-        return batch.results()
+        """Async `_score_batch`."""
+        one = progress is one_request_call
+        return await self._sender.asend(requests, instruction, progress, one_deadline=one)
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -382,7 +266,3 @@ class VLLMReranker(Reranker):
     async def aclose(self) -> None:
         """Async `close`: the running loop's connections are closed before it returns."""
         await self._connections.aclose()
-
-
-def _ignore(queries: int, documents: int) -> None:
-    """No progress to report."""

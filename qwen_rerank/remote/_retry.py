@@ -1,13 +1,13 @@
 """The retry and failover policy of one sub-request, as a generator that does no I/O.
 
-A driver runs [`request_flow`][qwen_rerank.remote._retry.request_flow] like this: the flow
+Its sender runs [`request_flow`][qwen_rerank.remote._retry.request_flow] like this: the flow
 yields [`Send`][qwen_rerank.remote._retry.Send] (post the body to ``url`` within ``budget``
 seconds and send back a [`Reply`][qwen_rerank.remote._retry.Reply], or what went wrong: the
 ``httpx`` exception, `BodyBroken`, `AttemptTimeout` or one of our errors) or
 [`Sleep`][qwen_rerank.remote._retry.Sleep] (sleep, then send back ``None``), and finally
 returns [`Parsed`][qwen_rerank.remote._replies.Parsed] scores or raises one of our
-[`RemoteError`][qwen_rerank.RemoteError] classes. The sync and async drivers in
-`qwen_rerank.remote._drivers` differ only in how they post and sleep.
+[`RemoteError`][qwen_rerank.RemoteError] classes. The sync and async twins of
+[`Sender`][qwen_rerank.remote._sender.Sender] that run it differ only in how they post and sleep.
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ def _attempt_error(outcome: Outcome, url: str) -> RemoteError:
         )
     elif isinstance(outcome, Exception):
         error = RemoteError(f"Request to {display_url(url)} failed: {outcome!r}.")
-    else:  # pragma: no cover - a driver bug
+    else:  # pragma: no cover - a bug of the sender
         raise RuntimeError(f"request_flow got {outcome!r} after Send")
     error.__cause__ = outcome
     return error

@@ -4,23 +4,37 @@
   request, concurrency, response bytes, prompt length).
 - [`Timing`][qwen_rerank.remote._settings.Timing]: the timeout of one attempt, the
   deadline of a call, and the retry policy.
+- [`Endpoints`][qwen_rerank.remote._settings.Endpoints]: the base URLs as shown, the
+  headers sent to each rerank URL, the secrets to hide, and the replicas.
 - `check_*` helpers: a bad value is an [`InvalidInputError`][qwen_rerank.InvalidInputError]
   that names it and the fix.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 
+from qwen_rerank._secrets import Redactor, check_api_key, split_userinfo
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.remote._dialects import DIALECTS, Dialect
 from qwen_rerank.remote._retry import RetryPolicy
+from qwen_rerank.remote._urls import Replicas, rerank_url
 
-__all__ = ["Limits", "Timing", "check_dialect", "check_fixed_instruction", "check_model", "check_template"]
+__all__ = [
+    "Endpoints",
+    "Limits",
+    "Timing",
+    "check_chunking",
+    "check_dialect",
+    "check_fixed_instruction",
+    "check_model",
+    "check_template",
+]
 
 
 @dataclass(frozen=True)
@@ -92,16 +106,50 @@ class Timing:
         attempt = _attempt_budget(phases)
         return cls(phases, attempt, _make_deadline(deadline, attempt, policy, replicas), policy)
 
-    def request_timeout(self, budget: float | None, base: httpx.Timeout) -> httpx.Timeout:
-        """``base`` with no phase longer than the attempt's ``budget``."""
-        if budget is None:
-            return base
 
-        def clip(seconds: float | None) -> float:
-            return budget if seconds is None else min(seconds, budget)
+@dataclass(frozen=True, eq=False)
+class Endpoints:
+    """Where requests go and what they carry: URLs, the headers of each, and the secrets to hide."""
 
-        return httpx.Timeout(
-            connect=clip(base.connect), read=clip(base.read), write=clip(base.write), pool=clip(base.pool)
+    base_urls: list[str]  # as shown: without any user:password
+    headers: dict[str, dict[str, str]]  # by rerank URL
+    redact: Redactor  # every secret: the API key and each URL's password
+    replicas: Replicas
+    keyed: bool  # whether an API key is sent
+
+    @classmethod
+    def check(cls, base_url: Any, api_key: Any, dialect: Dialect) -> Endpoints:
+        """The endpoints of ``base_url`` (a URL or a list of replicas), checked.
+
+        Each is sent ``api_key`` as a bearer token, unless its URL holds credentials.
+        """
+        urls = [base_url] if isinstance(base_url, str) else base_url
+        if not isinstance(urls, Sequence) or not urls:
+            raise InvalidInputError(
+                f"base_url must be a URL or a non-empty list of URLs, got {type(base_url).__name__}."
+            )
+        api_key = check_api_key(api_key)
+        shown, secrets = [], [api_key] if api_key else []
+        headers: dict[str, dict[str, str]] = {}
+        for url in urls:
+            plain, basic, hidden = split_userinfo(url) if isinstance(url, str) else (url, None, [])
+            shown.append(plain)
+            secrets += hidden
+            sent = {"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate"}
+            auth = basic or (f"Bearer {api_key}" if api_key else None)
+            if auth:
+                sent["Authorization"] = auth
+            headers[rerank_url(plain, dialect)] = sent
+        replicas = Replicas([rerank_url(plain, dialect) for plain in shown])
+        return cls(shown, headers, Redactor(secrets), replicas, bool(api_key))
+
+
+def check_chunking(long_documents: Any, tokenizer: Any) -> None:
+    """Refuse chunk mode without a tokenizer: windows are cut on token boundaries."""
+    if long_documents == "chunk" and tokenizer is None:
+        raise InvalidInputError(
+            "long_documents='chunk' needs tokenizer= (the model's hub id or local folder) to cut "
+            "windows on token boundaries; pass it, or use long_documents='truncate'."
         )
 
 

@@ -8,6 +8,11 @@ end of the attempt running on this thread (set with `attempt_ends`), and none st
 after it: the call then fails with ``httpx.ReadTimeout`` (or the phase's timeout), at
 the deadline, at any layer below ours.
 
+It takes public API only: [`AttemptTransport`][qwen_rerank.remote._transport.AttemptTransport]
+is an ``httpx.BaseTransport`` over an ``httpcore.ConnectionPool`` given our network
+backend, and `bounded_client` mounts one per proxy that the environment names, as an
+``httpx.Client`` does with ``trust_env``.
+
 The async path needs none of this: its attempt runs under ``asyncio.wait_for``.
 """
 
@@ -15,14 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib.util
+import ipaddress
+import ssl
 import time
 import typing
+import urllib.request
 from collections.abc import Iterator
 
 import httpcore
 import httpx
 
-__all__ = ["attempt_ends", "bound_by_attempts"]
+__all__ = ["AttemptTransport", "attempt_ends", "bounded_client", "environment_proxies"]
 
 _ENDS: contextvars.ContextVar[float | None] = contextvars.ContextVar("qwen_rerank_attempt_ends", default=None)
 # Writes are cut into pieces of this many bytes, so that a server reading slowly is noticed.
@@ -104,12 +113,159 @@ class _Backend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def bound_by_attempts(client: httpx.Client) -> httpx.Client:
-    """``client``, its transports (proxies included) reading and writing through `_Backend`."""
-    transports = [client._transport, *client._mounts.values()]
-    for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if backend is not None and not isinstance(backend, _Backend):
-            pool._network_backend = _Backend(backend)  # type: ignore[union-attr]
-    return client
+# httpcore's errors and the httpx errors they stand for (httpx's own table is private).
+_HTTPX_ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """Raise an httpcore error as the most specific httpx error for it, with the same message."""
+    try:
+        yield
+    except Exception as exc:
+        kind = next((_HTTPX_ERRORS[k] for k in type(exc).__mro__ if k in _HTTPX_ERRORS), None)
+        if kind is None:
+            raise
+        raise kind(str(exc)) from exc
+
+
+class _Body(httpx.SyncByteStream):
+    """A response body read from httpcore, its errors raised as httpx's."""
+
+    def __init__(self, response: httpcore.Response) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _as_httpx_errors():
+            yield from self._response.iter_stream()
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class AttemptTransport(httpx.BaseTransport):
+    """HTTP/1.1 over a pool of our own connections, each bounded by the attempt's end.
+
+    Args:
+        limits: Connections kept and opened at most, and how long idle ones are kept.
+        ssl_context: Verifies the servers (and an ``https`` proxy's target servers).
+        proxy: Every request goes through this proxy; ``None``: straight to the server.
+    """
+
+    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext, proxy: httpx.Proxy | None = None):
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            proxy=None if proxy is None else _core_proxy(proxy),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_Backend(httpcore.SyncBackend()),
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(request.stream, httpx.SyncByteStream):  # pragma: no cover - httpx sends one
+            raise TypeError("a sync transport needs a sync request body")
+        sent = httpcore.Request(
+            method=request.method,
+            url=_core_url(request.url),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors():
+            response = self._pool.handle_request(sent)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_Body(response),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _core_url(url: httpx.URL) -> httpcore.URL:
+    return httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path)
+
+
+def _core_proxy(proxy: httpx.Proxy) -> httpcore.Proxy:
+    if proxy.url.scheme in ("socks5", "socks5h") and importlib.util.find_spec("socksio") is None:
+        raise ImportError(
+            "Using SOCKS proxy, but the 'socksio' package is not installed. "
+            "Make sure to install httpx using `pip install httpx[socks]`."
+        )
+    return httpcore.Proxy(
+        url=_core_url(proxy.url),
+        auth=proxy.raw_auth,
+        headers=proxy.headers.raw,
+        ssl_context=proxy.ssl_context,
+    )
+
+
+def environment_proxies() -> dict[str, str | None]:
+    """The proxies the environment names, by URL pattern (``None``: no proxy), as httpx reads them.
+
+    ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``ALL_PROXY`` (or what the OS sets) give the proxy
+    of ``http://``, ``https://`` and ``all://`` URLs; each host of ``NO_PROXY`` is reached
+    directly (a bare name also covers its subdomains), and ``NO_PROXY=*`` turns proxies off.
+    """
+    found = urllib.request.getproxies()
+    bypassed = [host.strip() for host in found.get("no", "").split(",")]
+    if "*" in bypassed:
+        return {}
+    patterns: dict[str, str | None] = {}
+    for scheme in ("http", "https", "all"):
+        url = found.get(scheme)
+        if url:
+            patterns[f"{scheme}://"] = url if "://" in url else f"http://{url}"
+    for host in filter(None, bypassed):
+        patterns[_direct_pattern(host)] = None
+    return patterns
+
+
+def _direct_pattern(host: str) -> str:
+    """The URL pattern of a ``NO_PROXY`` entry."""
+    if "://" in host:
+        return host
+    if _is_address(host, ipaddress.IPv4Address) or host.lower() == "localhost":
+        return f"all://{host}"
+    if _is_address(host, ipaddress.IPv6Address):
+        return f"all://[{host}]"
+    return f"all://*{host}"
+
+
+def _is_address(host: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+    try:
+        kind(host.split("/")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def bounded_client(timeout: httpx.Timeout, limits: httpx.Limits, ssl_context: ssl.SSLContext) -> httpx.Client:
+    """A sync client whose connections, direct or through a proxy, end by the attempt's end.
+
+    The environment's proxies are read now (see `environment_proxies`), as ``httpx.Client``
+    reads them when it is made.
+    """
+    mounts: dict[str, httpx.BaseTransport | None] = {
+        pattern: None if url is None else AttemptTransport(limits, ssl_context, httpx.Proxy(url))
+        for pattern, url in environment_proxies().items()
+    }
+    return httpx.Client(timeout=timeout, transport=AttemptTransport(limits, ssl_context), mounts=mounts)

@@ -269,6 +269,8 @@ def _build_env(root: Path, onednn_source: str | os.PathLike[str] | None, jobs: i
         "MAX_JOBS": str(jobs or os.cpu_count() or 1),
         "CMAKE_BUILD_TYPE": "Release",
         "CMAKE_ARGS": "-DCMAKE_DISABLE_FIND_PACKAGE_CUDA=ON",
+        # The venv's CMake (vLLM needs 3.26 or newer) and ninja come first.
+        "PATH": f"{root / 'venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     onednn = onednn_source or os.environ.get(ONEDNN_SOURCE_ENV)
     if onednn:

@@ -431,7 +431,7 @@ def test_rank_against_vllm_with_server_template(fake_vllm, tiny_reranker, docs_f
 
 
 def test_eval_against_vllm_equals_eval_with_the_local_model(fake_vllm, tiny_reranker, capsys) -> None:  # type: ignore[no-untyped-def]
-    from qwen_rerank.evaluation import evaluate
+    from qwen_rerank.tools.evaluation import evaluate
 
     argv = [
         "eval",
@@ -472,7 +472,7 @@ def test_vllm_only_options_need_a_base_url(capsys) -> None:  # type: ignore[no-u
 
 def test_messages_say_one_attempt_and_one_query_in_the_singular(closed_port_url: str) -> None:
     from qwen_rerank import RemoteConnectionError, VLLMReranker
-    from qwen_rerank.evaluation import EvalReport, format_table
+    from qwen_rerank.tools.evaluation import EvalReport, format_table
 
     with (
         VLLMReranker(closed_port_url, max_retries=0) as reranker,

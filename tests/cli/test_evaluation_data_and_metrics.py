@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qwen_rerank.evaluation import (
+from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.tools.evaluation import (
     METRICS,
     DataFormatError,
     compute_metrics,
@@ -21,7 +22,6 @@ from qwen_rerank.evaluation import (
     select_candidates,
     write_trec,
 )
-from qwen_rerank.exceptions import InvalidInputError
 from tests.helpers import TINY_BEIR, TINY_RUN, first_stage_top_k, hand_metrics, parse_trec, read_qrels
 
 # --- metrics ---------------------------------------------------------------------------------------------

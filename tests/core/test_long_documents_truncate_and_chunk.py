@@ -36,7 +36,7 @@ def by_index(results: list[RerankResult]) -> list[RerankResult]:
 
 def rescore_best(reranker: LocalReranker, document: str, result: RerankResult) -> float:
     """The score of the exact token ids of the window ``result.span`` names, run alone."""
-    plan = reranker._windows(QUERY, [document], reranker.instruction)
+    plan = reranker._plan_windows(QUERY, [document], reranker.instruction)
     assert plan is not None
     (text,) = [t for t, span in zip(plan.texts, plan.spans, strict=True) if span == result.span]
     if result.span is not None and result.span[0] > 0:
@@ -67,7 +67,7 @@ def test_long_document_best_window(truncating, chunking, document: str) -> None:
 
 
 def test_windows_cover_the_whole_document(chunking) -> None:  # type: ignore[no-untyped-def]
-    plan = chunking._windows(QUERY, [CONTRACT, "short"], chunking.instruction)
+    plan = chunking._plan_windows(QUERY, [CONTRACT, "short"], chunking.instruction)
     spans = [span for span, owner in zip(plan.spans, plan.owners, strict=True) if owner == 0]
     assert plan.texts[0] == CONTRACT and spans[0] is not None and spans[0][0] == 0  # the truncated document
     assert spans[-1] is not None and spans[-1][1] == len(CONTRACT.rstrip())
@@ -98,7 +98,7 @@ def test_small_windows(tiny_model_path: Path, truncating, tokens: int, overlap: 
         chunk_tokens=tokens,
         chunk_overlap=overlap,
     )
-    plan = reranker._windows(QUERY, [document], reranker.instruction)
+    plan = reranker._plan_windows(QUERY, [document], reranker.instruction)
     assert plan is not None and len(plan.texts) > 2
     assert all(0 <= s[0] < s[1] <= len(document) for s in plan.spans if s is not None)
     (best,) = reranker.rerank(QUERY, [document])

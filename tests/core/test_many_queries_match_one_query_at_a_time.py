@@ -209,7 +209,7 @@ def test_progress_bar_counts_documents_and_queries(
     assert f"{len(requests)}/{len(requests)} queries" in err
 
 
-# -- the base class's default: one _score call per request ---------------------------------------------
+# -- a backend with only _score_batch, one request at a time --------------------------------------------
 
 
 def test_a_backend_with_only_score_gets_the_many_calls(mode: str) -> None:
@@ -340,7 +340,7 @@ def test_a_malformed_response_fails_the_call_with_our_error(fake_vllm: Any, mode
 
 def one_query_at_a_time_metrics(reranker: Reranker, top_k: int) -> dict[str, float]:
     """The metrics as eval computed them before the many-queries API: one rerank call per query."""
-    from qwen_rerank.evaluation import compute_metrics, load_dataset, load_run, select_candidates
+    from qwen_rerank.tools.evaluation import compute_metrics, load_dataset, load_run, select_candidates
     from tests.helpers import TINY_BEIR, TINY_RUN
 
     data = load_dataset(TINY_BEIR)
@@ -356,7 +356,7 @@ def one_query_at_a_time_metrics(reranker: Reranker, top_k: int) -> dict[str, flo
 def test_eval_metrics_are_those_of_one_query_at_a_time(
     tiny_reranker: LocalReranker, batch_queries: int
 ) -> None:
-    from qwen_rerank.evaluation import evaluate
+    from qwen_rerank.tools.evaluation import evaluate
     from tests.helpers import TINY_BEIR, TINY_RUN
 
     report = evaluate(tiny_reranker, TINY_BEIR, TINY_RUN, batch_queries=batch_queries)

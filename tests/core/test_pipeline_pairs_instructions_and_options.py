@@ -156,5 +156,5 @@ def test_an_overlap_larger_than_the_window_is_refused_not_shrunk(tiny_model_path
     fitting = LocalReranker(
         tiny_model_path, device="cpu", max_length=256, long_documents="chunk", chunk_overlap=32
     )
-    plan = fitting._windows("capital of China?", [document], fitting.instruction)
+    plan = fitting._plan_windows("capital of China?", [document], fitting.instruction)
     assert plan is not None and 2 < len(plan.texts) < 40

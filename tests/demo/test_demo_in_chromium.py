@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from qwen_rerank.demo import CHART_BARS, build_demo, launch_demo
+from qwen_rerank.tools.demo import CHART_BARS, build_demo, launch_demo
 from tests.helpers import ROOT, free_port, launched_chromium
 
 SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))

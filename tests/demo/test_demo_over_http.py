@@ -19,7 +19,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from qwen_rerank import DEFAULT_INSTRUCTION
-from qwen_rerank.demo import CHART_BARS, TABLE_COLUMNS, build_demo, launch_demo, split_lines
+from qwen_rerank.tools.demo import CHART_BARS, TABLE_COLUMNS, build_demo, launch_demo, split_lines
 from tests.helpers import connect, expected_rows, free_port
 
 QUERY = "What is the capital of China?"
@@ -153,7 +153,7 @@ def test_a_backend_that_was_not_offered_is_refused_before_any_work(
     client: Client, backend: str, tiny_model_path: Path, fake_vllm, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     built: list[Any] = []
-    monkeypatch.setattr("qwen_rerank.demo.create_reranker", lambda *a, **k: built.append((a, k)))
+    monkeypatch.setattr("qwen_rerank.tools.demo.create_reranker", lambda *a, **k: built.append((a, k)))
     typed = backend.format(tiny=tiny_model_path, sep=os.sep, fake=fake_vllm.url)
     with pytest.raises(AppError) as info:
         client.predict(QUERY, "\n".join(DOCUMENTS), DEFAULT_INSTRUCTION, None, typed, api_name="/rerank")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from qwen_rerank.evaluation import evaluate, format_table
+from qwen_rerank.tools.evaluation import evaluate, format_table
 from tests.helpers import ROOT, TINY_BEIR, TINY_RUN
 
 nbformat = pytest.importorskip("nbformat")

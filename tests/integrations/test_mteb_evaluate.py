@@ -15,8 +15,8 @@ from mteb.models import CrossEncoderProtocol
 
 from qwen_rerank import DEFAULT_INSTRUCTION, InvalidInputError, Reranker
 from qwen_rerank.cli import main as cli_main
-from qwen_rerank.evaluation import evaluate
 from qwen_rerank.integrations.mteb import MTEBReranker, local_reranking_task
+from qwen_rerank.tools.evaluation import evaluate
 from tests.helpers import ROOT, Recorder
 
 TINY_BEIR = ROOT / "examples" / "data" / "tiny_beir"
@@ -65,7 +65,7 @@ def test_mteb_evaluate_matches_qwen_rerank_eval(
 
 
 def judged_qrels() -> dict[str, dict[str, int]]:
-    from qwen_rerank.evaluation import load_dataset
+    from qwen_rerank.tools.evaluation import load_dataset
 
     return {q: dict(d) for q, d in load_dataset(TINY_BEIR).qrels.items()}
 

@@ -24,7 +24,7 @@ from qwen_rerank import InvalidInputError, LocalReranker, OutOfMemoryError, Qwen
 from qwen_rerank.local import default_batch_tokens
 from qwen_rerank.local._batching import plan_batches
 from qwen_rerank.local._cache import ScoreCache
-from qwen_rerank.local._devices import torch_threads
+from qwen_rerank.local._threads import torch_threads
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, format_body, format_query_part
 from tests.reference import ModelCardReranker
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qwen_rerank import LocalReranker
-from qwen_rerank.local._devices import (
+from qwen_rerank.local._threads import (
     busy_threads,
     cgroup_cpu_limit,
     parse_cpu_max,
@@ -48,7 +48,7 @@ def _threads_after(setup: str, env: dict[str, str] | None = None) -> str:
     code = (
         "import torch\n"
         f"{setup}\n"
-        "from qwen_rerank.local._devices import fit_threads\n"
+        "from qwen_rerank.local._threads import fit_threads\n"
         "print(fit_threads(usable=1), torch.get_num_threads())\n"
     )
     environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -139,7 +139,7 @@ def test_many_passes_run_at_once_one_intra_op_thread_each(tiny_model_path: Path)
 def test_a_failing_parallel_pass_raises_and_drops_the_passes_not_started() -> None:
     import time
 
-    from qwen_rerank.local._parallel import run_in_parallel
+    from qwen_rerank.local._threads import run_in_parallel
 
     started: list[int] = []
     finished: list[int] = []

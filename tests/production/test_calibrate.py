@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from qwen_rerank import InvalidInputError, Reranker
-from qwen_rerank.calibration import calibrate, curve, format_chart, format_cuts
 from qwen_rerank.cli import main
-from qwen_rerank.evaluation import load_dataset
+from qwen_rerank.tools.calibration import calibrate, curve, format_chart, format_cuts
+from qwen_rerank.tools.evaluation import load_dataset
 from tests.helpers import TINY_BEIR, TINY_RUN, first_stage_top_k, read_qrels
 
 

@@ -17,6 +17,7 @@ from qwen_rerank import (
     RerankResult,
     VLLMReranker,
 )
+from qwen_rerank._requests import Progress, Request
 from tests.production.conftest import FAULTS, plant
 
 QUERY = "What is the capital of China?"
@@ -89,7 +90,9 @@ async def test_a_working_backend_reranks_as_before(fake_vllm: Any) -> None:
 class _OutOfMemory(Reranker):
     """A backend whose device is always full."""
 
-    def _score(self, query: str, documents: list[str], instruction: str) -> list[float]:
+    def _score_batch(
+        self, requests: list[Request], instruction: str, progress: Progress
+    ) -> list[list[float]]:
         raise OutOfMemoryError("CUDA out of memory even one document at a time.")
 
 

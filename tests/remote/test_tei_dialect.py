@@ -22,7 +22,6 @@ import torch
 import transformers
 
 from qwen_rerank import InvalidInputError, LocalReranker, VLLMReranker
-from qwen_rerank.cli.check import run_checks
 from qwen_rerank.prompt import (
     DEFAULT_INSTRUCTION,
     PAD_TOKEN,
@@ -33,6 +32,7 @@ from qwen_rerank.prompt import (
 )
 from qwen_rerank.remote._dialects import DIALECTS, encode_body
 from qwen_rerank.testing import convert_to_seq_cls
+from qwen_rerank.tools.diagnose import run_checks
 
 QUERY = "what is a giant panda?"
 DOCS = [

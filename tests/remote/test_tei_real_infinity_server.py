@@ -20,9 +20,9 @@ import pytest
 
 from qwen_rerank import LocalReranker, VLLMReranker
 from qwen_rerank._paths import user_cache_dir
-from qwen_rerank.cli.check import run_checks
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, split_prompts
 from qwen_rerank.testing import convert_to_seq_cls
+from qwen_rerank.tools.diagnose import run_checks
 from tests.helpers import free_port
 
 INFINITY = user_cache_dir() / "infinity-venv" / "bin" / "infinity_emb"

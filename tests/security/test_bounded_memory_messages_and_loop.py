@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from qwen_rerank import APIStatusError, MalformedResponseError, Reranker, VLLMReranker
+from qwen_rerank import APIStatusError, MalformedResponseError, VLLMReranker, _pipeline
 from qwen_rerank.remote._bodies import RequestBuilder
 from qwen_rerank.remote._replies import MAX_SERVER_TEXT, parse_scores
 from qwen_rerank.testing.fake_vllm import FakeVLLMServer
@@ -120,7 +120,7 @@ def test_ascore_many_builds_bodies_and_checks_requests_off_the_event_loop(  # ty
     load as much as the loop (docs/security.md has the ticker's numbers).
     """
     threads: dict[str, set[int]] = {"bodies": set(), "checks": set()}
-    build, prepare = RequestBuilder.sub_requests, Reranker._many
+    build, prepare = RequestBuilder.sub_requests, _pipeline.prepare_many
 
     def spy_build(self: Any, *args: Any) -> Any:
         threads["bodies"].add(threading.get_ident())
@@ -131,7 +131,7 @@ def test_ascore_many_builds_bodies_and_checks_requests_off_the_event_loop(  # ty
         return prepare(self, *args)
 
     monkeypatch.setattr(RequestBuilder, "sub_requests", spy_build)
-    monkeypatch.setattr(Reranker, "_many", spy_prepare)
+    monkeypatch.setattr(_pipeline, "prepare_many", spy_prepare)
     text = "The giant panda eats bamboo, and sleeps in the mountains of central China. " * 6
     requests = [(f"query {q} on pandas", [f"{q}-{d} {text}" for d in range(100)]) for q in range(100)]
 

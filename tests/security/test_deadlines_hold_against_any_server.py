@@ -147,6 +147,42 @@ def test_timeout_and_deadline_bound_the_call_whatever_the_server_sends(
     assert elapsed < 2 + 1.5, f"{name}: the call took {elapsed:.1f} s against timeout=2, deadline=2"
 
 
+def answer(seen: list[bytes]) -> Behaviour:
+    """Count the request, and answer it with ``RESULTS``."""
+
+    def act(conn: socket.socket, stop: threading.Event) -> None:
+        seen.append(b"request")
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(RESULTS), RESULTS))
+
+    return act
+
+
+@pytest.mark.parametrize("bypassed", [False, True])
+def test_the_environments_proxy_carries_calls_and_cannot_hold_them(
+    raw_server, mode, monkeypatch, bypassed
+) -> None:  # type: ignore[no-untyped-def]
+    """HTTP_PROXY and NO_PROXY apply to sync calls as to async ones; a trickling proxy meets the deadline."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    seen: list[bytes] = []
+    server = raw_server(answer(seen))
+    proxy = raw_server(keep_sending(withheld_body()))
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    if bypassed:
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with VLLMReranker(server.url, timeout=2, deadline=2, max_retries=0) as reranker:
+        started = time.monotonic()
+        if bypassed:
+            assert call(reranker, mode, "score", QUERY, DOCS) == [0.5, 0.25]
+        else:
+            with pytest.raises(RemoteTimeoutError):
+                call(reranker, mode, "score", QUERY, DOCS)
+        elapsed = time.monotonic() - started
+    assert seen == ([b"request"] if bypassed else [])
+    assert elapsed < 2 + 1.5, f"the call took {elapsed:.1f} s against timeout=2, deadline=2"
+
+
 HAND_CLOSED_LOOPS = textwrap.dedent(
     """
     import asyncio, gc, os, sys

@@ -1,4 +1,5 @@
-"""Pure helpers of the many-queries pipeline: request and pair checks, grouping, the progress bar."""
+"""Requests as the pipeline and the backends see them: the `Request` and `Progress` types, request
+and pair checks, grouping pairs into requests, and the progress bar."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ __all__ = [
     "Progress",
     "Request",
     "check_instructions",
+    "check_optional_instruction",
     "check_pairs",
     "check_requests",
     "group_pairs",
+    "one_request_call",
     "progress_bar",
 ]
 
@@ -26,6 +29,16 @@ Request = tuple[str, list[str]]
 
 Progress = Callable[[int, int], None]
 """Told ``(queries, documents)`` newly scored, one call at a time (possibly from a worker thread)."""
+
+
+def one_request_call(queries: int, documents: int) -> None:
+    """The progress the pipeline gives a backend in a one-request call (`score`, `rerank`, their
+    async twins); it reports nowhere.
+
+    No caller watches such a call's progress. A backend that treats it in its own way tells it by
+    identity, ``progress is one_request_call``: the local backend then shows its own bar (its
+    ``show_progress``), a remote one bounds all the call's sub-requests by one deadline.
+    """
 
 
 def check_requests(requests: Any) -> list[Request]:
@@ -83,7 +96,8 @@ def _document(document: Any) -> str:
     return check_text("the document", document)
 
 
-def _optional_instruction(instruction: Any) -> str | None:
+def check_optional_instruction(instruction: Any) -> str | None:
+    """``instruction`` checked as a call's ``instruction`` argument; ``None`` stays ``None`` (the default)."""
     return None if instruction is None else check_instruction(instruction, "")
 
 
@@ -108,7 +122,7 @@ def check_instructions(instructions: Any, count: int, what: str) -> list[str | N
     out: list[str | None] = []
     for position, instruction in enumerate(instructions):
         try:
-            out.append(_optional_instruction(instruction))
+            out.append(check_optional_instruction(instruction))
         except InvalidInputError as exc:
             raise InvalidInputError(f"instructions[{position}]: {exc}") from exc
     return out

@@ -3,7 +3,7 @@
 Launch it with `qwen-rerank demo --model PATH_OR_ID` (or `--base-url URL`), or:
 
 ```python
-from qwen_rerank.demo import build_demo, launch_demo
+from qwen_rerank.tools.demo import build_demo, launch_demo
 
 launch_demo(build_demo("Qwen/Qwen3-Reranker-0.6B"), host="127.0.0.1", port=7860)
 ```
@@ -17,13 +17,13 @@ the time taken. `index` is a document's position among the non-blank lines, from
 counts them.
 
 **Backends.** The page serves only the backends its operator configured: the
-one given to [`build_demo`][qwen_rerank.demo.build_demo], plus any listed in
+one given to [`build_demo`][qwen_rerank.tools.demo.build_demo], plus any listed in
 `allowed_backends` (`qwen-rerank demo --allow-backend CHOICE`, repeatable),
 offered as a dropdown. A page user cannot type a model path or a URL: a backend
 that was not offered is refused before anything is loaded or called, so the
 operator's API key only ever goes to the URLs the operator configured. A vLLM
 failure is shown in the page as one short status line (e.g. "HTTP 500"), never
-with the server's response body; the full error goes to the `qwen_rerank.demo`
+with the server's response body; the full error goes to the `qwen_rerank.tools.demo`
 logger. URL passwords are never shown in the page.
 
 API clients call the same function as `/rerank` with the inputs
@@ -60,12 +60,12 @@ from qwen_rerank._validation import check_top_n
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import (
     APIStatusError,
+    InvalidInputError,
     MalformedResponseError,
     QwenRerankError,
     RemoteConnectionError,
     RemoteError,
     RemoteTimeoutError,
-    _PageError,
 )
 from qwen_rerank.factory import check_backend_options, create_reranker
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
@@ -88,6 +88,10 @@ _EXAMPLE_DOCUMENTS = "\n".join(
     ]
 )
 _log = logging.getLogger(__name__)
+
+
+class _PageError(InvalidInputError):
+    """Input the demo page cannot rank; shown in the page as a message."""
 
 
 def split_lines(text: str) -> list[str]:
@@ -155,7 +159,7 @@ def build_demo(
     remote_options: Mapping[str, Any] | None = None,
     title: str = "Qwen3-Reranker",
 ) -> Any:
-    """Build the Gradio app (a `gr.Blocks`); launch it with [`launch_demo`][qwen_rerank.demo.launch_demo].
+    """Build the Gradio app (a `gr.Blocks`); run it with [`launch_demo`][qwen_rerank.tools.demo.launch_demo].
 
     Args:
         backend: The backend the page serves: a local model path or hub id, or

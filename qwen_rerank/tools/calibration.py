@@ -2,13 +2,13 @@
 
 Qwen3-Reranker's scores are probabilities, but a threshold such as 0.5 does
 not give the same precision on every corpus or instruction. This module
-scores a labelled dataset (the layout of [`qwen_rerank.evaluation`][qwen_rerank.evaluation]: a
+scores a labelled dataset (the layout of [`qwen_rerank.tools.evaluation`][qwen_rerank.tools.evaluation]: a
 BEIR folder and a first-stage run) and tells, for each threshold, what a
 ``score_threshold`` would keep:
 
 ```python
 from qwen_rerank import create_reranker
-from qwen_rerank.calibration import calibrate
+from qwen_rerank.tools.calibration import calibrate
 
 calibration = calibrate(create_reranker(), "data/scifact", "data/scifact/bm25.trec", top_k=20)
 cut = calibration.for_precision(0.8)
@@ -41,7 +41,8 @@ from typing import Any
 from qwen_rerank._imports import require
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
-from qwen_rerank.evaluation import (
+from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.tools.evaluation import (
     DEFAULT_BATCH_QUERIES,
     Dataset,
     Run,
@@ -49,7 +50,6 @@ from qwen_rerank.evaluation import (
     load_run,
     select_candidates,
 )
-from qwen_rerank.exceptions import InvalidInputError
 
 __all__ = ["Calibration", "Cut", "calibrate", "curve", "format_chart", "format_cuts", "write_png"]
 
@@ -93,7 +93,7 @@ class Calibration:
     """Every distinct cut of one scored dataset, from the highest threshold to the lowest.
 
     Attributes:
-        cuts: One [`Cut`][qwen_rerank.calibration.Cut] per distinct score: its threshold lies between
+        cuts: One [`Cut`][qwen_rerank.tools.calibration.Cut] per distinct score: its threshold lies between
             that score and the next lower one, so it keeps exactly the
             candidates scored that high or higher.
         queries: Judged queries.
@@ -214,7 +214,7 @@ def calibrate(
 
     Args:
         reranker: The backend whose scores are calibrated, with the instruction you will use.
-        dataset: A [`Dataset`][qwen_rerank.evaluation.Dataset] or a BEIR-layout folder.
+        dataset: A [`Dataset`][qwen_rerank.tools.evaluation.Dataset] or a BEIR-layout folder.
         run: A parsed run or a TREC run file.
         top_k: Candidates per query, as many as your pipeline reranks.
         split: The qrels split, when ``dataset`` is a folder.

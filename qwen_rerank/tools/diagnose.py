@@ -1,0 +1,485 @@
+"""Diagnosis of a rerank server: does it serve Qwen3-Reranker correctly? (`qwen-rerank check`)
+
+Each check gives `ok`, `warn` or `FAIL` with the fix:
+
+- **reachable**: a 1- and a 20-document call succeed; their latencies.
+- **server**: whether it is llama.cpp's `llama-server` (from its `/props` answer, or
+  `/health`'s), and whether `--api llamacpp` was given for it.
+- **constant scores**: all scores equal, or all exactly 0.5 (a known server regression).
+- **rank head**: scores near 0 or NaN for every pair, or a llama-server that wraps no
+  template around a pair: a GGUF converted without its rerank head.
+- **usage**: the prompt tokens the server reports for the 20 documents, and whether
+  that count is believable (a count of a billion tokens or more is reported as absurd).
+- **template**: whether the server wraps pairs in the Qwen3 prompt itself (`--chat-template`),
+  from the prompt tokens it reports for a short pair (or, when it reports none or an absurd
+  count, from the gap between a clearly relevant and a clearly irrelevant pair), and whether
+  `--template` matches: `client` against a wrapping server wraps the prompt twice, `server`
+  against a plain one wraps it not at all. TEI and Infinity (`--api tei`, `--api infinity`)
+  never apply the Qwen3 prompt, so for them the client's wrapping is the only mode.
+- **instruction**: one pair scored under two instructions; identical scores mean the
+  server ignores the instruction (llama-server, or a vLLM `--chat-template` that drops it).
+- **context length**: whether a prompt of `--max-length` tokens is accepted, else the
+  longest document that is.
+
+The checks after **reachable** are the functions in [`FINDINGS`][qwen_rerank.tools.diagnose.FINDINGS],
+each taking the [`Probe`][qwen_rerank.tools.diagnose.Probe] and returning one
+[`Finding`][qwen_rerank.tools.diagnose.Finding]: a new check is one more function there.
+
+Use it from Python with [`run_checks`][qwen_rerank.tools.diagnose.run_checks], or
+`qwen-rerank check --base-url URL` (`--tiny` checks the fake server on the tiny model), which
+prints the same findings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from qwen_rerank.exceptions import (
+    APIStatusError,
+    InvalidInputError,
+    MalformedResponseError,
+    QwenRerankError,
+)
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+from qwen_rerank.remote import API_KEY_ENV, DIALECTS, ApiName, VLLMReranker
+
+__all__ = ["FINDINGS", "Finding", "Probe", "run_checks"]
+
+Status = Literal["ok", "warn", "FAIL"]
+
+RELEVANT = (
+    "What is the capital of China?",
+    "The capital of China is Beijing, the political and cultural centre of the country.",
+)
+IRRELEVANT = (
+    "What is the capital of China?",
+    "Gravity is a force that attracts two bodies towards each other.",
+)
+# The Qwen3 reranker prompt adds about 70 tokens around a pair; a server that reports fewer
+# for a short pair sent raw did not wrap it.
+_TEMPLATE_TOKENS = 40
+_WORD = " panda"  # one token in the Qwen3 vocabulary
+ABSURD_TOKENS = 10**9
+"""A usage count this large is not believed: no call of the check sends a billion tokens."""
+OTHER_INSTRUCTION = "Given a statement, retrieve passages that contradict it"
+_RECONVERT = (
+    "Reconvert the checkpoint with a current llama.cpp's convert_hf_to_gguf.py, from a folder whose "
+    "name contains 'qwen3-reranker' (that is how it recognises the reranker and keeps its rank head), "
+    "then restart llama-server with --reranking."
+)
+
+
+@dataclass
+class Finding:
+    """One check's outcome: `status` is `"ok"`, `"warn"` or `"FAIL"`; `fix` says what to do."""
+
+    name: str
+    status: Status
+    message: str
+    fix: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the checks after **reachable** work with: the server, reached two ways, and its first answers.
+
+    `chosen` uses the `template` the user chose, `client` and `server` the two
+    templates (one of them is `chosen`; the other is `None` where the dialect
+    refuses it). `scores` are the 20-document call's, `prompt_tokens` what the
+    server reported for it (`None`: nothing). A check that asks the server
+    something else uses `base_url`, `api` and `timeout`.
+    """
+
+    base_url: str
+    api: str
+    timeout: float
+    chosen: VLLMReranker
+    client: VLLMReranker | None
+    server: VLLMReranker | None
+    template: Literal["client", "server"]
+    max_length: int
+    scores: list[float]
+    prompt_tokens: int | None
+    tokens_1: int | None = None
+    llama: bool = False
+
+
+def run_checks(
+    base_url: str,
+    *,
+    model: str | None = None,
+    template: Literal["client", "server"] | None = None,
+    api: ApiName = "vllm",
+    max_length: int = 8192,
+    timeout: float = 60.0,
+    tokenizer: str | None = None,
+) -> list[Finding]:
+    """Run every check against `base_url`; the API key comes from `QWEN_RERANK_API_KEY`.
+
+    Args:
+        base_url: The server, e.g. `http://localhost:8000`.
+        model: The model name to ask for (default: the server's; required for `api="cohere"`).
+        template: How the client will talk to it: `"client"` or `"server"`; `None` takes
+            the dialect's default (`"server"` for `api="llamacpp"`, else `"client"`).
+        api: The server's wire format.
+        max_length: The prompt length, in tokens, the server should accept.
+        timeout: Seconds per request.
+        tokenizer: A tokenizer (hub id or folder) that cuts documents to `max_length`.
+
+    Returns:
+        One [`Finding`][qwen_rerank.tools.diagnose.Finding] per check; only **reachable** if it failed.
+    """
+    make = functools.partial(
+        VLLMReranker, base_url, model=model, api=api, max_retries=0, timeout=timeout, max_length=max_length
+    )
+    template = template or (DIALECTS[api].default_template if api in DIALECTS else "client")
+    other: Literal["client", "server"] = "server" if template == "client" else "client"
+    with _quiet_backend_warnings(), make(template=template, tokenizer=tokenizer) as chosen:
+        reachable = _reachable(chosen)
+        if reachable.status == "FAIL":
+            return [reachable]
+        kind = _server_kind(base_url, api, timeout)
+        with contextlib.ExitStack() as stack:
+            second = _other_mode(make, other)
+            if second is not None:
+                stack.enter_context(second)
+            client, server = (chosen, second) if template == "client" else (second, chosen)
+            probe = Probe(
+                base_url=base_url,
+                api=api,
+                timeout=timeout,
+                chosen=chosen,
+                client=client,
+                server=server,
+                template=template,
+                max_length=max_length,
+                scores=reachable.data.pop("scores"),
+                prompt_tokens=reachable.data.pop("prompt_tokens"),
+                tokens_1=reachable.data["tokens_1"],
+                llama=bool(kind.data.get("llama_server")),
+            )
+            return [reachable, kind, *(finding(probe) for finding in FINDINGS)]
+
+
+def _other_mode(make: Callable[..., VLLMReranker], mode: Literal["client", "server"]) -> VLLMReranker | None:
+    """A client in the other template mode, or `None` where the dialect has only one."""
+    try:
+        return make(template=mode)
+    except InvalidInputError:  # tei, infinity never apply the Qwen3 prompt; llamacpp always does
+        return None
+
+
+def _timed(call: Callable[[], list[float]]) -> tuple[list[float], float]:
+    started = time.perf_counter()
+    scores = call()
+    return scores, (time.perf_counter() - started) * 1000
+
+
+def _reachable(reranker: VLLMReranker) -> Finding:
+    query, relevant = RELEVANT
+    documents = [f"{relevant} Note {i}: {'more ' * i}text." for i in range(20)]
+    try:
+        _, one_ms = _timed(lambda: reranker.score(query, documents[:1]))
+        tokens_1 = reranker.last_usage.prompt_tokens if reranker.last_usage is not None else None
+        scores, twenty_ms = _timed(lambda: reranker.score(query, documents))
+    except MalformedResponseError as exc:
+        fix = "The server answers, but not with probabilities. On llama-server: " + _RECONVERT
+        return Finding("reachable", "FAIL", str(exc), fix)
+    except QwenRerankError as exc:
+        return Finding("reachable", "FAIL", str(exc), "Check --base-url, --api, --model and the API key.")
+    usage = reranker.last_usage
+    message = f"1 document in {one_ms:.0f} ms, 20 documents in {twenty_ms:.0f} ms"
+    data = {
+        "ms_1": one_ms,
+        "ms_20": twenty_ms,
+        "scores": scores,
+        "tokens_1": tokens_1,
+        "prompt_tokens": None if usage is None else usage.prompt_tokens,
+    }
+    return Finding("reachable", "ok", message, data=data)
+
+
+_SEQ_CLS_FIX = (
+    "Serve the -seq-cls conversion, whose classifier row is the LM head's yes row minus its no "
+    "row: qwen_rerank.testing.convert_to_seq_cls(checkpoint, folder) writes one."
+)
+_CONSTANT_FIXES = {
+    "vllm": 'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
+    '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\', and use a vLLM '
+    "release without the constant-score regression.",
+    "tei": _SEQ_CLS_FIX,
+    "infinity": _SEQ_CLS_FIX,
+}
+
+
+def _constant(probe: Probe) -> Finding:
+    scores = probe.scores
+    if all(s == 0.5 for s in scores) or len(set(scores)) == 1:
+        return Finding(
+            "constant scores",
+            "FAIL",
+            f"all {len(scores)} scores are {scores[0]!r}: the server does not score with the reranker head",
+            _CONSTANT_FIXES.get(probe.api, _CONSTANT_FIXES["vllm"]),
+            {"scores": scores},
+        )
+    return Finding("constant scores", "ok", f"{len(set(scores))} distinct scores of {len(scores)}")
+
+
+def _absurd(count: int) -> str:
+    """How an absurd token count is shown: its digits, not the number, which may be hundreds long."""
+    digits = int(count.bit_length() * 0.30103) + 1
+    return f"an absurd count (a number of about {digits} digits)"
+
+
+def _usage(probe: Probe) -> Finding:
+    """Whether the server reports the prompt tokens of a call, and believably."""
+    tokens = probe.prompt_tokens
+    if tokens is None:
+        return Finding("usage", "ok", "the server reports no token counts", data={"prompt_tokens": None})
+    if tokens >= ABSURD_TOKENS:
+        return Finding(
+            "usage",
+            "warn",
+            f"the server reports {_absurd(tokens)} of prompt tokens for 20 short documents",
+            "Do not bill or budget on this server's usage counts; report it to its maintainers.",
+            {"prompt_tokens": None, "absurd": True},
+        )
+    return Finding("usage", "ok", f"{tokens} prompt tokens for 20 documents", data={"prompt_tokens": tokens})
+
+
+def _template(probe: Probe) -> Finding:
+    """Which mode the server expects: from reported prompt tokens, else from the relevance gap."""
+    if probe.client is None and probe.server is not None:
+        return _fixed_template(probe.server)
+    if probe.client is None or probe.server is None:
+        message = f"api={probe.api!r} applies no Qwen3 prompt; the client wraps each pair"
+        return Finding("template", "ok", message)
+    gaps: dict[str, float] = {}
+    tokens: int | None = None
+    for mode, reranker in (("client", probe.client), ("server", probe.server)):
+        try:
+            relevant, irrelevant = reranker.score(RELEVANT[0], [RELEVANT[1], IRRELEVANT[1]])
+        except QwenRerankError as exc:
+            return Finding("template", "warn", f"template={mode!r} failed: {exc}")
+        gaps[mode] = relevant - irrelevant
+        if mode == "server" and reranker.last_usage is not None:
+            tokens = reranker.last_usage.prompt_tokens
+    if tokens is not None and tokens >= ABSURD_TOKENS:
+        tokens = None  # not believed: judge from the gap instead
+    data: dict[str, Any] = {
+        "gap_client": gaps["client"],
+        "gap_server": gaps["server"],
+        "server_tokens": tokens,
+    }
+    if tokens is not None:
+        wraps = tokens >= 2 * _TEMPLATE_TOKENS  # two short pairs, sent raw
+        how = f"it reports {tokens} prompt tokens for two short raw pairs"
+    else:
+        wraps = gaps["server"] > gaps["client"]
+        how = f"relevance gap {gaps['server']:.3f} with its template, {gaps['client']:.3f} with the client's"
+    expected = "server" if wraps else "client"
+    data["expected"] = expected
+    if expected == probe.template:
+        applies = "applies" if wraps else "does not apply"
+        message = f"the server {applies} the template ({how}); --template {probe.template} fits"
+        return Finding("template", "ok", message, data=data)
+    if probe.template == "client":
+        problem = "the server applies the template itself, so template='client' wraps every prompt twice"
+    else:
+        problem = (
+            "the server does not apply the template, so template='server' sends prompts not wrapped at all"
+        )
+    return Finding("template", "warn", f"{problem} ({how})", f"Use template={expected!r}.", data)
+
+
+def _context(probe: Probe) -> Finding:
+    """Whether a document filling `max_length` tokens is accepted; else the longest that is."""
+    query, max_length = RELEVANT[0], probe.max_length
+
+    def accepted(words: int) -> bool:
+        try:
+            probe.chosen.score(query, [_WORD * words])
+        except APIStatusError as exc:
+            if exc.status_code in (400, 413, 422):
+                return False
+            raise
+        return True
+
+    full = max(1, max_length - 100)  # room for the prompt around the document
+    try:
+        if accepted(full):
+            message = f"a document of about {full} tokens is accepted"
+            return Finding("context length", "ok", message, data={"words": full})
+        low, high = 0, full
+        while high - low > max(8, high // 50):
+            middle = (low + high) // 2
+            low, high = (middle, high) if accepted(middle) else (low, middle)
+    except QwenRerankError as exc:
+        return Finding("context length", "warn", f"could not probe the context length: {exc}")
+    return Finding(
+        "context length",
+        "FAIL",
+        f"the longest document accepted is about {low} tokens, short of max_length={max_length}",
+        f"{_serve_longer(max_length, probe.llama)}, or pass max_length={low} and tokenizer= to the "
+        "client so documents are cut to fit.",
+        {"words": low},
+    )
+
+
+def _server_kind(base_url: str, api: str, timeout: float) -> Finding:
+    """Whether the server is llama-server: its `/props` names a model file and its slots."""
+    props = _get_json(base_url, "/props", timeout)
+    llama = isinstance(props, dict) and "total_slots" in props and "default_generation_settings" in props
+    if not llama:
+        health = _get_json(base_url, "/health", timeout)
+        llama = isinstance(health, dict) and health.get("status") == "ok" and props is not None
+    data: dict[str, Any] = {"llama_server": llama}
+    if not llama:
+        return Finding("server", "ok", "not llama-server (no llama.cpp /props)", data=data)
+    if isinstance(props, dict):
+        settings = props.get("default_generation_settings")
+        data["n_ctx"] = settings.get("n_ctx") if isinstance(settings, dict) else None
+        data["total_slots"] = props.get("total_slots")
+    if api == "llamacpp":
+        return Finding("server", "ok", "llama.cpp llama-server, spoken to with --api llamacpp", data=data)
+    return Finding(
+        "server",
+        "warn",
+        f"this is llama.cpp's llama-server, but --api {api} was given",
+        "Use --api llamacpp (VLLMReranker(api='llamacpp')): it sends raw pairs for the GGUF's own "
+        "template and refuses instructions that llama-server would ignore.",
+        data,
+    )
+
+
+def _rank_head(probe: Probe) -> Finding:
+    """A GGUF without its rank head: every score near 0 or NaN, or llama-server adds no template."""
+    scores, tokens_1 = probe.scores, probe.tokens_1
+    if all(math.isnan(s) or abs(s) < 1e-3 for s in scores):
+        return Finding(
+            "rank head",
+            "FAIL",
+            f"all {len(scores)} scores are near 0 or NaN: the model has no rerank head",
+            _RECONVERT,
+            {"scores": scores},
+        )
+    if probe.llama and tokens_1 is not None and tokens_1 < _TEMPLATE_TOKENS:
+        return Finding(
+            "rank head",
+            "FAIL",
+            f"llama-server reports {tokens_1} prompt tokens for one short pair: its GGUF has no rerank "
+            "template, so it was converted without the reranker's rank head",
+            _RECONVERT,
+            {"tokens_1": tokens_1},
+        )
+    return Finding("rank head", "ok", "scores spread over pairs")
+
+
+def _fixed_template(server: VLLMReranker) -> Finding:
+    """A dialect whose server always wraps: confirm it does, from the tokens of two short pairs."""
+    try:
+        server.score(RELEVANT[0], [RELEVANT[1], IRRELEVANT[1]])
+    except QwenRerankError as exc:
+        return Finding("template", "warn", f"template='server' failed: {exc}")
+    tokens = server.last_usage.prompt_tokens if server.last_usage is not None else None
+    if tokens is not None and tokens >= ABSURD_TOKENS:
+        tokens = None
+    data: dict[str, Any] = {"server_tokens": tokens, "expected": "server"}
+    if tokens is not None and tokens / 2 < _TEMPLATE_TOKENS:
+        return Finding(
+            "template",
+            "warn",
+            f"the server reports {tokens} prompt tokens for two short raw pairs: it wraps them in no "
+            f"template, so api={server.api!r} sends prompts not wrapped at all",
+            "Use the api of the server you run (e.g. --api vllm --template client).",
+            data,
+        )
+    return Finding("template", "ok", f"the server applies its template ({tokens} prompt tokens)", data=data)
+
+
+def _instruction(probe: Probe) -> Finding:
+    """One pair under two instructions: identical scores mean the server drops the instruction."""
+    if DIALECTS[probe.api].fixed_instruction is not None:
+        message = "llama-server applies the GGUF's fixed instruction; the client refuses any other"
+        return Finding("instruction", "ok", message)
+    query, document = RELEVANT
+    try:
+        first = probe.chosen.score(query, [document], instruction=DEFAULT_INSTRUCTION)[0]
+        second = probe.chosen.score(query, [document], instruction=OTHER_INSTRUCTION)[0]
+    except QwenRerankError as exc:
+        return Finding("instruction", "warn", f"could not score under two instructions: {exc}")
+    data = {"default": first, "other": second}
+    if first == second:
+        return Finding(
+            "instruction",
+            "warn",
+            f"the same score ({first!r}) under two instructions: the server ignores the instruction, so "
+            "a custom one is silently replaced by the server's",
+            "On llama-server use --api llamacpp, which refuses custom instructions; for a custom one, "
+            "use template='client' on a server without --chat-template, vLLM or SGLang with "
+            "template='server', or LocalReranker.",
+            data,
+        )
+    return Finding("instruction", "ok", "the instruction changes the score", data=data)
+
+
+def _serve_longer(max_length: int, llama: bool) -> str:
+    if llama:
+        return f"Start llama-server with -c {max_length} or more (and -ub {max_length} for speed)"
+    return f"Serve with --max-model-len {max_length} or more"
+
+
+@contextlib.contextmanager
+def _quiet_backend_warnings() -> Iterator[None]:
+    """Drop the backend's warnings, "a document may exceed max_length" among them, while checks run.
+
+    Every document sent is the check's own, some long on purpose: such a warning
+    would be about a document the user never wrote, with a fix that does not apply.
+    """
+    backend_log = logging.getLogger(VLLMReranker.__module__)
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno != logging.WARNING
+
+    backend_log.addFilter(keep)
+    try:
+        yield
+    finally:
+        backend_log.removeFilter(keep)
+
+
+FINDINGS: list[Callable[[Probe], Finding]] = [
+    _constant,
+    _rank_head,
+    _usage,
+    _template,
+    _instruction,
+    _context,
+]
+"""The checks run once the server is reachable, in order."""
+
+
+# -- the one request the checks send themselves -------------------------------------------------
+# Every other request goes through VLLMReranker. This one builds its own URL and Authorization
+# header and calls httpx directly; it is the single place to move onto the remote wing's sender.
+def _get_json(base_url: str, path: str, timeout: float) -> Any:
+    """The JSON of `GET path` at the server's root, or None when there is none."""
+    url = httpx.URL(base_url).copy_with(path=path, query=None, fragment=None)
+    key = os.environ.get(API_KEY_ENV)
+    headers = {"Authorization": f"Bearer {key}"} if key and not url.userinfo else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=min(timeout, 10.0))
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
