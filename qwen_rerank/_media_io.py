@@ -22,14 +22,13 @@ import binascii
 import io
 import os
 import warnings
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from qwen_rerank._imports import require
 from qwen_rerank.exceptions import InvalidInputError
-from qwen_rerank.media import ImageSource
+from qwen_rerank.media import ImageSource, MediaLimits
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -39,25 +38,6 @@ __all__ = ["IMAGE_FORMATS", "MediaLimits", "open_image", "read_image_bytes", "to
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
 """The formats PIL may decode here (a phone's MPO photo opens as JPEG). Others, EPS among them (PIL
 runs Ghostscript on it), are refused."""
-
-
-@dataclass(frozen=True)
-class MediaLimits:
-    """Limits on what one image may cost to read.
-
-    Attributes:
-        max_bytes: The most bytes of one image file, payload or download (default 32 MiB).
-        max_pixels: The most pixels (width x height) one image may declare
-            (default 64 million: an 8000 x 8000 photo). Checked before decoding.
-        allow_urls: Fetch `http(s)://` images. Off by default: a URL in a
-            document then raises instead of being fetched.
-        url_timeout: Seconds allowed for one download.
-    """
-
-    max_bytes: int = 32 * 2**20
-    max_pixels: int = 64_000_000
-    allow_urls: bool = False
-    url_timeout: float = 30.0
 
 
 def read_image_bytes(source: ImageSource, limits: MediaLimits, where: str) -> bytes:

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from qwen_rerank._secrets import display_url
+from qwen_rerank.media import Content, describe
 from qwen_rerank.results import RerankResult, Scored
 
 __all__ = [
@@ -205,11 +206,11 @@ def _set_documents(
         if result.reranked:
             span.set_attribute(key + DOCUMENT_SCORE, result.score)
         if content:
-            span.set_attribute(key + DOCUMENT_CONTENT, result.document)
+            span.set_attribute(key + DOCUMENT_CONTENT, describe(result.document))
 
 
 def _set_inputs(
-    span: Any, reranker: Any, query: str, documents: Sequence[str], top_n: int | None
+    span: Any, reranker: Any, query: Content, documents: Sequence[Content], top_n: int | None
 ) -> tuple[bool, list[str] | None]:
     """The input attributes; whether text is recorded, and the documents' own ids if an adapter gave them."""
     content = bool(getattr(reranker, "trace_content", False)) or _CONTENT.get()
@@ -221,14 +222,14 @@ def _set_inputs(
     span.set_attribute(BACKEND, _backend_name(reranker))
     span.set_attribute(TOP_K, top_n if top_n is not None else len(documents))
     if content:
-        span.set_attribute(QUERY, query)
-        span.set_attribute(INPUT_VALUE, query)
+        span.set_attribute(QUERY, describe(query))
+        span.set_attribute(INPUT_VALUE, describe(query))
     for position, text in enumerate(documents):
         span.set_attribute(
             f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_ID}", ids[position] if ids else str(position)
         )
         if content:
-            span.set_attribute(f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_CONTENT}", text)
+            span.set_attribute(f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_CONTENT}", describe(text))
     return content, ids
 
 
@@ -249,7 +250,11 @@ def _set_transport(span: Any, reranker: Any, attempts: _Attempts) -> None:
 
 @contextlib.contextmanager
 def rerank_span(
-    reranker: Any, query: str, documents: Sequence[str], top_n: int | None, name: str = "qwen_rerank.rerank"
+    reranker: Any,
+    query: Content,
+    documents: Sequence[Content],
+    top_n: int | None,
+    name: str = "qwen_rerank.rerank",
 ) -> Iterator[RerankTrace]:
     """One RERANKER span around a rerank call; an error leaving it is recorded on it."""
     opened = _recording_span(name)
@@ -288,7 +293,7 @@ class ManyTrace:
 
     def done(
         self,
-        requests: Sequence[tuple[str, Sequence[str]]],
+        requests: Sequence[tuple[Content, Sequence[Content]]],
         results: Sequence[Sequence[RerankResult]],
         top_n: int | None = None,
     ) -> None:

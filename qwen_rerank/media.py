@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -55,10 +55,16 @@ from qwen_rerank.exceptions import InvalidInputError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "Content",
     "ImageSource",
+    "Item",
+    "MediaLimits",
     "MultimodalContent",
     "VideoSource",
     "as_content",
+    "check_item",
+    "describe",
+    "fold_key",
     "image_source",
     "is_multimodal",
     "video_source",
@@ -66,6 +72,28 @@ __all__ = [
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tiff", ".svg"})
 """The extensions by which a path or URL in a `video` list is read as a frame (the official list)."""
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Limits on what one image may cost to read, for a local Qwen3-VL-Reranker.
+
+    Pass it as `LocalReranker(..., media_limits=MediaLimits(...))`.
+
+    Attributes:
+        max_bytes: The most bytes of one image file, payload or download (default 32 MiB).
+        max_pixels: The most pixels (width x height) one image may declare
+            (default 64 million: an 8000 x 8000 photo). Checked before decoding.
+        allow_urls: Fetch `http(s)://` images. Off by default: a URL in a
+            document then raises instead of being fetched.
+        url_timeout: Seconds allowed for one download.
+    """
+
+    max_bytes: int = 32 * 2**20
+    max_pixels: int = 64_000_000
+    allow_urls: bool = False
+    url_timeout: float = 30.0
+
 
 ImageKind = Literal["path", "bytes", "pil", "data_url", "url"]
 VideoKind = Literal["path", "url", "frames"]
@@ -169,6 +197,13 @@ class MultimodalContent:
         )
 
 
+Content = str | MultimodalContent
+"""A checked query or document: text, or a `MultimodalContent`."""
+
+Item = str | Mapping[str, Any] | MultimodalContent
+"""A query or document as a caller gives it: text, an official dict, or a `MultimodalContent`."""
+
+
 def is_multimodal(value: Any) -> bool:
     """Whether `value` is written as a multimodal item (a mapping or a `MultimodalContent`), not text."""
     return isinstance(value, (MultimodalContent, Mapping))
@@ -201,6 +236,54 @@ def as_content(value: Any, *, where: str) -> str | MultimodalContent:
         f"{where} must be a str, a dict with 'text', 'image' and/or 'video' keys, or a "
         f"MultimodalContent; got {type(value).__name__}."
     )
+
+
+def check_item(value: Any, where: str, *, media: bool) -> Content:
+    """A query or document checked for a reranker that reads media (`media=True`) or text only.
+
+    Args:
+        value: The query or document as the caller gave it.
+        where: How error messages name it, such as `"documents[3]"`.
+        media: Whether the reranker scores images and video (a Qwen3-VL-Reranker).
+
+    Raises:
+        InvalidInputError: `value` is not a str (nor, with `media`, a
+            multimodal item), or a multimodal item goes to a text-only reranker.
+    """
+    if isinstance(value, str):
+        return check_text(where, value)
+    if not media:
+        if is_multimodal(value):
+            raise InvalidInputError(
+                f"{where} is a multimodal item (a dict or MultimodalContent), but this reranker's model "
+                "reads text only. Load a Qwen3-VL-Reranker checkpoint (such as "
+                "Qwen/Qwen3-VL-Reranker-2B) to score images and video, or pass a str."
+            )
+        raise InvalidInputError(f"{where} must be a str, got {type(value).__name__}.")
+    return as_content(value, where=where)
+
+
+def describe(content: Content) -> str:
+    """The text of `content`, each image and video shown as `<image>` or `<video>` (for traces)."""
+    if isinstance(content, str):
+        return content
+    marks = ["<video>"] * len(content.videos) + ["<image>"] * len(content.images)
+    return "\n".join([*marks, *content.texts])
+
+
+def fold_key(content: Content) -> Hashable:
+    """What identical queries or documents share, so that each is scored once.
+
+    Text is its own key, as is a multimodal item whose sources hash (paths,
+    bytes, URLs); an item holding a `PIL.Image` is a key only to itself.
+    """
+    if isinstance(content, str):
+        return content
+    try:
+        hash(content)
+    except TypeError:
+        return ("item", id(content))
+    return ("content", content)
 
 
 def _texts(text: Any, where: str) -> tuple[str, ...]:

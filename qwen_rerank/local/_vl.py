@@ -14,6 +14,7 @@ the processor config's patch geometry.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import transformers
 from qwen_rerank._media_io import MediaLimits, open_image
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
 from qwen_rerank.local._batching import plan_batches
-from qwen_rerank.local._loading import quiet_progress_bars
+from qwen_rerank.local._loading import Source, load_errors, quiet_progress_bars
 from qwen_rerank.local._vl_pixels import (
     PatchGeometry,
     VisionSettings,
@@ -49,13 +50,13 @@ from qwen_rerank.local._vl_prompt import (
 from qwen_rerank.media import MultimodalContent, VideoSource, as_content
 from qwen_rerank.prompt import PromptTokenizer
 
-__all__ = ["VLInput", "VLScorer", "is_vl_checkpoint"]
+__all__ = ["VLInput", "VLScorer", "find_vl_folder", "is_vl_checkpoint"]
 
 VLInput = str | Mapping[str, Any] | MultimodalContent
 """A query or document: text, or a dict / `MultimodalContent` of text, images and videos."""
 
-Progress = Callable[[int], None]
-"""Told how many pairs each finished batch scored."""
+Progress = Callable[[list[int]], None]
+"""Told, as each batch finishes, the request of each pair it scored (one entry per pair)."""
 
 
 def is_vl_checkpoint(config: Any) -> bool:
@@ -68,6 +69,34 @@ def is_vl_checkpoint(config: Any) -> bool:
             getattr(config, "architectures", None) or [],
         )
     return model_type == "qwen3_vl" or "Qwen3VLForConditionalGeneration" in architectures
+
+
+def find_vl_folder(source: Source) -> Path | None:
+    """The folder of ``source`` (downloaded if need be) if it is a Qwen3-VL checkpoint, else ``None``."""
+    folder = Path(source.location)
+    with load_errors(source):
+        if not folder.is_dir():
+            from huggingface_hub import hf_hub_download, snapshot_download
+
+            config = Path(
+                hf_hub_download(
+                    source.location,
+                    "config.json",
+                    revision=source.revision,
+                    local_files_only=source.local_only,
+                )
+            )
+            if not is_vl_checkpoint(json.loads(config.read_text(encoding="utf-8"))):
+                return None
+            return Path(
+                snapshot_download(
+                    source.location, revision=source.revision, local_files_only=source.local_only
+                )
+            )
+        config = folder / "config.json"
+        if not config.is_file():
+            return None
+        return folder if is_vl_checkpoint(json.loads(config.read_text(encoding="utf-8"))) else None
 
 
 @dataclass(frozen=True)
@@ -185,7 +214,7 @@ class VLScorer:
                 r, i = owners[k]
                 scores[r][i] = value
             if progress is not None:
-                progress(len(batch))
+                progress([owners[k][0] for k in batch])
         return scores
 
     def _prepare(self, value: Any, where: str) -> _Content:

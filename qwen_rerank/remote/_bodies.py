@@ -18,7 +18,7 @@ from typing import Any
 
 from qwen_rerank._chunking import WindowPlan
 from qwen_rerank._imports import require
-from qwen_rerank._requests import Progress, Request
+from qwen_rerank._requests import Progress, Request, text_requests
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
 from qwen_rerank.prompt import (
     DEFAULT_INSTRUCTION,
@@ -169,7 +169,9 @@ class Batch:
         self, builder: RequestBuilder, requests: list[Request], instruction: str, progress: Progress
     ) -> None:
         self._counts = [len(documents) for _, documents in requests]
-        self._subs = [builder.sub_requests(q, documents, instruction) for q, documents in requests]
+        self._subs = [
+            builder.sub_requests(q, documents, instruction) for q, documents in text_requests(requests)
+        ]
         self._parts: list[list[list[float] | None]] = [[None] * len(subs) for subs in self._subs]
         self._left = [len(subs) for subs in self._subs]
         self._progress = progress

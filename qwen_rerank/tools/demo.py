@@ -68,6 +68,7 @@ from qwen_rerank.exceptions import (
     RemoteTimeoutError,
 )
 from qwen_rerank.factory import check_backend_options, create_reranker
+from qwen_rerank.media import describe
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.results import RerankResult
 
@@ -353,7 +354,7 @@ def _rank(
 
 
 def _row(rank: int, result: RerankResult) -> list[Any]:
-    flat = " ".join(result.document.split())
+    flat = " ".join(describe(result.document).split())
     preview = flat if len(flat) <= _PREVIEW_CHARS else flat[: _PREVIEW_CHARS - 1] + "…"
     return [rank, result.index, result.score, preview]
 
