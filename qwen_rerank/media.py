@@ -44,7 +44,10 @@ or its path.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 import sys
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,6 +65,7 @@ __all__ = [
     "MultimodalContent",
     "VideoSource",
     "as_content",
+    "base64_image",
     "check_item",
     "describe",
     "fold_key",
@@ -284,6 +288,41 @@ def fold_key(content: Content) -> Hashable:
     except TypeError:
         return ("item", id(content))
     return ("content", content)
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+_BASE64 = re.compile(r"[A-Za-z0-9+/\s]+={0,2}\s*")
+
+
+def base64_image(text: str) -> str | None:
+    """`text` as a data URL when it is an image in base64, else `None`.
+
+    An image stored as a document's text, in base64, is how LangChain's
+    multimodal vector stores (`Chroma.add_images`) and its multimodal RAG
+    recipes keep images. A data URL (`data:image/...;base64,...`) is taken as
+    it is; plain base64 is an image when its first bytes are those of a PNG,
+    JPEG, GIF, BMP, TIFF or WEBP file. Nothing beyond the first bytes is decoded.
+    """
+    if text.startswith("data:image/") and ";base64," in text[:100]:
+        return text
+    if len(text) < 32 or not _BASE64.fullmatch(text[:4096]):
+        return None
+    try:
+        head = base64.b64decode("".join(text[:64].split())[:32], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "webp"
+    return None if kind is None else f"data:image/{kind};base64,{''.join(text.split())}"
 
 
 def _texts(text: Any, where: str) -> tuple[str, ...]:

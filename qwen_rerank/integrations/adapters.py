@@ -28,7 +28,7 @@ a framework.
 from __future__ import annotations
 
 from qwen_rerank.integrations._errors import invalid_input_in
-from qwen_rerank.integrations._inputs import rerank_inputs, text_with_metadata
+from qwen_rerank.integrations._inputs import ItemMedia, rerank_inputs, text_with_metadata, with_media
 from qwen_rerank.integrations._lazy import LazyReranker
 from qwen_rerank.integrations._metadata import copy_metadata, cut_metadata
 from qwen_rerank.integrations._sealed import (
@@ -54,6 +54,7 @@ from qwen_rerank.remote import API_KEY_ENV
 __all__ = [
     "API_KEY_ENV",
     "BACKEND_FIELDS",
+    "ItemMedia",
     "LazyReranker",
     "Sealed",
     "adapter_backend",
@@ -74,4 +75,5 @@ __all__ = [
     "text_with_metadata",
     "unseal_base_url",
     "usage_of",
+    "with_media",
 ]
