@@ -124,12 +124,16 @@ def prepare_requests(
     return prepared
 
 
+def _all_text(query: Content, documents: list[Content]) -> bool:
+    return isinstance(query, str) and all(isinstance(doc, str) for doc in documents)
+
+
 def _windows(
     backend: Backend, query: Content, documents: list[Content], instruction: str
 ) -> WindowPlan | None:
     """The backend's windows, which only text is cut into."""
-    if isinstance(query, str) and all(isinstance(doc, str) for doc in documents):
-        return backend._plan_windows(query, cast(list[str], documents), instruction)
+    if _all_text(query, documents):
+        return backend._plan_windows(cast(str, query), cast(list[str], documents), instruction)
     if backend.long_documents == "truncate":
         return None
     raise InvalidInputError(
@@ -242,9 +246,13 @@ def _mapped_back(backend: Backend, request: PreparedRequest, raw: list[float], *
         rule = backend._prompt_rule() if report else None
         flags = (
             None
-            if rule is None or not isinstance(request.query, str)
+            if rule is None or not _all_text(request.query, request.distinct)
             else truncated_flags(
-                rule[0], request.query, cast(list[str], request.distinct), request.instruction, rule[1]
+                rule[0],
+                cast(str, request.query),
+                cast(list[str], request.distinct),
+                request.instruction,
+                rule[1],
             )
         )
         scored = Scored(scores) if flags is None else Scored(scores, truncated=flags)

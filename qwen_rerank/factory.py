@@ -42,6 +42,7 @@ LOCAL_ONLY: frozenset[str] = frozenset(
         "prefix_reuse",
         "cache_size",
         "show_progress",
+        "allow_urls",
     }
 )
 """Settings only the local backend takes: where and how the model runs in this process."""
@@ -63,6 +64,7 @@ REMOTE_ONLY: frozenset[str] = frozenset(
         "http_client",
         "async_http_client",
         "api",
+        "multimodal",
     }
 )
 """Settings only the remote backend takes: how the server is reached and spoken to."""

@@ -57,6 +57,7 @@ from qwen_rerank._validation import check_text
 from qwen_rerank.exceptions import InvalidInputError
 
 __all__ = [
+    "DEFAULT_VL_INSTRUCTION",
     "IMAGE_EXTENSIONS",
     "Content",
     "ImageSource",
@@ -98,6 +99,9 @@ class MediaLimits:
     allow_urls: bool = False
     url_timeout: float = 30.0
 
+
+DEFAULT_VL_INSTRUCTION = "Given a search query, retrieve relevant candidates that answer the query."
+"""The official instruction of Qwen3-VL-Reranker, used when a call gives none."""
 
 ImageKind = Literal["path", "bytes", "pil", "data_url", "url"]
 VideoKind = Literal["path", "url", "frames"]

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.media import DEFAULT_VL_INSTRUCTION
 from qwen_rerank.prompt import SYSTEM_PROMPT
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "truncate_ids",
 ]
 
-DEFAULT_VL_INSTRUCTION = "Given a search query, retrieve relevant candidates that answer the query."
 DEFAULT_VL_MAX_LENGTH = 10240
 KEPT_TAIL = 5
 NULL_TEXT = "NULL"

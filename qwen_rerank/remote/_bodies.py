@@ -18,8 +18,9 @@ from typing import Any
 
 from qwen_rerank._chunking import WindowPlan
 from qwen_rerank._imports import require
-from qwen_rerank._requests import Progress, Request, text_requests
+from qwen_rerank._requests import Progress, Request
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
+from qwen_rerank.media import Content, MediaLimits
 from qwen_rerank.prompt import (
     DEFAULT_INSTRUCTION,
     SUFFIX,
@@ -30,6 +31,7 @@ from qwen_rerank.prompt import (
     split_prompts,
 )
 from qwen_rerank.remote._dialects import Dialect, break_placeholders, encode_body
+from qwen_rerank.remote._parts import content_parts
 from qwen_rerank.remote._settings import Limits, check_fixed_instruction
 
 __all__ = ["Batch", "RequestBuilder", "SubRequest", "chunk_bounds", "escaped_windows", "load_tokenizer"]
@@ -84,11 +86,16 @@ class RequestBuilder:
     model: str | None
     limits: Limits
     tokenizer: PromptTokenizer | None
+    media_limits: MediaLimits | None = None
+    """How local images are read to be sent; ``None``: the server reads text only."""
     warned_long: bool = False
 
-    def sub_requests(self, query: str, documents: list[str], instruction: str) -> list[SubRequest]:
+    def sub_requests(self, query: Content, documents: list[Content], instruction: str) -> list[SubRequest]:
         """The bodies to send for ``documents``, in document order."""
-        query_text, texts, sent_instruction = self._texts(query, documents, instruction)
+        plain = [doc for doc in documents if isinstance(doc, str)]
+        if not isinstance(query, str) or len(plain) != len(documents):
+            return self._media_sub_requests(query, documents, instruction)
+        query_text, texts, sent_instruction = self._texts(query, plain, instruction)
         return [
             SubRequest(
                 start,
@@ -103,6 +110,34 @@ class RequestBuilder:
                 ),
             )
             for start, end in chunk_bounds(len(texts), self.limits.max_documents_per_request)
+        ]
+
+    def _media_sub_requests(
+        self, query: Content, documents: list[Content], instruction: str
+    ) -> list[SubRequest]:
+        """Bodies whose multimodal items are content parts (see `content_parts`); the server's
+        template and truncation apply."""
+        limits = self.media_limits
+        if limits is None:
+            raise InvalidInputError("This reranker was not built with multimodal=True.")
+        check_fixed_instruction(self.dialect, instruction)
+        query_part = content_parts(query, limits, "query")
+        parts = [content_parts(doc, limits, f"documents[{k}]") for k, doc in enumerate(documents)]
+        sent_instruction = self._server_instruction(escape_control_tokens(instruction))
+        return [
+            SubRequest(
+                start,
+                end,
+                encode_body(
+                    self.dialect,
+                    query_part,
+                    parts[start:end],
+                    self.model,
+                    instruction=sent_instruction,
+                    max_tokens_per_doc=self.limits.max_tokens_per_doc,
+                ),
+            )
+            for start, end in chunk_bounds(len(parts), self.limits.max_documents_per_request)
         ]
 
     def _texts(self, query: str, documents: list[str], instruction: str) -> tuple[str, list[str], str | None]:
@@ -169,9 +204,7 @@ class Batch:
         self, builder: RequestBuilder, requests: list[Request], instruction: str, progress: Progress
     ) -> None:
         self._counts = [len(documents) for _, documents in requests]
-        self._subs = [
-            builder.sub_requests(q, documents, instruction) for q, documents in text_requests(requests)
-        ]
+        self._subs = [builder.sub_requests(q, documents, instruction) for q, documents in requests]
         self._parts: list[list[list[float] | None]] = [[None] * len(subs) for subs in self._subs]
         self._left = [len(subs) for subs in self._subs]
         self._progress = progress

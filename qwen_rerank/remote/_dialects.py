@@ -168,14 +168,16 @@ def break_placeholders(dialect: Dialect, query: str) -> str:
 
 def encode_body(
     dialect: Dialect,
-    query: str,
-    documents: Sequence[str],
+    query: str | dict[str, Any],
+    documents: Sequence[str | dict[str, Any]],
     model: str | None,
     *,
     instruction: str | None = None,
     max_tokens_per_doc: int | None = None,
 ) -> bytes:
-    """The JSON body of one rerank request in ``dialect``; ``instruction`` only for a server template."""
+    """The JSON body of one rerank request in ``dialect``; ``instruction`` only for a server template.
+
+    A multimodal query or document is vLLM's content dict (`qwen_rerank.remote._parts`)."""
     body: dict[str, Any] = {"query": query, dialect.documents_key: list(documents)}
     if model is not None and dialect.sends_model:
         body["model"] = model
@@ -190,7 +192,11 @@ def encode_body(
     body.update(dialect.extra)
     # For ASCII text both settings give the same bytes, and ensure_ascii=True is ~2x faster
     # in CPython; other text is sent as UTF-8, half the size of \u escapes.
-    ascii_only = query.isascii() and all(doc.isascii() for doc in documents)
+    ascii_only = (
+        isinstance(query, str)
+        and query.isascii()
+        and all(isinstance(doc, str) and doc.isascii() for doc in documents)
+    )
     return json.dumps(body, ensure_ascii=ascii_only, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 

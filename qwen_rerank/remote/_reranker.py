@@ -25,6 +25,8 @@ from qwen_rerank import _secrets
 from qwen_rerank._chunking import LongDocumentsMode, WindowPlan
 from qwen_rerank._requests import Progress, Request, one_request_call
 from qwen_rerank.base import Reranker
+from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.media import DEFAULT_VL_INSTRUCTION, MediaLimits
 from qwen_rerank.prompt import PromptTokenizer
 from qwen_rerank.remote._bodies import RequestBuilder, escaped_windows, load_tokenizer
 from qwen_rerank.remote._clients import Connections
@@ -134,6 +136,16 @@ class VLLMReranker(Reranker):
             (split like any documents) and each document keeps its best score.
         chunk_tokens: Window size in chunk mode, in tokens.
         chunk_overlap: Tokens shared by neighbouring windows in chunk mode.
+        multimodal: The server runs a Qwen3-VL-Reranker (vLLM with its chat
+            template): queries and documents may hold images and video (see
+            `qwen_rerank.media`), sent as vLLM's content parts. Needs
+            ``api="vllm"`` and ``template="server"`` (the default with it).
+            Local images are sent as base64 data URLs; URLs as they are, for
+            the server to fetch; a video by URL only (see docs/multimodal.md).
+            The default instruction is then Qwen3-VL-Reranker's own,
+            [`DEFAULT_VL_INSTRUCTION`][qwen_rerank.media.DEFAULT_VL_INSTRUCTION].
+        media_limits: With ``multimodal``: the most bytes of a local image that
+            is sent (``MediaLimits.max_bytes``, 32 MiB by default).
     """
 
     def __init__(
@@ -161,6 +173,8 @@ class VLLMReranker(Reranker):
         long_documents: LongDocumentsMode = "truncate",
         chunk_tokens: int | None = None,
         chunk_overlap: int | None = None,
+        multimodal: bool = False,
+        media_limits: MediaLimits | None = None,
     ) -> None:
         super().__init__(
             instruction=instruction,
@@ -176,6 +190,11 @@ class VLLMReranker(Reranker):
         _secrets.guard_logs(self._endpoints.redact)
         self.base_urls: list[str] = self._endpoints.base_urls
         self.model = check_model(model, dialect)
+        self._multimodal = bool(multimodal)
+        if self._multimodal:
+            template = _check_multimodal(api, template)
+            if instruction is None:
+                self.instruction = DEFAULT_VL_INSTRUCTION
         self.template: Literal["client", "server"] = check_template(template, dialect)
         check_fixed_instruction(dialect, self.instruction)
         sizes = max_documents_per_request, max_concurrency, max_length, max_tokens_per_doc, max_response_bytes
@@ -185,9 +204,21 @@ class VLLMReranker(Reranker):
         )
         self.tokenizer_name = tokenizer
         prompt_tokenizer = load_tokenizer(tokenizer, self.max_length) if tokenizer is not None else None
-        self._builder = RequestBuilder(dialect, self.template, self.model, self._limits, prompt_tokenizer)
+        self._builder = RequestBuilder(
+            dialect,
+            self.template,
+            self.model,
+            self._limits,
+            prompt_tokenizer,
+            media_limits=(media_limits or MediaLimits()) if self._multimodal else None,
+        )
         self._connections = Connections(self._timing, self._limits, http_client, async_http_client)
         self._sender = Sender(self._builder, self._endpoints, self._timing, self._connections)
+
+    @property
+    def multimodal(self) -> bool:
+        """Whether this reranker sends images and video (built with ``multimodal=True``)."""
+        return self._multimodal
 
     def __repr__(self) -> str:
         urls = self.base_urls[0] if len(self.base_urls) == 1 else self.base_urls
@@ -266,3 +297,14 @@ class VLLMReranker(Reranker):
     async def aclose(self) -> None:
         """Async `close`: the running loop's connections are closed before it returns."""
         await self._connections.aclose()
+
+
+def _check_multimodal(api: str, template: str | None) -> Literal["server"]:
+    """``multimodal=True``'s template: the server's, as vLLM applies it to content parts."""
+    if api != "vllm" or template == "client":
+        raise InvalidInputError(
+            f"multimodal=True needs api='vllm' and template='server' (got api={api!r}, "
+            f"template={template!r}): vLLM applies the Qwen3-VL-Reranker's chat template to the "
+            "content parts it is sent."
+        )
+    return "server"
