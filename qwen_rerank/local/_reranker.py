@@ -51,6 +51,11 @@ Done = Callable[[Work, list[int]], None]
 class LocalReranker(Reranker):
     """Qwen3-Reranker run in this process with transformers.
 
+    A Qwen3-VL-Reranker checkpoint (recognised from its ``config.json``) loads
+    too: it scores images and video as well as text, as the official code does
+    (`multimodal` is then true; ``long_documents="chunk"`` is refused). See
+    docs/multimodal.md.
+
     Scores equal the model card's: the prompt of `qwen_rerank.prompt`,
     and ``softmax([logit("no"), logit("yes")])[1]`` at the last position, in
     float32. They are computed faster than the model card's loop, with the same
@@ -99,7 +104,10 @@ class LocalReranker(Reranker):
         max_length: Most tokens one prompt may take. Longer documents are
             truncated from their end; the prompt's fixed prefix and suffix are
             never cut. Must exceed the fixed prompt's length (about 50 tokens).
-        instruction: Default task instruction; see [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION].
+            ``None`` takes 8192 (10,240 for a Qwen3-VL-Reranker, which keeps
+            the official rule: special tokens and the last 5 tokens stay).
+        instruction: Default task instruction; see [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION]
+            (a Qwen3-VL-Reranker's is [`DEFAULT_VL_INSTRUCTION`][qwen_rerank.media.DEFAULT_VL_INSTRUCTION]).
         max_batch_tokens: Most tokens one forward pass holds: each row's
             padded length plus the shared prefix it continues. Documents are
             sorted by length and grouped under this budget; a longer document
@@ -142,6 +150,12 @@ class LocalReranker(Reranker):
             small CPU). Worth it only for a long-lived process of its own
             scoring thousands of short documents. Needs a C++ compiler on CPU.
             Scores equal the uncompiled ones within float rounding.
+        allow_urls: A Qwen3-VL-Reranker only: fetch ``http(s)://`` images.
+            Off by default, so a URL in a document is an error and nothing is
+            fetched (see docs/multimodal.md).
+        media_limits: A Qwen3-VL-Reranker only: the
+            [`MediaLimits`][qwen_rerank.media.MediaLimits] on reading an image
+            (bytes, pixels).
 
     Raises:
         ModelLoadError: The model or its tokenizer cannot be found or loaded:
