@@ -10,6 +10,12 @@ made up), scores them with ``RerankPredictor`` in ``map_batches``, and prints
 the reranked candidates of the first query. On a real cluster, read your pairs
 with ``ray.data.read_parquet`` and give each actor a GPU (see docs/datasets.md).
 The tiny model's weights are random, so its ranking means nothing.
+
+Ray's own log lines are turned down, but one line on stderr comes from its C++
+core, out of reach of Python's logging: a ``core_worker.cc`` warning that the
+actor "has constructor arguments in the object store and max_restarts > 0"
+(ray issue 53727). Ray Data restarts its actors by default; the warning is
+harmless here, and no public option of Ray 2.60 turns it off.
 """
 
 from __future__ import annotations
@@ -90,7 +96,8 @@ def main() -> None:
 
     pairs = make_pairs()
     # Ray keeps its session files (sockets, logs, spilled objects) in a temporary folder of ours,
-    # removed at the end; its own log lines and Ray Data's progress reports are turned down.
+    # removed at the end; its Python log lines and Ray Data's progress reports are turned down
+    # (its C++ core's warning about max_restarts is not: see above).
     with tempfile.TemporaryDirectory(prefix="ray-") as ray_dir:
         ray.init(
             num_cpus=args.num_cpus,

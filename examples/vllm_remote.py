@@ -10,8 +10,9 @@ then run, from any machine that reaches it (no torch needed here):
 
 Without ``--chat-template`` the server scores the plain text it receives, so the
 client wraps query and documents in the Qwen3-Reranker prompt itself (the
-default). If you started vLLM with ``--chat-template qwen3_reranker.jinja``,
-pass ``--server-template`` so the prompt is not wrapped twice. A server started
+default). If you started vLLM with ``--chat-template`` (use qwen-rerank's template,
+``qwen_rerank.prompt.server_template_path()``; the one vLLM ships scores wrong), pass
+``--server-template`` so the prompt is not wrapped twice. A server started
 with ``--api-key`` needs ``QWEN_RERANK_API_KEY`` set here.
 
 No GPU at hand? ``python examples/vllm_remote.py --tiny`` starts the fake vLLM server

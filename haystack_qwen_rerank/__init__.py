@@ -1,5 +1,6 @@
 """Haystack integration of qwen-rerank: ``QwenRanker``, a ranker component.
 
+<!-- not run by the tests: pipeline is your Haystack Pipeline, with a retriever -->
 ```python
 from haystack_qwen_rerank import QwenRanker
 pipeline.add_component("ranker", QwenRanker(top_k=5))

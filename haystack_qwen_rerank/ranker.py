@@ -17,17 +17,16 @@ from qwen_rerank.integrations.adapters import (
     LazyReranker,
     build_backend,
     check_call_settings,
-    copy_metadata,
     current_backend,
-    cut_metadata,
     public_options,
     redact_urls,
     rerank_inputs,
+    result_metadata,
     seal_base_url,
     text_with_metadata,
     unseal_base_url,
 )
-from qwen_rerank.integrations.fallback import RerankCall, check_on_error, fallback_metadata
+from qwen_rerank.integrations.fallback import RerankCall, check_on_error
 from qwen_rerank.media import IMAGE_EXTENSIONS
 
 __all__ = ["QwenRanker"]
@@ -313,13 +312,10 @@ def _scored(documents: list[Document], results: list[RerankResult]) -> list[Docu
 
 
 def _scored_copy(document: Document, result: RerankResult) -> Document:
+    meta = result_metadata(document.meta, result)
     if not result.reranked:  # on_error="passthrough" after a backend failure: the retrieval score stays
-        return dataclasses.replace(
-            document, meta={**copy_metadata(document.meta), **fallback_metadata(result)}
-        )
-    return dataclasses.replace(
-        document, score=result.score, meta={**copy_metadata(document.meta), **cut_metadata(result)}
-    )
+        return dataclasses.replace(document, meta=meta)
+    return dataclasses.replace(document, score=result.score, meta=meta)
 
 
 def _media(documents: list[Document]) -> list[ItemMedia | None]:

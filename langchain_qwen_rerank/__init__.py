@@ -1,5 +1,6 @@
 """LangChain integration of qwen-rerank: ``QwenRerank`` (a document compressor) and ``QwenCrossEncoder``.
 
+<!-- not run by the tests: vector_store is your LangChain vector store -->
 ```python
 from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_qwen_rerank import QwenRerank

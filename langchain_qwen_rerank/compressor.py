@@ -13,9 +13,8 @@ from pydantic import ConfigDict, Field
 from qwen_rerank import InvalidInputError, RerankResult
 from qwen_rerank.integrations.adapters import (
     ItemMedia,
-    copy_metadata,
-    cut_metadata,
     rerank_inputs,
+    result_metadata,
     text_with_metadata,
 )
 from qwen_rerank.integrations.fallback import RerankCall, fallback_metadata
@@ -44,12 +43,19 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
     Example:
         ```python
         from langchain_classic.retrievers import ContextualCompressionRetriever
+        from langchain_core.embeddings import DeterministicFakeEmbedding
+        from langchain_core.vectorstores import InMemoryVectorStore
         from langchain_qwen_rerank import QwenRerank
 
+        texts = [f"Passage {i} about the capitals of Asia." for i in range(100)]
+        vector_store = InMemoryVectorStore.from_texts(texts, DeterministicFakeEmbedding(size=64))  # yours
         retriever = ContextualCompressionRetriever(
-            base_compressor=QwenRerank(top_n=5), base_retriever=vector_store.as_retriever(k=50)
+            base_compressor=QwenRerank(top_n=5),
+            # k goes in search_kwargs: as_retriever(k=50) is ignored, and retrieves 4
+            base_retriever=vector_store.as_retriever(search_kwargs={"k": 50}),
         )
-        docs = retriever.invoke("What is the capital of China?")
+        docs = retriever.invoke("What is the capital of China?")  # the best 5 of 50
+        assert len(docs) == 5
         ```
 
     Changing a backend field (``model``, ``base_url``, ``device``...), by
@@ -203,15 +209,10 @@ def _scored_copies(
 
 
 def _scored_copy(document: Document, result: RerankResult, usage: dict[str, Any] | None) -> Document:
-    metadata = copy_metadata(document.metadata)
-    if not result.reranked:  # on_error="passthrough" after a backend failure: nothing was scored
-        metadata.update(fallback_metadata(result))
-        return document.model_copy(update={"metadata": metadata})
-    metadata["relevance_score"] = result.score
-    metadata.update(cut_metadata(result))
+    added: dict[str, Any] = {"relevance_score": result.score}
     if usage is not None:
-        metadata["rerank_usage"] = dict(usage)  # the whole call's tokens, on each document
-    return document.model_copy(update={"metadata": metadata})
+        added["rerank_usage"] = dict(usage)  # the whole call's tokens, on each document
+    return document.model_copy(update={"metadata": result_metadata(document.metadata, result, **added)})
 
 
 def _ids(documents: Sequence[Document]) -> list[str]:

@@ -1,5 +1,6 @@
 """LlamaIndex integration of qwen-rerank: ``QwenRerank``, a node postprocessor.
 
+<!-- not run by the tests: index is your VectorStoreIndex -->
 ```python
 from llamaindex_qwen_rerank import QwenRerank
 engine = index.as_query_engine(similarity_top_k=50, node_postprocessors=[QwenRerank(top_n=5)])

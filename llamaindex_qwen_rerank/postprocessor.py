@@ -22,8 +22,8 @@ from llama_index.core.schema import (
 from pydantic import Field
 
 from qwen_rerank import DEFAULT_MODEL, InvalidInputError, RerankResult
-from qwen_rerank.integrations.adapters import ItemMedia, copy_metadata, cut_metadata, rerank_inputs
-from qwen_rerank.integrations.fallback import RerankCall, fallback_metadata
+from qwen_rerank.integrations.adapters import RERANK_KEYS, ItemMedia, rerank_inputs, result_metadata
+from qwen_rerank.integrations.fallback import RerankCall
 from qwen_rerank.integrations.fields import RankingFields
 
 __all__ = ["QwenRerank"]
@@ -45,6 +45,7 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
     it is scored by a vLLM server and torch is never imported.
 
     Example:
+        <!-- not run by the tests: index is your VectorStoreIndex -->
         ```python
         from llamaindex_qwen_rerank import QwenRerank
 
@@ -171,18 +172,20 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
         return new_nodes
 
     def _scored_copy(self, item: NodeWithScore, result: RerankResult) -> NodeWithScore:
-        try:
-            node = item.node.model_copy(deep=True)
-        except Exception:  # metadata that cannot be deep-copied (a lock, a client)
-            node = item.node.model_copy(update={"metadata": copy_metadata(item.node.metadata)})
+        metadata = result_metadata(item.node.metadata, result)
         if self.keep_retrieval_score:
-            node.metadata["retrieval_score"] = item.score
-        # Not reranked (on_error="passthrough" after a backend failure): the retrieval score stays.
-        cut = cut_metadata(result) if result.reranked else fallback_metadata(result)
-        node.metadata.update(cut)
+            metadata["retrieval_score"] = item.score
+        try:
+            node = item.node.model_copy(update={"metadata": {}}, deep=True)
+        except Exception:  # a field other than metadata that cannot be deep-copied
+            node = item.node.model_copy()
+        # New lists and dict: the caller's node shares none of them, so it never changes.
+        node.metadata = metadata
+        added = [key for key in metadata if key in RERANK_KEYS]
         # What the reranker read is for the caller, not for the LLM or the embedder.
-        for excluded in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
-            excluded.extend(key for key in cut if key not in excluded)
+        node.excluded_llm_metadata_keys = _excluding(item.node.excluded_llm_metadata_keys, added)
+        node.excluded_embed_metadata_keys = _excluding(item.node.excluded_embed_metadata_keys, added)
+        # Not reranked (on_error="passthrough" after a backend failure): the retrieval score stays.
         return NodeWithScore(node=node, score=result.score if result.reranked else item.score)
 
     def _node_text(self, item: object) -> object:
@@ -192,6 +195,11 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
         if not node.get_content(metadata_mode=MetadataMode.NONE) and _node_media(node, "") is not None:
             return ""  # scored on its image or video by a multimodal model, else refused by name
         return node.get_content(metadata_mode=self.metadata_mode)
+
+
+def _excluding(keys: list[str], added: list[str]) -> list[str]:
+    """A new list: ``keys``, then each of ``added`` not in it."""
+    return [*keys, *(key for key in added if key not in keys)]
 
 
 def _ids(nodes: list[NodeWithScore]) -> list[str]:

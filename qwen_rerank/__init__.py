@@ -19,6 +19,7 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import (
     APIStatusError,
     InvalidInputError,
+    InvalidScoreError,
     MalformedResponseError,
     MissingDependencyError,
     ModelLoadError,
@@ -31,7 +32,7 @@ from qwen_rerank.exceptions import (
 )
 from qwen_rerank.factory import create_reranker
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, DEFAULT_MODEL
-from qwen_rerank.remote import VLLMReranker
+from qwen_rerank.remote import RemoteReranker, VLLMReranker
 from qwen_rerank.results import RerankResult
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "APIStatusError",
     "InvalidInputError",
+    "InvalidScoreError",
     "LocalReranker",
     "MalformedResponseError",
     "MissingDependencyError",
@@ -48,6 +50,7 @@ __all__ = [
     "QwenRerankWarning",
     "RemoteConnectionError",
     "RemoteError",
+    "RemoteReranker",
     "RemoteTimeoutError",
     "RerankResult",
     "Reranker",
@@ -57,6 +60,7 @@ __all__ = [
     "reset_fallback_counts",
 ]
 
+# The one place the version is written: pyproject.toml reads it from here at build time.
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 One rule, used by [`Reranker.rerank`][qwen_rerank.Reranker.rerank] and by
 every adapter: a backend failure (the ``RemoteError`` family, ``ModelLoadError``,
-``OutOfMemoryError``) becomes the documents in the order they came, ``top_n``
+``OutOfMemoryError``, ``InvalidScoreError``) becomes the documents in the order they came, ``top_n``
 applied, none dropped, each marked ``reranked=False`` with the error's class.
 Bad input (``InvalidInputError``) is always raised. Each fallback is counted
 ([`fallback_counts`][qwen_rerank.fallback_counts]) and logged as a warning at most once per error kind
@@ -17,7 +17,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
-from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError, RemoteError
+from qwen_rerank.exceptions import (
+    InvalidInputError,
+    InvalidScoreError,
+    ModelLoadError,
+    OutOfMemoryError,
+    RemoteError,
+)
 from qwen_rerank.media import Content
 from qwen_rerank.results import RerankResult
 
@@ -26,6 +32,7 @@ __all__ = [
     "OnError",
     "aguarded",
     "check_on_error",
+    "error_summary",
     "fallback_counts",
     "guarded",
     "passthrough_results",
@@ -36,7 +43,12 @@ __all__ = [
 OnError = Literal["raise", "passthrough"]
 
 #: The failures ``on_error="passthrough"`` absorbs: the backend's, never the caller's.
-BACKEND_FAILURES: tuple[type[Exception], ...] = (RemoteError, ModelLoadError, OutOfMemoryError)
+BACKEND_FAILURES: tuple[type[Exception], ...] = (
+    RemoteError,
+    ModelLoadError,
+    OutOfMemoryError,
+    InvalidScoreError,
+)
 
 #: Seconds between two warnings about the same kind of error.
 WARN_EVERY = 60.0
@@ -90,14 +102,22 @@ def record_fallback(error: BaseException) -> None:
             _last_warned[kind] = now
         total = _counts[kind]
     if warn:
-        # The message names the class and our own message, which never holds a secret.
+        # Not the message: it may quote the server's reply, and so query or document text.
         logger.warning(
-            "Reranking failed (%s: %s); returning documents in retrieval order (on_error='passthrough'). "
-            "%d such fallbacks so far; this warning repeats at most once a minute.",
-            kind,
-            error,
+            "Reranking failed (%s); returning documents in retrieval order (on_error='passthrough'). "
+            "%d such fallbacks so far; this warning repeats at most once a minute. The error's message "
+            "is not logged (it may quote the server's reply); on_error='raise' shows it.",
+            error_summary(error),
             total,
         )
+
+
+def error_summary(error: BaseException) -> str:
+    """The error's class, and its HTTP status if it has one; never its message, which may quote a
+    server's reply (SGLang echoes documents in its errors)."""
+    status = getattr(error, "status_code", None)
+    kind = type(error).__name__
+    return f"{kind} (HTTP {status})" if type(status) is int else kind
 
 
 def fallback_counts() -> dict[str, int]:

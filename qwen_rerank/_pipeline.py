@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -25,12 +25,11 @@ from qwen_rerank._requests import (
     check_instructions,
     check_optional_instruction,
     check_requests,
-    one_request_call,
     progress_bar,
 )
 from qwen_rerank._tracing import ManyTrace, many_span, rerank_span
 from qwen_rerank._validation import check_score_threshold, check_top_n
-from qwen_rerank.exceptions import InvalidInputError, QwenRerankError
+from qwen_rerank.exceptions import InvalidInputError, InvalidScoreError, QwenRerankError
 from qwen_rerank.media import Content, fold_key
 from qwen_rerank.prompt import PromptTokenizer
 from qwen_rerank.results import RerankResult, Scored, check_scores, rank
@@ -67,12 +66,14 @@ class Backend(Protocol):
     def long_documents(self) -> LongDocumentsMode: ...
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]: ...
 
     async def _ascore_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]: ...
+
+    def _call_scope(self, instructions: list[str]) -> AbstractContextManager[object]: ...
 
     def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None: ...
 
@@ -162,18 +163,19 @@ def prepare_many(
 def score_prepared(
     backend: Backend, prepared: list[PreparedRequest], progress: Progress | None, *, report: bool, one: bool
 ) -> list[Scored]:
-    """Score the prepared requests, each instruction's in one ``_score_batch`` call.
+    """Score the prepared requests, each instruction's in one ``_score_batch`` call, all of them
+    inside one ``_call_scope``.
 
-    ``one`` is the one-request case: its backend sees ``one_request_call`` as
-    progress, and its errors name no request. With ``report``, truncate mode
-    also tells which documents were cut.
+    ``one`` is the one-request case: its backend gets no progress to report to, and its
+    errors name no request. With ``report``, truncate mode also tells which documents were cut.
     """
     batches, done = _by_instruction(prepared, progress, one)
     raw: dict[int, list[float]] = {}
-    for instruction, positions in batches.items():
-        requests = [prepared[i].request for i in positions]
-        scores = backend._score_batch(requests, instruction, done)
-        raw.update(zip(positions, _checked_count(scores, positions), strict=True))
+    with backend._call_scope(list(batches)):
+        for instruction, positions in batches.items():
+            requests = [prepared[i].request for i in positions]
+            scores = backend._score_batch(requests, instruction, done)
+            raw.update(zip(positions, _checked_count(scores, positions), strict=True))
     return _finish(backend, prepared, raw, report=report, one=one)
 
 
@@ -183,10 +185,11 @@ async def ascore_prepared(
     """Async `score_prepared`, through ``_ascore_batch``."""
     batches, done = _by_instruction(prepared, progress, one)
     raw: dict[int, list[float]] = {}
-    for instruction, positions in batches.items():
-        requests = [prepared[i].request for i in positions]
-        scores = await backend._ascore_batch(requests, instruction, done)
-        raw.update(zip(positions, _checked_count(scores, positions), strict=True))
+    with backend._call_scope(list(batches)):
+        for instruction, positions in batches.items():
+            requests = [prepared[i].request for i in positions]
+            scores = await backend._ascore_batch(requests, instruction, done)
+            raw.update(zip(positions, _checked_count(scores, positions), strict=True))
     if one:
         return _finish(backend, prepared, raw, report=report, one=one)
     # Many requests: checking and merging thousands of scores would stall the event loop.
@@ -199,16 +202,16 @@ def _report_nowhere(queries: int, documents: int) -> None:
 
 def _by_instruction(
     prepared: list[PreparedRequest], progress: Progress | None, one: bool
-) -> tuple[dict[str, list[int]], Progress]:
-    """The positions of the requests with documents, by instruction, and the progress to report to;
-    requests without documents are reported done at once."""
+) -> tuple[dict[str, list[int]], Progress | None]:
+    """The positions of the requests with documents, by instruction, and the progress to report to
+    (``None`` in a one-request call); requests without documents are reported done at once."""
     batches: dict[str, list[int]] = {}
     for position, request in enumerate(prepared):
         if request.documents:
             batches.setdefault(request.instruction, []).append(position)
-    done = one_request_call if one else progress or _report_nowhere
+    done = None if one else progress or _report_nowhere
     empty = len(prepared) - sum(len(positions) for positions in batches.values())
-    if empty:
+    if empty and done is not None:
         done(empty, 0)
     return batches, done
 
@@ -233,7 +236,8 @@ def _finish(
         except QwenRerankError as exc:
             if one:
                 raise
-            raise QwenRerankError(f"requests[{position}]: {exc}") from exc
+            kind = InvalidScoreError if isinstance(exc, InvalidScoreError) else QwenRerankError
+            raise kind(f"requests[{position}]: {exc}") from exc
     return out
 
 
@@ -398,7 +402,8 @@ async def ascore_many(
         _watched(prepared, show, hook) as progress,
     ):
         scored = await ascore_prepared(backend, prepared, progress, report=False, one=False)
-        return _traced_scores(trace, prepared, scored)
+        # A span per request, and the ranking that describes it, would stall the event loop.
+        return await asyncio.to_thread(_traced_scores, trace, prepared, scored)
 
 
 def rerank_many(
@@ -419,4 +424,8 @@ async def arerank_many(
     prepared = await asyncio.to_thread(prepare_many, backend, requests, instruction, instructions)
     with many_span(backend, len(prepared), "qwen_rerank.rerank_many") as trace:
         scored = await ascore_prepared(backend, prepared, None, report=True, one=False)
-        return _traced(trace, prepared, _ranked(prepared, scored, n, at_least), n)
+        ranked = _ranked(prepared, scored, n, at_least)
+        if not trace.recording:
+            return ranked
+        # A span per request would stall the event loop.
+        return await asyncio.to_thread(_traced, trace, prepared, ranked, n)

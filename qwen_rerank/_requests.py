@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from qwen_rerank._imports import require
-from qwen_rerank._validation import check_documents, check_instruction
+from qwen_rerank._validation import check_documents, check_instruction, check_query
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.media import Content, check_item, fold_key
 
@@ -24,7 +24,6 @@ __all__ = [
     "check_pairs",
     "check_requests",
     "group_pairs",
-    "one_request_call",
     "progress_bar",
     "text_requests",
 ]
@@ -37,24 +36,17 @@ Progress = Callable[[int, int], None]
 """Told ``(queries, documents)`` newly scored, one call at a time (possibly from a worker thread)."""
 
 
-def one_request_call(queries: int, documents: int) -> None:
-    """The progress the pipeline gives a backend in a one-request call (`score`, `rerank`, their
-    async twins); it reports nowhere.
-
-    No caller watches such a call's progress. A backend that treats it in its own way tells it by
-    identity, ``progress is one_request_call``: the local backend then shows its own bar (its
-    ``show_progress``), a remote one bounds all the call's sub-requests by one deadline.
-    """
-
-
 def check_content_request(query: Any, documents: Any, media: bool) -> Request:
     """One ``(query, documents)`` request checked; with ``media``, multimodal items are taken too.
 
     Without it a multimodal item gets an error that says which reranker reads it.
     """
-    return check_item(query, "query", media=media), check_documents(
-        documents, functools.partial(check_item, media=media)
-    )
+    return _query(query, media), check_documents(documents, functools.partial(check_item, media=media))
+
+
+def _query(query: Any, media: bool) -> Content:
+    """A query checked: a str by the one query rule (`check_query`), else as a multimodal item."""
+    return check_query(query) if isinstance(query, str) else check_item(query, "query", media=media)
 
 
 TextRequest = tuple[str, list[str]]
@@ -126,7 +118,7 @@ def check_pairs(
                 f"pairs[{position}] must be a (query, document) pair, got {_describe(pair)}."
             )
         try:
-            checked.append((check_item(pair[0], "query", media=media), _document(pair[1], media)))
+            checked.append((_query(pair[0], media), _document(pair[1], media)))
         except InvalidInputError as exc:
             raise InvalidInputError(f"pairs[{position}]: {exc}") from exc
     return checked, check_instructions(instructions, len(checked), "pairs")

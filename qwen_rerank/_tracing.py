@@ -10,18 +10,30 @@ Attribute names mirror ``openinference.semconv.trace`` (``openinference.span.kin
 ``reranker.*``, ``document.*``, ``llm.token_count.*``), so Phoenix, Langfuse and
 similar tools show the span as a reranker step. Query and document text are
 recorded only with ``trace_content`` (often private); ids, scores, the model,
-token usage, the replica (its URL without credentials), retries and the error
-always are.
+token usage, the replica (its URL without credentials), retries and the error's
+class always are. An error's message may quote the server's reply, and so query
+or document text: without ``trace_content`` a span tells the error's class and
+HTTP status only.
+
+A span records as many documents as fit in OpenTelemetry's attribute limit
+(``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``, else ``OTEL_ATTRIBUTE_COUNT_LIMIT``, else
+128) beside the attributes that identify it: the best results and the first
+inputs, with ``qwen_rerank.output_documents_omitted`` and
+``qwen_rerank.input_documents_omitted`` counting the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import threading
+import traceback
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from qwen_rerank._fallback import error_summary
 from qwen_rerank._secrets import display_url
 from qwen_rerank.media import Content, describe
 from qwen_rerank.results import RerankResult, Scored
@@ -57,7 +69,14 @@ ATTEMPTS = "qwen_rerank.attempts"
 RETRIES = "qwen_rerank.retries"
 REQUESTS = "qwen_rerank.requests"
 FALLBACK = "qwen_rerank.fallback"
+INPUTS_OMITTED = "qwen_rerank.input_documents_omitted"
+OUTPUTS_OMITTED = "qwen_rerank.output_documents_omitted"
 ERROR_TYPE = "error.type"
+
+# The SDK's default span attribute limit, and how many of a span's attributes are not a document's
+# (kind, model, backend, top_k, query, usage, attempts, the replica, the error...), with room to spare.
+_DEFAULT_ATTRIBUTE_LIMIT = 128
+_RESERVED = 24
 
 _UNSET: Any = object()
 _api: Any = _UNSET
@@ -91,10 +110,10 @@ def _recording_span(name: str, start_time: int | None = None) -> Any:
             return None
         # Before a provider is set this is a proxy that follows the one set later.
         _tracer = api.get_tracer("qwen_rerank")
-    tracer = _tracer
-    if start_time is not None:
-        return tracer.start_as_current_span(name, start_time=start_time, end_on_exit=True)
-    return tracer.start_as_current_span(name)
+    # We record errors ourselves (`_record_error`): the SDK would export the message whole.
+    return _tracer.start_as_current_span(
+        name, start_time=start_time, record_exception=False, set_status_on_exception=False
+    )
 
 
 @contextlib.contextmanager
@@ -160,77 +179,135 @@ def _model_name(reranker: Any) -> str:
     return type(reranker).__name__
 
 
+@dataclass(frozen=True)
+class _Shown:
+    """How one span shows its documents: with text or not, by which ids, and how many of each list."""
+
+    content: bool = False
+    ids: list[str] | None = None
+    inputs: int = 0
+    outputs: int = 0
+
+
 class RerankTrace:
     """What one call's span is told: the fallback if any, and the results. Does nothing without a span."""
 
-    def __init__(self, span: Any = None, content: bool = False, ids: list[str] | None = None) -> None:
+    def __init__(self, span: Any = None, shown: _Shown | None = None) -> None:
         self.span = span
-        self.content = content
-        self.ids = ids
+        self.shown = shown or _Shown()
 
     def fell_back(self, error: BaseException) -> None:
         """The backend failed and the call gave back retrieval order (``on_error="passthrough"``)."""
         if self.span is None:
             return
-        _record_error(self.span, error)
+        _record_error(self.span, error, self.shown.content)
         self.span.set_attribute(FALLBACK, True)
 
     def scored(self, scored: Scored) -> list[float]:
         """Record a ``score`` call's scores, documents in input order; return them."""
         if self.span is not None:
-            results = [RerankResult(i, s, "") for i, s in enumerate(scored.scores)]
-            _set_documents(self.span, OUTPUT_DOCUMENTS, results, False, self.ids)
+            shown = self.shown.outputs
+            results = [RerankResult(i, s, "") for i, s in enumerate(scored.scores[:shown])]
+            _set_documents(self.span, results, len(scored.scores), _Shown(False, self.shown.ids, 0, shown))
         return scored.scores
 
     def done(self, results: list[RerankResult]) -> list[RerankResult]:
         """Record ``results`` as the output documents; return them."""
         if self.span is not None:
-            _set_documents(self.span, OUTPUT_DOCUMENTS, results, self.content, self.ids)
+            _set_documents(self.span, results, len(results), self.shown)
         return results
 
 
-def _record_error(span: Any, error: BaseException) -> None:
+def _record_error(span: Any, error: BaseException, content: bool) -> None:
+    """The error on the span; without ``content`` only its class and HTTP status, never its message."""
     from opentelemetry.trace import Status, StatusCode
 
-    span.record_exception(error)
-    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    if content:
+        description = f"{type(error).__name__}: {error}"
+        span.record_exception(error)
+    else:
+        description = error_summary(error)
+        # The frames, without the messages of the error and of its causes.
+        frames = "".join(traceback.format_tb(error.__traceback__)) + type(error).__name__
+        span.record_exception(
+            error, attributes={"exception.message": description, "exception.stacktrace": frames}
+        )
+    span.set_status(Status(StatusCode.ERROR, description))
     span.set_attribute(ERROR_TYPE, type(error).__name__)
 
 
-def _set_documents(
-    span: Any, prefix: str, results: Sequence[RerankResult], content: bool, ids: list[str] | None = None
-) -> None:
-    for position, result in enumerate(results):
-        key = f"{prefix}.{position}."
+def _attribute_limit() -> int:
+    """The most attributes a span keeps, as OpenTelemetry's environment sets it."""
+    for name in ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return _DEFAULT_ATTRIBUTE_LIMIT
+
+
+def _shown(reranker: Any, documents: int, outputs: int) -> _Shown:
+    """How a span of ``documents`` inputs and at most ``outputs`` results shows them, within the
+    attribute limit: outputs (the best first) get at least half the room their documents need."""
+    content = bool(getattr(reranker, "trace_content", False)) or _CONTENT.get()
+    ids = _IDS.get()
+    if ids is not None and len(ids) != documents:
+        ids = None
+    room = max(0, _attribute_limit() - _RESERVED)
+    per_input, per_output = 1 + content, 2 + content
+    need_in, need_out = documents * per_input, outputs * per_output
+    if need_in + need_out <= room:
+        return _Shown(content, ids, documents, outputs)
+    out_room = min(need_out, max(room // 2, room - need_in))
+    return _Shown(content, ids, (room - out_room) // per_input, out_room // per_output)
+
+
+def _set_documents(span: Any, results: Sequence[RerankResult], count: int, shown: _Shown) -> None:
+    """The first of ``results`` (of ``count``) that ``shown`` has room for, and how many are left out."""
+    ids = shown.ids
+    for position, result in enumerate(results[: shown.outputs]):
+        key = f"{OUTPUT_DOCUMENTS}.{position}."
         span.set_attribute(key + DOCUMENT_ID, ids[result.index] if ids else str(result.index))
         if result.reranked:
             span.set_attribute(key + DOCUMENT_SCORE, result.score)
-        if content:
+        if shown.content:
             span.set_attribute(key + DOCUMENT_CONTENT, describe(result.document))
+    if count > shown.outputs:
+        span.set_attribute(OUTPUTS_OMITTED, count - shown.outputs)
 
 
 def _set_inputs(
-    span: Any, reranker: Any, query: Content, documents: Sequence[Content], top_n: int | None
-) -> tuple[bool, list[str] | None]:
-    """The input attributes; whether text is recorded, and the documents' own ids if an adapter gave them."""
-    content = bool(getattr(reranker, "trace_content", False)) or _CONTENT.get()
-    ids = _IDS.get()
-    if ids is not None and len(ids) != len(documents):
-        ids = None
-    span.set_attribute(SPAN_KIND, RERANKER)
-    span.set_attribute(MODEL_NAME, _model_name(reranker))
-    span.set_attribute(BACKEND, _backend_name(reranker))
+    span: Any,
+    reranker: Any,
+    query: Content,
+    documents: Sequence[Content],
+    top_n: int | None,
+    outputs: int,
+) -> _Shown:
+    """The input attributes; how the span shows its documents."""
+    shown = _shown(reranker, len(documents), outputs)
+    ids = shown.ids
+    _identify(span, reranker, RERANKER)
     span.set_attribute(TOP_K, top_n if top_n is not None else len(documents))
-    if content:
+    if shown.content:
         span.set_attribute(QUERY, describe(query))
         span.set_attribute(INPUT_VALUE, describe(query))
-    for position, text in enumerate(documents):
+    for position, text in enumerate(documents[: shown.inputs]):
         span.set_attribute(
             f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_ID}", ids[position] if ids else str(position)
         )
-        if content:
+        if shown.content:
             span.set_attribute(f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_CONTENT}", describe(text))
-    return content, ids
+    if len(documents) > shown.inputs:
+        span.set_attribute(INPUTS_OMITTED, len(documents) - shown.inputs)
+    return shown
+
+
+def _identify(span: Any, reranker: Any, kind: str) -> None:
+    """What the span is: set first, and again last, so that a span limit set lower than the
+    environment's drops documents (the oldest attributes) before these."""
+    span.set_attribute(SPAN_KIND, kind)
+    span.set_attribute(MODEL_NAME, _model_name(reranker))
+    span.set_attribute(BACKEND, _backend_name(reranker))
 
 
 def _set_transport(span: Any, reranker: Any, attempts: _Attempts) -> None:
@@ -267,15 +344,18 @@ def rerank_span(
             return
         attempts = _Attempts()
         token = _ATTEMPTS.set(attempts)
+        outputs = len(documents) if top_n is None else min(top_n, len(documents))
+        shown = _Shown()
         try:
-            content, ids = _set_inputs(span, reranker, query, documents, top_n)
-            yield RerankTrace(span, content, ids)
+            shown = _set_inputs(span, reranker, query, documents, top_n, outputs)
+            yield RerankTrace(span, shown)
         except BaseException as exc:
-            span.set_attribute(ERROR_TYPE, type(exc).__name__)
+            _record_error(span, exc, shown.content)
             raise
         finally:
             _ATTEMPTS.reset(token)
             _set_transport(span, reranker, attempts)
+            _identify(span, reranker, RERANKER)
 
 
 class ManyTrace:
@@ -305,8 +385,8 @@ class ManyTrace:
             with opened as child:
                 child.set_attribute(REQUESTS, 1)
                 child.set_attribute("qwen_rerank.request_index", position)
-                content, ids = _set_inputs(child, self.reranker, query, documents, top_n)
-                _set_documents(child, OUTPUT_DOCUMENTS, ranked, content, ids)
+                shown = _set_inputs(child, self.reranker, query, documents, top_n, len(ranked))
+                _set_documents(child, ranked, len(ranked), shown)
 
 
 @contextlib.contextmanager
@@ -323,13 +403,11 @@ def many_span(reranker: Any, requests: int, name: str) -> Iterator[ManyTrace]:
         attempts = _Attempts()
         token = _ATTEMPTS.set(attempts)
         try:
-            span.set_attribute(SPAN_KIND, CHAIN)
-            span.set_attribute(MODEL_NAME, _model_name(reranker))
-            span.set_attribute(BACKEND, _backend_name(reranker))
+            _identify(span, reranker, CHAIN)
             span.set_attribute(REQUESTS, requests)
             yield ManyTrace(reranker, span, getattr(span, "start_time", None))
         except BaseException as exc:
-            span.set_attribute(ERROR_TYPE, type(exc).__name__)
+            _record_error(span, exc, bool(getattr(reranker, "trace_content", False)) or _CONTENT.get())
             raise
         finally:
             _ATTEMPTS.reset(token)

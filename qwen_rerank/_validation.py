@@ -24,9 +24,21 @@ def check_text(name: str, text: str) -> str:
     return text
 
 
-def check_query(query: Any) -> str:
+def check_query(query: Any, name: str = "query") -> str:
+    """``query``, or InvalidInputError when it is not a str, or is empty or whitespace only.
+
+    The one rule for queries, followed by the Python API, the adapters, the command line and
+    the demo page: the model scores how well a document answers the query, and for an empty
+    query that has no meaning. ``name`` is the setting as its user spells it (``"--query"``).
+    """
     if not isinstance(query, str):
-        raise InvalidInputError(f"query must be a str, got {type(query).__name__}.")
+        raise InvalidInputError(f"{name} must be a str, got {type(query).__name__}.")
+    if not query.strip():
+        raise InvalidInputError(
+            f"{name} is empty{'' if not query else ' (whitespace only)'}: the reranker scores how well "
+            "each document answers the query, which has no meaning for an empty one. Pass the question "
+            "or search text."
+        )
     return check_text("query", query)
 
 

@@ -4,8 +4,10 @@ and the hooks a backend implements. The calls run `qwen_rerank._pipeline`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
@@ -28,7 +30,7 @@ ProgressHook = Callable[[int, int], None]
 """Told ``(queries, documents)`` newly scored; ``documents`` counts what the backend scores
 (identical documents of a request once, in chunk mode each window)."""
 
-_HOOKS = frozenset({"_score_batch", "_ascore_batch", "_prompt_rule", "_plan_windows"})
+_HOOKS = frozenset({"_score_batch", "_ascore_batch", "_prompt_rule", "_plan_windows", "_call_scope"})
 """The private methods a backend may define in place of its base class's (see "For backend authors" below)."""
 
 
@@ -48,7 +50,7 @@ class Reranker(ABC):
             Defaults to [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION].
         long_documents: ``"truncate"`` (the default) cuts a prompt longer than
             ``max_length`` at its end; ``"chunk"`` scores overlapping windows of
-            the document and keeps the best (see ``docs/long-documents.md``).
+            the document and keeps the best (see [Long documents](long-documents.md)).
         chunk_tokens: Chunk mode: document tokens per window; ``None`` takes
             the most that fit beside the instruction and query.
         chunk_overlap: Chunk mode: tokens neighbouring windows share; ``None``
@@ -64,11 +66,11 @@ class Reranker(ABC):
         progress)``: it scores validated requests ``(query, documents)``, each
         with documents, that share one instruction, and returns one score list
         per request, in order, one score per document. It calls
-        ``progress(queries, documents)`` as requests finish. In a one-request
-        call (``score``, ``rerank``) ``progress`` is
-        ``qwen_rerank._requests.one_request_call``, which reports nowhere.
-        Identical documents of one request reach it once, so they always tie
-        exactly; in chunk mode the windows reach it as documents.
+        ``progress(queries, documents)`` as requests finish; ``progress`` is
+        ``None`` in a call that takes no progress argument (``score``,
+        ``rerank``), where a backend may show its own. Identical documents of
+        one request reach it once, so they always tie exactly; in chunk mode
+        the windows reach it as documents.
 
         It may also implement:
 
@@ -80,6 +82,9 @@ class Reranker(ABC):
         - ``_plan_windows(query, documents, instruction)``: chunk mode's
           windows, scored in place of ``documents`` (by default planned with
           ``_prompt_rule``; ``None`` in truncate mode);
+        - ``_call_scope(instructions)``: a context manager around all the
+          ``_score_batch`` calls of one public call, told their instructions
+          (to refuse one before anything is scored; to hold a deadline, sum usage);
         - the properties ``last_usage`` and ``served_model``, and ``close`` and
           ``aclose`` for what it holds open.
 
@@ -138,23 +143,27 @@ class Reranker(ABC):
     def served_model(self) -> str | None:
         """The model this backend scores with, as tracing and reports name it; ``None`` by default.
 
-        The checkpoint of a local backend; the model name a remote one sends,
-        or ``"<server default> at URL"`` when it leaves the choice to the server.
+        The checkpoint of a local backend; the model name a remote one sends, or
+        ``"<server default> at URL"`` when it leaves the choice to the server.
         """
         return None
 
     # -- the hooks (see "For backend authors") ------------------------------------------------------
     @abstractmethod
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         """Score validated requests, each with documents; one score list per request, in order."""
 
     async def _ascore_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         """Async ``_score_batch``. The default runs ``_score_batch`` in a worker thread."""
         return await asyncio.to_thread(self._score_batch, requests, instruction, progress)
+
+    def _call_scope(self, instructions: list[str]) -> AbstractContextManager[object]:
+        """Entered around one call's ``_score_batch`` calls, which use ``instructions``; does nothing here."""
+        return contextlib.nullcontext()
 
     def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None:
         """The tokenizer and ``max_length`` this backend cuts prompts with; ``None`` if it cuts none."""
@@ -219,7 +228,8 @@ class Reranker(ABC):
             on_error: ``"raise"`` (the default) raises a backend failure;
                 ``"passthrough"`` gives back the documents in the order they
                 came instead, ``top_n`` applied, each with ``reranked=False``
-                and the error's class in ``error`` (see ``docs/production.md``).
+                and the error's class in ``error`` (see
+                [Production RAG](production.md#fall-back-to-retrieval-order-instead-of-failing)).
 
         Returns:
             The kept results, best first.
@@ -372,10 +382,7 @@ class Reranker(ABC):
         return self
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
 
@@ -383,10 +390,7 @@ class Reranker(ABC):
         return self
 
     async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
 

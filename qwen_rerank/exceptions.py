@@ -12,6 +12,7 @@ QwenRerankError
  ├── MissingDependencyError (also ImportError)   an optional extra is not installed
  ├── ModelLoadError                        a local model could not be found or loaded
  ├── OutOfMemoryError                      the device ran out of memory, even one document at a time
+ ├── InvalidScoreError                     the model scored a document with no probability (NaN...)
  └── RemoteError                           anything that went wrong talking to a vLLM server
       ├── APIStatusError                   the server answered with an HTTP error status
       ├── RemoteTimeoutError               the server did not answer in time
@@ -40,6 +41,7 @@ from __future__ import annotations
 __all__ = [
     "APIStatusError",
     "InvalidInputError",
+    "InvalidScoreError",
     "MalformedResponseError",
     "MissingDependencyError",
     "ModelLoadError",
@@ -74,6 +76,14 @@ class ModelLoadError(QwenRerankError):
 
 class OutOfMemoryError(QwenRerankError):
     """The device ran out of memory even when scoring one document at a time."""
+
+
+class InvalidScoreError(QwenRerankError):
+    """The backend scored a document with a value that is not a probability in [0, 1].
+
+    A NaN from a broken checkpoint or a float16 overflow, say. A server's invalid
+    score is a [`MalformedResponseError`][qwen_rerank.MalformedResponseError].
+    """
 
 
 class RemoteError(QwenRerankError):

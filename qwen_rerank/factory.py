@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.remote import HOSTED_API_NAMES
 
 __all__ = [
     "LOCAL_ONLY",
@@ -29,7 +30,7 @@ __all__ = [
 
 Backend = Literal["local", "remote"]
 """``"local"``: [`LocalReranker`][qwen_rerank.LocalReranker]; ``"remote"``:
-[`VLLMReranker`][qwen_rerank.VLLMReranker]."""
+[`RemoteReranker`][qwen_rerank.RemoteReranker]."""
 
 LOCAL_ONLY: frozenset[str] = frozenset(
     {
@@ -64,6 +65,9 @@ REMOTE_ONLY: frozenset[str] = frozenset(
         "http_client",
         "async_http_client",
         "api",
+        "region",
+        "allow_http",
+        "price_per_million_tokens",
         "multimodal",
     }
 )
@@ -72,9 +76,9 @@ REMOTE_ONLY: frozenset[str] = frozenset(
 _DESCRIBED: dict[str, str] = {"local": "the local backend", "remote": "the remote vLLM backend"}
 
 
-def backend_for(base_url: str | Sequence[str] | None) -> Backend:
-    """``"remote"`` when a server URL (or a list of replicas) is given, else ``"local"``."""
-    return "local" if base_url is None else "remote"
+def backend_for(base_url: str | Sequence[str] | None, api: Any = None) -> Backend:
+    """``"remote"`` for a server URL (or a list of replicas) or a hosted ``api``, else ``"local"``."""
+    return "local" if base_url is None and api not in HOSTED_API_NAMES else "remote"
 
 
 def misplaced_options(names: Iterable[str], backend: Backend) -> list[str]:
@@ -122,11 +126,12 @@ def create_reranker(
     instruction: str | None = None,
     **options: Any,
 ) -> Reranker:
-    """A remote [`VLLMReranker`][qwen_rerank.VLLMReranker] with ``base_url``, else a local backend.
+    """A [`RemoteReranker`][qwen_rerank.RemoteReranker] for ``base_url`` or a hosted ``api``, else local.
 
     ``model`` is the checkpoint to load locally (default: Qwen3-Reranker-0.6B),
     or, with ``base_url``, the model name to ask the server for (default: the
-    server's). A local folder may be a ``str`` or any ``os.PathLike``. Other
+    server's; a hosted API's default model with ``api="dashscope"``, ``"siliconflow"``
+    or ``"deepinfra"``). A local folder may be a ``str`` or any ``os.PathLike``. Other
     keyword arguments go to the backend's constructor. Building a remote
     backend never imports torch.
 
@@ -136,13 +141,15 @@ def create_reranker(
             (``device`` with ``base_url``, ``timeout`` without it).
         TypeError: An option neither backend knows (the message names it).
     """
-    backend = backend_for(base_url)
+    backend = backend_for(base_url, options.get("api"))
     check_backend_options(options, backend)
-    if base_url is not None:
-        from qwen_rerank.remote import VLLMReranker
+    if backend == "remote":
+        from qwen_rerank.remote import RemoteReranker, VLLMReranker
 
         name = os.fspath(model) if isinstance(model, os.PathLike) else model
-        return VLLMReranker(base_url, model=name, instruction=instruction, **options)
+        # A server you run keeps the class existing code checks for; a hosted API gets the new name.
+        remote = RemoteReranker if options.get("api") in HOSTED_API_NAMES else VLLMReranker
+        return remote(base_url, model=name, instruction=instruction, **options)
     from qwen_rerank.local import LocalReranker
     from qwen_rerank.prompt import DEFAULT_MODEL
 

@@ -2,6 +2,7 @@
 
 This module is the only place that spells the template. A pair is scored from:
 
+<!-- not run by the tests: a template, not a program -->
 ```python
 PREFIX + "<Instruct>: {instruction}\\n<Query>: {query}\\n<Document>: {document}" + SUFFIX
 ```
@@ -16,6 +17,10 @@ document that contains ``<|im_end|>`` or ``<think>`` gets the tokens of those
 characters, never the control tokens, so it cannot close the prompt early.
 A server that tokenizes text itself (vLLM) cannot be told that; for it,
 `escape_control_tokens` breaks those spellings before the text is sent.
+
+One more spelling of the prompt ships for servers that build it themselves: the vLLM score
+template at [`server_template_path`][qwen_rerank.prompt.server_template_path]. The tests render
+it and compare it with `format_prompt`.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ __all__ = [
     "format_document_part",
     "format_prompt",
     "format_query_part",
+    "server_template_path",
     "split_for_stripping_server",
     "split_prompt",
     "split_prompts",
@@ -151,6 +157,24 @@ def split_for_stripping_server(query_text: str, texts: Sequence[str]) -> tuple[s
         return query_text + label, [text[len(label) :] + PAD_TOKEN for text in texts]
     head = PREFIX[: PREFIX.index(">") + 1]  # "<|im_start|>"
     return head, [query_text[len(head) :] + text + PAD_TOKEN for text in texts]
+
+
+def server_template_path() -> Path:
+    """The vLLM score template that renders exactly the model card's prompt (a file in this package).
+
+    Start vLLM with `--chat-template` set to this file (copy it to the server's machine) and use
+    `VLLMReranker(url, template="server")`. The template vLLM ships
+    (`examples/pooling/score/template/qwen3_reranker.jinja`) loses the prompt's final newline when
+    vLLM renders it, so every pair is scored one token short and the scores are wrong; this one
+    keeps it.
+
+    Example:
+        ```bash
+        vllm serve Qwen/Qwen3-Reranker-0.6B --runner pooling --hf-overrides '...' \\
+            --chat-template "$(python -c 'import qwen_rerank.prompt as p; print(p.server_template_path())')"
+        ```
+    """
+    return Path(__file__).with_name("qwen3_reranker_vllm.jinja")
 
 
 def escape_control_tokens(text: str) -> str:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from qwen_rerank.exceptions import QwenRerankError
+from qwen_rerank.exceptions import InvalidScoreError, QwenRerankError
 from qwen_rerank.media import Content
 
 __all__ = ["RerankResult", "Scored", "Usage", "rank"]
@@ -20,11 +20,13 @@ class Usage:
 
     ``prompt_tokens`` is what a rerank call is billed on; ``total_tokens`` is
     what the server calls its total (equal for rerank). A count the server did
-    not report is ``None``.
+    not report is ``None``. ``cost`` is ``total_tokens`` at the reranker's
+    ``price_per_million_tokens``, in its currency; ``None`` without a price.
     """
 
     prompt_tokens: int | None = None
     total_tokens: int | None = None
+    cost: float | None = None
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -139,5 +141,9 @@ def check_scores(scores: Sequence[float], expected: int) -> list[float]:
     out = [float(s) for s in scores]
     for position, value in enumerate(out):
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-            raise QwenRerankError(f"Score {value!r} for document {position} is not a probability in [0, 1].")
+            raise InvalidScoreError(
+                f"Score {value!r} for document {position} is not a probability in [0, 1]: the model "
+                "computed none (a NaN or infinite weight in the checkpoint, or a float16 overflow: "
+                "load it in float32)."
+            )
     return out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,34 +17,37 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no PostHog call,
 # test workers on two cores would start and fight over (the cold compile test: 168 s -> 133 s).
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
-# Files whose module fixtures are costly to make twice (a browser, a Gradio app, a Ray instance,
-# an Infinity server, a fresh tiny model, examples and venvs started all at once): under
-# `--dist loadgroup` each group stays on one worker. Every other test is handed out on its own, so a
-# slow file no longer holds a worker to itself.
-ONE_WORKER_FILES = {
-    "tests/cli/test_cli_tiny_api_and_top_n.py": "tests/cli/test_cli_tiny_api_and_top_n.py",
-    "tests/demo/test_demo_in_chromium.py": "tests/demo/test_demo_in_chromium.py",
-    "tests/demo/test_demo_over_http.py": "tests/demo/test_demo_over_http.py",
-    "tests/docs/test_docs_site.py": "tests/docs/test_docs_site.py",
-    "tests/docs/test_examples_run_offline.py": "tests/docs/test_examples_run_offline.py",
-    "tests/docs/test_framework_pages_snippets.py": "tests/docs/test_framework_pages_snippets.py",
-    "tests/docs/test_notebook_outputs.py": "tests/docs/test_notebook_outputs.py",
-    "tests/docs/test_snippets_in_minimal_installs.py": "tests/docs/test_snippets_in_minimal_installs.py",
-    "tests/integrations/test_ray_predictor.py": "tests/integrations/test_ray_predictor.py",
-    "tests/remote/test_tei_real_infinity_server.py": "tests/remote/test_tei_real_infinity_server.py",
-    # One llama-server for the session: its two files share a worker, so only one is started.
-    "tests/llamacpp/test_check_against_llama_server.py": "llama-server",
-    "tests/llamacpp/test_llamacpp_dialect_against_llama_server.py": "llama-server",
-}
-ROOT = Path(__file__).resolve().parents[1]
+# Markers (registered in pyproject.toml): `external` for a test that needs a real server, a browser,
+# Ray or package installs, `slow` for one that takes more than about 5 s; `-m "not external and not
+# slow"` is the fast inner loop. A module whose fixtures are costly to make twice (a browser, a Gradio
+# app, a Ray instance, a real server, examples and venvs) sets `pytest.mark.xdist_group(NAME)` in its
+# `pytestmark`: under `--dist loadgroup` each group stays on one worker, and every other test is handed
+# out on its own. Modules that share a costly session fixture share a group name ("llama-server").
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        group = ONE_WORKER_FILES.get(item.path.relative_to(ROOT).as_posix())
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each test that takes ``mode`` runs twice: through the sync and the async API
+    (``tests.helpers.call(reranker, mode, "score", ...)`` picks the method)."""
+    return str(request.param)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the libraries underneath out of /tmp: the suite leaves it as it found it (.ci/run checks).
+
+    Gradio keeps its uploads and edit history in ``$GRADIO_TEMP_DIR`` (default ``/tmp/gradio``),
+    here a folder of this process's, removed at the end. torch makes ``/tmp/torchinductor_USER``
+    when it first loads its compiler, which transformers does with every model; here it finds the
+    folder qwen-rerank gives compiled kernels anyway (``compile_cache_dir``). Ray's temporary
+    folder is the Ray test's own (tests/integrations/test_ray_predictor.py).
+    """
+    from qwen_rerank._paths import user_cache_dir
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir() / "torch-compile"))
+    if "GRADIO_TEMP_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="qwen-rerank-gradio-")
+        os.environ["GRADIO_TEMP_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
 """Helpers that several test files share: paths, the tiny dataset read independently, local ports,
-and the stub backends that record how they were called."""
+sync/async calls, score comparison, skipping what a machine lacks, and the stub backends that record
+how they were called. (Shared fixtures, such as ``mode``, live in tests/conftest.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -12,14 +14,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
-from gradio_client import Client
 
 from qwen_rerank._requests import Progress, Request
 from qwen_rerank.base import Reranker
 from qwen_rerank.tools.evaluation import METRICS
+
+if TYPE_CHECKING:
+    from gradio_client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
 HUB_ID = "Qwen/Qwen3-Reranker-0.6B"
@@ -36,11 +40,35 @@ CHROMIUM_ARGS = [
 ]
 
 
-def browser_unavailable(reason: str) -> None:
-    """Skip a browser test, or fail it where CI is set: CI must run them."""
+BROWSER_TESTS = "the browser tests (.ci/run installs chromium and playwright)"
+
+
+def skip_or_fail(reason: str, ci_runs: str) -> NoReturn:
+    """Skip a test whose server, browser or tool this machine lacks, or fail it where ``CI`` is set.
+
+    ``ci_runs`` names the tests CI must run and how CI provides what they need, e.g. `BROWSER_TESTS`.
+    """
     if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must run the browser tests (.ci/run installs chromium and playwright).")
+        pytest.fail(f"{reason}: CI must run {ci_runs}.")
     pytest.skip(reason)
+
+
+def call(reranker: Reranker, mode: str, method: str, *args: Any, **kwargs: Any) -> Any:
+    """``reranker.method(...)``, or ``asyncio.run(reranker.amethod(...))`` in async mode."""
+    if mode == "sync":
+        return getattr(reranker, method)(*args, **kwargs)
+    return asyncio.run(getattr(reranker, "a" + method)(*args, **kwargs))
+
+
+def max_diff(a: list[float], b: list[float]) -> float:
+    """The largest absolute difference between two score lists of the same length (0 when empty)."""
+    assert len(a) == len(b)
+    return max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
+
+
+def close_to(a: list[float], b: list[float], tol: float = 1e-4) -> bool:
+    """Whether two score lists have the same length and differ by at most ``tol`` everywhere."""
+    return len(a) == len(b) and all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
 
 
 @contextlib.contextmanager
@@ -49,9 +77,9 @@ def launched_chromium() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        browser_unavailable('playwright is not installed (pip install "qwen-rerank[dev]")')
+        skip_or_fail('playwright is not installed (pip install "qwen-rerank[dev]")', BROWSER_TESTS)
     if not CHROMIUM.is_file():
-        browser_unavailable(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+        skip_or_fail(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", BROWSER_TESTS)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -128,6 +156,9 @@ def free_port() -> int:
 
 
 def connect(url: str) -> Client:
+    """A gradio_client Client for the demo at ``url`` (imported here: only demo tests need gradio)."""
+    from gradio_client import Client
+
     return Client(url, verbose=False, analytics_enabled=False, download_files=False)
 
 
@@ -139,13 +170,14 @@ def expected_rows(results: list[Any]) -> list[list[Any]]:
 
 
 def one_at_a_time(
-    requests: list[Request], progress: Progress, score: Callable[[str, list[str]], list[float]]
+    requests: list[Request], progress: Progress | None, score: Callable[[str, list[str]], list[float]]
 ) -> list[list[float]]:
-    """Each request's ``score(query, documents)`` in turn, reported to ``progress`` as it finishes."""
+    """Each request's ``score(query, documents)`` in turn, told to ``progress`` (if any) as it finishes."""
     out = []
     for query, documents in requests:
         out.append(score(query, documents))
-        progress(1, len(documents))
+        if progress is not None:
+            progress(1, len(documents))
     return out
 
 
@@ -158,7 +190,7 @@ class Recorder(Reranker):
         self.calls: list[tuple[str, list[str], str]] = []
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         def score(query: str, documents: list[str]) -> list[float]:
             self.calls.append((query, list(documents), instruction))
@@ -167,7 +199,7 @@ class Recorder(Reranker):
         return one_at_a_time(requests, progress, score)
 
     async def _ascore_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         return self._score_batch(requests, instruction, progress)
 
@@ -188,12 +220,12 @@ class ThreadRecorder(Reranker):
         return score
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         return one_at_a_time(requests, progress, self._recorded("sync", instruction))
 
     async def _ascore_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         return one_at_a_time(requests, progress, self._recorded("async", instruction))
 
@@ -209,7 +241,7 @@ class LengthReranker(Reranker):
         self.calls: list[str] = []
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         def score(query: str, documents: list[str]) -> list[float]:
             self.calls.append(query)

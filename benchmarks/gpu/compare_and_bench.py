@@ -107,7 +107,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model", required=True)
     parser.add_argument("--server-a", required=True, help="served without a score template")
-    parser.add_argument("--server-b", required=True, help="served with --chat-template qwen3_reranker.jinja")
+    parser.add_argument(
+        "--server-b", required=True, help="served with --chat-template set to server_template_path()"
+    )
     args = parser.parse_args()
     ok = parity(
         args.model,

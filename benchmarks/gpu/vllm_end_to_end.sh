@@ -7,15 +7,15 @@
 # 2. builds a random-weight checkpoint with Qwen3-Reranker-0.6B's exact architecture and the real
 #    tokenizer (qwen_rerank.testing.make_tiny_reranker at full size: nothing is downloaded);
 # 3. serves it both ways, with the README's commands: A without a score template, B with
-#    --chat-template qwen3_reranker.jinja;
+#    --chat-template set to qwen-rerank's template (qwen_rerank.prompt.server_template_path());
 # 4. runs `qwen-rerank check` against each (template=client against A, server against B);
 # 5. compares VLLMReranker with LocalReranker on the same checkpoint in bf16: within 2e-3 and the
 #    same ranking on 50 mixed-length documents, CJK included;
 # 6. measures requests/s and pairs/s for 100 documents of 300 tokens at concurrency 1, 8 and 32.
 #
 # The output is also written to benchmarks/results/vllm_end_to_end-YYYY-MM-DD.txt.
-# Without a GPU it says so and exits 0. QWEN3_RERANKER_JINJA=path uses a local copy of vLLM's
-# template instead of fetching it for the installed version.
+# Without a GPU it says so and exits 0. QWEN3_RERANKER_JINJA=path serves B with another template
+# (vLLM's own examples/pooling/score/template/qwen3_reranker.jinja shows what check finds wrong).
 set -euo pipefail
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
@@ -54,11 +54,9 @@ make_tiny_reranker(
 print("built", sys.argv[1])
 PYEOF
 
-TEMPLATE="${QWEN3_RERANKER_JINJA:-$WORK/qwen3_reranker.jinja}"
-if [ ! -f "$TEMPLATE" ]; then
-    curl -fsSL -o "$TEMPLATE" \
-        "https://raw.githubusercontent.com/vllm-project/vllm/v$VLLM_VERSION/examples/pooling/score/template/qwen3_reranker.jinja"
-fi
+# qwen-rerank's score template: vLLM's own qwen3_reranker.jinja loses the prompt's final newline
+# (docs/remote-servers.md), so B would score other text. QWEN3_RERANKER_JINJA=path serves another.
+TEMPLATE="${QWEN3_RERANKER_JINJA:-$("$PY" -c 'from qwen_rerank.prompt import server_template_path; print(server_template_path())')}"
 
 echo "## 3. serve it both ways"
 PIDS=()

@@ -18,7 +18,7 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.factory import create_reranker, options_for
 from qwen_rerank.prompt import DEFAULT_MODEL
-from qwen_rerank.remote import API_KEY_ENV, API_NAMES
+from qwen_rerank.remote import API_KEY_ENV, API_NAMES, DIALECTS, HOSTED_API_NAMES
 
 __all__ = [
     "APIS",
@@ -29,6 +29,7 @@ __all__ = [
     "backend_options",
     "build_reranker",
     "check_backend_options",
+    "check_model_given",
     "count",
     "fail",
     "note",
@@ -140,14 +141,20 @@ def _add_remote_options(group: argparse._ArgumentGroup) -> None:
         "--template",
         choices=("client", "server"),
         help="vLLM: 'client' (default) if the server runs without --chat-template, 'server' if it "
-        f"runs with qwen3_reranker.jinja. The API key is read from ${API_KEY_ENV}.",
+        "runs with a --chat-template (qwen_rerank.prompt.server_template_path()). "
+        f"The API key is read from ${API_KEY_ENV}.",
     )
     group.add_argument(
         "--tokenizer",
         metavar="PATH_OR_ID",
         help="vLLM with --template client: tokenizer used to cut long documents to --max-length",
     )
-    group.add_argument("--api", choices=APIS, help="the server's wire format (default vllm)")
+    group.add_argument(
+        "--api",
+        choices=APIS,
+        help="the server's wire format (default vllm), or a hosted API (dashscope, siliconflow, "
+        "deepinfra: no --base-url needed, the key from its variable, e.g. DASHSCOPE_API_KEY)",
+    )
 
 
 # The backend settings the command line takes; which backend takes each is qwen_rerank.factory's to say.
@@ -180,9 +187,9 @@ def check_backend_options(args: argparse.Namespace) -> None:
         given = "--base-url" if args.base_url else "--model"
         raise UsageError(f"--tiny chooses the model itself; drop {given}, or drop --tiny.")
     local, remote = backend_options(args)
-    chosen = remote if args.base_url else local
+    chosen = remote if is_remote(args) else local
     misplaced = ["--" + name.replace("_", "-") for name in {**local, **remote} if name not in chosen]
-    if misplaced and args.base_url:
+    if misplaced and is_remote(args):
         raise UsageError(
             f"{' and '.join(misplaced)} only apply to a local model; with --base-url the server decides. "
             "Drop them, or drop --base-url to run the model here."
@@ -193,6 +200,23 @@ def check_backend_options(args: argparse.Namespace) -> None:
         )
     if args.max_length is not None and args.max_length < 1:
         raise UsageError(f"--max-length must be a positive integer, got {args.max_length}.")
+    if args.base_url:
+        check_model_given(args.api, args.model)
+
+
+def check_model_given(api: str | None, model: str | None) -> None:
+    """Refuse an `--api` whose servers need a model name when `--model` is not given.
+
+    Raises:
+        UsageError: `--api cohere` (say) without `--model`.
+    """
+    if api in DIALECTS and DIALECTS[api].needs_model and model is None:
+        raise UsageError(f"--api {api} needs --model NAME, the name the server serves the reranker as.")
+
+
+def is_remote(args: argparse.Namespace) -> bool:
+    """Whether the command line asks for a remote backend: a server's URL, or a hosted `--api`."""
+    return bool(args.base_url) or getattr(args, "api", None) in HOSTED_API_NAMES
 
 
 def tiny_model() -> str:
@@ -211,15 +235,17 @@ def backend_label(args: argparse.Namespace) -> str:
     """How the backend is named to the user: its URLs, else its model."""
     if args.base_url:
         return ", ".join(args.base_url)
+    if is_remote(args):
+        return f"api={args.api}"
     return local_model(args) or DEFAULT_MODEL
 
 
 def build_reranker(args: argparse.Namespace, **remote_extra: Any) -> Reranker:
     """The backend the command line asks for; `remote_extra` goes to a remote one only."""
     local, remote = backend_options(args)
-    if args.base_url:
-        urls: Sequence[str] = args.base_url
-        base_url = urls[0] if len(urls) == 1 else list(urls)
+    if is_remote(args):
+        urls: Sequence[str] = args.base_url or []
+        base_url = None if not urls else urls[0] if len(urls) == 1 else list(urls)
         return create_reranker(
             args.model, base_url=base_url, instruction=args.instruction, **remote, **remote_extra
         )

@@ -29,6 +29,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from qwen_rerank import __version__
 from qwen_rerank.cli._common import PROG, UsageError, fail
 from qwen_rerank.cli.calibrate import add_calibrate_command
 from qwen_rerank.cli.check import add_check_command
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rerank documents with Qwen3-Reranker, locally or through vLLM.",
         epilog="Run 'qwen-rerank COMMAND --help' for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in (
         add_rank_command,
@@ -74,15 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         add_command(commands)
     return parser
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("qwen-rerank")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 if __name__ == "__main__":

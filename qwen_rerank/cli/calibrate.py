@@ -15,7 +15,9 @@ does). A threshold holds for one model, instruction and corpus.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from qwen_rerank._imports import require
@@ -83,8 +85,9 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
 
     check_backend_options(args)
     _check(args)
-    if args.plot is not None:
-        require("PIL.Image", "plot")  # before minutes of scoring, not after
+    if args.plot is not None:  # before minutes of scoring, not after
+        require("PIL.Image", "plot")
+        _check_plot_path(args.plot)
     dataset = load_dataset(args.dataset, args.split)  # bad data fails before a model loads
     run = load_run(args.run, queries=dataset.queries, corpus=dataset.corpus)
     with build_reranker(args) as reranker:
@@ -99,14 +102,6 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
         )
     elif args.target_recall is not None:
         chosen, goal = calibration.for_recall(args.target_recall), f"recall >= {args.target_recall}"
-    if args.plot is not None:
-        try:
-            write_png(calibration, args.plot, chosen)
-        except OSError as exc:
-            raise DataFormatError(
-                args.plot, None, f"cannot write the chart ({exc.strerror or exc})."
-            ) from exc
-        note(f"wrote {args.plot}")
     if args.json:
         report = {**calibration.as_dict(), "target": goal, "chosen": chosen.as_dict() if chosen else None}
         print_json(report)
@@ -120,10 +115,31 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
                 f"recall {chosen.recall:.3f}, {chosen.empty_share:.1%} of queries left with no document "
                 f"({calibration.queries} queries). It holds for this model, instruction and corpus only."
             )
+    if args.plot is not None:  # after the results: a chart that fails to write loses none of them
+        sys.stdout.flush()
+        try:
+            write_png(calibration, args.plot, chosen)
+        except OSError as exc:
+            raise DataFormatError(
+                args.plot, None, f"cannot write the chart ({exc.strerror or exc})."
+            ) from exc
+        note(f"wrote {args.plot}")
     if goal is not None and chosen is None:
         print(f"qwen-rerank: no threshold reaches {goal} on this data.", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_plot_path(plot: str) -> None:
+    """Refuse a ``--plot`` path that cannot be written: a folder, or in a missing or read-only folder."""
+    path = Path(plot)
+    folder = path.parent
+    if path.is_dir():
+        raise UsageError(f"--plot {plot} is a folder; give a file name such as {path / 'calibration.png'}.")
+    if not folder.is_dir():
+        raise UsageError(f"--plot {plot}: the folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"--plot {plot} cannot be written (permission denied).")
 
 
 def _check(args: argparse.Namespace) -> None:

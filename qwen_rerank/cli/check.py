@@ -11,13 +11,22 @@ from dataclasses import asdict
 from typing import Any
 
 from qwen_rerank._secrets import display_url
-from qwen_rerank.cli._common import APIS, UsageError, one_line, print_json, terminal_text, tiny_model
-from qwen_rerank.remote import DIALECTS
+from qwen_rerank.cli._common import (
+    APIS,
+    UsageError,
+    check_model_given,
+    one_line,
+    print_json,
+    terminal_text,
+    tiny_model,
+)
+from qwen_rerank.remote import DIALECTS, HOSTED_API_NAMES
 from qwen_rerank.tools.diagnose import Finding, run_checks
 
 __all__ = ["add_check_command", "run_check_command"]
 
 _MESSAGE_CHARS = 400  # a finding's message, printed as text, is cut to this
+_TINY_APIS = ("vllm", "sglang", "cohere")  # the wire formats the fake server speaks
 
 
 def add_check_command(commands: Any) -> None:
@@ -28,19 +37,29 @@ def add_check_command(commands: Any) -> None:
         description="Check that a rerank server serves Qwen3-Reranker correctly; exit status 1 on any FAIL.",
     )
     target = check.add_mutually_exclusive_group()
-    target.add_argument("--base-url", metavar="URL", help="the server, e.g. http://localhost:8000")
+    target.add_argument(
+        "--base-url", metavar="URL", help="the server, e.g. http://localhost:8000 (a hosted --api: optional)"
+    )
     target.add_argument(
         "--tiny",
         action="store_true",
         help="start the fake server on the tiny random test model and check it: a healthy report, "
-        "offline (pip install 'qwen-rerank[testing]')",
+        "offline (pip install 'qwen-rerank[testing]'); --api vllm, sglang or cohere",
     )
     check.add_argument("--model", help="model name to ask for (default: the server's; required for cohere)")
     check.add_argument(
         "--template", choices=["client", "server"], help="default: client (server for --api llamacpp)"
     )
-    check.add_argument("--api", choices=APIS, default="vllm", help="default vllm")
-    check.add_argument("--max-length", type=int, default=8192, help="prompt tokens to expect (default 8192)")
+    check.add_argument(
+        "--api",
+        choices=APIS,
+        default="vllm",
+        help="default vllm; dashscope, siliconflow or deepinfra check a hosted API, with the key from "
+        "its variable (DASHSCOPE_API_KEY, SILICONFLOW_API_KEY, DEEPINFRA_API_KEY)",
+    )
+    check.add_argument(
+        "--max-length", type=int, help="prompt tokens to expect (default 8192; a hosted API: its limit)"
+    )
     check.add_argument(
         "--tokenizer",
         metavar="PATH_OR_ID",
@@ -54,16 +73,27 @@ def add_check_command(commands: Any) -> None:
 
 def run_check_command(args: argparse.Namespace) -> int:
     """Run `qwen-rerank check` with parsed `args`; return 1 if any check failed, else 0."""
-    if args.max_length < 1:
+    if args.max_length is not None and args.max_length < 1:
         raise UsageError(f"--max-length must be a positive integer, got {args.max_length}.")
     if args.tiny:
+        if args.api in HOSTED_API_NAMES:
+            raise UsageError("--tiny starts a fake vLLM server; drop --tiny to check a hosted --api.")
         return _check_tiny(args)
-    if not args.base_url:
-        raise UsageError("give the server to check with --base-url URL, or --tiny to check the fake one.")
+    if not args.base_url and args.api not in HOSTED_API_NAMES:
+        raise UsageError(
+            "give the server to check with --base-url URL, or --tiny to check the fake one (a hosted "
+            "--api dashscope, siliconflow or deepinfra needs neither)."
+        )
+    check_model_given(args.api, args.model)
     return _report(args, args.base_url, args.model)
 
 
 def _check_tiny(args: argparse.Namespace) -> int:
+    if args.api not in _TINY_APIS:
+        raise UsageError(
+            f"--tiny serves the fake server in the {', '.join(_TINY_APIS)} formats only; check a real "
+            f"{args.api} server with --base-url URL --api {args.api}."
+        )
     from qwen_rerank.local import quiet_progress_bars
     from qwen_rerank.testing import FakeVLLMServer
 
@@ -74,7 +104,7 @@ def _check_tiny(args: argparse.Namespace) -> int:
         return _report(args, server.url, model)
 
 
-def _report(args: argparse.Namespace, base_url: str, model: str | None) -> int:
+def _report(args: argparse.Namespace, base_url: str | None, model: str | None) -> int:
     findings = run_checks(
         base_url,
         model=model,
@@ -87,7 +117,7 @@ def _report(args: argparse.Namespace, base_url: str, model: str | None) -> int:
     failed = any(f.status == "FAIL" for f in findings)
     if args.json:
         report = {
-            "base_url": display_url(base_url),
+            "base_url": display_url(base_url) if base_url else None,
             "api": args.api,
             "template": args.template or DIALECTS[args.api].default_template,
             "ok": not failed,

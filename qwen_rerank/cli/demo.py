@@ -14,9 +14,16 @@ from qwen_rerank.cli._common import (
     backend_options,
     build_reranker,
     check_backend_options,
+    is_remote,
 )
 
-__all__ = ["add_demo_command", "run_demo"]
+__all__ = ["TINY_NOTE", "add_demo_command", "run_demo"]
+
+TINY_NOTE = (
+    "**This page scores with the tiny random test model** (`--tiny`): its weights are random, so "
+    "its scores and rankings mean nothing. Serve a real checkpoint with `--model` (e.g. "
+    "`Qwen/Qwen3-Reranker-0.6B`) for real rankings."
+)
 
 
 def add_demo_command(commands: Any) -> None:
@@ -58,7 +65,8 @@ def run_demo(args: argparse.Namespace) -> int:
         reranker=reranker,
         instruction=args.instruction,
         local_options=local,
-        remote_options={**remote, "model": args.model} if args.base_url else None,
+        remote_options={**remote, "model": args.model} if is_remote(args) else None,
+        note=TINY_NOTE if args.tiny else None,
     )
     try:
         launch_demo(app, host=args.host, port=args.port)

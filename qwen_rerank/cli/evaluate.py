@@ -13,6 +13,7 @@ from qwen_rerank.cli._common import (
     add_backend_options,
     build_reranker,
     check_backend_options,
+    is_remote,
     note,
     print_json,
 )
@@ -99,7 +100,7 @@ def _check_eval_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--top-k must be a positive integer, got {args.top_k}.")
     if args.batch_queries < 1:
         raise UsageError(f"--batch-queries must be a positive integer, got {args.batch_queries}.")
-    if args.concurrency is not None and not args.base_url:
+    if args.concurrency is not None and not is_remote(args):
         raise UsageError("--concurrency only applies to a vLLM server: add --base-url URL, or drop it.")
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError(f"--concurrency must be a positive integer, got {args.concurrency}.")

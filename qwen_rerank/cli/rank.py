@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qwen_rerank._validation import check_top_n
+from qwen_rerank._validation import check_query, check_top_n
 from qwen_rerank.cli._common import (
     UsageError,
     add_backend_options,
@@ -97,6 +97,7 @@ def run_rank(args: argparse.Namespace) -> int:
     if fmt == "auto":
         fmt = "jsonl" if name.endswith((".jsonl", ".ndjson")) else "lines"
     try:
+        check_query(args.query, name="--query")
         top_n = check_top_n(args.top_n, name="--top-n", unset="unset")
     except InvalidInputError as exc:
         raise UsageError(str(exc)) from exc

@@ -27,6 +27,28 @@ def copy_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
         return copied
 
 
+RERANK_KEYS = frozenset(
+    {"relevance_score", "rerank_usage", "truncated", "best_span", "reranked", "rerank_error"}
+)
+"""The metadata keys the adapters write about one rerank call: each call replaces all of them."""
+
+
+def result_metadata(metadata: Mapping[str, Any], result: RerankResult, **added: Any) -> dict[str, Any]:
+    """A copy of ``metadata`` that describes ``result`` only: no key an earlier rerank wrote survives.
+
+    Every key of `RERANK_KEYS` is dropped, then `cut_metadata` (reranked) or
+    ``{"reranked": False, "rerank_error": ...}`` (not reranked, ``on_error="passthrough"``)
+    is added, then ``added`` (such as LangChain's ``relevance_score``), for a reranked result only.
+    """
+    fresh = copy_metadata({key: value for key, value in metadata.items() if key not in RERANK_KEYS})
+    if not result.reranked:
+        fresh.update(reranked=False, rerank_error=result.error)
+        return fresh
+    fresh.update(cut_metadata(result))
+    fresh.update(added)
+    return fresh
+
+
 def cut_metadata(result: RerankResult) -> dict[str, Any]:
     """The metadata keys an adapter adds about what the model read of a document.
 

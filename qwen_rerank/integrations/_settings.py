@@ -12,7 +12,8 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.factory import backend_for, check_backend_options, create_reranker
 from qwen_rerank.integrations._lazy import LazyReranker
-from qwen_rerank.integrations._sealed import check_options_hold_no_secret
+from qwen_rerank.integrations._sealed import api_key_from_env, check_options_hold_no_secret
+from qwen_rerank.remote import HOSTED_API_NAMES
 
 
 def check_call_settings(
@@ -83,9 +84,11 @@ def adapter_backend(
     if reranker is not None:
         _check_nothing_beside(given, options, model=model, base_url=base_url)
         return LazyReranker(functools.partial(_ready, reranker), eager=True, owned=False)
-    backend = backend_for(base_url)
-    if backend == "local":
-        # An API key means nothing locally, and may have come from the environment unasked.
+    api = options.get("api")
+    backend = backend_for(base_url, api)
+    if backend == "local" or (api in HOSTED_API_NAMES and given.get("api_key") == api_key_from_env()):
+        # An API key means nothing locally, and may have come from the environment unasked; the
+        # QWEN_RERANK_API_KEY of your own servers is never sent to a hosted API, which reads its own.
         given.pop("api_key", None)
     check_backend_options(given, backend)
     build = functools.partial(create_reranker, model_name(model), base_url=base_url, **given, **options)

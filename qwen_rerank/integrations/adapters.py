@@ -11,7 +11,8 @@ its ecosystem expects and delegates everything else here:
   when a backend setting changes, released by ``close()``;
 - inputs and outputs: documents or nodes turned into text with errors that name
   the position ([`rerank_inputs`][qwen_rerank.integrations.adapters.rerank_inputs]),
-  metadata copied safely, the ``truncated``/``best_span`` keys;
+  metadata copied safely, the ``truncated``/``best_span`` keys, and each call's keys written
+  afresh ([`result_metadata`][qwen_rerank.integrations.adapters.result_metadata]);
 - secrets: URLs shown without credentials, ``backend_options`` never holding a
   key, a URL sealed ([`Sealed`][qwen_rerank.integrations.adapters.Sealed], as
   [`seal_base_url`][qwen_rerank.integrations.adapters.seal_base_url] does to an
@@ -30,7 +31,7 @@ from __future__ import annotations
 from qwen_rerank.integrations._errors import invalid_input_in
 from qwen_rerank.integrations._inputs import ItemMedia, rerank_inputs, text_with_metadata, with_media
 from qwen_rerank.integrations._lazy import LazyReranker
-from qwen_rerank.integrations._metadata import copy_metadata, cut_metadata
+from qwen_rerank.integrations._metadata import RERANK_KEYS, copy_metadata, cut_metadata, result_metadata
 from qwen_rerank.integrations._sealed import (
     Sealed,
     api_key_from_env,
@@ -54,6 +55,7 @@ from qwen_rerank.remote import API_KEY_ENV
 __all__ = [
     "API_KEY_ENV",
     "BACKEND_FIELDS",
+    "RERANK_KEYS",
     "ItemMedia",
     "LazyReranker",
     "Sealed",
@@ -70,6 +72,7 @@ __all__ = [
     "public_options",
     "redact_urls",
     "rerank_inputs",
+    "result_metadata",
     "seal_base_url",
     "served_model",
     "text_with_metadata",

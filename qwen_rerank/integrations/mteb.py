@@ -5,6 +5,7 @@
 candidates (``task.convert_to_reranking(...)``) with our exact scores, on
 this machine or on a vLLM fleet (``base_url=``):
 
+<!-- not run by the tests: tasks are the MTEB tasks you evaluate on -->
 ```python
 import mteb
 from qwen_rerank.integrations.mteb import MTEBReranker

@@ -5,6 +5,7 @@ each Ray actor builds one reranker (a [`LocalReranker`][qwen_rerank.LocalReranke
 GPU, or a [`VLLMReranker`][qwen_rerank.VLLMReranker] against your servers) and scores
 the batches it is given:
 
+<!-- not run by the tests: reads s3://bucket and needs four GPUs -->
 ```python
 import ray
 from qwen_rerank.integrations.ray import RerankPredictor

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen_rerank._chunking import LongDocumentsMode
-from qwen_rerank._requests import Progress, Request, TextRequest, one_request_call, text_requests
+from qwen_rerank._requests import Progress, Request, TextRequest, text_requests
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError
@@ -91,7 +91,7 @@ class LocalReranker(Reranker):
             the hub cannot be reached (checked within a few seconds). A
             one-logit ``-seq-cls`` conversion (``Qwen3ForSequenceClassification``,
             as TEI and Infinity serve) loads too and scores ``sigmoid(logit)``,
-            the same score (see ``docs/tei-infinity.md``).
+            the same score (see [TEI and Infinity](tei-infinity.md)).
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or a torch.device.
             ``None`` picks cuda, then mps, then cpu. A device this machine lacks
             raises [`InvalidInputError`][qwen_rerank.exceptions.InvalidInputError] before
@@ -131,7 +131,7 @@ class LocalReranker(Reranker):
             ``max_length`` at its end, and ``rerank`` marks the result
             ``truncated``; ``"chunk"`` scores overlapping windows of such a
             document, in the same batches as the other documents, and keeps
-            the best window's score and ``span`` (see ``docs/long-documents.md``).
+            the best window's score and ``span`` (see [Long documents](long-documents.md)).
         chunk_tokens: Chunk mode: document tokens per window. ``None`` (the
             default) takes the most that fit beside the instruction and query.
         chunk_overlap: Chunk mode: tokens that neighbouring windows share.
@@ -312,11 +312,11 @@ class LocalReranker(Reranker):
         return None if self._vl is not None else (self.prompt_tokenizer, self.max_length)
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         """Scores per request: cached ones looked up, each request's distinct rest computed together.
 
-        A one-request call reports no progress, so it may show this backend's own bar.
+        A call with no ``progress`` to report to (``score``, ``rerank``) may show this backend's own bar.
         """
         if self._vl is not None:
             with self._forward_lock:
@@ -327,8 +327,7 @@ class LocalReranker(Reranker):
             (query, [doc for doc in dict.fromkeys(documents) if doc not in hits])
             for (query, documents), hits in zip(texts, known, strict=True)
         ]
-        watched = None if progress is one_request_call else progress
-        tracker = Tracker(requests, [len(docs) for _, docs in missing], watched)
+        tracker = Tracker(requests, [len(docs) for _, docs in missing], progress)
         computed = self._compute_many(missing, instruction, tracker)
         for (query, docs), scores, hits in zip(missing, computed, known, strict=True):
             hits.update(zip(docs, scores, strict=True))

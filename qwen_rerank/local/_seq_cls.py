@@ -42,7 +42,8 @@ def load_scoring_model(source: str, **kwargs: Any) -> tuple[torch.nn.Module, tup
     module's docstring, with ``SEQ_CLS_ROWS``.
 
     Raises:
-        ModelLoadError: A sequence classifier with other than one label.
+        ModelLoadError: A sequence classifier with other than one label, or without some of its
+            weights (its classifier row ``score.weight``, say), which transformers would make up.
     """
     config_kwargs = {k: v for k, v in kwargs.items() if k != "dtype"}
     config = transformers.AutoConfig.from_pretrained(source, **config_kwargs)
@@ -55,7 +56,18 @@ def load_scoring_model(source: str, **kwargs: Any) -> tuple[torch.nn.Module, tup
             "one (its logit is logit_yes - logit_no). Pass the causal-LM checkpoint, or one converted with "
             "qwen_rerank.testing.seq_cls.convert_to_seq_cls."
         )
-    classifier = transformers.AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    classifier, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+        source, output_loading_info=True, **kwargs
+    )
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        # transformers fills them with random values: scores would be wrong, and differ on each load.
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ModelLoadError(
+            f"{source!r} is a -seq-cls checkpoint without the weights {shown}; loading it would score "
+            "with random ones. Convert the checkpoint again (qwen_rerank.testing.seq_cls."
+            "convert_to_seq_cls keeps the classifier row score.weight), or pass the causal-LM checkpoint."
+        )
     return _as_causal_lm(classifier), SEQ_CLS_ROWS
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from qwen_rerank._requests import Progress, Request, one_request_call
+from qwen_rerank._requests import Progress, Request
 from qwen_rerank.local._cache import ScoreCache
 from qwen_rerank.local._devices import default_batch_tokens
 from qwen_rerank.local._vl import VLScorer
@@ -60,7 +60,9 @@ class VLEngine:
     def max_batch_tokens(self) -> int:
         return self.scorer.max_batch_tokens
 
-    def score(self, requests: list[Request], instruction: str, progress: Progress) -> list[list[float]]:
+    def score(
+        self, requests: list[Request], instruction: str, progress: Progress | None
+    ) -> list[list[float]]:
         """Each request's scores: cached ones looked up (text, bytes and data URLs only), the rest run."""
         keys = [[self._key(query, doc, instruction) for doc in documents] for query, documents in requests]
         known = [self._cached(row) for row in keys]
@@ -68,8 +70,7 @@ class VLEngine:
             (query, [doc for doc, hit in zip(documents, hits, strict=True) if hit is None])
             for (query, documents), hits in zip(requests, known, strict=True)
         ]
-        watched = None if progress is one_request_call else progress
-        tracker = Tracker(requests, [len(docs) for _, docs in missing], watched)
+        tracker = Tracker(requests, [len(docs) for _, docs in missing], progress)
         computed = self.scorer.score_batch(missing, instruction, tracker.scored)
         out = []
         for hits, fresh, row in zip(known, computed, keys, strict=True):

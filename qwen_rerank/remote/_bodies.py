@@ -12,6 +12,7 @@ All of it is pure: no I/O, the same for sync and async calls.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +20,14 @@ from typing import Any
 from qwen_rerank._chunking import WindowPlan
 from qwen_rerank._imports import require
 from qwen_rerank._requests import Progress, Request
-from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
+from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, QwenRerankWarning
 from qwen_rerank.media import Content, MediaLimits
 from qwen_rerank.prompt import (
     DEFAULT_INSTRUCTION,
     SUFFIX,
     PromptTokenizer,
     escape_control_tokens,
+    format_body,
     format_document_part,
     split_for_stripping_server,
     split_prompts,
@@ -33,8 +35,18 @@ from qwen_rerank.prompt import (
 from qwen_rerank.remote._dialects import Dialect, break_placeholders, encode_body
 from qwen_rerank.remote._parts import content_parts
 from qwen_rerank.remote._settings import Limits, check_fixed_instruction
+from qwen_rerank.remote._splitting import RequestBudget, count_tokens, split_request
 
-__all__ = ["Batch", "RequestBuilder", "SubRequest", "chunk_bounds", "escaped_windows", "load_tokenizer"]
+__all__ = [
+    "Batch",
+    "RequestBuilder",
+    "SubRequest",
+    "chunk_bounds",
+    "escaped_windows",
+    "load_tokenizer",
+    "verifies_server_template",
+    "warn_server_template",
+]
 
 logger = logging.getLogger("qwen_rerank.remote._reranker")
 
@@ -46,6 +58,7 @@ class SubRequest:
     start: int
     end: int
     body: bytes
+    prompt_tokens: int | None = None  # the tokens the server's prompts must take; None: not known
 
 
 def chunk_bounds(count: int, max_per_chunk: int) -> list[tuple[int, int]]:
@@ -86,6 +99,7 @@ class RequestBuilder:
     model: str | None
     limits: Limits
     tokenizer: PromptTokenizer | None
+    budget: RequestBudget | None = None  # a hosted API's limits: requests are split to them
     media_limits: MediaLimits | None = None
     """How local images are read to be sent; ``None``: the server reads text only."""
     warned_long: bool = False
@@ -96,6 +110,8 @@ class RequestBuilder:
         if not isinstance(query, str) or len(plain) != len(documents):
             return self._media_sub_requests(query, documents, instruction)
         query_text, texts, sent_instruction = self._texts(query, plain, instruction)
+        counts = self._prompt_counts(query_text, texts, sent_instruction)
+        bounds = self._bounds(query_text, texts, sent_instruction)
         return [
             SubRequest(
                 start,
@@ -108,8 +124,9 @@ class RequestBuilder:
                     instruction=sent_instruction,
                     max_tokens_per_doc=self.limits.max_tokens_per_doc,
                 ),
+                None if counts is None else sum(counts[start:end]),
             )
-            for start, end in chunk_bounds(len(texts), self.limits.max_documents_per_request)
+            for start, end in bounds
         ]
 
     def _media_sub_requests(
@@ -139,6 +156,40 @@ class RequestBuilder:
             )
             for start, end in chunk_bounds(len(parts), self.limits.max_documents_per_request)
         ]
+
+    def check_instruction(self, instruction: str) -> None:
+        """Refuse an instruction that this dialect and template cannot send, before anything is sent.
+
+        Raises:
+            InvalidInputError: llama-server's fixed instruction is not ``instruction``, or
+                ``template="server"`` has no field to send it in.
+        """
+        check_fixed_instruction(self.dialect, instruction)
+        if self.template == "server":
+            self._server_instruction(escape_control_tokens(instruction))
+
+    def _prompt_counts(self, query: str, texts: list[str], instruction: str | None) -> list[int] | None:
+        """The tokens of the model card's prompt of each pair the server's template renders.
+
+        Only where `verifies_server_template` holds; the texts are escaped, so the plain
+        encoding is the server's.
+        """
+        pt = self.tokenizer
+        if pt is None or not verifies_server_template(self.dialect, self.template, self.limits):
+            return None
+        instruction = instruction or DEFAULT_INSTRUCTION
+        bodies = pt.encode_text([format_body(query, text, instruction) for text in texts])
+        return [pt.fixed_length + len(body) for body in bodies]
+
+    def _bounds(self, query: str, texts: list[str], instruction: str | None) -> list[tuple[int, int]]:
+        """Sub-request ranges: by document count, or within a hosted API's limits (tokens counted)."""
+        if self.budget is None:
+            return chunk_bounds(len(texts), self.limits.max_documents_per_request)
+        # The provider reads the query (and the instruction beside it) once per document.
+        query_texts = [query] if instruction is None else [query, instruction]
+        counts = count_tokens([*query_texts, *texts], self.tokenizer)
+        head = len(query_texts)
+        return split_request(sum(counts[:head]), counts[head:], self.budget, estimated=self.tokenizer is None)
 
     def _texts(self, query: str, documents: list[str], instruction: str) -> tuple[str, list[str], str | None]:
         """The query and document texts to send, and the instruction field (server template only)."""
@@ -197,11 +248,37 @@ class RequestBuilder:
             )
 
 
+def verifies_server_template(dialect: Dialect, template: str, limits: Limits) -> bool:
+    """Whether the prompt tokens vLLM reports are checked against the model card's prompts.
+
+    With vLLM's server template and no ``max_tokens_per_doc`` (which vLLM applies, so that
+    the client cannot count the prompt), each reply's ``usage.prompt_tokens`` must equal the
+    tokens of the card's prompts: a template that renders another prompt scores other text.
+    """
+    return dialect.name == "vllm" and template == "server" and limits.max_tokens_per_doc is None
+
+
+def warn_server_template(dialect: Dialect) -> None:
+    """Warn, for vLLM, that the client cannot see which prompt the server's template renders."""
+    if dialect.name != "vllm":
+        return
+    warnings.warn(
+        "template='server' scores whatever prompt the server's --chat-template renders, which the client "
+        "cannot see: vLLM's own qwen3_reranker.jinja loses the prompt's final newline and scores wrong "
+        "without an error. Start vLLM with --chat-template set to the file that "
+        "qwen_rerank.prompt.server_template_path() names, and run `qwen-rerank check --base-url URL "
+        "--template server` once: it reads back the rendered prompt. (With tokenizer=, each reply's "
+        "prompt token count is checked too, which catches templates of another length.)",
+        QwenRerankWarning,
+        stacklevel=3,
+    )
+
+
 class Batch:
     """The sub-requests of many requests, and their scores as they come back, merged per request."""
 
     def __init__(
-        self, builder: RequestBuilder, requests: list[Request], instruction: str, progress: Progress
+        self, builder: RequestBuilder, requests: list[Request], instruction: str, progress: Progress | None
     ) -> None:
         self._counts = [len(documents) for _, documents in requests]
         self._subs = [builder.sub_requests(q, documents, instruction) for q, documents in requests]
@@ -218,7 +295,8 @@ class Batch:
         request, part = key
         self._parts[request][part] = scores
         self._left[request] -= 1
-        self._progress(1 if self._left[request] == 0 else 0, len(scores))
+        if self._progress is not None:
+            self._progress(1 if self._left[request] == 0 else 0, len(scores))
 
     def results(self) -> list[list[float]]:
         """Every request's scores, in document order."""

@@ -21,6 +21,10 @@ llamacpp   ``/v1/rerank``   query, documents                ``{"results": [{"ind
                                                             "relevance_score"}], "usage"}``
 =========  ===============  ==============================  =================================
 
+The hosted APIs (``dashscope``, ``siliconflow``, ``deepinfra``) are rows built from their
+[`Provider`][qwen_rerank.remote._providers.Provider]: they apply the Qwen3 template
+themselves, and their bodies, replies and error messages are read by ``_hosted``.
+
 Fields in ``?`` are sent only with ``template="server"`` (the server applies the Qwen3
 template and needs the instruction) or when set. Every server may sort its results:
 they are always mapped back by ``index``.
@@ -43,13 +47,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
+from qwen_rerank.remote._hosted import encode_hosted_body, hosted_results_of, read_hosted_usage
+from qwen_rerank.remote._providers import PROVIDERS, Provider
 from qwen_rerank.results import Usage
 
 __all__ = ["DIALECTS", "ApiName", "Dialect", "Usage", "break_placeholders", "encode_body", "read_usage"]
 
-ApiName = Literal["vllm", "sglang", "cohere", "tei", "infinity", "llamacpp"]
-"""The names of the wire formats, as ``VLLMReranker(api=...)`` takes them."""
+ApiName = Literal[
+    "vllm", "sglang", "cohere", "tei", "infinity", "llamacpp", "dashscope", "siliconflow", "deepinfra"
+]
+"""The names of the wire formats, as ``RemoteReranker(api=...)`` takes them."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,26 @@ class Dialect:
     # Placeholders the server fills after the query is in place: one inside the query would be
     # filled too, so they are broken in the query before it is sent.
     query_placeholders: tuple[str, ...] = ()
+    # The default max_documents_per_request: the most documents the server takes in one request.
+    max_documents: int = 128
+    hosted: Provider | None = None  # a hosted API: its bodies, replies and errors are its provider's
+
+
+def _hosted_dialect(provider: Provider) -> Dialect:
+    """The dialect of a hosted API: it applies the Qwen3 template itself, the instruction in its field."""
+    return Dialect(
+        provider.name,
+        provider.path,
+        instruction_field=provider.instruction_field,
+        sends_model=True,
+        needs_model=True,
+        takes_max_tokens_per_doc=False,
+        results_key="results",
+        score_key="relevance_score",  # hosted_results_of gives every result this shape
+        applies_template=True,
+        default_template="server",
+        hosted=provider,
+    )
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -123,6 +152,7 @@ DIALECTS: dict[str, Dialect] = {
         extra={"raw_scores": False, "return_text": False, "truncate": False},
         documents_key="texts",
         server_template=False,
+        max_documents=32,  # TEI's default --max-client-batch-size
     ),
     "infinity": Dialect(
         "infinity",
@@ -151,6 +181,7 @@ DIALECTS: dict[str, Dialect] = {
         default_template="server",
         query_placeholders=("{document}",),
     ),
+    **{name: _hosted_dialect(provider) for name, provider in PROVIDERS.items()},
 }
 
 
@@ -178,6 +209,13 @@ def encode_body(
     """The JSON body of one rerank request in ``dialect``; ``instruction`` only for a server template.
 
     A multimodal query or document is vLLM's content dict (`qwen_rerank.remote._parts`)."""
+    if dialect.hosted is not None:
+        texts = [doc for doc in documents if isinstance(doc, str)]
+        if not isinstance(query, str) or len(texts) != len(documents):
+            raise InvalidInputError(
+                f"{dialect.hosted.title} scores text only; a request holds an image or video."
+            )
+        return encode_hosted_body(dialect.hosted, model or "", query, texts, instruction=instruction)
     body: dict[str, Any] = {"query": query, dialect.documents_key: list(documents)}
     if model is not None and dialect.sends_model:
         body["model"] = model
@@ -202,6 +240,8 @@ def encode_body(
 
 def results_of(dialect: Dialect, data: Any) -> list[Any] | None:
     """The list of results in a parsed 200 body, or None when it has none where ``dialect`` puts it."""
+    if dialect.hosted is not None:
+        return hosted_results_of(dialect.hosted, data)
     results = (
         data
         if dialect.results_key is None
@@ -212,6 +252,8 @@ def results_of(dialect: Dialect, data: Any) -> list[Any] | None:
 
 def read_usage(dialect: Dialect, data: Any) -> Usage:
     """Token counts in a parsed 200 body; counts that are absent or not ints are ``None``."""
+    if dialect.hosted is not None:
+        return read_hosted_usage(dialect.hosted, data)
     if dialect.results_key is None:  # sglang: per-result meta_info
         counts = [_int(_get(item, "meta_info", "prompt_tokens")) for item in data]
         known = [c for c in counts if c is not None]

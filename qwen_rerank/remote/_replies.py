@@ -24,11 +24,14 @@ from typing import Any
 from qwen_rerank._secrets import display_url
 from qwen_rerank.exceptions import APIStatusError, MalformedResponseError
 from qwen_rerank.remote._dialects import DIALECTS, Dialect, Usage, read_usage, results_of
+from qwen_rerank.remote._hosted import hosted_error_text, hosted_results_shape
+from qwen_rerank.remote._providers import Provider
 
 __all__ = [
     "MAX_SERVER_TEXT",
     "BodyReader",
     "Parsed",
+    "check_prompt_tokens",
     "parse_retry_after",
     "parse_scores",
     "quotable",
@@ -128,6 +131,7 @@ def parse_scores(
     *,
     dialect: Dialect = DIALECTS["vllm"],
     redact: Callable[[str], str] = str,
+    prompt_tokens: int | None = None,
 ) -> Parsed:
     """Scores of a 200 rerank response, in document order, mapped by each result's ``index``.
 
@@ -135,13 +139,16 @@ def parse_scores(
     [`MalformedResponseError`][qwen_rerank.MalformedResponseError] unless the body is
     JSON with a list of results (where ``dialect`` keeps it) holding
     exactly one finite score in [0, 1] for every index in ``range(expected)``.
-    ``redact`` scrubs secrets from the quoted body.
+    ``redact`` scrubs secrets from the quoted body. With ``prompt_tokens``, the tokens
+    the model card's prompts take, a server that reports another count raises too (see
+    `check_prompt_tokens`).
     """
     where = f"The server at {display_url(url)} answered HTTP 200"
     data = _load_json(content, where, redact, expected)
     results = results_of(dialect, data)
     if results is None:
         shape = "a bare list of results" if dialect.results_key is None else f"a {dialect.results_key!r} list"
+        shape = shape if dialect.hosted is None else hosted_results_shape(dialect.hosted)
         raise MalformedResponseError(
             f"{where} without {shape}: {redact(_snippet(content))!r}. Is this a rerank endpoint, "
             f"and does it speak api={dialect.name!r}?"
@@ -155,7 +162,7 @@ def parse_scores(
         if not (
             type(index) is int and 0 <= index < expected and type(score) is float and 0.0 <= score <= 1.0
         ):
-            index, score = _index_and_score(item, key, expected, len(results), where)
+            index, score = _index_and_score(item, key, expected, len(results), where, dialect.hosted is None)
         if scores[index] is not None:
             raise MalformedResponseError(f"{where} with index {index} twice; results are incomplete.")
         scores[index] = score
@@ -165,7 +172,23 @@ def parse_scores(
             f"{where} with {expected - len(missing)} of {expected} results; missing indices {missing[:10]}"
             f"{' ...' if len(missing) > 10 else ''}. Was top_n set by a proxy?"
         )
-    return Parsed([s for s in scores if s is not None], read_usage(dialect, data))
+    usage = read_usage(dialect, data)
+    check_prompt_tokens(prompt_tokens, usage.prompt_tokens, url)
+    return Parsed([s for s in scores if s is not None], usage)
+
+
+def check_prompt_tokens(expected: int | None, reported: int | None, url: str) -> None:
+    """Raise [`MalformedResponseError`][qwen_rerank.MalformedResponseError] when a server's
+    template rendered prompts of another length than the model card's (``None``: not known)."""
+    if expected is None or reported is None or expected == reported:
+        return
+    raise MalformedResponseError(
+        f"The server at {display_url(url)} reports {reported} prompt tokens where the model card's "
+        f"prompts take {expected}: its --chat-template renders another prompt, so its scores are not "
+        "the model's. vLLM's own qwen3_reranker.jinja loses the prompt's final newline. Start vLLM "
+        "with --chat-template set to the file qwen_rerank.prompt.server_template_path() names, or "
+        "serve without a template and use template='client'."
+    )
 
 
 def _load_json(content: bytes, where: str, redact: Callable[[str], str], expected: int) -> Any:
@@ -210,7 +233,9 @@ def _structure(content: bytes) -> tuple[int, int]:
     return bare.count(b"[") + bare.count(b"{"), bare.count(b",") + bare.count(b":")
 
 
-def _index_and_score(item: Any, key: str, expected: int, count: int, where: str) -> tuple[int, float]:
+def _index_and_score(
+    item: Any, key: str, expected: int, count: int, where: str, self_hosted: bool
+) -> tuple[int, float]:
     index = item.get("index") if isinstance(item, dict) else None
     score: Any = item.get(key) if isinstance(item, dict) else None
     if type(index) is not int or not 0 <= index < expected:
@@ -224,17 +249,23 @@ def _index_and_score(item: Any, key: str, expected: int, count: int, where: str)
         )
     if not 0.0 <= score <= 1.0:
         raise MalformedResponseError(
-            f"{where} with {key} {score!r} for index {index}, outside [0, 1]. Serve the model "
-            'with --hf_overrides \'{..., "classifier_from_token": ["no", "yes"], '
-            '"is_original_qwen3_reranker": true}\' and keep use_activation on.'
+            f"{where} with {key} {score!r} for index {index}, outside [0, 1]."
+            + (_PROBABILITY_HINT if self_hosted else "")
         )
     return index, float(score)
 
 
-def server_message(content: bytes) -> str | None:
+_PROBABILITY_HINT = (
+    ' Serve the model with --hf_overrides \'{..., "classifier_from_token": ["no", "yes"], '
+    '"is_original_qwen3_reranker": true}\' and keep use_activation on.'
+)
+
+
+def server_message(content: bytes, dialect: Dialect = DIALECTS["vllm"]) -> str | None:
     """The error message in a vLLM error body (``{"error": {...}}``, flat), or a text's first line.
 
-    Whatever the server sent, the message is at most `MAX_SERVER_TEXT` characters.
+    A hosted API's body is read as its provider writes it (with its code). Whatever the
+    server sent, the message is at most `MAX_SERVER_TEXT` characters.
     """
     containers, values = _structure(content)
     if containers > _SLACK or values > _SLACK:  # no error body has that much structure
@@ -243,8 +274,8 @@ def server_message(content: bytes) -> str | None:
         data = json.loads(content)
     except (ValueError, RecursionError):
         return first_line(content)
-    message: Any = None
-    if isinstance(data, dict):
+    message: Any = None if dialect.hosted is None else hosted_error_text(dialect.hosted, data)
+    if message is None and isinstance(data, dict):
         error, detail = data.get("error"), data.get("detail")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             message = error["message"]
@@ -265,13 +296,14 @@ def status_error(
     attempts: int = 1,
     redact: Callable[[str], str] = str,
     content_type: str | None = None,
+    dialect: Dialect = DIALECTS["vllm"],
 ) -> APIStatusError:
     """[`APIStatusError`][qwen_rerank.APIStatusError] for an error status, with the server's message.
 
     A body that is a page (HTML, or any text that is not JSON) is summarised as its
     content type and first line, with what it most likely means.
     """
-    message = server_message(content)
+    message = server_message(content, dialect)
     if message is not None:
         message = redact(message)
     text = f"The server at {display_url(url)} answered HTTP {status}"
@@ -281,26 +313,48 @@ def status_error(
         text += f": {message or '(no message)'}"
     if attempts > 1:
         text += f" (after {attempts} attempts)"
-    text += "." + _hint(status, message or "", content, content_type)
+    text += "." + _hint(status, message or "", content, content_type, dialect)
     return APIStatusError(text, status_code=status, server_message=message)
 
 
-def _hint(status: int, message: str, content: bytes = b"", content_type: str | None = None) -> str:
+def _hint(
+    status: int,
+    message: str,
+    content: bytes = b"",
+    content_type: str | None = None,
+    dialect: Dialect = DIALECTS["vllm"],
+) -> str:
     if _is_page(content, content_type):
         return (
             " This is not a rerank server's answer (a web page): check base_url, and any proxy or "
             "gateway in front of the server."
         )
+    if dialect.hosted is not None:
+        return _hosted_hint(dialect.hosted, status)
     if status in (401, 403):
         return " Check api_key (or the QWEN_RERANK_API_KEY environment variable)."
     if status == 404:
         if "model" in message.lower():
             return " Pass model= with a name the server serves, or model=None to use the server's."
         return " Check base_url, and that the server runs a reranker with --runner pooling."
-    if status == 400 and "context length" in message:
+    if status == 400 and ("context length" in message or "context size" in message):
+        # vLLM: "maximum context length is N tokens"; llama-server: "exceeds the available context size".
         return (
             " Pass tokenizer= (the model's hub id or local folder) so that documents are truncated "
-            "to max_length on the client, and keep max_length within the server's --max-model-len."
+            "to max_length on the client, and keep max_length within the server's context: vLLM's "
+            "--max-model-len, or llama-server's -c divided by its slots (-np)."
+        )
+    return ""
+
+
+def _hosted_hint(provider: Provider, status: int) -> str:
+    if status in (401, 403):
+        regions = " and that the key is for this region's endpoint" if len(provider.regions) > 1 else ""
+        return f" Check api_key (or the {provider.key_env} environment variable){regions}."
+    if status in (400, 413, 422):
+        return (
+            f" The client splits requests to the limits it knows of api={provider.name!r}; lower "
+            "max_documents_per_request=, or pass tokenizer= so that tokens are counted exactly."
         )
     return ""
 

@@ -125,6 +125,7 @@ def request_flow(
     clock: Callable[[], float] = time.monotonic,
     redact: Callable[[str], str] = str,
     log: Callable[[str], None] | None = None,
+    prompt_tokens: int | None = None,
 ) -> Flow:
     """One sub-request's life: send, retry or fail over, and return its scores in order.
 
@@ -135,9 +136,10 @@ def request_flow(
     [`RemoteTimeoutError`][qwen_rerank.RemoteTimeoutError],
     [`RemoteConnectionError`][qwen_rerank.RemoteConnectionError] or
     [`RemoteError`][qwen_rerank.RemoteError], with the last underlying error as
-    ``__cause__``. ``redact`` scrubs secrets from every message and log line.
+    ``__cause__``. ``redact`` scrubs secrets from every message and log line. With
+    ``prompt_tokens`` a reply must report that many prompt tokens (see `parse_scores`).
     """
-    run = _Run(replicas, policy, expected, dialect, budget, deadline_at, clock, redact, log)
+    run = _Run(replicas, policy, expected, dialect, budget, deadline_at, clock, redact, log, prompt_tokens)
     try:
         return (yield from _flow(run))
     except RemoteError as exc:
@@ -158,6 +160,7 @@ class _Run:
     clock: Callable[[], float]
     redact: Callable[[str], str]
     log: Callable[[str], None] | None
+    prompt_tokens: int | None
     retries: int = 0
     tried: list[int] = field(default_factory=list)
     cause: Exception | None = None
@@ -183,7 +186,14 @@ def _flow(run: _Run) -> Flow:
         outcome = yield Send(url, _min(run.budget, left))
         if isinstance(outcome, Reply) and outcome.status == 200:
             run.replicas.mark_up(index)
-            return parse_scores(outcome.content, run.expected, url, dialect=run.dialect, redact=run.redact)
+            return parse_scores(
+                outcome.content,
+                run.expected,
+                url,
+                dialect=run.dialect,
+                redact=run.redact,
+                prompt_tokens=run.prompt_tokens,
+            )
         retry_after = _judge(run, index, url, outcome)
         if retry_after == _FAIL_OVER:
             index = run.replicas.pick(exclude=run.tried)
@@ -236,6 +246,7 @@ def _judge_status(run: _Run, url: str, reply: Reply) -> float | None:
         attempts=len(run.tried),
         redact=run.redact,
         content_type=reply.content_type,
+        dialect=run.dialect,
     )
     if reply.status not in RETRY_STATUSES or run.spent():
         raise error

@@ -28,12 +28,13 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
 
 from qwen_rerank._requests import Progress, Request
+from qwen_rerank._secrets import display_url
 from qwen_rerank._tracing import note_attempt
 from qwen_rerank.exceptions import MalformedResponseError
 from qwen_rerank.remote._bodies import Batch, RequestBuilder, SubRequest
@@ -61,9 +62,6 @@ logger = logging.getLogger("qwen_rerank.remote._reranker")
 # Most documents whose request bodies an async call builds on the event loop itself.
 _BUILD_ON_LOOP = 64
 
-# When the deadline of a sub-request sent now falls (None: no deadline).
-_Clock = Callable[[], "float | None"]
-
 
 class Sender:
     """Sends the requests of a call to the replicas: fan-out, retries, failover, attempts, usage.
@@ -83,70 +81,77 @@ class Sender:
         self.last_usage: contextvars.ContextVar[Usage | None] = contextvars.ContextVar(
             "qwen_rerank_last_usage", default=None
         )
+        self._open: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
+            "qwen_rerank_open_call", default=None
+        )
 
-    def send(
-        self, requests: list[Request], instruction: str, progress: Progress, *, one_deadline: bool
-    ) -> list[list[float]]:
+    def send(self, requests: list[Request], instruction: str, progress: Progress | None) -> list[list[float]]:
         """The scores of ``requests``, from their sub-requests, at most ``max_concurrency`` in flight.
 
-        With ``one_deadline`` the ``deadline`` runs from now for every sub-request; else each
-        sub-request's runs from when it is sent. The first failure fails the call, once the
+        They count to the call open in `call` (else to a call of their own): its deadline holds
+        every sub-request, and its usage sums them. The first failure fails the call, once the
         sub-requests not yet started are cancelled and those running have finished.
-        ``last_usage`` sums every sub-request.
         """
-        deadline_at = self._deadline_clock(one_deadline)
-        batch = Batch(self._builder, requests, instruction, progress)
-        with self._tally() as tally, self._connections.sync_client() as client:
-            self._fan_out(batch, client, deadline_at, tally)
+        with self._within_call(instruction) as call:
+            batch = Batch(self._builder, requests, instruction, progress)
+            call.add(len(batch.pending()))
+            with self._connections.sync_client() as client:
+                self._fan_out(batch, client, call)
         return batch.results()
 
     async def asend(
-        self, requests: list[Request], instruction: str, progress: Progress, *, one_deadline: bool
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         """Async `send`: tasks gated to ``max_concurrency``, all ended before it returns."""
-        deadline_at = self._deadline_clock(one_deadline)
-        if sum(len(documents) for _, documents in requests) > _BUILD_ON_LOOP:
-            # Tokenizing and encoding many bodies takes long: never on the event loop.
-            batch = await asyncio.to_thread(Batch, self._builder, requests, instruction, progress)
-        else:
-            batch = Batch(self._builder, requests, instruction, progress)
-        with self._tally() as tally:
+        with self._within_call(instruction) as call:
+            if sum(len(documents) for _, documents in requests) > _BUILD_ON_LOOP:
+                # Tokenizing and encoding many bodies takes long: never on the event loop.
+                batch = await asyncio.to_thread(Batch, self._builder, requests, instruction, progress)
+            else:
+                batch = Batch(self._builder, requests, instruction, progress)
+            call.add(len(batch.pending()))
             async with self._connections.async_client() as client:
-                await self._afan_out(batch, client, deadline_at, tally)
+                await self._afan_out(batch, client, call)
         return batch.results()
 
-    # -- the call: its deadline, its usage, its sub-requests --------------------------------------
-    def _deadline_clock(self, one_deadline: bool) -> _Clock:
-        if one_deadline:
-            at = self._deadline_at()
-            return lambda: at
-        return self._deadline_at
+    # -- the call: its instructions, its deadline, its usage --------------------------------------
+    @contextlib.contextmanager
+    def call(self, instructions: list[str]) -> Iterator[_Call]:
+        """One public call, around all its `send` and `asend`: every instruction is checked before
+        anything is sent, one deadline runs from now, and ``last_usage`` is the sum at the end.
 
-    def _deadline_at(self) -> float | None:
-        deadline = self._timing.deadline
-        return None if deadline is None else time.monotonic() + deadline
+        Raises:
+            InvalidInputError: an instruction this dialect cannot send.
+        """
+        for instruction in instructions:
+            self._builder.check_instruction(instruction)
+        call = _Call(self._timing, self._builder.limits.max_concurrency)
+        token = self._open.set(call)
+        try:
+            yield call
+        finally:
+            self._open.reset(token)
+            self.last_usage.set(call.usage)
 
     @contextlib.contextmanager
-    def _tally(self) -> Iterator[_Tally]:
-        """The call's usage, summed over its sub-requests; stored in ``last_usage`` at the end."""
-        tally = _Tally()
-        try:
-            yield tally
-        finally:
-            self.last_usage.set(tally.total)
+    def _within_call(self, instruction: str) -> Iterator[_Call]:
+        open_call = self._open.get()
+        if open_call is not None:
+            yield open_call
+            return
+        with self.call([instruction]) as call:
+            yield call
 
-    def _fan_out(self, batch: Batch, client: httpx.Client, deadline_at: _Clock, tally: _Tally) -> None:
+    def _fan_out(self, batch: Batch, client: httpx.Client, call: _Call) -> None:
         """Send every sub-request of ``batch``: one on this thread, more on the pool."""
         pending = batch.pending()
         if len(pending) == 1:
             key, sub = pending[0]
-            batch.done(key, self._send_one(client, sub, deadline_at, tally))
+            batch.done(key, self._send_one(client, sub, call))
             return
         with self._connections.executor.use() as executor:
             futures = {
-                executor.submit(
-                    contextvars.copy_context().run, self._send_one, client, sub, deadline_at, tally
-                ): key
+                executor.submit(contextvars.copy_context().run, self._send_one, client, sub, call): key
                 for key, sub in pending
             }
             try:
@@ -157,20 +162,18 @@ class Sender:
                     future.cancel()
                 concurrent.futures.wait(futures)
 
-    async def _afan_out(
-        self, batch: Batch, client: httpx.AsyncClient, deadline_at: _Clock, tally: _Tally
-    ) -> None:
+    async def _afan_out(self, batch: Batch, client: httpx.AsyncClient, call: _Call) -> None:
         """Async `_fan_out`: tasks gated to ``max_concurrency`` in flight, all ended before it returns."""
         pending = batch.pending()
         if len(pending) == 1:
             key, sub = pending[0]
-            batch.done(key, await self._asend_one(client, sub, deadline_at, tally))
+            batch.done(key, await self._asend_one(client, sub, call))
             return
         gate = asyncio.Semaphore(self._builder.limits.max_concurrency)
 
         async def gated(key: tuple[int, int], sub: SubRequest) -> tuple[tuple[int, int], list[float]]:
             async with gate:
-                return key, await self._asend_one(client, sub, deadline_at, tally)
+                return key, await self._asend_one(client, sub, call)
 
         tasks = [asyncio.ensure_future(gated(key, sub)) for key, sub in pending]
         try:
@@ -183,11 +186,9 @@ class Sender:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- one sub-request: its flow of attempts, retries and failover ----------------------------
-    def _send_one(
-        self, client: httpx.Client, sub: SubRequest, deadline_at: _Clock, tally: _Tally
-    ) -> list[float]:
+    def _send_one(self, client: httpx.Client, sub: SubRequest, call: _Call) -> list[float]:
         """The scores of ``sub``: its flow run to the end, posting and sleeping as it asks."""
-        flow = self._flow(sub, deadline_at())
+        flow = self._flow(sub, call.deadline_at())
         try:
             action = next(flow)
             while True:
@@ -197,15 +198,13 @@ class Sender:
                 else:
                     action = flow.send(attempt(client, self._exchange(sub, action)))
         except StopIteration as done:
-            return tally.counted(done.value)
+            return call.counted(done.value)
         finally:
             flow.close()
 
-    async def _asend_one(
-        self, client: httpx.AsyncClient, sub: SubRequest, deadline_at: _Clock, tally: _Tally
-    ) -> list[float]:
+    async def _asend_one(self, client: httpx.AsyncClient, sub: SubRequest, call: _Call) -> list[float]:
         """Async `_send_one`."""
-        flow = self._flow(sub, deadline_at())
+        flow = self._flow(sub, call.deadline_at())
         try:
             action = next(flow)
             while True:
@@ -215,7 +214,7 @@ class Sender:
                 else:
                     action = flow.send(await aattempt(client, self._exchange(sub, action)))
         except StopIteration as done:
-            return tally.counted(done.value)
+            return call.counted(done.value)
         finally:
             flow.close()
 
@@ -229,6 +228,7 @@ class Sender:
             deadline_at=deadline_at,
             redact=self._endpoints.redact,
             log=logger.info,
+            prompt_tokens=sub.prompt_tokens,
         )
 
     def _exchange(self, sub: SubRequest, send: Send) -> Exchange:
@@ -236,17 +236,34 @@ class Sender:
         return Exchange(sub, send, self._endpoints.headers[send.url], self._builder.limits.max_response_bytes)
 
 
-class _Tally:
-    """Usage summed over the sub-requests of one call (they may finish on several threads)."""
+class _Call:
+    """One public call: when it must end, and the usage of its sub-requests, summed as they finish
+    (possibly on several threads)."""
 
-    def __init__(self) -> None:
-        self.total = Usage()
+    def __init__(self, timing: Timing, concurrency: int) -> None:
+        self._started = time.monotonic()
+        self._timing, self._concurrency = timing, concurrency
+        self._allowed = 0.0 if timing.auto else timing.deadline
+        self.usage = Usage()
         self._lock = threading.Lock()
 
+    def add(self, sub_requests: int) -> None:
+        """Count ``sub_requests`` more to send: with ``deadline="auto"`` each round of
+        ``max_concurrency`` of them gets one more worst case of a sub-request."""
+        per_round = self._timing.deadline
+        if self._timing.auto and per_round is not None and sub_requests:
+            with self._lock:
+                self._allowed = (self._allowed or 0.0) + -(-sub_requests // self._concurrency) * per_round
+
+    def deadline_at(self) -> float | None:
+        """When the call must end (on ``time.monotonic``); ``None``: never."""
+        allowed = self._allowed
+        return None if allowed is None else self._started + allowed
+
     def counted(self, parsed: Parsed) -> list[float]:
-        """``parsed``'s scores, its usage added to the total."""
+        """``parsed``'s scores, its usage added to the call's."""
         with self._lock:
-            self.total = self.total + parsed.usage
+            self.usage = self.usage + parsed.usage
         return parsed.scores
 
 
@@ -266,8 +283,25 @@ class Exchange:
         )
 
     def reader(self, response: httpx.Response) -> BodyReader:
-        sub, encoding = self.sub, response.headers.get("content-encoding")
+        # A body the client already read is kept decoded (see `_kept`).
+        encoding = None if response.is_stream_consumed else response.headers.get("content-encoding")
+        sub = self.sub
         return BodyReader.for_reply_to(sub.body, sub.end - sub.start, self.limit, encoding, self.send.url)
+
+    def raw(self, response: httpx.Response) -> Iterator[bytes]:
+        """The body's bytes as they arrive, or as the client kept them if it read them already."""
+        if response.is_stream_consumed:
+            yield _kept(response, self.send.url)
+            return
+        yield from response.iter_raw()
+
+    async def araw(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        """Async `raw`."""
+        if response.is_stream_consumed:
+            yield _kept(response, self.send.url)
+            return
+        async for chunk in response.aiter_raw():
+            yield chunk
 
     @staticmethod
     def reply(response: httpx.Response, reader: BodyReader) -> Reply:
@@ -297,8 +331,23 @@ def _clipped(base: httpx.Timeout, budget: float | None) -> httpx.Timeout:
     )
 
 
+def _kept(response: httpx.Response, url: str) -> bytes:
+    """The body an injected client read before handing the response back (httpx's
+    ``MockTransport`` does, and so does an event hook that logs it), decoded."""
+    try:
+        return response.content
+    except httpx.ResponseNotRead as exc:
+        raise MalformedResponseError(
+            f"The reply from {display_url(url)} came back from http_client= with its body already "
+            "consumed and not kept (an event hook or transport read it as a stream); read it there "
+            "with response.read(), which keeps it."
+        ) from exc
+
+
 def outcome_of(
-    exc: httpx.HTTPError | MalformedResponseError, response: httpx.Response | None, reader: BodyReader | None
+    exc: httpx.HTTPError | httpx.StreamError | MalformedResponseError,
+    response: httpx.Response | None,
+    reader: BodyReader | None,
 ) -> Outcome:
     """What an attempt that raised ``exc`` comes to, for the retry flow to judge.
 
@@ -328,14 +377,14 @@ def attempt(client: httpx.Client, exchange: Exchange) -> Outcome:
             response = client.send(exchange.request(client), stream=True)
             try:
                 reader = exchange.reader(response)
-                for chunk in response.iter_raw():
+                for chunk in exchange.raw(response):
                     reader.feed(chunk)
                     if exchange.overran(started):
                         return AttemptTimeout(budget or 0.0)
                 return exchange.reply(response, reader)
             finally:
                 response.close()
-    except (httpx.HTTPError, MalformedResponseError) as exc:
+    except (httpx.HTTPError, httpx.StreamError, MalformedResponseError) as exc:
         if isinstance(exc, httpx.TimeoutException) and exchange.out_of_time(started):
             return AttemptTimeout(budget or 0.0)  # our transport ended it at the attempt's end
         return outcome_of(exc, response, reader)
@@ -356,10 +405,10 @@ async def _aattempt(client: httpx.AsyncClient, exchange: Exchange) -> Outcome:
         response = await client.send(exchange.request(client), stream=True)
         try:
             reader = exchange.reader(response)
-            async for chunk in response.aiter_raw():
+            async for chunk in exchange.araw(response):
                 reader.feed(chunk)
             return exchange.reply(response, reader)
         finally:
             await response.aclose()
-    except (httpx.HTTPError, MalformedResponseError) as exc:
+    except (httpx.HTTPError, httpx.StreamError, MalformedResponseError) as exc:
         return outcome_of(exc, response, reader)

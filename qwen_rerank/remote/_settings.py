@@ -21,6 +21,7 @@ import httpx
 from qwen_rerank._secrets import Redactor, check_api_key, split_userinfo
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.media import MediaLimits
 from qwen_rerank.remote._dialects import DIALECTS, Dialect
 from qwen_rerank.remote._retry import RetryPolicy
 from qwen_rerank.remote._urls import Replicas, rerank_url
@@ -32,7 +33,9 @@ __all__ = [
     "check_chunking",
     "check_dialect",
     "check_fixed_instruction",
+    "check_media",
     "check_model",
+    "check_price",
     "check_template",
 ]
 
@@ -69,6 +72,8 @@ class Limits:
                 )
         if max_response_bytes is not None:
             check_positive_int("max_response_bytes", max_response_bytes)
+        if max_documents_per_request is None:
+            max_documents_per_request = dialect.max_documents
         return cls(
             check_positive_int("max_documents_per_request", max_documents_per_request),
             check_positive_int("max_concurrency", max_concurrency),
@@ -84,8 +89,9 @@ class Timing:
 
     timeout: httpx.Timeout
     attempt: float | None  # seconds one attempt may take as a whole; None: unbounded
-    deadline: float | None  # seconds a call may take; None: unbounded
+    deadline: float | None  # seconds a call may take (with auto: per round of sub-requests); None: unbounded
     policy: RetryPolicy
+    auto: bool = False  # deadline="auto": the call gets `deadline` per round of max_concurrency sub-requests
 
     @classmethod
     def check(
@@ -104,7 +110,8 @@ class Timing:
         )
         phases = _make_timeout(timeout)
         attempt = _attempt_budget(phases)
-        return cls(phases, attempt, _make_deadline(deadline, attempt, policy, replicas), policy)
+        seconds = _make_deadline(deadline, attempt, policy, replicas)
+        return cls(phases, attempt, seconds, policy, auto=deadline == "auto" and seconds is not None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,10 +125,11 @@ class Endpoints:
     keyed: bool  # whether an API key is sent
 
     @classmethod
-    def check(cls, base_url: Any, api_key: Any, dialect: Dialect) -> Endpoints:
+    def check(cls, base_url: Any, api_key: Any, dialect: Dialect, model: str | None = None) -> Endpoints:
         """The endpoints of ``base_url`` (a URL or a list of replicas), checked.
 
         Each is sent ``api_key`` as a bearer token, unless its URL holds credentials.
+        ``model`` goes into the path of a hosted API that names the model there.
         """
         urls = [base_url] if isinstance(base_url, str) else base_url
         if not isinstance(urls, Sequence) or not urls:
@@ -139,8 +147,8 @@ class Endpoints:
             auth = basic or (f"Bearer {api_key}" if api_key else None)
             if auth:
                 sent["Authorization"] = auth
-            headers[rerank_url(plain, dialect)] = sent
-        replicas = Replicas([rerank_url(plain, dialect) for plain in shown])
+            headers[rerank_url(plain, dialect, model)] = sent
+        replicas = Replicas([rerank_url(plain, dialect, model) for plain in shown])
         return cls(shown, headers, Redactor(secrets), replicas, bool(api_key))
 
 
@@ -159,6 +167,22 @@ def check_dialect(api: Any) -> Dialect:
     return DIALECTS[api]
 
 
+def check_media(multimodal: Any, api: str, template: Any, limits: MediaLimits | None) -> MediaLimits | None:
+    """How local images are read to be sent with ``multimodal=True``; ``None`` without it.
+
+    Multimodal needs vLLM and its server template, which vLLM applies to the content parts it is sent.
+    """
+    if not multimodal:
+        return None
+    if api != "vllm" or template == "client":
+        raise InvalidInputError(
+            f"multimodal=True needs api='vllm' and template='server' (got api={api!r}, "
+            f"template={template!r}): vLLM applies the Qwen3-VL-Reranker's chat template to the "
+            "content parts it is sent."
+        )
+    return limits or MediaLimits()
+
+
 def check_model(model: Any, dialect: Dialect) -> str | None:
     if model is not None and (not isinstance(model, str) or not model):
         raise InvalidInputError(f"model must be a non-empty str or None, got {model!r}.")
@@ -167,6 +191,11 @@ def check_model(model: Any, dialect: Dialect) -> str | None:
             f"api={dialect.name!r} needs model=, the name the server serves the reranker as."
         )
     return model
+
+
+def check_price(price: Any) -> float | None:
+    """A price per million tokens: a finite number >= 0, or None."""
+    return None if price is None else _check_seconds("price_per_million_tokens", price, unit="")
 
 
 def check_template(template: Any, dialect: Dialect) -> Literal["client", "server"]:
@@ -182,8 +211,9 @@ def check_template(template: Any, dialect: Dialect) -> Literal["client", "server
             "client wraps the prompt."
         )
     if template == "client" and dialect.applies_template:
+        where = "the hosted API" if dialect.hosted else "servers"
         raise InvalidInputError(
-            f"api={dialect.name!r} servers wrap every pair in the rerank template of the model file "
+            f"api={dialect.name!r} {where} wrap every pair in the model's rerank template "
             "themselves, so template='client' would wrap each prompt twice and score it wrongly. Use "
             "template='server' (the default for this api)."
         )
@@ -237,9 +267,9 @@ def _make_timeout(timeout: Any) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(seconds, 5.0))
 
 
-def _check_seconds(name: str, value: Any) -> float:
+def _check_seconds(name: str, value: Any, unit: str = " of seconds") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-        raise InvalidInputError(f"{name} must be a finite number of seconds >= 0, got {value!r}.")
+        raise InvalidInputError(f"{name} must be a finite number{unit} >= 0, got {value!r}.")
     return float(value)
 
 

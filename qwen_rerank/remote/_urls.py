@@ -33,12 +33,13 @@ OTHER_ENDPOINTS = (
 REPLICA_COOLDOWN_S = 5.0
 
 
-def rerank_url(base_url: Any, dialect: Dialect = DIALECTS["vllm"]) -> str:
+def rerank_url(base_url: Any, dialect: Dialect = DIALECTS["vllm"], model: str | None = None) -> str:
     """``base_url`` as the rerank endpoint URL.
 
-    ``http://host:8000`` and ``.../v1`` get the dialect's default path; a URL that
-    already ends in ``/rerank``, ``/v1/rerank`` or ``/v2/rerank`` is kept. A URL that
-    ends in another endpoint (``/v1/score``...) is an error naming the rerank paths.
+    ``http://host:8000`` and ``.../v1`` get the dialect's default path (a hosted API's,
+    with ``model`` in it where the provider names the model in the path); a URL that
+    already ends in ``/rerank``, ``/v1/rerank``, ``/v2/rerank`` or that path is kept. A
+    URL that ends in another endpoint (``/v1/score``...) is an error naming the rerank paths.
     """
     if not isinstance(base_url, str) or not base_url.strip():
         raise InvalidInputError(f"base_url must be a URL such as 'http://localhost:8000', got {base_url!r}.")
@@ -51,8 +52,16 @@ def rerank_url(base_url: Any, dialect: Dialect = DIALECTS["vllm"]) -> str:
             f"base_url must start with http:// or https:// and name a host, got {display_url(base_url)!r}; "
             "for example 'http://localhost:8000'."
         )
+    if url.query:
+        raise InvalidInputError(
+            f"base_url {_without_query(base_url)!r} carries a query string (?...), which would reach "
+            "spans, logs and messages: it often holds a key. Pass a key as api_key=, or give the "
+            "query to your own client: http_client=httpx.Client(params={...}) (and "
+            "async_http_client=httpx.AsyncClient(params={...})), whose params go on every request."
+        )
     path = url.path.rstrip("/")
-    if any(path.endswith(tail) for tail in RERANK_PATHS):
+    default_path = dialect.default_path.replace("{model}", model or "")
+    if any(path.endswith(tail) for tail in (*RERANK_PATHS, default_path)):
         return str(url.copy_with(path=path, query=None, fragment=None))
     for tail in OTHER_ENDPOINTS:
         if path.endswith(tail):
@@ -61,8 +70,15 @@ def rerank_url(base_url: Any, dialect: Dialect = DIALECTS["vllm"]) -> str:
                 "Give the server's root (http://host:8000) or its rerank path: one of "
                 f"{', '.join(RERANK_PATHS)}."
             )
+    if dialect.hosted is not None and default_path.startswith(path + "/"):
+        path = ""  # the start of the provider's own path, as its SDKs take it (".../api/v1")
     path = path.removesuffix("/v1")
-    return str(url.copy_with(path=path + dialect.default_path, query=None, fragment=None))
+    return str(url.copy_with(path=path + default_path, query=None, fragment=None))
+
+
+def _without_query(base_url: str) -> str:
+    """``base_url`` as shown, without its query string (nor any part of it)."""
+    return display_url(base_url.split("?", 1)[0])
 
 
 class Replicas:

@@ -3,7 +3,8 @@
 llama.cpp's source ships inside the `llama-cpp-python` sdist on PyPI.
 [`build_llama_server`][qwen_rerank.testing.llama_server.build_llama_server] downloads that
 sdist with pip, builds only the `llama-server` target with CMake and a C++ compiler, and keeps
-the binary in the per-user cache, so the 4-40 minute build on a small machine happens once per
+the binary in the per-user cache (`$QWEN_RERANK_CACHE/llama.cpp/VERSION` when set, else
+`~/.cache/qwen-rerank/...`), so the 4-40 minute build on a small machine happens once per
 version. [`convert_to_gguf`][qwen_rerank.testing.llama_server.convert_to_gguf] turns a
 checkpoint into a GGUF with the source tree's `convert_hf_to_gguf.py` (it needs
 `sentencepiece`), cached by the checkpoint's hash, and
@@ -13,6 +14,7 @@ on a free loopback port.
 Run `python -m qwen_rerank.testing.llama_server` to build it ahead of a test run.
 
 Example:
+    <!-- not run by the tests: builds llama-server from source on first use, minutes -->
     ```python
     from qwen_rerank import VLLMReranker
     from qwen_rerank.testing import make_tiny_reranker

@@ -25,6 +25,7 @@ The patches, each applied to the pristine sdist and checked to apply exactly onc
 It also needs `libnuma-dev`, CMake's `ninja` and a C++ compiler (gcc 12.2 or newer).
 
 Example:
+    <!-- not run by the tests: builds vLLM from its sdist on first use, about 40 minutes -->
     ```python
     from qwen_rerank import VLLMReranker
     from qwen_rerank.testing import make_tiny_reranker
@@ -38,10 +39,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -354,7 +357,10 @@ class VLLMServer:
         cmd = [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
                "--host", "127.0.0.1", "--port", str(self.port), *self.args]  # fmt: skip
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
-        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        # A session of its own: vLLM's engine and worker are child processes, stopped with it.
+        self.process = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -383,22 +389,28 @@ class VLLMServer:
         raise QwenRerankError(f"{what}:\n{tail}")
 
     def kill(self) -> None:
-        """Kill the server at once (SIGKILL), as a crash would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+        """Kill the server and its engine processes at once (SIGKILL), as a crash would."""
+        self._signal(signal.SIGKILL)
+        if self.process is not None:
             self.process.wait()
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 20 s) and remove its log."""
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
+            self._signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self._signal(signal.SIGKILL)  # whatever of its process group is left
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the server's process group: the API server, its engine and its worker."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)
 
     def __enter__(self) -> VLLMServer:
         return self.start()

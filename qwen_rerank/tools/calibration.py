@@ -6,6 +6,7 @@ scores a labelled dataset (the layout of [`qwen_rerank.tools.evaluation`][qwen_r
 BEIR folder and a first-stage run) and tells, for each threshold, what a
 ``score_threshold`` would keep:
 
+<!-- not run by the tests: needs the SciFact dataset and a BM25 run in data/scifact -->
 ```python
 from qwen_rerank import create_reranker
 from qwen_rerank.tools.calibration import calibrate
@@ -51,7 +52,16 @@ from qwen_rerank.tools.evaluation import (
     select_candidates,
 )
 
-__all__ = ["Calibration", "Cut", "calibrate", "curve", "format_chart", "format_cuts", "write_png"]
+__all__ = [
+    "Calibration",
+    "Cut",
+    "calibrate",
+    "curve",
+    "format_chart",
+    "format_cuts",
+    "threshold_text",
+    "write_png",
+]
 
 Labelled = Mapping[str, Sequence[tuple[float, bool]]]
 """Query id -> [(score, relevant)] of its candidates; a query with none is left with no document."""
@@ -223,34 +233,55 @@ def calibrate(
 
     Raises:
         DataFormatError: A file is missing or malformed.
-        InvalidInputError: ``top_k`` is not a positive integer, or no candidate is relevant.
+        InvalidInputError: ``top_k`` is not a positive integer, or no candidate is relevant (found
+            from the qrels, before anything is scored).
     """
     k = check_positive_int("top_k", top_k)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split)
     parsed = load_run(run, queries=data.queries, corpus=data.corpus) if isinstance(run, (str, Path)) else run
     rankings = select_candidates(parsed, data.qrels, k).rankings
+    _check_relevant(rankings, data.qrels)  # before minutes of scoring, not after
     return curve(score_candidates(reranker, data, rankings, batch_queries=batch_queries, progress=progress))
 
 
+def _check_relevant(rankings: Mapping[str, Sequence[str]], qrels: Mapping[str, Mapping[str, int]]) -> None:
+    """Refuse candidates of which the qrels mark none relevant: no threshold could be measured."""
+    count = sum(len(docs) for docs in rankings.values())
+    if not any(qrels.get(query, {}).get(doc, 0) > 0 for query, docs in rankings.items() for doc in docs):
+        raise InvalidInputError(
+            "Calibration needs candidates the qrels mark relevant, and found "
+            f"{'no candidates' if not count else f'none relevant among {count}'}; check the run and "
+            "the qrels split. Nothing was scored."
+        )
+
+
 def format_cuts(cuts: Sequence[Cut], chosen: Cut | None = None) -> str:
-    """A plain-text table of thresholds against precision, recall and the share of empty answers."""
+    """A plain-text table of thresholds against precision, recall and the share of empty answers.
+
+    Each threshold is printed so that, pasted back as ``score_threshold``, it is the same float.
+    """
     lines = [f"{'threshold':>10}{'kept':>8}{'precision':>11}{'recall':>8}{'no doc':>8}"]
     rows = sorted({*cuts, *([chosen] if chosen else [])}, key=lambda cut: -cut.threshold)
     for cut in rows:
         mark = "  <- chosen" if cut == chosen else ""
         lines.append(
-            f"{cut.threshold:>10.{_digits(cut.threshold)}f}{cut.kept:>8}{cut.precision:>11.3f}"
+            f"{threshold_text(cut.threshold):>10}{cut.kept:>8}{cut.precision:>11.3f}"
             f"{cut.recall:>8.3f}{cut.empty_share:>8.3f}{mark}"
         )
     return "\n".join(lines)
 
 
-def _digits(value: float) -> int:
-    """Decimals enough to print ``value`` exactly as `_between` chose it (at least 2)."""
+def threshold_text(value: float) -> str:
+    """``value`` as a decimal that reads back as the same float: at least 2 decimals, else ``repr``.
+
+    ``float(threshold_text(t)) == t`` always holds, so a printed threshold pasted back as
+    ``score_threshold`` keeps exactly the candidates of its row (``1e-20`` stays ``1e-20``).
+    """
     for digits in range(2, 18):
-        if float(f"{value:.{digits}f}") == value:
-            return digits
-    return 17
+        text = f"{value:.{digits}f}"
+        if float(text) == value:
+            return text
+    return repr(value)
 
 
 def format_chart(
@@ -302,7 +333,7 @@ def write_png(calibration: Calibration, path: str | Path, chosen: Cut | None = N
         draw.text((8, y - 6), f"{tick:.2f}", fill="black")
     draw.text((margin, height - margin + 8), f"{low:.3f}", fill="black")
     draw.text((width - margin - 40, height - margin + 8), f"{high:.3f}", fill="black")
-    draw.text((width // 2 - 30, height - margin + 22), "threshold", fill="black")
+    _label(draw, (width // 2 - 30, height - margin + 22), "threshold", "black")
     steps = [low + span * i / 200 for i in range(201)]
     for name, colour, key in (
         ("precision", "#1f77b4", "precision"),
@@ -315,10 +346,23 @@ def write_png(calibration: Calibration, path: str | Path, chosen: Cut | None = N
             draw.line(line, fill=colour, width=2)
         left = margin + ("precision", "recall", "no document").index(name) * 120
         draw.rectangle([left, 20, left + 16, 24], fill=colour)
-        draw.text((left + 22, 16), name, fill=colour)
+        _label(draw, (left + 22, 16), name, colour)
     if chosen is not None:
         x, _ = point(chosen.threshold, 0.0)
         draw.line([x, margin, x, margin + plot_h], fill="#2ca02c", width=1)
         label = f"chosen {chosen.threshold!r}"
-        draw.text((x + 4 if x < width - 160 else x - 8 - 7 * len(label), margin + 4), label, fill="#2ca02c")
+        _label(draw, (x + 4 if x < width - 160 else x - 8 - 7 * len(label), margin + 4), label, "#2ca02c")
     image.save(Path(path), format="PNG")
+
+
+def _label(draw: Any, at: tuple[float, float], text: str, colour: str) -> None:
+    """Draw ``text`` word by word, half the font's size apart.
+
+    Pillow's default font has a space two pixels wide, no wider than the gap between two letters,
+    so "no document" read as "nodocument".
+    """
+    x, y = at
+    gap = max(draw.textlength(" "), getattr(draw.getfont(), "size", 10) / 2)
+    for word in text.split(" "):
+        draw.text((x, y), word, fill=colour)
+        x += draw.textlength(word) + gap

@@ -2,6 +2,7 @@
 
 Launch it with `qwen-rerank demo --model PATH_OR_ID` (or `--base-url URL`), or:
 
+<!-- not run by the tests: serves the page until interrupted -->
 ```python
 from qwen_rerank.tools.demo import build_demo, launch_demo
 
@@ -30,6 +31,7 @@ API clients call the same function as `/rerank` with the inputs
 `(query, documents, instruction, top_n)`, then optionally `backend` (one
 of the offered names); the outputs are the table, the chart's HTML and the timing:
 
+<!-- not run by the tests: calls a page served on 127.0.0.1:7860 -->
 ```python
 from gradio_client import Client
 
@@ -94,6 +96,20 @@ _EXAMPLE_DOCUMENTS = "\n".join(
         "China is a country in East Asia with a population of over 1.4 billion.",
         "Paris is the capital of France.",
     ]
+)
+# On a narrow screen the table's text is smaller and its cells' padding thinner, so that the number
+# columns' headers and values stay on one line down to a 400 px window.
+_CSS = """
+@media (max-width: 640px) {
+  #ranking .header-cell, #ranking .header-cell *, #ranking .body-cell, #ranking .body-cell * {
+    font-size: 12px;
+  }
+  #ranking .cell-wrap { padding-left: 4px; padding-right: 4px; }
+}
+"""
+_ERROR_STYLE = (
+    "padding:10px 12px;border-radius:6px;border:1px solid #dc2626;background:#fef2f2;color:#991b1b;"
+    "font-weight:600"
 )
 _log = logging.getLogger(__name__)
 
@@ -166,6 +182,7 @@ def build_demo(
     local_options: Mapping[str, Any] | None = None,
     remote_options: Mapping[str, Any] | None = None,
     title: str = "Qwen3-Reranker",
+    note: str | None = None,
 ) -> Any:
     """Build the Gradio app (a `gr.Blocks`); run it with [`launch_demo`][qwen_rerank.tools.demo.launch_demo].
 
@@ -183,6 +200,8 @@ def build_demo(
             or `api_key`; `model` is the model name to ask for (default:
             the server's).
         title: The page title.
+        note: A line of Markdown shown under the title, e.g. that the model is the tiny random
+            test model, whose scores mean nothing (`qwen-rerank demo --tiny` says so).
 
     Returns:
         The app, not yet launched.
@@ -195,22 +214,27 @@ def build_demo(
     gr = require("gradio", "demo")
     specs = list(dict.fromkeys([backend.strip(), *(b.strip() for b in allowed_backends)]))
     backends = _Backends(specs, reranker, _backend_factory(local_options, remote_options))
-    rerank = _page_function(gr, backends)
+    rerank = _api_function(gr, backends)
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(
             f"# {title}\nPaste documents, one per line, and rank them by relevance to the query. "
             "Scores are the model's probability that a document answers the query."
         )
+        if note:
+            gr.Markdown(note, elem_id="note")
         with gr.Row():
             with gr.Column(scale=1):
                 inputs, button = _input_column(gr, backends, instruction)
             with gr.Column(scale=1):
+                error = gr.HTML(visible=False, elem_id="error")
                 outputs = _output_column(gr)
         add_image_panel(gr, _image_function(gr, backends), [inputs[0], inputs[2], inputs[3], inputs[4]])
-        # One queue for both triggers: a local model scores one request at a time anyway.
-        shared = {"inputs": inputs, "outputs": outputs, "concurrency_id": "rerank"}
-        button.click(rerank, api_name="rerank", **shared)
-        inputs[0].submit(rerank, api_visibility="private", **shared)
+        # One queue for every trigger: a local model scores one request at a time anyway.
+        page = {"inputs": inputs, "outputs": [*outputs, error], "concurrency_id": "rerank"}
+        button.click(_page_function(gr, rerank), api_visibility="private", **page)
+        inputs[0].submit(_page_function(gr, rerank), api_visibility="private", **page)
+        # The API: the same ranking, with no trigger in the page; a bad input raises there.
+        gr.on([], rerank, inputs=inputs, outputs=outputs, api_name="rerank", concurrency_id="rerank")
     return app
 
 
@@ -233,8 +257,29 @@ def _backend_factory(
     return make
 
 
-def _page_function(gr: Any, backends: _Backends) -> Callable[..., tuple[Any, str, str]]:
-    """The function behind the page and its `/rerank` API: errors become short page messages."""
+def _page_function(gr: Any, rerank: Callable[..., tuple[Any, str, str]]) -> Callable[..., tuple[Any, ...]]:
+    """The function behind the page's button: the API's outputs, and the error box.
+
+    After an error every output is cleared, and the reason stays in the error box, in the
+    page, until the next run: no chart or timing of an earlier run is left beside it.
+    """
+    pd = require("pandas", "demo")
+
+    def rank_in_page(*inputs: Any) -> tuple[Any, ...]:
+        try:
+            table, chart, timing = rerank(*inputs)
+        except gr.Error as exc:
+            message = html.escape(str(exc.message))
+            reason = f'<div class="qr-error" role="alert" style="{_ERROR_STYLE}">{message}</div>'
+            empty = pd.DataFrame(columns=TABLE_COLUMNS)
+            return empty, "", "", gr.update(value=reason, visible=True)
+        return table, chart, timing, gr.update(value="", visible=False)
+
+    return rank_in_page
+
+
+def _api_function(gr: Any, backends: _Backends) -> Callable[..., tuple[Any, str, str]]:
+    """The function behind the `/rerank` API: errors become short messages, raised as `gr.Error`."""
 
     def rerank(
         query: str,
@@ -316,7 +361,9 @@ def _output_column(gr: Any) -> list[Any]:
         label="Ranking",
         interactive=False,
         wrap=True,
-        column_widths=["9%", "10%", "13%", "68%"],
+        # Shares of the table's width (Gradio's widths take no minimum); with _CSS, rank, index and
+        # score stay on one line down to a 400 px window.
+        column_widths=["12%", "14%", "19%", "55%"],
         elem_id="ranking",
     )
     chart = gr.HTML(label="Scores", elem_id="scores")
@@ -335,6 +382,7 @@ def launch_demo(app: Any, *, host: str = "127.0.0.1", port: int = 7860, block: b
         OSError: `port` is in use or may not be bound.
     """
     app.launch(
+        css=_CSS,
         server_name=host,
         server_port=port,
         share=False,
@@ -358,7 +406,7 @@ def _rank(
     backend: str | None,
 ) -> tuple[Any, str, str]:
     pd = require("pandas", "demo")
-    if not query or not query.strip():
+    if not query or not query.strip():  # the rule of check_query, in the page's words
         raise _PageError("Enter a query.")
     lines = split_lines(documents or "")
     docs = [line for line in lines if line.strip()]

@@ -1,13 +1,16 @@
 """Diagnosis of a rerank server: does it serve Qwen3-Reranker correctly? (`qwen-rerank check`)
 
-Each check gives `ok`, `warn` or `FAIL` with the fix:
+First it asks which server answers (llama.cpp's `llama-server`, vLLM, SGLang, TEI, Infinity,
+or a web page such as a login page in front of it; see `qwen_rerank.tools._servers`), with
+GETs read under a rerank reply's caps and time limit. Each check then gives `ok`, `warn` or
+`FAIL`, with a fix that follows from what was found:
 
 - **reachable**: a 1- and a 20-document call succeed; their latencies.
-- **server**: whether it is llama.cpp's `llama-server` (from its `/props` answer, or
-  `/health`'s), and whether `--api llamacpp` was given for it.
+- **server**: which server it is, and whether `--api` speaks its wire format.
 - **constant scores**: all scores equal, or all exactly 0.5 (a known server regression).
 - **rank head**: scores near 0 or NaN for every pair, or a llama-server that wraps no
-  template around a pair: a GGUF converted without its rerank head.
+  template around a raw pair (asked with `--api llamacpp`, whatever `--api` was given):
+  a GGUF converted without its rerank head.
 - **usage**: the prompt tokens the server reports for the 20 documents, and whether
   that count is believable (a count of a billion tokens or more is reported as absurd).
 - **template**: whether the server wraps pairs in the Qwen3 prompt itself (`--chat-template`),
@@ -18,8 +21,17 @@ Each check gives `ok`, `warn` or `FAIL` with the fix:
   never apply the Qwen3 prompt, so for them the client's wrapping is the only mode.
 - **instruction**: one pair scored under two instructions; identical scores mean the
   server ignores the instruction (llama-server, or a vLLM `--chat-template` that drops it).
+- **server template**: on vLLM, the prompt its `--chat-template` renders for a pair (read
+  back through `/tokenize` and `/detokenize`), compared with the model card's: vLLM's own
+  `qwen3_reranker.jinja` loses the final newline, and the fix names our template.
 - **context length**: whether a prompt of `--max-length` tokens is accepted, else the
-  longest document that is.
+  longest document that is (on llama-server, the fix counts its slots, which share `-c`).
+  Against a hosted API (`--api dashscope`, `siliconflow`,
+  `deepinfra`), **limits** instead: the provider's limits its requests are split to.
+
+Against a hosted API, **reachable** confirms the key, **server** and **template** say that
+the provider applies the Qwen3 template itself, and no other request is sent (no key
+goes to any other path).
 
 The checks after **reachable** are the functions in [`FINDINGS`][qwen_rerank.tools.diagnose.FINDINGS],
 each taking the [`Probe`][qwen_rerank.tools.diagnose.Probe] and returning one
@@ -36,24 +48,26 @@ import contextlib
 import functools
 import logging
 import math
-import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import httpx
 
 from qwen_rerank.exceptions import (
     APIStatusError,
     InvalidInputError,
     MalformedResponseError,
     QwenRerankError,
+    QwenRerankWarning,
 )
-from qwen_rerank.prompt import DEFAULT_INSTRUCTION
-from qwen_rerank.remote import API_KEY_ENV, DIALECTS, ApiName, VLLMReranker
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION, format_prompt, server_template_path
+from qwen_rerank.remote import DIALECTS, ApiName, RemoteReranker
+from qwen_rerank.tools._fixes import CONSTANT_FIXES, RECONVERT, serve_longer, unreachable_fix
+from qwen_rerank.tools._server_template import first_difference, rendered_prompt
+from qwen_rerank.tools._servers import LLAMA, PAGE, Server, recognise
 
-__all__ = ["FINDINGS", "Finding", "Probe", "run_checks"]
+__all__ = ["FINDINGS", "Finding", "Probe", "Server", "run_checks"]
 
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -72,11 +86,6 @@ _WORD = " panda"  # one token in the Qwen3 vocabulary
 ABSURD_TOKENS = 10**9
 """A usage count this large is not believed: no call of the check sends a billion tokens."""
 OTHER_INSTRUCTION = "Given a statement, retrieve passages that contradict it"
-_RECONVERT = (
-    "Reconvert the checkpoint with a current llama.cpp's convert_hf_to_gguf.py, from a folder whose "
-    "name contains 'qwen3-reranker' (that is how it recognises the reranker and keeps its rank head), "
-    "then restart llama-server with --reranking."
-)
 
 
 @dataclass
@@ -98,42 +107,50 @@ class Probe:
     templates (one of them is `chosen`; the other is `None` where the dialect
     refuses it). `scores` are the 20-document call's, `prompt_tokens` what the
     server reported for it (`None`: nothing). A check that asks the server
-    something else uses `base_url`, `api` and `timeout`.
+    something else uses `base_url`, `api` and `timeout`. `kind` is which server
+    answers; on llama-server, `raw_tokens_1` is the prompt tokens it reports for one
+    short raw pair (sent as `--api llamacpp` does), which tell whether its GGUF has
+    the rerank template.
     """
 
-    base_url: str
+    base_url: str | None
     api: str
     timeout: float
-    chosen: VLLMReranker
-    client: VLLMReranker | None
-    server: VLLMReranker | None
+    chosen: RemoteReranker
+    client: RemoteReranker | None
+    server: RemoteReranker | None
     template: Literal["client", "server"]
     max_length: int
     scores: list[float]
     prompt_tokens: int | None
     tokens_1: int | None = None
     llama: bool = False
+    kind: Server | None = None
+    raw_tokens_1: int | None = None
 
 
 def run_checks(
-    base_url: str,
+    base_url: str | None,
     *,
     model: str | None = None,
     template: Literal["client", "server"] | None = None,
     api: ApiName = "vllm",
-    max_length: int = 8192,
+    max_length: int | None = None,
     timeout: float = 60.0,
     tokenizer: str | None = None,
 ) -> list[Finding]:
     """Run every check against `base_url`; the API key comes from `QWEN_RERANK_API_KEY`.
 
+    Against a hosted API the key comes from the provider's variable (`DASHSCOPE_API_KEY`...).
+
     Args:
-        base_url: The server, e.g. `http://localhost:8000`.
+        base_url: The server, e.g. `http://localhost:8000`; `None` for a hosted API's endpoint.
         model: The model name to ask for (default: the server's; required for `api="cohere"`).
         template: How the client will talk to it: `"client"` or `"server"`; `None` takes
             the dialect's default (`"server"` for `api="llamacpp"`, else `"client"`).
         api: The server's wire format.
-        max_length: The prompt length, in tokens, the server should accept.
+        max_length: The prompt length, in tokens, the server should accept (default 8192; a
+            hosted API: its limit).
         timeout: Seconds per request.
         tokenizer: A tokenizer (hub id or folder) that cuts documents to `max_length`.
 
@@ -141,38 +158,46 @@ def run_checks(
         One [`Finding`][qwen_rerank.tools.diagnose.Finding] per check; only **reachable** if it failed.
     """
     make = functools.partial(
-        VLLMReranker, base_url, model=model, api=api, max_retries=0, timeout=timeout, max_length=max_length
+        RemoteReranker, base_url, model=model, api=api, max_retries=0, timeout=timeout, max_length=max_length
     )
     template = template or (DIALECTS[api].default_template if api in DIALECTS else "client")
     other: Literal["client", "server"] = "server" if template == "client" else "client"
     with _quiet_backend_warnings(), make(template=template, tokenizer=tokenizer) as chosen:
-        reachable = _reachable(chosen)
+        hosted = DIALECTS[api].hosted is not None
+        # A hosted API is sent rerank requests only: its key goes to no other path.
+        server = Server(None, "a hosted API") if hosted else recognise(chosen)
+        reachable = _reachable(chosen, server)
         if reachable.status == "FAIL":
             return [reachable]
-        kind = _server_kind(base_url, api, timeout)
         with contextlib.ExitStack() as stack:
             second = _other_mode(make, other)
             if second is not None:
                 stack.enter_context(second)
-            client, server = (chosen, second) if template == "client" else (second, chosen)
+            client, server_mode = (chosen, second) if template == "client" else (second, chosen)
+            tokens_1 = reachable.data["tokens_1"]
             probe = Probe(
                 base_url=base_url,
                 api=api,
                 timeout=timeout,
                 chosen=chosen,
                 client=client,
-                server=server,
+                server=server_mode,
                 template=template,
-                max_length=max_length,
+                max_length=chosen.max_length,
                 scores=reachable.data.pop("scores"),
                 prompt_tokens=reachable.data.pop("prompt_tokens"),
-                tokens_1=reachable.data["tokens_1"],
-                llama=bool(kind.data.get("llama_server")),
+                tokens_1=tokens_1,
+                llama=server.name == LLAMA,
+                kind=server,
+                raw_tokens_1=_raw_tokens(make, api, tokens_1) if server.name == LLAMA else None,
             )
+            kind = _hosted_kind(chosen) if hosted else _server_finding(server, api)
             return [reachable, kind, *(finding(probe) for finding in FINDINGS)]
 
 
-def _other_mode(make: Callable[..., VLLMReranker], mode: Literal["client", "server"]) -> VLLMReranker | None:
+def _other_mode(
+    make: Callable[..., RemoteReranker], mode: Literal["client", "server"]
+) -> RemoteReranker | None:
     """A client in the other template mode, or `None` where the dialect has only one."""
     try:
         return make(template=mode)
@@ -186,18 +211,21 @@ def _timed(call: Callable[[], list[float]]) -> tuple[list[float], float]:
     return scores, (time.perf_counter() - started) * 1000
 
 
-def _reachable(reranker: VLLMReranker) -> Finding:
+def _hosted_kind(reranker: RemoteReranker) -> Finding:
+    message = f"a hosted API (api={reranker.api!r}), which applies the Qwen3 template itself"
+    return Finding("server", "ok", message, data={"hosted": True, "llama_server": False})
+
+
+def _reachable(reranker: RemoteReranker, server: Server) -> Finding:
     query, relevant = RELEVANT
     documents = [f"{relevant} Note {i}: {'more ' * i}text." for i in range(20)]
     try:
         _, one_ms = _timed(lambda: reranker.score(query, documents[:1]))
         tokens_1 = reranker.last_usage.prompt_tokens if reranker.last_usage is not None else None
         scores, twenty_ms = _timed(lambda: reranker.score(query, documents))
-    except MalformedResponseError as exc:
-        fix = "The server answers, but not with probabilities. On llama-server: " + _RECONVERT
-        return Finding("reachable", "FAIL", str(exc), fix)
     except QwenRerankError as exc:
-        return Finding("reachable", "FAIL", str(exc), "Check --base-url, --api, --model and the API key.")
+        malformed = isinstance(exc, MalformedResponseError)
+        return Finding("reachable", "FAIL", str(exc), unreachable_fix(server, reranker.api, malformed))
     usage = reranker.last_usage
     message = f"1 document in {one_ms:.0f} ms, 20 documents in {twenty_ms:.0f} ms"
     data = {
@@ -210,19 +238,6 @@ def _reachable(reranker: VLLMReranker) -> Finding:
     return Finding("reachable", "ok", message, data=data)
 
 
-_SEQ_CLS_FIX = (
-    "Serve the -seq-cls conversion, whose classifier row is the LM head's yes row minus its no "
-    "row: qwen_rerank.testing.convert_to_seq_cls(checkpoint, folder) writes one."
-)
-_CONSTANT_FIXES = {
-    "vllm": 'Serve with --hf_overrides \'{"architectures": ["Qwen3ForSequenceClassification"], '
-    '"classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": true}\', and use a vLLM '
-    "release without the constant-score regression.",
-    "tei": _SEQ_CLS_FIX,
-    "infinity": _SEQ_CLS_FIX,
-}
-
-
 def _constant(probe: Probe) -> Finding:
     scores = probe.scores
     if all(s == 0.5 for s in scores) or len(set(scores)) == 1:
@@ -230,7 +245,7 @@ def _constant(probe: Probe) -> Finding:
             "constant scores",
             "FAIL",
             f"all {len(scores)} scores are {scores[0]!r}: the server does not score with the reranker head",
-            _CONSTANT_FIXES.get(probe.api, _CONSTANT_FIXES["vllm"]),
+            CONSTANT_FIXES.get(probe.api, CONSTANT_FIXES["vllm"]),
             {"scores": scores},
         )
     return Finding("constant scores", "ok", f"{len(set(scores))} distinct scores of {len(scores)}")
@@ -260,6 +275,14 @@ def _usage(probe: Probe) -> Finding:
 
 def _template(probe: Probe) -> Finding:
     """Which mode the server expects: from reported prompt tokens, else from the relevance gap."""
+    if DIALECTS[probe.api].hosted is not None:
+        return Finding("template", "ok", f"api={probe.api!r} wraps each pair in the Qwen3 template itself")
+    if _headless(probe):
+        message = (
+            "not judged: llama-server's GGUF has no rerank template (see rank head), so no --template "
+            "gives Qwen3-Reranker's scores until it is reconverted"
+        )
+        return Finding("template", "warn", message)
     if probe.client is None and probe.server is not None:
         return _fixed_template(probe.server)
     if probe.client is None or probe.server is None:
@@ -304,7 +327,17 @@ def _template(probe: Probe) -> Finding:
 
 
 def _context(probe: Probe) -> Finding:
-    """Whether a document filling `max_length` tokens is accepted; else the longest that is."""
+    """Whether a document filling `max_length` tokens is accepted; else the longest that is.
+
+    Against a hosted API, the limits its requests are split to: probing them would be billed.
+    """
+    limits = probe.chosen.request_limits
+    if limits is not None:
+        shown = {name: value for name, value in vars(limits).items() if name != "provider" and value}
+        said = ", ".join(f"{name}={value:,}" for name, value in shown.items()) or "none known"
+        return Finding(
+            "limits", "ok", f"requests are split to api={probe.api!r}'s limits: {said}", data=shown
+        )
     query, max_length = RELEVANT[0], probe.max_length
 
     def accepted(words: int) -> bool:
@@ -331,62 +364,79 @@ def _context(probe: Probe) -> Finding:
         "context length",
         "FAIL",
         f"the longest document accepted is about {low} tokens, short of max_length={max_length}",
-        f"{_serve_longer(max_length, probe.llama)}, or pass max_length={low} and tokenizer= to the "
-        "client so documents are cut to fit.",
+        f"{serve_longer(max_length, probe.kind if probe.llama else None)}, or pass max_length={low} "
+        "and tokenizer= to the client so documents are cut to fit.",
         {"words": low},
     )
 
 
-def _server_kind(base_url: str, api: str, timeout: float) -> Finding:
-    """Whether the server is llama-server: its `/props` names a model file and its slots."""
-    props = _get_json(base_url, "/props", timeout)
-    llama = isinstance(props, dict) and "total_slots" in props and "default_generation_settings" in props
-    if not llama:
-        health = _get_json(base_url, "/health", timeout)
-        llama = isinstance(health, dict) and health.get("status") == "ok" and props is not None
-    data: dict[str, Any] = {"llama_server": llama}
-    if not llama:
-        return Finding("server", "ok", "not llama-server (no llama.cpp /props)", data=data)
-    if isinstance(props, dict):
-        settings = props.get("default_generation_settings")
-        data["n_ctx"] = settings.get("n_ctx") if isinstance(settings, dict) else None
-        data["total_slots"] = props.get("total_slots")
+def _server_finding(server: Server, api: str) -> Finding:
+    """Which server answers, and whether ``--api`` speaks its wire format."""
+    data: dict[str, Any] = {
+        "name": server.name,
+        "llama_server": server.name == LLAMA,
+        "n_ctx": server.slot_tokens,
+        "total_slots": server.slots,
+    }
+    if server.name is None or server.name == PAGE:
+        return Finding("server", "ok", f"not recognised ({server.evidence})", data=data)
+    if server.speaks(api):
+        return Finding(
+            "server", "ok", f"{server.label} ({server.evidence}), spoken to with --api {api}", data=data
+        )
+    if server.name == LLAMA:
+        fix = (
+            "Use --api llamacpp (RemoteReranker(api='llamacpp')): it sends raw pairs for the GGUF's own "
+            "template and refuses instructions that llama-server would ignore."
+        )
+    else:
+        fix = f"Use --api {server.own_api} (RemoteReranker(api={server.own_api!r}))."
+    message = f"this is {server.label} ({server.evidence}), but --api {api} was given"
+    return Finding("server", "warn", message, fix, data)
+
+
+def _raw_tokens(make: Callable[..., RemoteReranker], api: str, tokens_1: int | None) -> int | None:
+    """The prompt tokens llama-server reports for one short raw pair: it adds its GGUF's template, if any."""
     if api == "llamacpp":
-        return Finding("server", "ok", "llama.cpp llama-server, spoken to with --api llamacpp", data=data)
-    return Finding(
-        "server",
-        "warn",
-        f"this is llama.cpp's llama-server, but --api {api} was given",
-        "Use --api llamacpp (VLLMReranker(api='llamacpp')): it sends raw pairs for the GGUF's own "
-        "template and refuses instructions that llama-server would ignore.",
-        data,
-    )
+        return tokens_1  # the 1-document call sent the raw pair already
+    query, document = RELEVANT
+    try:
+        with make(api="llamacpp", template="server", model=None) as raw:
+            raw.score(query, [document])
+            return raw.last_usage.prompt_tokens if raw.last_usage is not None else None
+    except QwenRerankError:
+        return None
 
 
 def _rank_head(probe: Probe) -> Finding:
     """A GGUF without its rank head: every score near 0 or NaN, or llama-server adds no template."""
-    scores, tokens_1 = probe.scores, probe.tokens_1
+    scores, tokens_1 = probe.scores, probe.raw_tokens_1
     if all(math.isnan(s) or abs(s) < 1e-3 for s in scores):
         return Finding(
             "rank head",
             "FAIL",
             f"all {len(scores)} scores are near 0 or NaN: the model has no rerank head",
-            _RECONVERT,
+            RECONVERT,
             {"scores": scores},
         )
-    if probe.llama and tokens_1 is not None and tokens_1 < _TEMPLATE_TOKENS:
+    if _headless(probe):
         return Finding(
             "rank head",
             "FAIL",
-            f"llama-server reports {tokens_1} prompt tokens for one short pair: its GGUF has no rerank "
+            f"llama-server reports {tokens_1} prompt tokens for one short raw pair: its GGUF has no rerank "
             "template, so it was converted without the reranker's rank head",
-            _RECONVERT,
+            RECONVERT,
             {"tokens_1": tokens_1},
         )
     return Finding("rank head", "ok", "scores spread over pairs")
 
 
-def _fixed_template(server: VLLMReranker) -> Finding:
+def _headless(probe: Probe) -> bool:
+    """Whether llama-server wraps a raw pair in no template: its GGUF lacks the rerank template and head."""
+    return probe.llama and probe.raw_tokens_1 is not None and probe.raw_tokens_1 < _TEMPLATE_TOKENS
+
+
+def _fixed_template(server: RemoteReranker) -> Finding:
     """A dialect whose server always wraps: confirm it does, from the tokens of two short pairs."""
     try:
         server.score(RELEVANT[0], [RELEVANT[1], IRRELEVANT[1]])
@@ -413,6 +463,13 @@ def _instruction(probe: Probe) -> Finding:
     if DIALECTS[probe.api].fixed_instruction is not None:
         message = "llama-server applies the GGUF's fixed instruction; the client refuses any other"
         return Finding("instruction", "ok", message)
+    if probe.template == "server" and DIALECTS[probe.api].instruction_field is None:
+        message = (
+            f"api={probe.api!r} has no instruction field: with --template server the server's template "
+            "applies its default instruction, and the client refuses any other; not judged"
+        )
+        fix = f"For a custom instruction, use --template client with api={probe.api!r}: the client wraps it."
+        return Finding("instruction", "ok", message, fix)
     query, document = RELEVANT
     try:
         first = probe.chosen.score(query, [document], instruction=DEFAULT_INSTRUCTION)[0]
@@ -420,6 +477,14 @@ def _instruction(probe: Probe) -> Finding:
     except QwenRerankError as exc:
         return Finding("instruction", "warn", f"could not score under two instructions: {exc}")
     data = {"default": first, "other": second}
+    if first == second and DIALECTS[probe.api].hosted is not None:
+        return Finding(
+            "instruction",
+            "warn",
+            f"the same score ({first!r}) under two instructions: api={probe.api!r} ignores the instruction",
+            "For a custom instruction use api='dashscope' or 'siliconflow', or LocalReranker.",
+            data,
+        )
     if first == second:
         return Finding(
             "instruction",
@@ -434,10 +499,39 @@ def _instruction(probe: Probe) -> Finding:
     return Finding("instruction", "ok", "the instruction changes the score", data=data)
 
 
-def _serve_longer(max_length: int, llama: bool) -> str:
-    if llama:
-        return f"Start llama-server with -c {max_length} or more (and -ub {max_length} for speed)"
-    return f"Serve with --max-model-len {max_length} or more"
+def _server_template(probe: Probe) -> Finding:
+    """vLLM only: the prompt its `--chat-template` renders for a pair, against the model card's."""
+    if probe.api != "vllm":
+        return Finding("server template", "ok", f"not checked for api={probe.api!r}")
+    query, document = RELEVANT
+    read = (
+        None if probe.base_url is None else rendered_prompt(probe.chosen, query, document, OTHER_INSTRUCTION)
+    )
+    if read is None:
+        return Finding("server template", "ok", "the server's template cannot be read (no /tokenize)")
+    rendered, count = read
+    if "<Document>: " not in rendered:
+        return Finding(
+            "server template", "ok", "the server renders no reranker template", data={"wraps": False}
+        )
+    card = format_prompt(query, document, OTHER_INSTRUCTION)
+    data: dict[str, Any] = {"wraps": True, "server_tokens": count, "exact": rendered == card}
+    if rendered == card:
+        return Finding(
+            "server template", "ok", "its --chat-template renders the model card's prompt", data=data
+        )
+    at = first_difference(rendered, card)
+    data["differs_at"] = at
+    ending = " (it ends without the final newline after </think>)" if card.startswith(rendered) else ""
+    return Finding(
+        "server template",
+        "FAIL" if probe.template == "server" else "warn",
+        f"its --chat-template renders a prompt that differs from the model card's at character {at} of "
+        f"{len(card)}{ending}, so template='server' scores other text than the model's",
+        f"Restart vLLM with --chat-template {server_template_path()} (qwen-rerank's template; copy the file "
+        "to the server), or without --chat-template and use template='client'.",
+        data,
+    )
 
 
 @contextlib.contextmanager
@@ -447,14 +541,16 @@ def _quiet_backend_warnings() -> Iterator[None]:
     Every document sent is the check's own, some long on purpose: such a warning
     would be about a document the user never wrote, with a fix that does not apply.
     """
-    backend_log = logging.getLogger(VLLMReranker.__module__)
+    backend_log = logging.getLogger(RemoteReranker.__module__)
 
     def keep(record: logging.LogRecord) -> bool:
         return record.levelno != logging.WARNING
 
     backend_log.addFilter(keep)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "template='server' scores", QwenRerankWarning)
+            yield
     finally:
         backend_log.removeFilter(keep)
 
@@ -465,21 +561,7 @@ FINDINGS: list[Callable[[Probe], Finding]] = [
     _usage,
     _template,
     _instruction,
+    _server_template,
     _context,
 ]
 """The checks run once the server is reachable, in order."""
-
-
-# -- the one request the checks send themselves -------------------------------------------------
-# Every other request goes through VLLMReranker. This one builds its own URL and Authorization
-# header and calls httpx directly; it is the single place to move onto the remote wing's sender.
-def _get_json(base_url: str, path: str, timeout: float) -> Any:
-    """The JSON of `GET path` at the server's root, or None when there is none."""
-    url = httpx.URL(base_url).copy_with(path=path, query=None, fragment=None)
-    key = os.environ.get(API_KEY_ENV)
-    headers = {"Authorization": f"Bearer {key}"} if key and not url.userinfo else {}
-    try:
-        response = httpx.get(url, headers=headers, timeout=min(timeout, 10.0))
-        return response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None

@@ -121,6 +121,57 @@ def test_an_html_page_is_one_finding_line(html_server: str, capsys) -> None:  # 
     assert lines[1].startswith("      fix: ")
 
 
+LOGIN_PAGE = b"""<!DOCTYPE html>
+<html><head><title>Sign in</title></head>
+<body><form method="post" action="/login"><input name="user"><input name="password" type="password">
+<button>Sign in</button></form></body></html>
+"""
+
+
+@pytest.fixture
+def login_server() -> Iterator[str]:
+    """A single sign-on proxy in front of the server: every request gets its login page, HTTP 200."""
+    handler = type("Login", (_PageServer,), {"status": 200, "body": LOGIN_PAGE})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def reachable_fix(argv: list[str], capsys) -> str:  # type: ignore[no-untyped-def]
+    assert main(["check", *argv, "--json"]) == 1
+    (finding,) = json.loads(capsys.readouterr().out)["checks"]
+    assert finding["name"] == "reachable" and finding["status"] == "FAIL"
+    fix: str = finding["fix"]
+    return fix
+
+
+def test_a_login_page_gets_the_generic_fix_as_an_error_page_does(
+    login_server: str, html_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fix = reachable_fix(["--base-url", login_server], capsys)
+    assert fix == reachable_fix(["--base-url", html_server], capsys)  # the 502 page's
+    assert fix == "Check --base-url, --api, --model and the API key."
+
+
+def test_scores_that_are_not_probabilities_point_at_the_served_model(fake_vllm, capsys) -> None:  # type: ignore[no-untyped-def]
+    fake_vllm.add_fault("nan_score", times=10)
+    fix = reachable_fix(["--base-url", fake_vllm.url], capsys)
+    assert "not with probabilities" in fix and "--hf_overrides" in fix and "gguf" not in fix.lower()
+
+
+def test_a_reply_of_another_dialect_points_at_api(capsys) -> None:  # type: ignore[no-untyped-def]
+    from qwen_rerank.testing import FakeVLLMServer
+
+    with FakeVLLMServer(None, api="sglang") as sglang:  # a bare list of results, not vLLM's object
+        fix = reachable_fix(["--base-url", sglang.url], capsys)
+    assert "--api" in fix and "sglang" in fix and "gguf" not in fix.lower()
+
+
 def _answer(scores: list[float], tokens: int) -> dict[str, Any]:
     results = [{"index": i, "relevance_score": s} for i, s in enumerate(scores)]
     return {"results": results, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
@@ -148,6 +199,7 @@ def test_a_passing_check_logs_no_warning(fake_vllm, capsys, caplog) -> None:  # 
     assert all(line.startswith(STATUSES) for line in capsys.readouterr().out.splitlines())
 
 
+@pytest.mark.slow  # loads the tokenizer for every check
 def test_check_takes_a_tokenizer(fake_vllm, tiny_model_path: Path, capsys, caplog) -> None:  # type: ignore[no-untyped-def]
     fake_vllm.max_model_len = 400
     argv = ["check", "--base-url", fake_vllm.url, "--max-length", "1024", "--json"]

@@ -13,6 +13,8 @@ from qwen_rerank import InvalidInputError
 from qwen_rerank.cli import main
 from tests.helpers import TINY_BEIR, TINY_RUN
 
+pytestmark = pytest.mark.xdist_group("cli-tiny")
+
 QUERY = "What is the capital of China?"
 DOCUMENTS = ["Gravity attracts bodies.", "The capital of China is Beijing.", "Paris is in France."]
 
@@ -59,7 +61,7 @@ def test_check_tiny_checks_the_fake_server_and_passes(user_cache: Path, capsys) 
     assert report["ok"] and report["base_url"].startswith("http://127.0.0.1:")
     assert {c["name"]: c["status"] for c in report["checks"]} == {
         "reachable": "ok", "server": "ok", "constant scores": "ok", "rank head": "ok", "usage": "ok",
-        "template": "ok", "instruction": "ok", "context length": "ok",
+        "template": "ok", "server template": "ok", "instruction": "ok", "context length": "ok",
     }  # fmt: skip
 
 
@@ -104,6 +106,19 @@ def test_rank_and_eval_speak_every_api(api: str, fake_vllm, tiny_reranker, docs_
     assert fake_vllm.rerank_requests
 
 
+@pytest.mark.parametrize(
+    "command", [["rank", "--query", QUERY, "DOCS"], ["eval", "DATA", "--run", "RUN"], ["check"]]
+)
+def test_api_cohere_without_a_model_names_the_flag(command: list[str], docs_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    argv = [{"DOCS": str(docs_file), "DATA": str(TINY_BEIR), "RUN": str(TINY_RUN)}.get(a, a) for a in command]
+    assert main([*argv, "--base-url", "http://127.0.0.1:9", "--api", "cohere"]) == 2  # before any request
+    (line,) = capsys.readouterr().err.splitlines()
+    assert (
+        line
+        == "qwen-rerank: error: --api cohere needs --model NAME, the name the server serves the reranker as."
+    )
+
+
 @pytest.mark.parametrize("top_n", [0, -1])
 def test_python_refuses_zero_and_negative_top_n_saying_how_to_keep_all(tiny_reranker, top_n: int) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidInputError, match="Leave it None to keep all"):
@@ -111,6 +126,7 @@ def test_python_refuses_zero_and_negative_top_n_saying_how_to_keep_all(tiny_rera
     assert len(tiny_reranker.rerank(QUERY, DOCUMENTS, top_n=None)) == len(DOCUMENTS)
 
 
+@pytest.mark.slow
 def test_demo_tiny_serves_the_page_on_the_cached_tiny_model(user_cache: Path, tiny_reranker) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("gradio")
     from tests.helpers import connect, demo_served_by_cli, expected_rows

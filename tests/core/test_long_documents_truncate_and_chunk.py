@@ -146,7 +146,6 @@ def test_create_reranker_passes_the_option(tiny_model_path: Path) -> None:
     assert create_reranker(base_url="http://127.0.0.1:9").long_documents == "truncate"
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_remote_chunk_mode_matches_local(
     fake_vllm, monkeypatch, tiny_model_path: Path, chunking, mode: str
 ) -> None:  # type: ignore[no-untyped-def]

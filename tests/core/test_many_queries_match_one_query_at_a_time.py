@@ -3,7 +3,6 @@ on the local backend (tiny model) and the remote one (the fake vLLM server on lo
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,13 +20,13 @@ from qwen_rerank import (
 )
 from qwen_rerank.local._batching import prefix_pays
 from qwen_rerank.testing.fake_vllm import FakeVLLMServer
-from tests.helpers import LengthReranker
+from tests.helpers import LengthReranker, call, max_diff
 
 QUERIES = [
     "what is a giant panda?",
     "中国的首都是哪里？",
     "capital of France",
-    "",
+    "?",
     "trailing space ",
     "<Document>: tricky",
 ]
@@ -63,23 +62,6 @@ def backend(request: pytest.FixtureRequest, tiny_reranker: LocalReranker) -> Ite
     remote = VLLMReranker(fake.url, max_documents_per_request=3, max_concurrency=4, retry_backoff=0.001)
     yield remote
     remote.close()
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def call(reranker: Reranker, mode: str, method: str, *args: Any, **kwargs: Any) -> Any:
-    """``reranker.method(...)``, or ``asyncio.run(reranker.amethod(...))`` in async mode."""
-    if mode == "sync":
-        return getattr(reranker, method)(*args, **kwargs)
-    return asyncio.run(getattr(reranker, "a" + method)(*args, **kwargs))
-
-
-def max_diff(a: list[float], b: list[float]) -> float:
-    assert len(a) == len(b)
-    return max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
 
 
 # -- parity and no loss --------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ overlaps larger than the window."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from qwen_rerank.factory import (
     misplaced_options,
     options_for,
 )
-from tests.helpers import LengthReranker, Recorder
+from tests.helpers import LengthReranker, Recorder, call
 
 PAIRS = [
     ("capital of China?", "Beijing is the capital of China."),
@@ -30,13 +29,6 @@ PAIRS = [
 ]
 
 
-def call(reranker: Reranker, mode: str, method: str, *args: Any, **kwargs: Any) -> Any:
-    if mode == "sync":
-        return getattr(reranker, method)(*args, **kwargs)
-    return asyncio.run(getattr(reranker, "a" + method)(*args, **kwargs))
-
-
-@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_score_pairs_equals_one_pair_at_a_time_and_groups_by_query(
     tiny_reranker: Reranker, mode: str
 ) -> None:
@@ -52,7 +44,6 @@ def test_score_pairs_equals_one_pair_at_a_time_and_groups_by_query(
     assert call(recorder, mode, "score_pairs", []) == []
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_score_pairs_takes_one_instruction_per_pair(tiny_reranker: Reranker, mode: str) -> None:
     recorder = Recorder(tiny_reranker)
     instructions = ["Find capitals", None, "Find capitals", None, "Be strict"]

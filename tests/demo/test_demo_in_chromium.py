@@ -22,6 +22,8 @@ pytest.importorskip("gradio")
 from qwen_rerank.tools.demo import CHART_BARS, build_demo, launch_demo
 from tests.helpers import ROOT, free_port, launched_chromium
 
+pytestmark = [pytest.mark.external, pytest.mark.xdist_group("demo-in-chromium")]
+
 SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
 WAIT_MS = 60_000
 QUERY = "Which city is the capital of China?"

@@ -22,6 +22,8 @@ from qwen_rerank import DEFAULT_INSTRUCTION
 from qwen_rerank.tools.demo import CHART_BARS, TABLE_COLUMNS, build_demo, launch_demo, split_lines
 from tests.helpers import connect, expected_rows, free_port
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo-over-http")]
+
 QUERY = "What is the capital of China?"
 DOCUMENTS = [
     "Gravity is a force that attracts two bodies towards each other.",

@@ -27,6 +27,8 @@ import pytest
 
 from tests.helpers import ROOT, launched_chromium
 
+pytestmark = pytest.mark.xdist_group("docs-site")
+
 pytest.importorskip("mkdocs")
 pytest.importorskip("mkdocstrings_handlers.python")
 
@@ -112,6 +114,7 @@ def test_rest_markup_is_detected() -> None:
     assert rest_markup(good) == []
 
 
+@pytest.mark.slow  # builds the site
 def test_rendered_pages_hold_no_rest_markup(site: Path) -> None:
     pages = sorted(site.rglob("*.html"))
     assert site / "reference" / "index.html" in pages
@@ -119,6 +122,7 @@ def test_rendered_pages_hold_no_rest_markup(site: Path) -> None:
     assert not problems, "raw reST in the built site:\n" + "\n".join(problems[:40])
 
 
+@pytest.mark.slow  # builds the site
 def test_every_page_is_in_the_nav_and_fonts_are_local(site: Path) -> None:
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     for page in sorted((ROOT / "docs").glob("*.md")):
@@ -150,6 +154,8 @@ def browser() -> Iterator[Any]:
         yield chromium
 
 
+@pytest.mark.external
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["/", "/reference/", "/scoring/"])
 def test_pages_load_in_chromium_from_localhost_only(served: str, browser: Any, path: str) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -10,6 +10,8 @@ import pytest
 from qwen_rerank.tools.evaluation import evaluate, format_table
 from tests.helpers import ROOT, TINY_BEIR, TINY_RUN
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebook")]
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 

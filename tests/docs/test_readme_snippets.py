@@ -1,4 +1,4 @@
-"""The README's Python snippets run exactly as written, and the docs' offline snippets run too.
+"""The README's Python snippets run exactly as written (the docs' run in test_snippets_run_as_written.py).
 
 The snippets name the real hub id, "Qwen/Qwen3-Reranker-0.6B". Each runs in a fresh interpreter
 whose Hugging Face cache holds the tiny test model under that id, offline: the code a user copies
@@ -15,16 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs.snippets import markdown_blocks, python_blocks
 from tests.helpers import HUB_ID, ROOT, make_hub_cache
 
+pytestmark = pytest.mark.slow
+
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def python_blocks(markdown: str, heading: str) -> list[str]:
-    """The fenced ``python`` blocks of the section under ``heading`` (up to the next one)."""
-    match = re.search(rf"^#+ {re.escape(heading)}\n(.*?)(?=^#+ |\Z)", markdown, flags=re.M | re.S)
-    assert match, f"no section {heading!r}"
-    return re.findall(r"^```python\n(.*?)^```", match.group(1), flags=re.M | re.S)
+RUN = {"Quickstart": 2, "LangChain": 2, "LlamaIndex": 2, "Haystack": 2}  # section: rows it prints
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +46,12 @@ def run_snippet(code: str, hub_cache: Path, cwd: Path) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize(
-    ("heading", "rows"), [("Quickstart", 2), ("LangChain", 2), ("LlamaIndex", 2), ("Haystack", 2)]
-)
+def test_every_readme_block_is_run_here() -> None:
+    run_here = [code for heading in RUN for code in python_blocks(README, heading)]
+    assert [block.code for block in markdown_blocks("README.md")] == run_here
+
+
+@pytest.mark.parametrize(("heading", "rows"), sorted(RUN.items()))
 def test_readme_snippet_runs_as_written(heading: str, rows: int, hub_cache: Path, tmp_path: Path) -> None:
     pytest.importorskip(
         {"LangChain": "langchain_classic", "LlamaIndex": "llama_index.core", "Haystack": "haystack"}.get(
@@ -66,15 +66,6 @@ def test_readme_snippet_runs_as_written(heading: str, rows: int, hub_cache: Path
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert scores == sorted(scores, reverse=True)
     assert any("Beijing is the capital of China." in line for line in lines) or heading != "Quickstart"
-
-
-@pytest.mark.parametrize(
-    ("page", "heading"), [("testing.md", "A tiny model"), ("evaluation.md", "From Python")]
-)
-def test_offline_docs_snippets_run(page: str, heading: str, hub_cache: Path, tmp_path: Path) -> None:
-    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
-    output = [run_snippet(code, hub_cache, ROOT) for code in python_blocks(text, heading)]
-    assert output and output[0].strip()
 
 
 def test_readme_is_a_front_page() -> None:

@@ -30,7 +30,10 @@ from typing import Any
 import pytest
 
 from qwen_rerank._paths import user_cache_dir
-from tests.helpers import HUB_ID, ROOT, make_hub_cache
+from tests.docs.snippets import against_server, python_blocks, section
+from tests.helpers import ROOT, make_hub_cache
+
+pytestmark = [pytest.mark.external, pytest.mark.slow, pytest.mark.xdist_group("minimal-installs")]
 
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11")
 
@@ -53,19 +56,10 @@ def needs_torch(extra: str) -> bool:
     return bool(TORCH_EXTRAS & set(extra.split(",")))
 
 
-ADAPTER_CALL = re.compile(r"\b(QwenRerank|QwenRanker)\(")
-
-
-def section(markdown: str, heading: str) -> str:
-    match = re.search(rf"^#+ {re.escape(heading)}\n(.*?)(?=^#+ |\Z)", markdown, flags=re.M | re.S)
-    assert match, f"no section {heading!r}"
-    return match.group(1)
-
-
 def python_block(path: str, heading: str) -> str:
-    blocks = re.findall(r"^```python\n(.*?)^```", section(read(path), heading), flags=re.M | re.S)
+    blocks = python_blocks(read(path), heading)
     assert blocks, f"{path}: no python block under {heading!r}"
-    return str(blocks[0])
+    return blocks[0]
 
 
 def read(path: str) -> str:
@@ -75,14 +69,6 @@ def read(path: str) -> str:
 def install_line(path: str, heading: str) -> str:
     """Where the reader of this snippet is told what to install."""
     return section(read("README.md"), "Install") if path == "README.md" else read(path)
-
-
-def against_server(code: str, url: str) -> str:
-    """The snippet with its adapter scoring on the server at ``url`` instead of a local model."""
-    if f'model="{HUB_ID}"' in code:
-        return code.replace(f'model="{HUB_ID}"', f'base_url="{url}"')
-    assert ADAPTER_CALL.search(code), code
-    return ADAPTER_CALL.sub(rf'\1(base_url="{url}", ', code)
 
 
 def requirements(extra: str) -> list[str]:

@@ -61,7 +61,6 @@ def test_an_assignment_that_breaks_the_backend_is_refused(adapter_class: Any, fa
 
 
 @pytest.mark.parametrize("adapter_class", ADAPTERS)
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_close_releases_a_backend_the_adapter_built(
     adapter_class: Any, tiny_model_path: Path, tiny_reranker: Reranker, fake_vllm: Any, mode: str
 ) -> None:
@@ -174,7 +173,6 @@ def test_llamaindex_metadata_mode_chooses_what_is_scored(tiny_reranker: Reranker
     assert LlamaIndexRerank(reranker=tiny_reranker).metadata_mode == MetadataMode.EMBED
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_llamaindex_metadata_that_cannot_be_deep_copied(tiny_reranker: Reranker, mode: str) -> None:
     lock = threading.Lock()
     node = NodeWithScore(node=TextNode(id_="locked", text=TEXTS[1], metadata={"lock": lock}), score=0.5)

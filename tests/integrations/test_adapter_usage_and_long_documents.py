@@ -70,7 +70,6 @@ async def test_langchain_async_usage_is_the_calls_own(fake_vllm: Any) -> None:
     )
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_llamaindex_reranking_event_carries_usage(fake_vllm: Any, mode: str) -> None:
     ends = _Ends()
     remote = LlamaIndexRerank(base_url=fake_vllm.url, top_n=2, callback_manager=CallbackManager([ends]))

@@ -61,7 +61,6 @@ def bm25_pipeline(ranker: QwenRanker) -> Pipeline:
     return pipeline
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_bm25_pipeline_reranks_with_the_backend_scores(
     ranker_settings: dict[str, Any], tiny_reranker: Reranker, mode: str
 ) -> None:
@@ -81,7 +80,6 @@ async def test_bm25_pipeline_reranks_with_the_backend_scores(
     assert all(d.meta == {"title": f"Title {d.id[-1]}", "rank": int(d.id[-1]), **cut} for d in ranked)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_run_overrides_and_untouched_input(tiny_reranker: Reranker, mode: str) -> None:
     ranker = QwenRanker(reranker=tiny_reranker, top_k=2)
     documents = make_documents()

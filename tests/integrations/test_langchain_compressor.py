@@ -167,7 +167,6 @@ def lambda_retriever() -> Any:
 
 
 @pytest.mark.parametrize("make_retriever", [vector_store_retriever, lambda_retriever])
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_contextual_compression_retriever(
     backend: Reranker, make_retriever: Callable[[], Any], mode: str
 ) -> None:
@@ -191,7 +190,6 @@ async def test_contextual_compression_retriever(
         assert [kind for kind, _ in recorder.calls] == ["sync"]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_inside_an_lcel_chain(backend: Reranker, mode: str) -> None:
     retriever = ContextualCompressionRetriever(
         base_compressor=QwenRerank(reranker=backend, top_n=2), base_retriever=vector_store_retriever()
@@ -208,7 +206,6 @@ async def test_inside_an_lcel_chain(backend: Reranker, mode: str) -> None:
 # -- rerank(): the CohereRerank-style call ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_rerank_accepts_strings_documents_and_dicts(backend: Reranker, mode: str) -> None:
     documents: list[Any] = [
         TEXTS[0],
@@ -336,7 +333,6 @@ def test_serialises_without_the_backend(tiny_reranker: Reranker) -> None:
 # -- the remote backend chosen by base_url ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_base_url_selects_the_vllm_backend(fake_vllm: Any, mode: str) -> None:
     retriever = ContextualCompressionRetriever(
         base_compressor=QwenRerank(base_url=fake_vllm.url, top_n=None), base_retriever=lambda_retriever()

@@ -31,7 +31,6 @@ def make_documents() -> list[Document]:
     ]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_per_call_instruction_applies_to_that_call_only(tiny_reranker: Reranker, mode: str) -> None:
     recorder = Recorder(tiny_reranker)
     compressor = QwenRerank(reranker=recorder, top_n=None, instruction="Instance instruction")
@@ -54,7 +53,6 @@ async def test_per_call_instruction_applies_to_that_call_only(tiny_reranker: Rer
     assert sorted(d.metadata["relevance_score"] for d in scored) == sorted(want)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_rerank_top_n_minus_one_returns_all(tiny_reranker: Reranker, mode: str) -> None:
     compressor = QwenRerank(reranker=tiny_reranker, top_n=1)
 
@@ -99,7 +97,6 @@ def test_a_bare_dict_or_str_is_invalid_input(tiny_reranker: Reranker) -> None:
         compressor.compress_documents({"page_content": "x"}, QUERY)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_metadata_that_cannot_be_deep_copied_never_fails_after_scoring(
     tiny_reranker: Reranker, mode: str
 ) -> None:
@@ -132,7 +129,6 @@ def test_cross_encoder_groups_pairs_by_query(tiny_reranker: Reranker) -> None:
         encoder.score([("q", "a"), ("q",)])  # type: ignore[list-item]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_cross_encoder_inside_cross_encoder_reranker(
     tiny_model_path: Any, fake_vllm: Any, mode: str
 ) -> None:

@@ -119,7 +119,6 @@ def test_tiny_model_tells_the_nodes_apart(backend: Reranker) -> None:
     assert len({round(s, 6) for s in backend.score(QUERY, embed_texts(make_nodes()))}) == len(TEXTS)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_returns_new_scored_nodes_best_first(backend: Reranker, mode: str) -> None:
     nodes = make_nodes()
     before = copy.deepcopy(nodes)
@@ -141,7 +140,6 @@ async def test_returns_new_scored_nodes_best_first(backend: Reranker, mode: str)
     assert nodes == before  # the caller's nodes and scores are untouched
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_keep_retrieval_score_goes_into_the_new_node_only(tiny_reranker: Reranker, mode: str) -> None:
     nodes = make_nodes()
     before = copy.deepcopy(nodes)
@@ -181,7 +179,6 @@ def test_score_threshold_and_instruction(backend: Reranker) -> None:
     assert [n.score for n in pp.postprocess_nodes(make_nodes(), query_str=QUERY)] == scores[:2]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_missing_query_and_empty_nodes(tiny_reranker: Reranker, mode: str) -> None:
     pp = QwenRerank(reranker=tiny_reranker)
     with pytest.raises(ValueError, match=r"^Missing query bundle in extra info\.$") as info:
@@ -203,7 +200,6 @@ def model_used(backend: Reranker) -> str:
     return str(getattr(backend, "model_name", ""))
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_events_and_callbacks(backend: Reranker, instrumentation: EventCollector, mode: str) -> None:
     debug = LlamaDebugHandler()
     pp = QwenRerank(reranker=backend, top_n=2, callback_manager=CallbackManager([debug]))
@@ -232,7 +228,6 @@ async def test_events_and_callbacks(backend: Reranker, instrumentation: EventCol
     assert finish.payload[EventPayload.NODES] == out
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_events_name_the_model_built_from_settings(
     tiny_model_path: Any, fake_vllm: Any, instrumentation: EventCollector, mode: str
 ) -> None:
@@ -263,7 +258,6 @@ def build_index() -> VectorStoreIndex:
     return VectorStoreIndex.from_documents(documents, embed_model=MockEmbedding(embed_dim=8))
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_query_engine_with_node_postprocessors(backend: Reranker, mode: str) -> None:
     recorder = ThreadRecorder(backend)
     engine = build_index().as_query_engine(
@@ -286,7 +280,6 @@ async def test_query_engine_with_node_postprocessors(backend: Reranker, mode: st
         assert [kind for kind, _ in recorder.calls] == ["sync"]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_retriever_query_engine(backend: Reranker, mode: str) -> None:
     retriever = build_index().as_retriever(similarity_top_k=len(TEXTS))
     engine = RetrieverQueryEngine.from_args(
@@ -321,7 +314,6 @@ def test_bad_settings_raise_our_error(settings: dict[str, Any], match: str) -> N
         QwenRerank(**settings)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_bad_nodes_are_named_by_position(tiny_reranker: Reranker, mode: str) -> None:
     pp = QwenRerank(reranker=tiny_reranker)
     nodes = make_nodes()
@@ -374,7 +366,6 @@ def test_class_name_and_serialisation(monkeypatch: pytest.MonkeyPatch, tiny_rera
     assert "reranker" not in QwenRerank(reranker=tiny_reranker).to_dict()
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_base_url_selects_the_vllm_backend(fake_vllm: Any, mode: str) -> None:
     engine = build_index().as_query_engine(
         llm=MockLLM(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +22,8 @@ import pytest
 from qwen_rerank import InvalidInputError, LocalReranker
 from qwen_rerank.integrations.ray import RerankPredictor
 from tests.helpers import ROOT
+
+pytestmark = [pytest.mark.external, pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 ROWS = {
     "id": [10, 11, 12, 13, 14, 15],
@@ -132,10 +135,18 @@ def example() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[Any]:
+    """A local Ray instance whose session files (sockets, logs) go to a temporary folder of its own.
+
+    Without ``_temp_dir``, Ray keeps them in /tmp/ray/session_* and never removes them. The folder
+    is short: Ray's socket paths in it must stay under 108 bytes.
+    """
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    with tempfile.TemporaryDirectory(prefix="ray-") as folder:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=folder)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
 
 
 def test_example_scores_every_pair_once_on_a_local_ray_instance(

@@ -22,12 +22,9 @@ from qwen_rerank.testing.llama_server import (
     built_llama_server,
     convert_to_gguf,
 )
+from tests.helpers import skip_or_fail
 
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must run the llama-server tests (.ci/run builds the server).")
-    pytest.skip(reason)
+LLAMA_SERVER_TESTS = "the llama-server tests (.ci/run builds the server)"
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +35,12 @@ def llama_binary() -> Path:
         try:
             binary = build_llama_server()
         except (QwenRerankError, OSError) as exc:
-            _unavailable(f"building llama-server failed: {exc}")
+            skip_or_fail(f"building llama-server failed: {exc}", LLAMA_SERVER_TESTS)
     if binary is None:
-        _unavailable("llama-server is not built (python -m qwen_rerank.testing.llama_server builds it)")
+        skip_or_fail(
+            "llama-server is not built (python -m qwen_rerank.testing.llama_server builds it)",
+            LLAMA_SERVER_TESTS,
+        )
     assert binary is not None
     return binary
 
@@ -53,12 +53,13 @@ def tiny_gguf(tiny_model_path: Path, llama_binary: Path) -> Path:
 
 def _convert(model: Path, outtype: str, *, as_reranker: bool = True) -> Path:
     if importlib.util.find_spec("sentencepiece") is None:
-        _unavailable('converting to GGUF needs sentencepiece (pip install "qwen-rerank[dev]")')
+        skip_or_fail(
+            'converting to GGUF needs sentencepiece (pip install "qwen-rerank[dev]")', LLAMA_SERVER_TESTS
+        )
     try:
         return convert_to_gguf(model, outtype=outtype, as_reranker=as_reranker)
     except QwenRerankError as exc:
-        _unavailable(f"converting the tiny model to GGUF failed: {exc}")
-        raise
+        skip_or_fail(f"converting the tiny model to GGUF failed: {exc}", LLAMA_SERVER_TESTS)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,11 @@ import pytest
 from qwen_rerank.cli import main
 from qwen_rerank.testing.llama_server import LlamaServer
 
-pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+    pytest.mark.external,
+    pytest.mark.xdist_group("llama-server"),
+]
 
 
 def check(capsys: pytest.CaptureFixture[str], url: str, *extra: str) -> tuple[int, dict[str, Any]]:

@@ -15,7 +15,11 @@ from qwen_rerank import InvalidInputError, LocalReranker, VLLMReranker, create_r
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, PromptTokenizer, escape_control_tokens
 from qwen_rerank.testing.llama_server import LlamaServer
 
-pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+    pytest.mark.external,
+    pytest.mark.xdist_group("llama-server"),
+]
 
 QUERY = "what is a giant panda?"
 ENGLISH = [

@@ -52,6 +52,7 @@ def test_a_second_tokenizer_of_the_same_file_reuses_the_plain_copy(tiny_model_pa
     assert first._plain is second._plain
 
 
+@pytest.mark.slow  # a fresh interpreter loads the model
 def test_local_reranker_loads_without_transformers_tokenizer_classes(tiny_model_path: Path) -> None:
     import subprocess
 

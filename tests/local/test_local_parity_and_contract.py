@@ -21,6 +21,7 @@ from qwen_rerank import (
     RerankResult,
 )
 from qwen_rerank.prompt import char_boundary, format_body
+from tests.helpers import max_diff
 from tests.reference import ModelCardReranker
 
 QUERY = "What is the capital of China?"
@@ -33,11 +34,6 @@ DOCUMENTS = [
     "short",
     "混合 mixed 文本 text with 数字 12345 and punctuation!?",
 ]
-
-
-def max_diff(a: list[float], b: list[float]) -> float:
-    assert len(a) == len(b)
-    return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
 def test_is_a_reranker(tiny_reranker: LocalReranker) -> None:
@@ -63,6 +59,7 @@ def test_scores_match_with_a_custom_instruction(
     assert max_diff(ours, tiny_reranker.score(QUERY, DOCUMENTS)) > 1e-4
 
 
+@pytest.mark.slow  # the model card's loop at each max_length
 @pytest.mark.parametrize("max_length", [80, 120, 300])
 def test_scores_match_when_documents_are_truncated(tiny_model_path: Path, max_length: int) -> None:
     """The card's truncation, except that a character the budget would split is dropped whole.
@@ -88,6 +85,7 @@ def test_scores_match_when_documents_are_truncated(tiny_model_path: Path, max_le
     assert max_diff(ours.score(QUERY, documents), [expected[doc] for doc in documents]) < 1e-5
 
 
+@pytest.mark.slow  # tokenizes a megabyte
 def test_a_one_megabyte_document_is_truncated_not_crashed(tiny_model_path: Path) -> None:
     ours = LocalReranker(str(tiny_model_path), max_length=256)
     theirs = ModelCardReranker(str(tiny_model_path), max_length=256)

@@ -11,6 +11,7 @@ import transformers
 
 from qwen_rerank import InvalidInputError, LocalReranker, ModelLoadError
 from qwen_rerank.testing.seq_cls import convert_to_seq_cls
+from tests.helpers import max_diff
 from tests.reference import CARD_INSTRUCTION, CARD_PREFIX, CARD_SUFFIX
 
 QUERY = "What is the capital of China?"
@@ -50,11 +51,6 @@ def untied_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
         (out / name).write_bytes((tiny_model_path / name).read_bytes())
     return out
-
-
-def max_diff(a: list[float], b: list[float]) -> float:
-    assert len(a) == len(b)
-    return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
 def test_scores_equal_the_causal_checkpoints(

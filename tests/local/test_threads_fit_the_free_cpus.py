@@ -59,16 +59,19 @@ def _threads_after(setup: str, env: dict[str, str] | None = None) -> str:
     return out.stdout.strip()
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs for torch's default to exceed 1")
 def test_torchs_default_is_lowered_to_the_usable_cpus() -> None:
     assert _threads_after("") == "1 1"
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 def test_a_count_set_with_torch_set_num_threads_is_kept() -> None:
     count = (os.cpu_count() or 1) + 1  # any count but the host's, which is also torch's default
     assert _threads_after(f"torch.set_num_threads({count})") == f"None {count}"
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs for torch's default to exceed 1")
 def test_a_count_set_in_the_environment_is_kept() -> None:
     threads = str(len(os.sched_getaffinity(0)))

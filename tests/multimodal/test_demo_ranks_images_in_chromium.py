@@ -22,6 +22,8 @@ from qwen_rerank import LocalReranker
 from qwen_rerank.tools.demo import build_demo, launch_demo
 from tests.helpers import ROOT, free_port, launched_chromium
 
+pytestmark = [pytest.mark.external, pytest.mark.slow, pytest.mark.xdist_group("demo-images-in-chromium")]
+
 SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
 WAIT_MS = 60_000
 QUERY = "a red square"

@@ -17,6 +17,9 @@ from PIL import Image
 
 from qwen_rerank import InvalidInputError, LocalReranker
 
+# The models its module-scoped fixtures load are costly to load twice: one worker runs this module.
+pytestmark = pytest.mark.xdist_group("vl-frameworks")
+
 QUERY = "a red square"
 
 

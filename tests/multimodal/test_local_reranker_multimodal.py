@@ -20,6 +20,9 @@ from qwen_rerank import InvalidInputError, LocalReranker
 from qwen_rerank.media import MultimodalContent
 from tests.multimodal.reference_vl import OfficialVLReranker
 
+# The models its module-scoped fixtures load are costly to load twice: one worker runs this module.
+pytestmark = pytest.mark.xdist_group("vl-local-reranker")
+
 VL_INSTRUCTION = "Given a search query, retrieve relevant candidates that answer the query."
 
 

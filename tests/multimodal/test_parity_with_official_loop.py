@@ -18,6 +18,9 @@ from qwen_rerank.local._vl import VLScorer
 from qwen_rerank.local._vl_pixels import VisionSettings
 from tests.multimodal.reference_vl import OfficialVLReranker, Trace
 
+# The models its module-scoped fixtures load are costly to load twice: one worker runs this module.
+pytestmark = pytest.mark.xdist_group("vl-oracle-parity")
+
 LONG = "The quick brown fox jumps over the lazy dog. " * 12
 
 

@@ -1,4 +1,4 @@
-"""VLLMReranker(multimodal=True) sends images and video as vLLM's content parts.
+"""RemoteReranker(multimodal=True), and VLLMReranker its subclass, send images and video as content parts.
 
 The shape is vLLM's ``ScoreMultiModalParam`` (``vllm/entrypoints/pooling/scoring/typing.py``):
 a str, or ``{"content": [{"type": "text" | "image_url" | "video_url", ...}]}``. The fake vLLM server
@@ -18,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from qwen_rerank import InvalidInputError, VLLMReranker
+from qwen_rerank import InvalidInputError, QwenRerankWarning, RemoteReranker, VLLMReranker
 from qwen_rerank.media import DEFAULT_VL_INSTRUCTION, MediaLimits
 from qwen_rerank.testing import FakeVLLMServer
 
@@ -41,9 +41,9 @@ def server() -> Iterator[FakeVLLMServer]:
 
 
 @pytest.fixture
-def reranker(server: FakeVLLMServer) -> Iterator[VLLMReranker]:
+def reranker(server: FakeVLLMServer) -> Iterator[RemoteReranker]:
     server.reset()
-    with VLLMReranker(server.url, multimodal=True, max_retries=0) as built:
+    with RemoteReranker(server.url, multimodal=True, max_retries=0) as built:
         yield built
 
 
@@ -58,7 +58,7 @@ def _decoded(part: dict[str, Any]) -> bytes:
 
 
 def test_documents_go_as_content_parts_in_the_official_order(
-    reranker: VLLMReranker, server: FakeVLLMServer, tmp_path: Path
+    reranker: RemoteReranker, server: FakeVLLMServer, tmp_path: Path
 ) -> None:
     path = tmp_path / "red.png"
     path.write_bytes(RED)
@@ -86,7 +86,7 @@ def test_documents_go_as_content_parts_in_the_official_order(
 
 
 def test_a_multimodal_query_and_async_calls_send_the_same(
-    reranker: VLLMReranker, server: FakeVLLMServer
+    reranker: RemoteReranker, server: FakeVLLMServer
 ) -> None:
     query = {"image": RED, "text": "like this"}
     scores = reranker.score(query, ["red", {"image": URL}])
@@ -97,7 +97,7 @@ def test_a_multimodal_query_and_async_calls_send_the_same(
     assert _decoded(image) == RED and text == {"type": "text", "text": "like this"}
 
 
-def test_scores_map_back_by_index(reranker: VLLMReranker) -> None:
+def test_scores_map_back_by_index(reranker: RemoteReranker) -> None:
     documents: list[Any] = ["alpha", {"image": URL}, "beta", {"image": RED}, {"image": URL}]
     scores = reranker.score("q", documents)
     results = reranker.rerank("q", documents)
@@ -106,7 +106,9 @@ def test_scores_map_back_by_index(reranker: VLLMReranker) -> None:
     assert scores[1] == scores[4]
 
 
-def test_the_instruction_goes_to_the_server_template(reranker: VLLMReranker, server: FakeVLLMServer) -> None:
+def test_the_instruction_goes_to_the_server_template(
+    reranker: RemoteReranker, server: FakeVLLMServer
+) -> None:
     reranker.score("q", [{"image": URL}], instruction="Find the matching photo.")
     reranker.score("q", [{"image": URL}])
     given, default = _bodies(server)
@@ -115,7 +117,7 @@ def test_the_instruction_goes_to_the_server_template(reranker: VLLMReranker, ser
 
 
 def test_what_a_server_cannot_take_is_refused_before_sending(
-    reranker: VLLMReranker, server: FakeVLLMServer, tmp_path: Path
+    reranker: RemoteReranker, server: FakeVLLMServer, tmp_path: Path
 ) -> None:
     with pytest.raises(InvalidInputError, match=r"documents\[1\]'s video\[0\].*by http\(s\) URL only"):
         reranker.score("q", ["x", {"video": [str(tmp_path / "f0.png"), str(tmp_path / "f1.png")]}])
@@ -128,7 +130,7 @@ def test_an_image_over_the_byte_limit_is_not_sent(server: FakeVLLMServer) -> Non
     server.reset()
     limits = MediaLimits(max_bytes=len(RED) - 1)
     with (
-        VLLMReranker(server.url, multimodal=True, media_limits=limits) as small,
+        RemoteReranker(server.url, multimodal=True, media_limits=limits) as small,
         pytest.raises(InvalidInputError, match=r"documents\[0\]'s image\[0\]") as caught,
     ):
         small.score("q", [{"image": RED}])
@@ -138,14 +140,27 @@ def test_an_image_over_the_byte_limit_is_not_sent(server: FakeVLLMServer) -> Non
 
 def test_multimodal_needs_vllm_and_its_template(server: FakeVLLMServer) -> None:
     with pytest.raises(InvalidInputError, match="api='vllm' and template='server'"):
-        VLLMReranker(server.url, multimodal=True, template="client")
+        RemoteReranker(server.url, multimodal=True, template="client")
     with pytest.raises(InvalidInputError, match="api='vllm' and template='server'"):
-        VLLMReranker(server.url, multimodal=True, api="sglang")
+        RemoteReranker(server.url, multimodal=True, api="sglang")
+    with pytest.raises(InvalidInputError, match="api='vllm' and template='server'"):
+        RemoteReranker(api="dashscope", api_key="sk-test", multimodal=True)
+
+
+def test_the_old_name_takes_multimodal_and_warns_of_no_text_template(
+    server: FakeVLLMServer, recwarn: pytest.WarningsRecorder
+) -> None:
+    server.reset()
+    with VLLMReranker(server.url, multimodal=True) as old:
+        assert old.multimodal and old.instruction == DEFAULT_VL_INSTRUCTION
+        old.score("q", [{"image": RED}])
+    assert not [w for w in recwarn if issubclass(w.category, QwenRerankWarning)]
+    assert _bodies(server)[0]["documents"][0]["content"][0]["type"] == "image_url"
 
 
 def test_a_text_reranker_refuses_an_image_and_sends_nothing(server: FakeVLLMServer) -> None:
     server.reset()
-    with VLLMReranker(server.url) as text_only:
+    with RemoteReranker(server.url) as text_only:
         assert not text_only.multimodal
         with pytest.raises(InvalidInputError, match=r"documents\[1\].*text only"):
             text_only.score("q", ["x", {"image": URL}])
@@ -164,3 +179,13 @@ def test_a_text_reranker_refuses_an_image_and_sends_nothing(server: FakeVLLMServ
 def test_the_fake_server_refuses_what_vllm_refuses(server: FakeVLLMServer, bad: dict[str, Any]) -> None:
     reply = httpx.post(f"{server.url}/v1/rerank", json={"query": "q", "documents": ["ok", bad]}, timeout=10)
     assert reply.status_code == 400
+
+
+def test_an_empty_query_is_refused_before_anything_is_sent(
+    reranker: RemoteReranker, server: FakeVLLMServer
+) -> None:
+    with pytest.raises(InvalidInputError, match="query is empty"):
+        reranker.score("  ", [{"image": URL}])
+    with pytest.raises(InvalidInputError, match=r"pairs\[0\]: query is empty"):
+        reranker.score_pairs([("", {"image": URL})])
+    assert _bodies(server) == []

@@ -36,7 +36,6 @@ def in_retrieval_order(results: list[RerankResult], error: str, count: int) -> N
     assert all(not r.reranked and r.error == error and r.score == 0.0 for r in results)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_each_fault_gives_back_retrieval_order(
     planted: tuple[str, dict[str, Any]], fault: str, mode: str
 ) -> None:
@@ -47,7 +46,6 @@ async def test_each_fault_gives_back_retrieval_order(
     assert qwen_rerank.fallback_counts() == {FAULTS[fault]: 1}
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_raise_is_the_default(planted: tuple[str, dict[str, Any]], fault: str, mode: str) -> None:
     url, options = planted
     with VLLMReranker(url, **options) as reranker, pytest.raises(QwenRerankError) as caught:
@@ -67,7 +65,6 @@ async def test_top_n_applies_and_nothing_else_drops(
     in_retrieval_order(results, "RemoteConnectionError", count)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_bad_input_is_still_raised(closed_port_url: str, mode: str) -> None:
     with VLLMReranker(closed_port_url, max_retries=0) as reranker:
         with pytest.raises(InvalidInputError, match=r"documents\[1\]"):
@@ -91,12 +88,11 @@ class _OutOfMemory(Reranker):
     """A backend whose device is always full."""
 
     def _score_batch(
-        self, requests: list[Request], instruction: str, progress: Progress
+        self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]:
         raise OutOfMemoryError("CUDA out of memory even one document at a time.")
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_out_of_memory_falls_back(mode: str) -> None:
     results = await call(_OutOfMemory(), mode, top_n=2, on_error="passthrough")
     in_retrieval_order(results, "OutOfMemoryError", 2)

@@ -37,7 +37,6 @@ def langchain_chain(compressor: Any) -> tuple[Any, Any]:
     return retriever, chain
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_langchain_chain_answers_through_the_fault(
     planted: tuple[str, dict[str, Any]], fault: str, mode: str, fake_vllm: Any, closed_port_url: str
 ) -> None:
@@ -63,7 +62,6 @@ async def test_langchain_chain_answers_through_the_fault(
     assert qwen_rerank.fallback_counts() == {FAULTS[fault]: 2}
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_llamaindex_query_engine_answers_through_the_fault(
     planted: tuple[str, dict[str, Any]], fault: str, mode: str
 ) -> None:
@@ -98,7 +96,6 @@ async def test_llamaindex_query_engine_answers_through_the_fault(
         assert "reranked" in node.node.excluded_llm_metadata_keys
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_haystack_pipeline_answers_through_the_fault(
     planted: tuple[str, dict[str, Any]], fault: str, mode: str
 ) -> None:

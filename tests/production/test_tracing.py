@@ -89,7 +89,6 @@ def test_our_names_are_openinference_names() -> None:
     assert _tracing.INPUT_VALUE == SpanAttributes.INPUT_VALUE
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_rerank_call_is_one_reranker_span(backend: Reranker, spans: Any, mode: str) -> None:
     results = await rerank(backend, mode, top_n=2)
     span = only_span(spans)
@@ -107,7 +106,6 @@ async def test_a_rerank_call_is_one_reranker_span(backend: Reranker, spans: Any,
     assert span.status.status_code is StatusCode.UNSET
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_text_only_with_trace_content(backend: Reranker, spans: Any, mode: str) -> None:
     backend.trace_content = True
     results = await rerank(backend, mode)
@@ -117,7 +115,6 @@ async def test_text_only_with_trace_content(backend: Reranker, spans: Any, mode:
     assert [d[DOC_CONTENT] for d in documents(attributes, OUTPUTS)] == [r.document for r in results]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_remote_span_has_usage_replica_and_retries(fake_vllm: Any, spans: Any, mode: str) -> None:
     url = fake_vllm.url.replace("http://", "http://user:hunter2@")
     fake_vllm.add_fault("status", status=503, times=1)  # the first attempt fails, the retry answers
@@ -134,7 +131,6 @@ async def test_remote_span_has_usage_replica_and_retries(fake_vllm: Any, spans: 
     assert "hunter2" not in text and "sk-secret" not in text
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_failure_is_recorded_on_the_span(closed_port_url: str, spans: Any, mode: str) -> None:
     reranker = VLLMReranker(closed_port_url, max_retries=1, retry_backoff=0.01)
     with reranker, pytest.raises(Exception, match="Could not connect"):
@@ -149,7 +145,6 @@ async def test_a_failure_is_recorded_on_the_span(closed_port_url: str, spans: An
     assert span.attributes["qwen_rerank.retries"] == 1
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_passthrough_is_recorded_on_the_span(fake_vllm: Any, spans: Any, mode: str) -> None:
     fake_vllm.add_fault("garbage", times=1)
     with VLLMReranker(fake_vllm.url, max_retries=0) as reranker:
@@ -165,7 +160,6 @@ async def test_passthrough_is_recorded_on_the_span(fake_vllm: Any, spans: Any, m
 
 
 @pytest.mark.parametrize("method", ["score_many", "rerank_many"])
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_many_queries_nest_one_child_per_request(
     backend: Reranker, spans: Any, method: str, mode: str
 ) -> None:
@@ -209,7 +203,6 @@ def test_without_opentelemetry_rerank_works_and_traces_nothing(fake_vllm: Any) -
     assert out.stdout.split() == ["2", "1", "None"]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_score_call_is_one_span_in_input_order(backend: Reranker, spans: Any, mode: str) -> None:
     scores = backend.score(QUERY, DOCS) if mode == "sync" else await backend.ascore(QUERY, DOCS)
     span = only_span(spans)

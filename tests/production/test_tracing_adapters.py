@@ -67,7 +67,6 @@ def reranker_spans(spans: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_adapter_call_is_one_reranker_span(
     framework: str, mode: str, settings: dict[str, Any], spans: Any
 ) -> None:
@@ -101,7 +100,6 @@ async def test_adapter_trace_content_opts_in(framework: str, fake_vllm: Any, spa
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_adapter_passthrough_and_failure_spans(
     framework: str, mode: str, fake_vllm: Any, spans: Any
 ) -> None:
@@ -123,7 +121,6 @@ async def test_adapter_passthrough_and_failure_spans(
     assert "qwen_rerank.fallback" not in span.attributes
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_llamaindex_events_keep_firing_alongside_spans(fake_vllm: Any, spans: Any, mode: str) -> None:
     from llama_index.core.instrumentation import root_dispatcher  # type: ignore[attr-defined]
     from llama_index.core.instrumentation.event_handlers import BaseEventHandler

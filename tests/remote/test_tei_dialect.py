@@ -33,6 +33,7 @@ from qwen_rerank.prompt import (
 from qwen_rerank.remote._dialects import DIALECTS, encode_body
 from qwen_rerank.testing import convert_to_seq_cls
 from qwen_rerank.tools.diagnose import run_checks
+from tests.helpers import max_diff
 
 QUERY = "what is a giant panda?"
 DOCS = [
@@ -125,11 +126,6 @@ def tei_url(seq_cls_path: Path) -> Iterator[str]:
         yield url
 
 
-def max_diff(a: list[float], b: list[float]) -> float:
-    assert len(a) == len(b)
-    return max(abs(x - y) for x, y in zip(a, b, strict=True))
-
-
 def test_tei_body_has_texts_and_teis_flags() -> None:
     body = json.loads(encode_body(DIALECTS["tei"], "q", ["a", "b"], "served-name"))
     assert body == {
@@ -159,7 +155,6 @@ def test_template_server_is_refused_with_the_fix(api: str) -> None:
         VLLMReranker("http://127.0.0.1:9", api=api, template="server")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_tei_scores_equal_local_mapped_by_index(tei_url: str, local: LocalReranker, mode: str) -> None:
     with VLLMReranker(tei_url, api="tei", tokenizer=str(local.model_name), max_length=256) as remote:
         for instruction in (None, INSTRUCTION):

@@ -23,7 +23,9 @@ from qwen_rerank._paths import user_cache_dir
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, split_prompts
 from qwen_rerank.testing import convert_to_seq_cls
 from qwen_rerank.tools.diagnose import run_checks
-from tests.helpers import free_port
+from tests.helpers import free_port, max_diff, skip_or_fail
+
+pytestmark = [pytest.mark.external, pytest.mark.xdist_group("infinity")]
 
 INFINITY = user_cache_dir() / "infinity-venv" / "bin" / "infinity_emb"
 START_SECONDS = 180
@@ -43,10 +45,7 @@ INSTRUCTION = "Given a question about animals, retrieve the passage that answers
 MAX_LENGTH = 128
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must run the Infinity tests (.ci/run creates {INFINITY.parent.parent}).")
-    pytest.skip(reason)
+INFINITY_TESTS = f"the Infinity tests (.ci/run creates {INFINITY.parent.parent})"
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +57,7 @@ def seq_cls_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
 def infinity_url(seq_cls_path: Path) -> Iterator[str]:
     """One Infinity server for the session, on 127.0.0.1 at a free port."""
     if not INFINITY.is_file():
-        _unavailable(f"Infinity is not installed at {INFINITY}")
+        skip_or_fail(f"Infinity is not installed at {INFINITY}", INFINITY_TESTS)
     port, log = free_port(), seq_cls_path.parent / "infinity.log"
     # DO_NOT_TRACK: Infinity's anonymous usage statistics stay off; HF_HUB_OFFLINE: the model is a folder.
     env = {**os.environ, "DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "HF_HUB_OFFLINE": "1"}
@@ -81,7 +80,9 @@ def infinity_url(seq_cls_path: Path) -> Iterator[str]:
         while not _healthy(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = log.read_text(errors="replace")[-2000:]
-                _unavailable(f"Infinity did not start (exit {process.poll()}); its log ends:\n{tail}")
+                skip_or_fail(
+                    f"Infinity did not start (exit {process.poll()}); its log ends:\n{tail}", INFINITY_TESTS
+                )
             time.sleep(0.5)
         yield url
     finally:
@@ -111,11 +112,6 @@ def remote(infinity_url: str, seq_cls_path: Path) -> Iterator[VLLMReranker]:
         infinity_url, api="infinity", tokenizer=str(seq_cls_path), max_length=MAX_LENGTH
     ) as reranker:
         yield reranker
-
-
-def max_diff(a: list[float], b: list[float]) -> float:
-    assert len(a) == len(b)
-    return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
 @pytest.mark.parametrize("instruction", [None, INSTRUCTION])

@@ -16,21 +16,11 @@ from qwen_rerank import APIStatusError, MalformedResponseError, VLLMReranker, _p
 from qwen_rerank.remote._bodies import RequestBuilder
 from qwen_rerank.remote._replies import MAX_SERVER_TEXT, parse_scores
 from qwen_rerank.testing.fake_vllm import FakeVLLMServer
+from tests.helpers import call
 
 QUERY = "what is a giant panda?"
 DOCS = ["The giant panda is a bear.", "Paris is the capital of France."]
 KEY = "sk-live-7Hq2ZpX9wLmN4vR8tY6uK3bJ5cD1fG0e"
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def call(reranker: VLLMReranker, mode: str, method: str, *args: Any) -> Any:
-    if mode == "sync":
-        return getattr(reranker, method)(*args)
-    return asyncio.run(getattr(reranker, "a" + method)(*args))
 
 
 @pytest.fixture(scope="module")

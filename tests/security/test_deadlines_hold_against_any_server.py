@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from qwen_rerank import RemoteTimeoutError, VLLMReranker
+from tests.helpers import call
 
 QUERY = "what is a giant panda?"
 DOCS = ["The giant panda is a bear.", "Paris is the capital of France."]
@@ -106,17 +106,6 @@ BEHAVIOURS = {
     "headers byte by byte": trickled_headers,
     "body withheld, spaces trickled": withheld_body,
 }
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def call(reranker: VLLMReranker, mode: str, method: str, *args: Any) -> Any:
-    if mode == "sync":
-        return getattr(reranker, method)(*args)
-    return asyncio.run(getattr(reranker, "a" + method)(*args))
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from qwen_rerank import (
     RemoteTimeoutError,
     VLLMReranker,
 )
+from tests.helpers import call
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
@@ -31,17 +32,6 @@ QUERY = "what is a giant panda?"
 DOCS = ["The giant panda is a bear.", "Paris is the capital of France.", "Bamboo grows fast."]
 KEY = "sk-live-7Hq2ZpX9wLmN4vR8tY6uK3bJ5cD1fG0e"
 PASSWORD = "pa55-w0rd-Zq8xK2mV7"
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def call(reranker: VLLMReranker, mode: str, method: str, *args: Any, **kwargs: Any) -> Any:
-    if mode == "sync":
-        return getattr(reranker, method)(*args, **kwargs)
-    return asyncio.run(getattr(reranker, "a" + method)(*args, **kwargs))
 
 
 @pytest.fixture

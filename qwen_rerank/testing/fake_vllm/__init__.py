@@ -8,7 +8,7 @@ without a GPU:
 from qwen_rerank import VLLMReranker
 from qwen_rerank.testing import FakeVLLMServer, make_tiny_reranker
 
-with FakeVLLMServer(str(make_tiny_reranker("/tmp/tiny"))) as server:
+with FakeVLLMServer(str(make_tiny_reranker())) as server:
     reranker = VLLMReranker(server.url)
     reranker.score("what is a panda?", ["A bear.", "A city."])
     server.add_fault("status", status=503, times=2)   # the next 2 rerank calls fail
@@ -35,8 +35,11 @@ vLLM started without ``--chat-template``) a pair is scored from the plain concat
 ``query + document``, tokenized by the full tokenizer (so ``<|im_end|>`` in text becomes
 the control token, as in vLLM). With ``template=True`` it renders the Qwen3 reranker
 template around the raw query and document, with the dialect's instruction field (or the
-default). A prompt longer than ``max_model_len`` tokens is refused with vLLM's HTTP 400.
-``GET /v1/models``, ``GET /health`` and ``GET /stats`` answer too.
+default); ``template="vllm"`` renders it as vLLM 0.33 renders the template it ships, without
+the final newline. A prompt longer than ``max_model_len`` tokens is refused with vLLM's HTTP
+400. ``GET /v1/models``, ``/health``, ``/version`` and ``/stats`` answer too, and so do
+``POST /score`` (``/v1/score``), ``/tokenize`` (a ``prompt``, or ``messages`` rendered by the
+template) and ``/detokenize``, as vLLM's do.
 
 Scores come from the tiny model through transformers (softmax over the "no"/"yes" logits at
 the last position); with ``model_path=None`` the server answers at once with a fake,

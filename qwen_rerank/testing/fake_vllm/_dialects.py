@@ -12,8 +12,8 @@ from typing import Any
 
 APIS = frozenset({"vllm", "sglang", "cohere"})
 
-# The Qwen3-Reranker prompt, spelled here independently of qwen_rerank.prompt, as the
-# qwen3_reranker.jinja score template renders it.
+# The Qwen3-Reranker prompt, spelled here independently of qwen_rerank.prompt, as a correct
+# score template renders it (qwen-rerank's, qwen_rerank.prompt.server_template_path()).
 _SYSTEM = (
     "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
     'Note that the answer can only be "yes" or "no".'
@@ -48,13 +48,17 @@ def check_request(api: str, body: dict[str, Any], served_model_name: str) -> Non
     """Raise the `Refusal` the server sends for a rerank body it does not take."""
     query, documents = body.get("query"), body.get("documents")
     # vLLM also takes a content dict as the query (checked where it is read, `_content.as_text`).
-    if not (isinstance(query, str) or api == "vllm") or not isinstance(documents, list) or not documents:
-        raise Refusal(400, error_body("query must be a string and documents a non-empty list", "error"))
+    if not (isinstance(query, str) or api == "vllm") or not isinstance(documents, list):
+        raise Refusal(400, error_body("query must be a string and documents a list", "error"))
+    if not documents:
+        raise Refusal(400, error_body("At least one text_pair element must be given", "error"))
     model = body.get("model") if api != "sglang" else None  # SGLang ignores it
     if api == "cohere" and model is None:
         raise Refusal(400, error_body("model is required", "error"))
     if model is not None and model != served_model_name:
-        raise Refusal(404, error_body(f"The model `{model}` does not exist.", "error", code=404))
+        raise Refusal(
+            404, error_body(f"The model `{model}` does not exist.", "error", code=404, kind="NotFoundError")
+        )
 
 
 def max_tokens_per_doc(api: str, body: dict[str, Any]) -> Any:
@@ -62,8 +66,13 @@ def max_tokens_per_doc(api: str, body: dict[str, Any]) -> Any:
     return (body.get("max_tokens_per_doc") or 0) if api == "vllm" else 0
 
 
-def prompt_text(api: str, template: bool, query: str, document: str, body: dict[str, Any]) -> str:
-    """The text scored for one pair: ``query + document``, or the Qwen3 template around them."""
+def prompt_text(api: str, template: bool | str, query: str, document: str, body: dict[str, Any]) -> str:
+    """The text scored for one pair: ``query + document``, or the Qwen3 template around them.
+
+    ``template="vllm"`` renders it as vLLM 0.33 renders the template it ships
+    (``qwen3_reranker.jinja``): Jinja drops the file's last newline, so the prompt ends in
+    ``"</think>\n"`` instead of ``"</think>\n\n"``.
+    """
     if not template:
         return query + document
     kwargs = body.get("chat_template_kwargs") or {}
@@ -73,7 +82,8 @@ def prompt_text(api: str, template: bool, query: str, document: str, body: dict[
         instruction = DEFAULT_INSTRUCTION
     else:
         instruction = body.get("instruction") or kwargs.get("instruction") or DEFAULT_INSTRUCTION
-    return _TEMPLATE.format(instruction=instruction, query=query, document=document)
+    text = _TEMPLATE.format(instruction=instruction, query=query, document=document)
+    return text[:-1] if template == "vllm" else text
 
 
 def vllm_response(
@@ -89,14 +99,19 @@ def vllm_response(
     if top_n > 0:
         order = order[:top_n]
     results = [
-        {"index": i, "document": {"text": documents[i]}, "relevance_score": scores[i], "_tokens": counts[i]}
+        {
+            "index": i,
+            "document": {"text": documents[i], "multi_modal": None},
+            "relevance_score": scores[i],
+            "_tokens": counts[i],
+        }
         for i in order
     ]
     tokens = sum(counts)
     usage: dict[str, int] = {"total_tokens": tokens}
     if not legacy_usage:
         usage["prompt_tokens"] = tokens
-    return {"id": f"rerank-{uuid.uuid4().hex}", "model": model, "usage": usage, "results": results}
+    return {"id": f"score-{uuid.uuid4().hex[:16]}", "model": model, "usage": usage, "results": results}
 
 
 def shape(api: str, response: dict[str, Any], body: dict[str, Any]) -> Any:

@@ -41,6 +41,7 @@ class Served(Protocol):
     def _enter(self, delta: int) -> None: ...
     def _next_fault(self) -> Fault | None: ...
     def rerank(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]: ...
+    def utility(self, path: str, body: Any) -> tuple[int, Any] | None: ...
     def shape(self, response: dict[str, Any], body: dict[str, Any]) -> Any: ...
 
 
@@ -125,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"object": "list", "data": [card]})
         elif path == "/health":
             self._send(200, b"")
+        elif path == "/version":
+            self._send(200, {"version": "0.33.0"})
         elif path == "/stats":
             self._send(200, {"connections": fake.connections, "requests": len(fake.requests)})
         else:
@@ -140,8 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._record(body)
         fake = self.fake
-        if self.path not in _RERANK_PATHS:
-            self._send(404, {"detail": "Not Found"})
+        if self.path.split("?")[0] not in _RERANK_PATHS:  # a query string is the client's own business
+            answer = fake.utility(self.path, body)
+            self._send(*(answer or (404, {"detail": "Not Found"})))
             return
         if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
             self._send(401, {"error": "Unauthorized"})

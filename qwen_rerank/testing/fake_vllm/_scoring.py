@@ -82,15 +82,20 @@ def score_documents(
         if scorer is not None:
             ids = scorer.encode(text)
             if len(ids) > max_model_len:
-                raise Refusal(400, error_body(_too_long(max_model_len, len(ids)), "error"))
+                refusal = error_body(_too_long(max_model_len), "error")
+                refusal["error"]["param"] = "input_tokens"
+                raise Refusal(400, refusal)
             prompts.append(ids)
     if scorer is not None:
         return scorer.score(prompts), [len(p) for p in prompts]
     return [zlib.crc32(t.encode()) / 2**32 for t in texts], [len(t) // 4 for t in texts]
 
 
-def _too_long(max_model_len: int, tokens: int) -> str:
+def _too_long(max_model_len: int) -> str:
+    # vLLM 0.33 tokenizes at most one token past the limit, so it never says the whole count.
+    over = max_model_len + 1
     return (
-        f"This model's maximum context length is {max_model_len} tokens. However, "
-        f"your request has {tokens} input tokens. Please reduce the length of the input."
+        f"This model's maximum context length is {max_model_len} tokens. However, your prompt "
+        f"contains at least {over} input tokens, which exceeds this limit even without any output "
+        f"tokens. Please reduce the length of the input prompt. (parameter=input_tokens, value={over})"
     )

@@ -7,6 +7,7 @@ The wire formats live in ``_dialects``, the misbehaviours in ``_faults``, the sc
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from qwen_rerank.testing.fake_vllm import _dialects
@@ -24,8 +25,9 @@ class FakeVLLMServer:
         model_path: Checkpoint folder to score with (e.g. from ``make_tiny_reranker``);
             ``None`` answers at once with deterministic fake scores.
         served_model_name: The model name it serves; another ``model`` gets HTTP 404.
-        template: Emulate ``--chat-template qwen3_reranker.jinja`` (the server wraps
-            query and document in the Qwen3 prompt).
+        template: Emulate a server started with ``--chat-template``: ``True`` for a template
+            that renders the model card's prompt (qwen-rerank's), ``"vllm"`` for the one vLLM
+            ships, which vLLM renders without the prompt's final newline.
         max_model_len: Longest prompt, in tokens; longer ones get vLLM's HTTP 400.
         api_key: When set, rerank requests without ``Authorization: Bearer <key>`` get 401.
         legacy_usage: Report only ``usage.total_tokens``, as older vLLM did.
@@ -46,7 +48,7 @@ class FakeVLLMServer:
         model_path: str | None = None,
         *,
         served_model_name: str = "Qwen/Qwen3-Reranker-0.6B",
-        template: bool = False,
+        template: bool | str = False,
         max_model_len: int = 40960,
         api_key: str | None = None,
         legacy_usage: bool = False,
@@ -170,6 +172,61 @@ class FakeVLLMServer:
             body, scores, counts, model=self.served_model_name, legacy_usage=self.legacy_usage
         )
         return 200, response
+
+    def utility(self, path: str, body: Any) -> tuple[int, Any] | None:
+        """vLLM's other POST routes: ``/score`` and ``/v1/score``, ``/tokenize``, ``/detokenize``.
+
+        ``None`` for any other path (HTTP 404). ``/tokenize`` of ``messages`` renders them as the
+        server's template does; without one, as Qwen3's chat template renders roles it does
+        not know (the generation prompt alone).
+        """
+        if not isinstance(body, dict):
+            return None
+        if path in ("/score", "/v1/score"):
+            return self._score(body)
+        if self._scorer is None or path not in ("/tokenize", "/detokenize"):
+            return None
+        if path == "/detokenize":
+            return 200, {"prompt": self._scorer.tokenizer.decode(body.get("tokens") or [])}
+        text = body.get("prompt")
+        if "messages" in body:
+            roles = {m.get("role"): m.get("content") for m in body["messages"] if isinstance(m, dict)}
+            kwargs = {"chat_template_kwargs": body.get("chat_template_kwargs")}
+            text = (
+                self.prompt_text(str(roles.get("query")), str(roles.get("document")), kwargs)
+                if self.template
+                else "<|im_start|>assistant\n"
+            )
+        tokens = self._scorer.encode(str(text))
+        return 200, {
+            "count": len(tokens),
+            "max_model_len": self.max_model_len,
+            "tokens": tokens,
+            "token_strs": None,
+        }
+
+    def _score(self, body: dict[str, Any]) -> tuple[int, Any]:
+        """vLLM's ``/score`` of ``queries`` (or ``text_1``) against ``documents`` (or ``text_2``)."""
+        query, documents = body.get("queries", body.get("text_1")), body.get("documents", body.get("text_2"))
+        documents = documents if isinstance(documents, list) else [documents]
+        status, answer = self.rerank({**body, "query": query, "documents": documents})
+        if status != 200:
+            return status, answer
+        results = sorted(answer["results"], key=lambda r: r["index"])
+        data = [{"index": r["index"], "object": "score", "score": r["relevance_score"]} for r in results]
+        return 200, {
+            "id": answer["id"],
+            "object": "list",
+            "created": int(time.time()),
+            "model": answer["model"],
+            "data": data,
+            "usage": {
+                **answer["usage"],
+                "completion_tokens": 0,
+                "prompt_tokens_details": None,
+                "completion_tokens_details": None,
+            },
+        }
 
     def shape(self, response: dict[str, Any], body: dict[str, Any]) -> Any:
         """A vLLM-shaped 200 response in this server's dialect."""

@@ -3,6 +3,7 @@
 The pieces are plain functions, so a notebook or a script can use them one by
 one; `evaluate` chains them and ``qwen-rerank eval`` prints its report:
 
+<!-- not run by the tests: needs the SciFact dataset and a BM25 run in data/scifact -->
 ```python
 from qwen_rerank import create_reranker
 from qwen_rerank.tools.evaluation import evaluate, format_table
