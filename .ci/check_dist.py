@@ -1,7 +1,8 @@
 """Check what the release artifacts in DIST hold: `python .ci/check_dist.py DIST`.
 
 The wheel holds the package and the three adapters, each with its ``py.typed``, every subpackage
-of this tree, and its metadata; nothing else (no tests, benchmarks, docs or examples). The sdist
+of this tree, the package data pyproject.toml declares, and its metadata; nothing else (no tests,
+benchmarks, docs or examples). The sdist
 holds those sources, what setuptools needs to build the wheel, and what a packager needs to check
 the release: LICENSE, README.md, CHANGELOG.md, and the test suite with the files it reads. Exits
 non-zero with the list of problems.
@@ -13,6 +14,8 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("qwen_rerank", "langchain_qwen_rerank", "llamaindex_qwen_rerank", "haystack_qwen_rerank")
@@ -29,6 +32,12 @@ SDIST_FOLDERS = {*PACKAGES, "tests", "docs", "examples"}
 SDIST_BUILD_FILES = {"setup.cfg", "MANIFEST.in"}  # setuptools' own, and the sdist's list
 
 
+def package_data() -> set[str]:
+    """The data files pyproject.toml's ``[tool.setuptools.package-data]`` puts in the wheel."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    return {f"{package}/{name}" for package, names in declared.items() for name in names}
+
+
 def subpackages() -> set[str]:
     """Every package folder of the tree (it holds an ``__init__.py``), as a wheel path."""
     return {
@@ -42,15 +51,17 @@ def wheel_problems(wheel: Path) -> list[str]:
     names = zipfile.ZipFile(wheel).namelist()
     info = next(n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info"))
     problems = []
+    data = package_data()
     for name in names:
         top = name.split("/")[0]
-        if top == info:
+        if top == info or name in data:
             continue
         if top not in PACKAGES or not (name.endswith(".py") or name.endswith("/py.typed")):
             problems.append(f"wheel: {name} does not belong in it")
     folders = {str(PurePosixPath(n).parent) for n in names if n.endswith("/__init__.py")}
     problems += [f"wheel: the package {p} is missing" for p in sorted(subpackages() - folders)]
     problems += [f"wheel: {p}/py.typed is missing" for p in PACKAGES if f"{p}/py.typed" not in names]
+    problems += [f"wheel: the package data {d} is missing" for d in sorted(data - set(names))]
     if f"{info}/licenses/LICENSE" not in names:
         problems.append("wheel: the LICENSE is not in its metadata")
     return problems

@@ -210,7 +210,7 @@ def check_model_given(api: str | None, model: str | None) -> None:
     Raises:
         UsageError: `--api cohere` (say) without `--model`.
     """
-    if api in DIALECTS and DIALECTS[api].needs_model and model is None:
+    if api in DIALECTS and DIALECTS[api].needs_model and api not in HOSTED_API_NAMES and model is None:
         raise UsageError(f"--api {api} needs --model NAME, the name the server serves the reranker as.")
 
 

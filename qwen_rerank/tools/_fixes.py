@@ -15,8 +15,14 @@ RECONVERT = (
 GENERIC_FIX = "Check --base-url, --api, --model and the API key."
 
 
-def unreachable_fix(server: Server, api: str, malformed: bool) -> str:
-    """The fix for a failed rerank call, from which server answers and how it failed."""
+# What qwen_rerank.remote says of a reply whose scores are not probabilities (out of [0, 1], NaN,
+# infinite), and of one not shaped as the dialect's: the evidence when the server is not recognised.
+_NOT_PROBABILITIES = ("outside [0, 1]", "not a finite number")
+_OTHER_SHAPE = "does it speak api="
+
+
+def unreachable_fix(server: Server, api: str, malformed: bool, message: str = "") -> str:
+    """The fix for a failed rerank call, from which server answers and how it failed (``message``)."""
     if server.name == PAGE:
         return (
             f"A web page answers, not a rerank server ({server.evidence}): a login page or a proxy "
@@ -33,10 +39,24 @@ def unreachable_fix(server: Server, api: str, malformed: bool) -> str:
         return answers + VLLM_OVERRIDES + "."
     if server.name in ("tei", "infinity"):
         return answers + SEQ_CLS_FIX
+    if server.name is None and any(evidence in message for evidence in _NOT_PROBABILITIES):
+        served = RECONVERT if api == "llamacpp" else CONSTANT_FIXES.get(api, _HEAD_FIX)
+        return (
+            f"The server answers, but not with probabilities. If it is the server --api {api} names: "
+            f"{served} Otherwise pass the --api of this server, and check --base-url."
+        )
+    if server.name is None and _OTHER_SHAPE in message:
+        return (
+            f"The reply is not shaped as --api {api} says: pass the --api of this server (vllm, sglang, "
+            "cohere, tei, infinity or llamacpp), and check --base-url."
+        )
     return (
         f"The server answers, but not as --api {api} expects: check --api (the server's wire format), "
         "--base-url, and any proxy in front of the server."
     )
+
+
+_HEAD_FIX = "Serve the model with its yes/no reranker head, as its model card says."
 
 
 SEQ_CLS_FIX = (

@@ -51,7 +51,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from qwen_rerank.exceptions import (
@@ -61,72 +60,23 @@ from qwen_rerank.exceptions import (
     QwenRerankError,
     QwenRerankWarning,
 )
-from qwen_rerank.prompt import DEFAULT_INSTRUCTION, format_prompt, server_template_path
+from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.remote import DIALECTS, ApiName, RemoteReranker
+from qwen_rerank.tools._findings import (
+    ABSURD_TOKENS,
+    IRRELEVANT,
+    OTHER_INSTRUCTION,
+    RELEVANT,
+    TEMPLATE_TOKENS,
+    WORD,
+    Finding,
+    Probe,
+)
 from qwen_rerank.tools._fixes import CONSTANT_FIXES, RECONVERT, serve_longer, unreachable_fix
-from qwen_rerank.tools._server_template import first_difference, rendered_prompt
+from qwen_rerank.tools._server_template import server_template_finding
 from qwen_rerank.tools._servers import LLAMA, PAGE, Server, recognise
 
 __all__ = ["FINDINGS", "Finding", "Probe", "Server", "run_checks"]
-
-Status = Literal["ok", "warn", "FAIL"]
-
-RELEVANT = (
-    "What is the capital of China?",
-    "The capital of China is Beijing, the political and cultural centre of the country.",
-)
-IRRELEVANT = (
-    "What is the capital of China?",
-    "Gravity is a force that attracts two bodies towards each other.",
-)
-# The Qwen3 reranker prompt adds about 70 tokens around a pair; a server that reports fewer
-# for a short pair sent raw did not wrap it.
-_TEMPLATE_TOKENS = 40
-_WORD = " panda"  # one token in the Qwen3 vocabulary
-ABSURD_TOKENS = 10**9
-"""A usage count this large is not believed: no call of the check sends a billion tokens."""
-OTHER_INSTRUCTION = "Given a statement, retrieve passages that contradict it"
-
-
-@dataclass
-class Finding:
-    """One check's outcome: `status` is `"ok"`, `"warn"` or `"FAIL"`; `fix` says what to do."""
-
-    name: str
-    status: Status
-    message: str
-    fix: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What the checks after **reachable** work with: the server, reached two ways, and its first answers.
-
-    `chosen` uses the `template` the user chose, `client` and `server` the two
-    templates (one of them is `chosen`; the other is `None` where the dialect
-    refuses it). `scores` are the 20-document call's, `prompt_tokens` what the
-    server reported for it (`None`: nothing). A check that asks the server
-    something else uses `base_url`, `api` and `timeout`. `kind` is which server
-    answers; on llama-server, `raw_tokens_1` is the prompt tokens it reports for one
-    short raw pair (sent as `--api llamacpp` does), which tell whether its GGUF has
-    the rerank template.
-    """
-
-    base_url: str | None
-    api: str
-    timeout: float
-    chosen: RemoteReranker
-    client: RemoteReranker | None
-    server: RemoteReranker | None
-    template: Literal["client", "server"]
-    max_length: int
-    scores: list[float]
-    prompt_tokens: int | None
-    tokens_1: int | None = None
-    llama: bool = False
-    kind: Server | None = None
-    raw_tokens_1: int | None = None
 
 
 def run_checks(
@@ -225,7 +175,9 @@ def _reachable(reranker: RemoteReranker, server: Server) -> Finding:
         scores, twenty_ms = _timed(lambda: reranker.score(query, documents))
     except QwenRerankError as exc:
         malformed = isinstance(exc, MalformedResponseError)
-        return Finding("reachable", "FAIL", str(exc), unreachable_fix(server, reranker.api, malformed))
+        return Finding(
+            "reachable", "FAIL", str(exc), unreachable_fix(server, reranker.api, malformed, str(exc))
+        )
     usage = reranker.last_usage
     message = f"1 document in {one_ms:.0f} ms, 20 documents in {twenty_ms:.0f} ms"
     data = {
@@ -306,7 +258,7 @@ def _template(probe: Probe) -> Finding:
         "server_tokens": tokens,
     }
     if tokens is not None:
-        wraps = tokens >= 2 * _TEMPLATE_TOKENS  # two short pairs, sent raw
+        wraps = tokens >= 2 * TEMPLATE_TOKENS  # two short pairs, sent raw
         how = f"it reports {tokens} prompt tokens for two short raw pairs"
     else:
         wraps = gaps["server"] > gaps["client"]
@@ -342,7 +294,7 @@ def _context(probe: Probe) -> Finding:
 
     def accepted(words: int) -> bool:
         try:
-            probe.chosen.score(query, [_WORD * words])
+            probe.chosen.score(query, [WORD * words])
         except APIStatusError as exc:
             if exc.status_code in (400, 413, 422):
                 return False
@@ -433,7 +385,7 @@ def _rank_head(probe: Probe) -> Finding:
 
 def _headless(probe: Probe) -> bool:
     """Whether llama-server wraps a raw pair in no template: its GGUF lacks the rerank template and head."""
-    return probe.llama and probe.raw_tokens_1 is not None and probe.raw_tokens_1 < _TEMPLATE_TOKENS
+    return probe.llama and probe.raw_tokens_1 is not None and probe.raw_tokens_1 < TEMPLATE_TOKENS
 
 
 def _fixed_template(server: RemoteReranker) -> Finding:
@@ -446,7 +398,7 @@ def _fixed_template(server: RemoteReranker) -> Finding:
     if tokens is not None and tokens >= ABSURD_TOKENS:
         tokens = None
     data: dict[str, Any] = {"server_tokens": tokens, "expected": "server"}
-    if tokens is not None and tokens / 2 < _TEMPLATE_TOKENS:
+    if tokens is not None and tokens / 2 < TEMPLATE_TOKENS:
         return Finding(
             "template",
             "warn",
@@ -499,41 +451,6 @@ def _instruction(probe: Probe) -> Finding:
     return Finding("instruction", "ok", "the instruction changes the score", data=data)
 
 
-def _server_template(probe: Probe) -> Finding:
-    """vLLM only: the prompt its `--chat-template` renders for a pair, against the model card's."""
-    if probe.api != "vllm":
-        return Finding("server template", "ok", f"not checked for api={probe.api!r}")
-    query, document = RELEVANT
-    read = (
-        None if probe.base_url is None else rendered_prompt(probe.chosen, query, document, OTHER_INSTRUCTION)
-    )
-    if read is None:
-        return Finding("server template", "ok", "the server's template cannot be read (no /tokenize)")
-    rendered, count = read
-    if "<Document>: " not in rendered:
-        return Finding(
-            "server template", "ok", "the server renders no reranker template", data={"wraps": False}
-        )
-    card = format_prompt(query, document, OTHER_INSTRUCTION)
-    data: dict[str, Any] = {"wraps": True, "server_tokens": count, "exact": rendered == card}
-    if rendered == card:
-        return Finding(
-            "server template", "ok", "its --chat-template renders the model card's prompt", data=data
-        )
-    at = first_difference(rendered, card)
-    data["differs_at"] = at
-    ending = " (it ends without the final newline after </think>)" if card.startswith(rendered) else ""
-    return Finding(
-        "server template",
-        "FAIL" if probe.template == "server" else "warn",
-        f"its --chat-template renders a prompt that differs from the model card's at character {at} of "
-        f"{len(card)}{ending}, so template='server' scores other text than the model's",
-        f"Restart vLLM with --chat-template {server_template_path()} (qwen-rerank's template; copy the file "
-        "to the server), or without --chat-template and use template='client'.",
-        data,
-    )
-
-
 @contextlib.contextmanager
 def _quiet_backend_warnings() -> Iterator[None]:
     """Drop the backend's warnings, "a document may exceed max_length" among them, while checks run.
@@ -561,7 +478,7 @@ FINDINGS: list[Callable[[Probe], Finding]] = [
     _usage,
     _template,
     _instruction,
-    _server_template,
+    server_template_finding,
     _context,
 ]
 """The checks run once the server is reachable, in order."""
