@@ -13,6 +13,7 @@ from haystack.utils import Secret, deserialize_secrets_inplace
 from qwen_rerank import InvalidInputError, Reranker, RerankResult
 from qwen_rerank.integrations.adapters import (
     API_KEY_ENV,
+    ItemMedia,
     LazyReranker,
     build_backend,
     check_call_settings,
@@ -26,6 +27,7 @@ from qwen_rerank.integrations.adapters import (
     unseal_base_url,
 )
 from qwen_rerank.integrations.fallback import RerankCall, check_on_error
+from qwen_rerank.media import IMAGE_EXTENSIONS
 
 __all__ = ["QwenRanker"]
 
@@ -187,7 +189,7 @@ class QwenRanker:
         if not docs:
             return {"documents": []}
         call = RerankCall.begin(self._current_backend(), self.on_error)
-        results = call.rerank(query, texts, ids=[d.id for d in docs], **settings)
+        results = call.rerank(query, texts, ids=[d.id for d in docs], media=_media(docs), **settings)
         return {"documents": _scored(docs, results)}
 
     @component.output_types(documents=list[Document])
@@ -204,7 +206,7 @@ class QwenRanker:
         if not docs:
             return {"documents": []}
         call = await RerankCall.abegin(self._current_backend(), self.on_error)
-        results = await call.arerank(query, texts, ids=[d.id for d in docs], **settings)
+        results = await call.arerank(query, texts, ids=[d.id for d in docs], media=_media(docs), **settings)
         return {"documents": _scored(docs, results)}
 
     def _prepare(
@@ -230,6 +232,8 @@ class QwenRanker:
         if not isinstance(document, Document):
             raise InvalidInputError(f"must be a haystack Document, got {type(document).__name__}.")
         if document.content is None:
+            if _document_media(document, "") is not None:
+                return ""  # scored on its image by a multimodal model, else refused by name
             raise InvalidInputError(
                 f"(id {document.id!r}) has no text content; qwen-rerank scores text. "
                 "Give it content or leave it out."
@@ -312,3 +316,29 @@ def _scored_copy(document: Document, result: RerankResult) -> Document:
     if not result.reranked:  # on_error="passthrough" after a backend failure: the retrieval score stays
         return dataclasses.replace(document, meta=meta)
     return dataclasses.replace(document, score=result.score, meta=meta)
+
+
+def _media(documents: list[Document]) -> list[ItemMedia | None]:
+    return [_document_media(document, f"documents[{k}]") for k, document in enumerate(documents)]
+
+
+def _document_media(document: Document, position: str) -> ItemMedia | None:
+    """The image of a document: its ``blob`` when that is an image (``ByteStream`` with an
+    ``image/*`` MIME type), or, for a document without content, the image file at
+    ``meta["file_path"]`` (what Haystack's ``ImageFileToDocument`` makes); ``None`` otherwise."""
+    blob = document.blob
+    if blob is not None and (blob.mime_type or "").startswith("image/"):
+        image: Any = blob.data
+        field = "blob"
+    elif document.content is None and _is_image_path(document.meta.get("file_path")):
+        image = os.fspath(document.meta["file_path"])
+        field = "meta['file_path']"
+    else:
+        return None
+    return ItemMedia((image,), name=f"{position} (id {document.id!r})", fields=field)
+
+
+def _is_image_path(value: Any) -> bool:
+    if not isinstance(value, (str, os.PathLike)):
+        return False
+    return os.path.splitext(os.fspath(value).lower())[1] in IMAGE_EXTENSIONS

@@ -12,12 +12,14 @@ from pydantic import ConfigDict, Field
 
 from qwen_rerank import InvalidInputError, RerankResult
 from qwen_rerank.integrations.adapters import (
+    ItemMedia,
     rerank_inputs,
     result_metadata,
     text_with_metadata,
 )
 from qwen_rerank.integrations.fallback import RerankCall, fallback_metadata
 from qwen_rerank.integrations.fields import RankingFields
+from qwen_rerank.media import base64_image
 
 __all__ = ["QwenRerank"]
 
@@ -92,7 +94,7 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
             return []
         call = RerankCall.begin(self._current_backend(), self.on_error)
         settings = self._settings(self.top_n, instruction)
-        results = call.rerank(checked, texts, ids=_ids(docs), **settings)
+        results = call.rerank(checked, texts, ids=_ids(docs), media=_media(docs), **settings)
         return _scored_copies(docs, results, call.usage())
 
     async def acompress_documents(
@@ -109,7 +111,7 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
             return []
         call = await RerankCall.abegin(self._current_backend(), self.on_error)
         settings = self._settings(self.top_n, instruction)
-        results = await call.arerank(checked, texts, ids=_ids(docs), **settings)
+        results = await call.arerank(checked, texts, ids=_ids(docs), media=_media(docs), **settings)
         return _scored_copies(docs, results, call.usage())
 
     def rerank(
@@ -132,11 +134,12 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
             InvalidInputError: ``documents`` is a bare str or dict rather than
                 a list, or an item has no text (the message names its position).
         """
-        checked, _, texts = rerank_inputs(query, documents, self._any_text, "documents")
+        checked, listed, texts = rerank_inputs(query, documents, self._any_text, "documents")
         if not texts:
             return []
         call = RerankCall.begin(self._current_backend(), self.on_error)
-        return _as_dicts(call.rerank(checked, texts, **self._settings(top_n, instruction)))
+        settings = self._settings(top_n, instruction)
+        return _as_dicts(call.rerank(checked, texts, media=_media(listed), **settings))
 
     async def arerank(
         self,
@@ -147,11 +150,12 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         instruction: str | None = None,
     ) -> list[dict[str, Any]]:
         """Async `rerank`."""
-        checked, _, texts = rerank_inputs(query, documents, self._any_text, "documents")
+        checked, listed, texts = rerank_inputs(query, documents, self._any_text, "documents")
         if not texts:
             return []
         call = await RerankCall.abegin(self._current_backend(), self.on_error)
-        return _as_dicts(await call.arerank(checked, texts, **self._settings(top_n, instruction)))
+        settings = self._settings(top_n, instruction)
+        return _as_dicts(await call.arerank(checked, texts, media=_media(listed), **settings))
 
     def _settings(
         self, top_n: int | Literal[_Default.TOP_N] | None, instruction: str | None
@@ -169,6 +173,8 @@ class QwenRerank(RankingFields, BaseDocumentCompressor):
         }
 
     def _with_fields(self, content: object, metadata: Mapping[str, Any]) -> object:
+        if isinstance(content, str) and base64_image(content) is not None:
+            content = ""  # an image: scored as one by a multimodal model, else refused by name
         if not self.rank_fields or not isinstance(content, str):
             return content
         return text_with_metadata(content, metadata, self.rank_fields)
@@ -219,3 +225,20 @@ def _as_dicts(results: list[RerankResult]) -> list[dict[str, Any]]:
         {"index": result.index, "relevance_score": result.score, **fallback_metadata(result)}
         for result in results
     ]
+
+
+def _media(items: Sequence[object]) -> list[ItemMedia | None]:
+    """The image of each item whose text is an image in base64 (see `base64_image`), else ``None``."""
+    found: list[ItemMedia | None] = []
+    for position, item in enumerate(items):
+        text: object
+        if isinstance(item, Document):
+            text, field = item.page_content, "page_content"
+        elif isinstance(item, Mapping):
+            text, field = item.get("text", item.get("page_content")), "its text"
+        else:
+            text, field = item, "its text"
+        image = base64_image(text) if isinstance(text, str) else None
+        name = f"documents[{position}]"
+        found.append(None if image is None else ItemMedia((image,), name=name, fields=f"an image in {field}"))
+    return found

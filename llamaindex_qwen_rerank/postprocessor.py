@@ -11,11 +11,18 @@ from llama_index.core.callbacks.base import EventContext
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]  # re-exported implicitly
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+from llama_index.core.schema import (
+    BaseNode,
+    ImageNode,
+    MediaResource,
+    MetadataMode,
+    NodeWithScore,
+    QueryBundle,
+)
 from pydantic import Field
 
 from qwen_rerank import DEFAULT_MODEL, InvalidInputError, RerankResult
-from qwen_rerank.integrations.adapters import RERANK_KEYS, rerank_inputs, result_metadata
+from qwen_rerank.integrations.adapters import RERANK_KEYS, ItemMedia, rerank_inputs, result_metadata
 from qwen_rerank.integrations.fallback import RerankCall
 from qwen_rerank.integrations.fields import RankingFields
 
@@ -79,7 +86,7 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
             return []
         call = RerankCall.begin(self._current_backend(), self.on_error)
         with self._reranking(call, listed, query_bundle, query) as event:
-            results = call.rerank(query, texts, ids=_ids(listed), **self._settings())
+            results = call.rerank(query, texts, ids=_ids(listed), media=_media(listed), **self._settings())
             return self._finish(listed, results, event, call.usage())
 
     @dispatcher.span
@@ -93,7 +100,9 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
             return []
         call = await RerankCall.abegin(self._current_backend(), self.on_error)
         with self._reranking(call, listed, query_bundle, query) as event:
-            results = await call.arerank(query, texts, ids=_ids(listed), **self._settings())
+            results = await call.arerank(
+                query, texts, ids=_ids(listed), media=_media(listed), **self._settings()
+            )
             return self._finish(listed, results, event, call.usage())
 
     def _inputs(
@@ -183,13 +192,8 @@ class QwenRerank(RankingFields, BaseNodePostprocessor):
         if not isinstance(item, NodeWithScore):
             raise InvalidInputError(f"must be a NodeWithScore, got {type(item).__name__}.")
         node = item.node
-        if not node.get_content(metadata_mode=MetadataMode.NONE):
-            media = [name for name in _MEDIA_FIELDS if getattr(node, name, None)]
-            if media:
-                raise InvalidInputError(
-                    f"({type(node).__name__} {node.node_id!r}) has no text, only {', '.join(media)}; "
-                    "qwen-rerank scores text. Give the node a text (e.g. a caption) or leave it out."
-                )
+        if not node.get_content(metadata_mode=MetadataMode.NONE) and _node_media(node, "") is not None:
+            return ""  # scored on its image or video by a multimodal model, else refused by name
         return node.get_content(metadata_mode=self.metadata_mode)
 
 
@@ -202,5 +206,46 @@ def _ids(nodes: list[NodeWithScore]) -> list[str]:
     return [item.node.node_id for item in nodes]
 
 
-# Where LlamaIndex nodes keep non-text content (ImageNode, and Node's media resources).
-_MEDIA_FIELDS = ("image", "image_path", "image_url", "image_resource", "audio_resource", "video_resource")
+def _media(nodes: list[NodeWithScore]) -> list[ItemMedia | None]:
+    return [_node_media(item.node, f"nodes[{position}]") for position, item in enumerate(nodes)]
+
+
+def _node_media(node: BaseNode, position: str) -> ItemMedia | None:
+    """The images and video of a node: an ``ImageNode``'s image (base64, path or URL), a ``Node``'s
+    image and video resources; ``None`` when it has none. Audio is kept as a field that no model reads."""
+    images: list[Any] = []
+    videos: list[Any] = []
+    fields = []
+    if isinstance(node, ImageNode):
+        mime = node.image_mimetype or "image/png"
+        for field, value in (
+            ("image", f"data:{mime};base64,{node.image}" if node.image else None),
+            ("image_path", node.image_path),
+            ("image_url", node.image_url),
+        ):
+            if value:
+                images.append(value)
+                fields.append(field)
+    for field, target in (("image_resource", images), ("video_resource", videos)):
+        source = _resource(getattr(node, field, None))
+        if source is not None:
+            target.append(source)
+            fields.append(field)
+    if getattr(node, "audio_resource", None) is not None:
+        fields.append("audio_resource")
+    if not fields:
+        return None
+    name = f"{position} ({type(node).__name__} {node.node_id!r})"
+    return ItemMedia(tuple(images), tuple(videos), name=name, fields=", ".join(fields))
+
+
+def _resource(resource: MediaResource | None) -> Any:
+    """A media resource as a source `qwen_rerank.media` reads: its data, path or URL."""
+    if resource is None:
+        return None
+    if resource.data:
+        mime = resource.mimetype or "image/png"
+        return f"data:{mime};base64,{resource.data.decode('ascii')}"
+    if resource.path is not None:
+        return str(resource.path)
+    return str(resource.url) if resource.url is not None else None

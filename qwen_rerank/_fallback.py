@@ -24,6 +24,7 @@ from qwen_rerank.exceptions import (
     OutOfMemoryError,
     RemoteError,
 )
+from qwen_rerank.media import Content
 from qwen_rerank.results import RerankResult
 
 __all__ = [
@@ -74,7 +75,7 @@ def check_on_error(value: Any) -> OnError:
 
 
 def passthrough_results(
-    documents: Sequence[str], top_n: int | None, error: BaseException
+    documents: Sequence[Content], top_n: int | None, error: BaseException
 ) -> list[RerankResult]:
     """The documents in the order they came, the first ``top_n`` of them, each marked not reranked.
 
@@ -142,7 +143,7 @@ def reset_fallback_counts() -> None:
 
 def guarded(
     call: Callable[[], list[RerankResult]],
-    documents: Sequence[str],
+    documents: Sequence[Content],
     top_n: int | None,
     on_error: OnError,
     on_fallback: Callable[[BaseException], None] | None = None,
@@ -162,7 +163,7 @@ def guarded(
 
 async def aguarded(
     call: Callable[[], Awaitable[list[RerankResult]]],
-    documents: Sequence[str],
+    documents: Sequence[Content],
     top_n: int | None,
     on_error: OnError,
     on_fallback: Callable[[BaseException], None] | None = None,
@@ -178,7 +179,7 @@ async def aguarded(
 
 def _fall_back(
     error: BaseException,
-    documents: Sequence[str],
+    documents: Sequence[Content],
     top_n: int | None,
     on_fallback: Callable[[BaseException], None] | None,
 ) -> list[RerankResult]:

@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from qwen_rerank._chunking import WindowPlan, truncated_flags
+from qwen_rerank._chunking import LongDocumentsMode, WindowPlan, truncated_flags
 from qwen_rerank._fallback import aguarded, check_on_error, guarded
 from qwen_rerank._requests import (
     Progress,
     Request,
+    check_content_request,
     check_instructions,
     check_optional_instruction,
     check_requests,
     progress_bar,
 )
 from qwen_rerank._tracing import ManyTrace, many_span, rerank_span
-from qwen_rerank._validation import check_documents, check_query, check_score_threshold, check_top_n
-from qwen_rerank.exceptions import InvalidScoreError, QwenRerankError
+from qwen_rerank._validation import check_score_threshold, check_top_n
+from qwen_rerank.exceptions import InvalidInputError, InvalidScoreError, QwenRerankError
+from qwen_rerank.media import Content, fold_key
 from qwen_rerank.prompt import PromptTokenizer
 from qwen_rerank.results import RerankResult, Scored, check_scores, rank
 
@@ -57,6 +59,12 @@ class Backend(Protocol):
 
     instruction: str
 
+    @property
+    def multimodal(self) -> bool: ...
+
+    @property
+    def long_documents(self) -> LongDocumentsMode: ...
+
     def _score_batch(
         self, requests: list[Request], instruction: str, progress: Progress | None
     ) -> list[list[float]]: ...
@@ -80,16 +88,16 @@ class PreparedRequest:
     their windows; ``where[i]`` is the distinct document that ``documents[i]`` is.
     """
 
-    query: str
-    documents: list[str]
-    distinct: list[str]
+    query: Content
+    documents: list[Content]
+    distinct: list[Content]
     where: list[int]
     plan: WindowPlan | None
     instruction: str
 
     @property
-    def texts(self) -> list[str]:
-        return self.distinct if self.plan is None else self.plan.texts
+    def texts(self) -> list[Content]:
+        return self.distinct if self.plan is None else list(self.plan.texts)
 
     @property
     def request(self) -> Request:
@@ -104,17 +112,40 @@ def prepare_requests(
     prepared = []
     for (query, documents), instruction in zip(requests, instructions, strict=True):
         instr = instruction if instruction is not None else backend.instruction
-        first: dict[str, int] = {}
-        where = [first.setdefault(doc, len(first)) for doc in documents]
-        distinct = list(first)
-        plan = backend._plan_windows(query, distinct, instr)
+        first: dict[Hashable, int] = {}
+        distinct: list[Content] = []
+        where = []
+        for doc in documents:
+            position = first.setdefault(fold_key(doc), len(distinct))
+            if position == len(distinct):
+                distinct.append(doc)
+            where.append(position)
+        plan = _windows(backend, query, distinct, instr)
         prepared.append(PreparedRequest(query, documents, distinct, where, plan, instr))
     return prepared
 
 
+def _all_text(query: Content, documents: list[Content]) -> bool:
+    return isinstance(query, str) and all(isinstance(doc, str) for doc in documents)
+
+
+def _windows(
+    backend: Backend, query: Content, documents: list[Content], instruction: str
+) -> WindowPlan | None:
+    """The backend's windows, which only text is cut into."""
+    if _all_text(query, documents):
+        return backend._plan_windows(cast(str, query), cast(list[str], documents), instruction)
+    if backend.long_documents == "truncate":
+        return None
+    raise InvalidInputError(
+        "long_documents='chunk' cuts text into windows, and this request holds an image or video; "
+        "use long_documents='truncate' for multimodal documents."
+    )
+
+
 def prepare_one(backend: Backend, query: Any, documents: Any, instruction: Any) -> list[PreparedRequest]:
     """The one-request case, checked as ``score`` documents its arguments."""
-    request = (check_query(query), check_documents(documents))
+    request = check_content_request(query, documents, backend.multimodal)
     return prepare_requests(backend, [request], [check_optional_instruction(instruction)])
 
 
@@ -123,7 +154,7 @@ def prepare_many(
 ) -> list[PreparedRequest]:
     """The many-queries case; a request without its own instruction takes ``instruction``."""
     default = check_optional_instruction(instruction)
-    checked = check_requests(requests)
+    checked = check_requests(requests, backend.multimodal)
     own = check_instructions(instructions, len(checked), "requests")
     return prepare_requests(backend, checked, [default if mine is None else mine for mine in own])
 
@@ -219,8 +250,14 @@ def _mapped_back(backend: Backend, request: PreparedRequest, raw: list[float], *
         rule = backend._prompt_rule() if report else None
         flags = (
             None
-            if rule is None
-            else truncated_flags(rule[0], request.query, request.distinct, request.instruction, rule[1])
+            if rule is None or not _all_text(request.query, request.distinct)
+            else truncated_flags(
+                rule[0],
+                cast(str, request.query),
+                cast(list[str], request.distinct),
+                request.instruction,
+                rule[1],
+            )
         )
         scored = Scored(scores) if flags is None else Scored(scores, truncated=flags)
     return scored if len(request.distinct) == len(request.documents) else scored.select(request.where)

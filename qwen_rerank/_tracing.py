@@ -35,6 +35,7 @@ from typing import Any
 
 from qwen_rerank._fallback import error_summary
 from qwen_rerank._secrets import display_url
+from qwen_rerank.media import Content, describe
 from qwen_rerank.results import RerankResult, Scored
 
 __all__ = [
@@ -269,13 +270,18 @@ def _set_documents(span: Any, results: Sequence[RerankResult], count: int, shown
         if result.reranked:
             span.set_attribute(key + DOCUMENT_SCORE, result.score)
         if shown.content:
-            span.set_attribute(key + DOCUMENT_CONTENT, result.document)
+            span.set_attribute(key + DOCUMENT_CONTENT, describe(result.document))
     if count > shown.outputs:
         span.set_attribute(OUTPUTS_OMITTED, count - shown.outputs)
 
 
 def _set_inputs(
-    span: Any, reranker: Any, query: str, documents: Sequence[str], top_n: int | None, outputs: int
+    span: Any,
+    reranker: Any,
+    query: Content,
+    documents: Sequence[Content],
+    top_n: int | None,
+    outputs: int,
 ) -> _Shown:
     """The input attributes; how the span shows its documents."""
     shown = _shown(reranker, len(documents), outputs)
@@ -283,14 +289,14 @@ def _set_inputs(
     _identify(span, reranker, RERANKER)
     span.set_attribute(TOP_K, top_n if top_n is not None else len(documents))
     if shown.content:
-        span.set_attribute(QUERY, query)
-        span.set_attribute(INPUT_VALUE, query)
+        span.set_attribute(QUERY, describe(query))
+        span.set_attribute(INPUT_VALUE, describe(query))
     for position, text in enumerate(documents[: shown.inputs]):
         span.set_attribute(
             f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_ID}", ids[position] if ids else str(position)
         )
         if shown.content:
-            span.set_attribute(f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_CONTENT}", text)
+            span.set_attribute(f"{INPUT_DOCUMENTS}.{position}.{DOCUMENT_CONTENT}", describe(text))
     if len(documents) > shown.inputs:
         span.set_attribute(INPUTS_OMITTED, len(documents) - shown.inputs)
     return shown
@@ -321,7 +327,11 @@ def _set_transport(span: Any, reranker: Any, attempts: _Attempts) -> None:
 
 @contextlib.contextmanager
 def rerank_span(
-    reranker: Any, query: str, documents: Sequence[str], top_n: int | None, name: str = "qwen_rerank.rerank"
+    reranker: Any,
+    query: Content,
+    documents: Sequence[Content],
+    top_n: int | None,
+    name: str = "qwen_rerank.rerank",
 ) -> Iterator[RerankTrace]:
     """One RERANKER span around a rerank call; an error leaving it is recorded on it."""
     opened = _recording_span(name)
@@ -363,7 +373,7 @@ class ManyTrace:
 
     def done(
         self,
-        requests: Sequence[tuple[str, Sequence[str]]],
+        requests: Sequence[tuple[Content, Sequence[Content]]],
         results: Sequence[Sequence[RerankResult]],
         top_n: int | None = None,
     ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from qwen_rerank.exceptions import InvalidInputError
@@ -50,8 +50,13 @@ def check_instruction(instruction: Any, default: str) -> str:
     return check_text("instruction", instruction)
 
 
-def check_documents(documents: Any) -> list[str]:
-    """Return a new list of the documents, or raise if they are not a sequence of str."""
+def check_documents(documents: Any, item: Callable[[Any, str], Any] | None = None) -> list[Any]:
+    """Return a new list of the documents, or raise if they are not a sequence of str.
+
+    ``item(document, "documents[i]")``, when given, checks each document in place
+    of the str rule and returns it as it is to be scored (a multimodal reranker's
+    rule, `qwen_rerank.media.check_item`).
+    """
     if isinstance(documents, (str, bytes, bytearray)):
         raise InvalidInputError(
             f"documents must be a sequence of str, got a bare {type(documents).__name__}; "
@@ -62,6 +67,8 @@ def check_documents(documents: Any) -> list[str]:
             f"documents must be a sequence of str (a list or tuple), got {type(documents).__name__}."
         )
     docs = list(documents)
+    if item is not None:
+        return [item(doc, f"documents[{position}]") for position, doc in enumerate(docs)]
     for position, doc in enumerate(docs):
         if not isinstance(doc, str):
             raise InvalidInputError(f"documents[{position}] must be a str, got {type(doc).__name__}.")

@@ -19,6 +19,7 @@ from qwen_rerank._fallback import OnError
 from qwen_rerank._requests import Progress, Request, check_pairs, group_pairs
 from qwen_rerank._validation import check_instruction
 from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.media import Item
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, PromptTokenizer
 from qwen_rerank.results import RerankResult, Usage
 
@@ -119,6 +120,16 @@ class Reranker(ABC):
         return self._long.mode
 
     @property
+    def multimodal(self) -> bool:
+        """Whether this reranker scores images and video (a Qwen3-VL-Reranker); ``False`` by default.
+
+        When it does, every query and document may be a multimodal item (see
+        `qwen_rerank.media`); otherwise one gets an
+        [`InvalidInputError`][qwen_rerank.exceptions.InvalidInputError] that says so.
+        """
+        return False
+
+    @property
     def last_usage(self) -> Usage | None:
         """Tokens the server reported for the last call in this thread or asyncio task.
 
@@ -171,7 +182,7 @@ class Reranker(ABC):
         return plan_windows(rule[0], query, documents, instruction, rule[1], self._long)
 
     # -- one query -------------------------------------------------------------------------------
-    def score(self, query: str, documents: Sequence[str], *, instruction: str | None = None) -> list[float]:
+    def score(self, query: Item, documents: Sequence[Item], *, instruction: str | None = None) -> list[float]:
         """Relevance of each document to ``query``, in input order.
 
         Each score is the model's probability of "yes", in [0, 1]. An empty
@@ -185,15 +196,15 @@ class Reranker(ABC):
         return _pipeline.score_one(self, query, documents, instruction)
 
     async def ascore(
-        self, query: str, documents: Sequence[str], *, instruction: str | None = None
+        self, query: Item, documents: Sequence[Item], *, instruction: str | None = None
     ) -> list[float]:
         """Async [`score`][qwen_rerank.Reranker.score]; it does not block the event loop."""
         return await _pipeline.ascore_one(self, query, documents, instruction)
 
     def rerank(
         self,
-        query: str,
-        documents: Sequence[str],
+        query: Item,
+        documents: Sequence[Item],
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
@@ -231,8 +242,8 @@ class Reranker(ABC):
 
     async def arerank(
         self,
-        query: str,
-        documents: Sequence[str],
+        query: Item,
+        documents: Sequence[Item],
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
@@ -247,7 +258,7 @@ class Reranker(ABC):
     # -- many queries ------------------------------------------------------------------------------
     def score_many(
         self,
-        requests: Sequence[tuple[str, Sequence[str]]],
+        requests: Sequence[tuple[Item, Sequence[Item]]],
         *,
         instruction: str | None = None,
         instructions: Sequence[str | None] | None = None,
@@ -282,7 +293,7 @@ class Reranker(ABC):
 
     async def ascore_many(
         self,
-        requests: Sequence[tuple[str, Sequence[str]]],
+        requests: Sequence[tuple[Item, Sequence[Item]]],
         *,
         instruction: str | None = None,
         instructions: Sequence[str | None] | None = None,
@@ -293,7 +304,7 @@ class Reranker(ABC):
         return await _pipeline.ascore_many(self, requests, instruction, instructions, show_progress, progress)
 
     def score_pairs(
-        self, pairs: Sequence[tuple[str, str]], instructions: Sequence[str | None] | None = None
+        self, pairs: Sequence[tuple[Item, Item]], instructions: Sequence[str | None] | None = None
     ) -> list[float]:
         """The relevance of each ``(query, document)`` pair, in input order.
 
@@ -315,21 +326,21 @@ class Reranker(ABC):
             InvalidInputError: a pair is not two str, or ``instructions`` is
                 not one str or ``None`` per pair (the message names the position).
         """
-        checked, per_pair = check_pairs(pairs, instructions)
+        checked, per_pair = check_pairs(pairs, instructions, self.multimodal)
         requests, own, positions = group_pairs(checked, per_pair)
         return _pipeline.scatter(len(checked), positions, self.score_many(requests, instructions=own))
 
     async def ascore_pairs(
-        self, pairs: Sequence[tuple[str, str]], instructions: Sequence[str | None] | None = None
+        self, pairs: Sequence[tuple[Item, Item]], instructions: Sequence[str | None] | None = None
     ) -> list[float]:
         """Async [`score_pairs`][qwen_rerank.Reranker.score_pairs]; it does not block the event loop."""
-        checked, per_pair = check_pairs(pairs, instructions)
+        checked, per_pair = check_pairs(pairs, instructions, self.multimodal)
         requests, own, positions = group_pairs(checked, per_pair)
         return _pipeline.scatter(len(checked), positions, await self.ascore_many(requests, instructions=own))
 
     def rerank_many(
         self,
-        requests: Sequence[tuple[str, Sequence[str]]],
+        requests: Sequence[tuple[Item, Sequence[Item]]],
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
@@ -350,7 +361,7 @@ class Reranker(ABC):
 
     async def arerank_many(
         self,
-        requests: Sequence[tuple[str, Sequence[str]]],
+        requests: Sequence[tuple[Item, Sequence[Item]]],
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,

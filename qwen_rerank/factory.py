@@ -43,6 +43,7 @@ LOCAL_ONLY: frozenset[str] = frozenset(
         "prefix_reuse",
         "cache_size",
         "show_progress",
+        "allow_urls",
     }
 )
 """Settings only the local backend takes: where and how the model runs in this process."""
@@ -67,6 +68,7 @@ REMOTE_ONLY: frozenset[str] = frozenset(
         "region",
         "allow_http",
         "price_per_million_tokens",
+        "multimodal",
     }
 )
 """Settings only the remote backend takes: how the server is reached and spoken to."""

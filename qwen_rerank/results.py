@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qwen_rerank.exceptions import InvalidScoreError, QwenRerankError
+from qwen_rerank.media import Content
 
 __all__ = ["RerankResult", "Scored", "Usage", "rank"]
 
@@ -44,7 +45,9 @@ class RerankResult:
     Attributes:
         index: Position of the document in the list that was passed in.
         score: Relevance in [0, 1]: the model's probability of answering "yes".
-        document: The document text, as it was passed in (not truncated).
+        document: The document text, as it was passed in (not truncated); a
+            multimodal document as its checked
+            [`MultimodalContent`][qwen_rerank.media.MultimodalContent].
         truncated: True when the model did not read the whole document: in
             ``long_documents="truncate"`` mode, its prompt was longer than
             ``max_length`` and lost its tail. A backend that cannot count tokens
@@ -62,7 +65,7 @@ class RerankResult:
 
     index: int
     score: float
-    document: str
+    document: Content
     truncated: bool = False
     span: Span | None = None
     reranked: bool = True
@@ -97,7 +100,7 @@ class Scored:
 
 
 def rank(
-    documents: Sequence[str],
+    documents: Sequence[Content],
     scores: Sequence[float],
     *,
     top_n: int | None = None,

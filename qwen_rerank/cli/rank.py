@@ -21,6 +21,7 @@ from qwen_rerank.cli._common import (
     terminal_text,
 )
 from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.media import describe
 from qwen_rerank.results import RerankResult
 from qwen_rerank.tools.demo import split_lines
 from qwen_rerank.tools.evaluation import DataFormatError
@@ -157,7 +158,9 @@ def _result_dict(rank: int, result: RerankResult) -> dict[str, Any]:
 def _format_ranking(results: Sequence[RerankResult]) -> str:
     lines = [f"{'rank':>4}  {'index':>5}  {'score':>6}  document"]
     for rank, result in _ranked(results):
-        lines.append(f"{rank:>4}  {result.index:>5}  {result.score:.4f}  {_preview(result.document)}")
+        lines.append(
+            f"{rank:>4}  {result.index:>5}  {result.score:.4f}  {_preview(describe(result.document))}"
+        )
     return "\n".join(lines)
 
 

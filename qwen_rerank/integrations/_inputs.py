@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from qwen_rerank._validation import check_query
 from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.media import Content, MultimodalContent
 
 T = TypeVar("T")
 
@@ -66,3 +68,49 @@ def text_with_metadata(
         if metadata.get(name) not in (None, "")
     ]
     return separator.join([*parts, content]) if parts else content
+
+
+@dataclass(frozen=True)
+class ItemMedia:
+    """The images and videos an adapter found on one document or node.
+
+    Attributes:
+        images: Each image, as `qwen_rerank.media` takes one (a path, bytes, a
+            data URL, an http(s) URL).
+        videos: Each video, likewise.
+        name: How an error names the item, such as ``"nodes[2] (ImageNode 'img')"``.
+        fields: The item's fields that held them, such as ``"image_url"``.
+    """
+
+    images: tuple[Any, ...] = ()
+    videos: tuple[Any, ...] = ()
+    name: str = ""
+    fields: str = ""
+
+
+def with_media(texts: Sequence[str], media: Sequence[ItemMedia | None], multimodal: bool) -> list[Content]:
+    """The documents to score: for a multimodal backend each item's images and videos with its text;
+    for a text-only one the texts, so that an image with a caption is scored on its caption.
+
+    Raises:
+        InvalidInputError: A text-only backend, and an item with media but no text (named).
+    """
+    if not multimodal:
+        for text, found in zip(texts, media, strict=True):
+            if found is not None and not text:
+                raise InvalidInputError(
+                    f"{found.name} has no text, only {found.fields}; this reranker's model reads text only. "
+                    "Give it a text (e.g. a caption), leave it out, or load a Qwen3-VL-Reranker checkpoint."
+                )
+        return list(texts)
+    return [
+        text
+        if found is None
+        else MultimodalContent(
+            text=text or None,
+            image=list(found.images) or None,
+            video=list(found.videos) or None,
+            where=found.name,
+        )
+        for text, found in zip(texts, media, strict=True)
+    ]

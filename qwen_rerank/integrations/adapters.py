@@ -29,7 +29,7 @@ a framework.
 from __future__ import annotations
 
 from qwen_rerank.integrations._errors import invalid_input_in
-from qwen_rerank.integrations._inputs import rerank_inputs, text_with_metadata
+from qwen_rerank.integrations._inputs import ItemMedia, rerank_inputs, text_with_metadata, with_media
 from qwen_rerank.integrations._lazy import LazyReranker
 from qwen_rerank.integrations._metadata import RERANK_KEYS, copy_metadata, cut_metadata, result_metadata
 from qwen_rerank.integrations._sealed import (
@@ -56,6 +56,7 @@ __all__ = [
     "API_KEY_ENV",
     "BACKEND_FIELDS",
     "RERANK_KEYS",
+    "ItemMedia",
     "LazyReranker",
     "Sealed",
     "adapter_backend",
@@ -77,4 +78,5 @@ __all__ = [
     "text_with_metadata",
     "unseal_base_url",
     "usage_of",
+    "with_media",
 ]

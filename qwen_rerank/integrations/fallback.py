@@ -18,8 +18,10 @@ from typing import Any
 from qwen_rerank._fallback import BACKEND_FAILURES, check_on_error, passthrough_results, record_fallback
 from qwen_rerank._tracing import content_traced, rerank_span
 from qwen_rerank.base import Reranker
+from qwen_rerank.integrations._inputs import ItemMedia, with_media
 from qwen_rerank.integrations._lazy import LazyReranker
 from qwen_rerank.integrations._usage import served_model, usage_of
+from qwen_rerank.media import Content
 from qwen_rerank.results import RerankResult
 
 __all__ = ["RerankCall", "check_on_error", "fallback_metadata"]
@@ -69,17 +71,21 @@ class RerankCall:
         on_error: Any,
         trace_content: bool,
         ids: Sequence[str] | None = None,
+        media: Sequence[ItemMedia | None] | None = None,
         **settings: Any,
     ) -> list[RerankResult]:
         """``backend.rerank`` with the adapter's settings; the retrieval order when there is no backend.
 
-        ``ids`` are the documents' own ids, for the span in place of their positions.
+        ``ids`` are the documents' own ids, for the span in place of their positions; ``media``
+        the images and videos of each document (see `with_media`), scored with its text when the
+        backend is multimodal.
         """
         backend = self._backend
         if isinstance(backend, Exception):
             return _without_backend(backend, query, texts, settings.get("top_n"), trace_content, ids)
+        documents = _documents(backend, texts, media)
         with content_traced(trace_content, ids):
-            return backend.rerank(query, texts, on_error=on_error, **settings)
+            return backend.rerank(query, documents, on_error=on_error, **settings)
 
     async def arerank(
         self,
@@ -89,14 +95,16 @@ class RerankCall:
         on_error: Any,
         trace_content: bool,
         ids: Sequence[str] | None = None,
+        media: Sequence[ItemMedia | None] | None = None,
         **settings: Any,
     ) -> list[RerankResult]:
         """Async `rerank`, through the backend's native ``arerank``."""
         backend = self._backend
         if isinstance(backend, Exception):
             return _without_backend(backend, query, texts, settings.get("top_n"), trace_content, ids)
+        documents = _documents(backend, texts, media)
         with content_traced(trace_content, ids):
-            return await backend.arerank(query, texts, on_error=on_error, **settings)
+            return await backend.arerank(query, documents, on_error=on_error, **settings)
 
     def usage(self) -> dict[str, int | None] | None:
         """The tokens the server reported for this call (`usage_of`); read it right after `rerank`.
@@ -108,6 +116,12 @@ class RerankCall:
     def model(self, default: str) -> str:
         """The model that scores, as tracing events report it (`served_model`); else ``default``."""
         return default if isinstance(self._backend, Exception) else served_model(self._backend)
+
+
+def _documents(
+    backend: Reranker, texts: Sequence[str], media: Sequence[ItemMedia | None] | None
+) -> list[Content]:
+    return list(texts) if media is None else with_media(texts, media, backend.multimodal)
 
 
 def _without_backend(

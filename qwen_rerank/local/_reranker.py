@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 from tqdm.auto import tqdm
 
 from qwen_rerank._chunking import LongDocumentsMode
-from qwen_rerank._requests import Progress, Request
+from qwen_rerank._requests import Progress, Request, TextRequest, text_requests
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError
@@ -28,10 +30,17 @@ from qwen_rerank.local._threads import (
     torch_threads,
     usable_cpus,
 )
+from qwen_rerank.local._vl import find_vl_folder
+from qwen_rerank.local._vl_engine import VLEngine
+from qwen_rerank.local._vl_prompt import DEFAULT_VL_INSTRUCTION, DEFAULT_VL_MAX_LENGTH
 from qwen_rerank.local._work import Tracker, Work, common_head
+from qwen_rerank.media import MediaLimits
 from qwen_rerank.prompt import DEFAULT_MODEL, PromptTokenizer
 
-__all__ = ["LocalReranker"]
+__all__ = ["DEFAULT_MAX_LENGTH", "LocalReranker"]
+
+DEFAULT_MAX_LENGTH = 8192
+"""``max_length`` of a Qwen3-Reranker when none is given (a Qwen3-VL-Reranker's is the official 10,240)."""
 
 
 ForwardPass = tuple[Work, list[int]]
@@ -41,6 +50,11 @@ Done = Callable[[Work, list[int]], None]
 
 class LocalReranker(Reranker):
     """Qwen3-Reranker run in this process with transformers.
+
+    A Qwen3-VL-Reranker checkpoint (recognised from its ``config.json``) loads
+    too: it scores images and video as well as text, as the official code does
+    (`multimodal` is then true; ``long_documents="chunk"`` is refused). See
+    docs/multimodal.md.
 
     Scores equal the model card's: the prompt of `qwen_rerank.prompt`,
     and ``softmax([logit("no"), logit("yes")])[1]`` at the last position, in
@@ -90,7 +104,10 @@ class LocalReranker(Reranker):
         max_length: Most tokens one prompt may take. Longer documents are
             truncated from their end; the prompt's fixed prefix and suffix are
             never cut. Must exceed the fixed prompt's length (about 50 tokens).
-        instruction: Default task instruction; see [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION].
+            ``None`` takes 8192 (10,240 for a Qwen3-VL-Reranker, which keeps
+            the official rule: special tokens and the last 5 tokens stay).
+        instruction: Default task instruction; see [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION]
+            (a Qwen3-VL-Reranker's is [`DEFAULT_VL_INSTRUCTION`][qwen_rerank.media.DEFAULT_VL_INSTRUCTION]).
         max_batch_tokens: Most tokens one forward pass holds: each row's
             padded length plus the shared prefix it continues. Documents are
             sorted by length and grouped under this budget; a longer document
@@ -133,6 +150,12 @@ class LocalReranker(Reranker):
             small CPU). Worth it only for a long-lived process of its own
             scoring thousands of short documents. Needs a C++ compiler on CPU.
             Scores equal the uncompiled ones within float rounding.
+        allow_urls: A Qwen3-VL-Reranker only: fetch ``http(s)://`` images.
+            Off by default, so a URL in a document is an error and nothing is
+            fetched (see docs/multimodal.md).
+        media_limits: A Qwen3-VL-Reranker only: the
+            [`MediaLimits`][qwen_rerank.media.MediaLimits] on reading an image
+            (bytes, pixels).
 
     Raises:
         ModelLoadError: The model or its tokenizer cannot be found or loaded:
@@ -150,7 +173,7 @@ class LocalReranker(Reranker):
         *,
         device: Any = None,
         dtype: Any = None,
-        max_length: int = 8192,
+        max_length: int | None = None,
         instruction: str | None = None,
         max_batch_tokens: int | None = None,
         trust_remote_code: bool = False,
@@ -162,6 +185,8 @@ class LocalReranker(Reranker):
         chunk_tokens: int | None = None,
         chunk_overlap: int | None = None,
         compile: bool = False,
+        allow_urls: bool = False,
+        media_limits: MediaLimits | None = None,
     ) -> None:
         super().__init__(
             instruction=instruction,
@@ -176,12 +201,19 @@ class LocalReranker(Reranker):
         # The thread count that a busy machine may lower per call; None when the user chose it.
         self._threads = fit_threads() if self.device.type == "cpu" else None
         self._cpus = usable_cpus()
-        self.max_length = max_length
+        self.max_length: int = max_length or 0  # chosen by the checkpoint's kind when not given
         self.prefix_reuse = bool(prefix_reuse)
         self.show_progress = bool(show_progress)
         self._cache = ScoreCache(cache_size) if cache_size else None
         self.model_name = os.fspath(model) if isinstance(model, os.PathLike) else model
         source = find_source(model, revision, trust_remote_code)
+        folder = find_vl_folder(source)
+        self._vl: VLEngine | None = None
+        self._forward_lock = threading.Lock()
+        if folder is not None:
+            self._load_vl(folder, instruction, max_batch_tokens, _limits(media_limits, allow_urls))
+            return
+        self.max_length = max_length or DEFAULT_MAX_LENGTH
         self.prompt_tokenizer = load_tokenizer(source)
         self.prompt_tokenizer.check_max_length(self.max_length)
         hf_model, head_rows = load_scoring_model(source, self.dtype)
@@ -190,7 +222,31 @@ class LocalReranker(Reranker):
             self.device, self.dtype, getattr(self.model.config, "intermediate_size", 3072)
         )
         self._scorer = self._yes_no_scorer(source, head_rows, bool(compile))
-        self._forward_lock = threading.Lock()
+
+    def _load_vl(
+        self, folder: Path, instruction: str | None, max_batch_tokens: int | None, limits: MediaLimits
+    ) -> None:
+        """Load a Qwen3-VL-Reranker: its own default instruction and prompt length, no windows."""
+        if self.long_documents == "chunk":
+            raise InvalidInputError(
+                "long_documents='chunk' cuts text into windows, which a Qwen3-VL-Reranker's prompts are "
+                "not; use long_documents='truncate' (the default)."
+            )
+        if instruction is None:
+            self.instruction = DEFAULT_VL_INSTRUCTION
+        self.max_length = self.max_length or DEFAULT_VL_MAX_LENGTH
+        self._vl = VLEngine(
+            folder,
+            device=self.device,
+            dtype=self.dtype,
+            max_length=self.max_length,
+            max_batch_tokens=max_batch_tokens,
+            limits=limits,
+            cache=self._cache,
+        )
+        self.model = self._vl.model
+        self.prompt_tokenizer = PromptTokenizer(self._vl.scorer.tokenizer)
+        self.max_batch_tokens = self._vl.max_batch_tokens
 
     @staticmethod
     def _check_settings(cache_size: Any, max_length: Any, max_batch_tokens: Any) -> None:
@@ -199,7 +255,8 @@ class LocalReranker(Reranker):
             raise InvalidInputError(
                 f"cache_size must be an int >= 0 (0 turns the cache off), got {cache_size!r}."
             )
-        check_positive_int("max_length", max_length)
+        if max_length is not None:
+            check_positive_int("max_length", max_length)
         if max_batch_tokens is not None:
             check_positive_int("max_batch_tokens", max_batch_tokens)
 
@@ -236,6 +293,11 @@ class LocalReranker(Reranker):
         return self.model_name
 
     @property
+    def multimodal(self) -> bool:
+        """Whether the checkpoint is a Qwen3-VL-Reranker, which scores images and video too."""
+        return self._vl is not None
+
+    @property
     def cache_size(self) -> int:
         """Most entries the score cache keeps; 0 when it is off."""
         return 0 if self._cache is None else self._cache.maxsize
@@ -245,8 +307,9 @@ class LocalReranker(Reranker):
         if self._cache is not None:
             self._cache.clear()
 
-    def _prompt_rule(self) -> tuple[PromptTokenizer, int]:
-        return self.prompt_tokenizer, self.max_length
+    def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None:
+        # A Qwen3-VL prompt is cut by its own rule (keeping its special tokens), not this one.
+        return None if self._vl is not None else (self.prompt_tokenizer, self.max_length)
 
     def _score_batch(
         self, requests: list[Request], instruction: str, progress: Progress | None
@@ -255,10 +318,14 @@ class LocalReranker(Reranker):
 
         A call with no ``progress`` to report to (``score``, ``rerank``) may show this backend's own bar.
         """
-        known = [self._cached(query, documents, instruction) for query, documents in requests]
+        if self._vl is not None:
+            with self._forward_lock:
+                return self._vl.score(requests, instruction, progress)
+        texts = text_requests(requests)
+        known = [self._cached(query, documents, instruction) for query, documents in texts]
         missing = [
             (query, [doc for doc in dict.fromkeys(documents) if doc not in hits])
-            for (query, documents), hits in zip(requests, known, strict=True)
+            for (query, documents), hits in zip(texts, known, strict=True)
         ]
         tracker = Tracker(requests, [len(docs) for _, docs in missing], progress)
         computed = self._compute_many(missing, instruction, tracker)
@@ -271,9 +338,7 @@ class LocalReranker(Reranker):
                         for doc, s in zip(docs, scores, strict=True)
                     ]
                 )
-        return [
-            [hits[doc] for doc in documents] for (_, documents), hits in zip(requests, known, strict=True)
-        ]
+        return [[hits[doc] for doc in documents] for (_, documents), hits in zip(texts, known, strict=True)]
 
     def _cached(self, query: str, documents: list[str], instruction: str) -> dict[str, float]:
         """The cached scores of ``query``'s distinct documents (empty when the cache is off)."""
@@ -286,7 +351,9 @@ class LocalReranker(Reranker):
     def _cache_key(self, query: str, document: str, instruction: str) -> tuple[int, str, str, str]:
         return (self.max_length, instruction, query, document)
 
-    def _compute_many(self, requests: list[Request], instruction: str, tracker: Tracker) -> list[list[float]]:
+    def _compute_many(
+        self, requests: list[TextRequest], instruction: str, tracker: Tracker
+    ) -> list[list[float]]:
         """Scores of each request's (distinct) documents, in order, from one plan of forward passes."""
         budget = self.max_batch_tokens
         groups = self._group(requests, instruction, budget)
@@ -352,7 +419,7 @@ class LocalReranker(Reranker):
 
         run_in_parallel(passes, workers, run, finished)
 
-    def _group(self, requests: list[Request], instruction: str, budget: int) -> list[Work]:
+    def _group(self, requests: list[TextRequest], instruction: str, budget: int) -> list[Work]:
         """Each request's prompts: in a group of its own continuing its prefix, where that pays,
         or in one pool of whole prompts that requests share (see `prefix_pays`)."""
         pt = self.prompt_tokenizer
@@ -450,3 +517,9 @@ class LocalReranker(Reranker):
             f"max_length (now {self.max_length}) so long documents are truncated, load the model in a "
             "smaller dtype, or free device memory."
         ) from exc
+
+
+def _limits(limits: MediaLimits | None, allow_urls: bool) -> MediaLimits:
+    """``limits`` (the defaults when ``None``), fetching URLs if either says so."""
+    chosen = limits or MediaLimits()
+    return dataclasses.replace(chosen, allow_urls=chosen.allow_urls or bool(allow_urls))

@@ -21,6 +21,7 @@ from qwen_rerank._chunking import WindowPlan
 from qwen_rerank._imports import require
 from qwen_rerank._requests import Progress, Request
 from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, QwenRerankWarning
+from qwen_rerank.media import Content, MediaLimits
 from qwen_rerank.prompt import (
     DEFAULT_INSTRUCTION,
     SUFFIX,
@@ -32,6 +33,7 @@ from qwen_rerank.prompt import (
     split_prompts,
 )
 from qwen_rerank.remote._dialects import Dialect, break_placeholders, encode_body
+from qwen_rerank.remote._parts import content_parts
 from qwen_rerank.remote._settings import Limits, check_fixed_instruction
 from qwen_rerank.remote._splitting import RequestBudget, count_tokens, split_request
 
@@ -98,11 +100,16 @@ class RequestBuilder:
     limits: Limits
     tokenizer: PromptTokenizer | None
     budget: RequestBudget | None = None  # a hosted API's limits: requests are split to them
+    media_limits: MediaLimits | None = None
+    """How local images are read to be sent; ``None``: the server reads text only."""
     warned_long: bool = False
 
-    def sub_requests(self, query: str, documents: list[str], instruction: str) -> list[SubRequest]:
+    def sub_requests(self, query: Content, documents: list[Content], instruction: str) -> list[SubRequest]:
         """The bodies to send for ``documents``, in document order."""
-        query_text, texts, sent_instruction = self._texts(query, documents, instruction)
+        plain = [doc for doc in documents if isinstance(doc, str)]
+        if not isinstance(query, str) or len(plain) != len(documents):
+            return self._media_sub_requests(query, documents, instruction)
+        query_text, texts, sent_instruction = self._texts(query, plain, instruction)
         counts = self._prompt_counts(query_text, texts, sent_instruction)
         bounds = self._bounds(query_text, texts, sent_instruction)
         return [
@@ -120,6 +127,34 @@ class RequestBuilder:
                 None if counts is None else sum(counts[start:end]),
             )
             for start, end in bounds
+        ]
+
+    def _media_sub_requests(
+        self, query: Content, documents: list[Content], instruction: str
+    ) -> list[SubRequest]:
+        """Bodies whose multimodal items are content parts (see `content_parts`); the server's
+        template and truncation apply."""
+        limits = self.media_limits
+        if limits is None:
+            raise InvalidInputError("This reranker was not built with multimodal=True.")
+        check_fixed_instruction(self.dialect, instruction)
+        query_part = content_parts(query, limits, "query")
+        parts = [content_parts(doc, limits, f"documents[{k}]") for k, doc in enumerate(documents)]
+        sent_instruction = self._server_instruction(escape_control_tokens(instruction))
+        return [
+            SubRequest(
+                start,
+                end,
+                encode_body(
+                    self.dialect,
+                    query_part,
+                    parts[start:end],
+                    self.model,
+                    instruction=sent_instruction,
+                    max_tokens_per_doc=self.limits.max_tokens_per_doc,
+                ),
+            )
+            for start, end in chunk_bounds(len(parts), self.limits.max_documents_per_request)
         ]
 
     def check_instruction(self, instruction: str) -> None:

@@ -47,6 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.remote._hosted import encode_hosted_body, hosted_results_of, read_hosted_usage
 from qwen_rerank.remote._providers import PROVIDERS, Provider
@@ -198,16 +199,23 @@ def break_placeholders(dialect: Dialect, query: str) -> str:
 
 def encode_body(
     dialect: Dialect,
-    query: str,
-    documents: Sequence[str],
+    query: str | dict[str, Any],
+    documents: Sequence[str | dict[str, Any]],
     model: str | None,
     *,
     instruction: str | None = None,
     max_tokens_per_doc: int | None = None,
 ) -> bytes:
-    """The JSON body of one rerank request in ``dialect``; ``instruction`` only for a server template."""
+    """The JSON body of one rerank request in ``dialect``; ``instruction`` only for a server template.
+
+    A multimodal query or document is vLLM's content dict (`qwen_rerank.remote._parts`)."""
     if dialect.hosted is not None:
-        return encode_hosted_body(dialect.hosted, model or "", query, documents, instruction=instruction)
+        texts = [doc for doc in documents if isinstance(doc, str)]
+        if not isinstance(query, str) or len(texts) != len(documents):
+            raise InvalidInputError(
+                f"{dialect.hosted.title} scores text only; a request holds an image or video."
+            )
+        return encode_hosted_body(dialect.hosted, model or "", query, texts, instruction=instruction)
     body: dict[str, Any] = {"query": query, dialect.documents_key: list(documents)}
     if model is not None and dialect.sends_model:
         body["model"] = model
@@ -222,7 +230,11 @@ def encode_body(
     body.update(dialect.extra)
     # For ASCII text both settings give the same bytes, and ensure_ascii=True is ~2x faster
     # in CPython; other text is sent as UTF-8, half the size of \u escapes.
-    ascii_only = query.isascii() and all(doc.isascii() for doc in documents)
+    ascii_only = (
+        isinstance(query, str)
+        and query.isascii()
+        and all(isinstance(doc, str) and doc.isascii() for doc in documents)
+    )
     return json.dumps(body, ensure_ascii=ascii_only, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 

@@ -13,6 +13,7 @@ carry and, for a hosted API, its provider's row of limits:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.remote._dialects import Dialect
 from qwen_rerank.remote._providers import HostedModel, Provider, find_model
 from qwen_rerank.remote._splitting import RequestBudget
+from qwen_rerank.results import Usage
 
-__all__ = ["API_KEY_ENV", "Hosting"]
+__all__ = ["API_KEY_ENV", "Hosting", "priced"]
 
 API_KEY_ENV = "QWEN_RERANK_API_KEY"
 
@@ -141,3 +143,10 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def priced(usage: Usage | None, price: float | None) -> Usage | None:
+    """``usage`` with its ``cost`` at ``price`` per million tokens, where both are known."""
+    if usage is None or price is None or usage.total_tokens is None:
+        return usage
+    return dataclasses.replace(usage, cost=usage.total_tokens * price / 1e6)

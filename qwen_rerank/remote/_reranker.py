@@ -16,7 +16,6 @@ transport; each concern lives in its own module:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from qwen_rerank import _secrets
 from qwen_rerank._chunking import LongDocumentsMode, WindowPlan
 from qwen_rerank._requests import Progress, Request
 from qwen_rerank.base import Reranker
+from qwen_rerank.media import DEFAULT_VL_INSTRUCTION, MediaLimits
 from qwen_rerank.prompt import PromptTokenizer
 from qwen_rerank.remote._bodies import (
     RequestBuilder,
@@ -36,7 +36,7 @@ from qwen_rerank.remote._bodies import (
 )
 from qwen_rerank.remote._clients import Connections
 from qwen_rerank.remote._dialects import ApiName, Usage
-from qwen_rerank.remote._hosting import API_KEY_ENV, Hosting
+from qwen_rerank.remote._hosting import API_KEY_ENV, Hosting, priced
 from qwen_rerank.remote._sender import Sender
 from qwen_rerank.remote._settings import (
     Endpoints,
@@ -45,6 +45,7 @@ from qwen_rerank.remote._settings import (
     check_chunking,
     check_dialect,
     check_fixed_instruction,
+    check_media,
     check_model,
     check_price,
     check_template,
@@ -167,6 +168,11 @@ class RemoteReranker(Reranker):
             (split like any documents) and each document keeps its best score.
         chunk_tokens: Window size in chunk mode, in tokens.
         chunk_overlap: Tokens shared by neighbouring windows in chunk mode.
+        multimodal: The server is vLLM running a Qwen3-VL-Reranker (``template="server"``, the
+            default with it): queries and documents may hold images and video, sent as vLLM's
+            content parts ([Images and video](multimodal.md)); the default instruction is
+            [`DEFAULT_VL_INSTRUCTION`][qwen_rerank.media.DEFAULT_VL_INSTRUCTION].
+        media_limits: With ``multimodal``: the most bytes of a local image sent (32 MiB).
     """
 
     def __init__(
@@ -197,9 +203,11 @@ class RemoteReranker(Reranker):
         region: str | None = None,
         allow_http: bool = False,
         price_per_million_tokens: float | None = None,
+        multimodal: bool = False,
+        media_limits: MediaLimits | None = None,
     ) -> None:
         super().__init__(
-            instruction=instruction,
+            instruction=DEFAULT_VL_INSTRUCTION if multimodal and instruction is None else instruction,
             long_documents=long_documents,
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
@@ -212,7 +220,8 @@ class RemoteReranker(Reranker):
         _secrets.guard_logs(self._endpoints.redact)
         self.base_urls: list[str] = self._endpoints.base_urls
         self.model = check_model(hosting.model, dialect)
-        self.template: Literal["client", "server"] = check_template(template, dialect)
+        media = check_media(multimodal, api, template, media_limits)
+        self.template: Literal["client", "server"] = check_template("server" if media else template, dialect)
         check_fixed_instruction(dialect, self.instruction)
         sizes = hosting.sizes(max_documents_per_request, max_concurrency, max_length)
         self._limits = Limits.check(dialect, self.template, *sizes, max_tokens_per_doc, max_response_bytes)
@@ -222,11 +231,11 @@ class RemoteReranker(Reranker):
         )
         self.tokenizer_name = tokenizer
         prompt_tokenizer = load_tokenizer(tokenizer, self.max_length) if tokenizer is not None else None
-        if self.template == "server":
+        if self.template == "server" and media is None:  # a Qwen3-VL server uses its own template
             warn_server_template(dialect)
         budget = hosting.budget(self._limits.max_documents_per_request)
         self._builder = RequestBuilder(
-            dialect, self.template, self.model, self._limits, prompt_tokenizer, budget
+            dialect, self.template, self.model, self._limits, prompt_tokenizer, budget, media
         )
         self._connections = Connections(self._timing, self._limits, http_client, async_http_client)
         self._sender = Sender(self._builder, self._endpoints, self._timing, self._connections)
@@ -248,6 +257,7 @@ class RemoteReranker(Reranker):
     max_response_bytes = property(lambda self: self._limits.max_response_bytes)
     timeout = property(lambda self: self._timing.attempt)
     deadline = property(lambda self: self._timing.deadline)
+    multimodal = property(lambda self: self._builder.media_limits is not None)
 
     @property
     def served_model(self) -> str:
@@ -267,10 +277,7 @@ class RemoteReranker(Reranker):
         count the server did not report is ``None`` inside the `Usage`; ``cost``
         is set with ``price_per_million_tokens``.
         """
-        usage, price = self._sender.last_usage.get(), self.price_per_million_tokens
-        if usage is None or price is None or usage.total_tokens is None:
-            return usage
-        return dataclasses.replace(usage, cost=usage.total_tokens * price / 1e6)
+        return priced(self._sender.last_usage.get(), self.price_per_million_tokens)
 
     # -- the hooks of the pipeline ------------------------------------------------------------
     def _prompt_rule(self) -> tuple[PromptTokenizer, int] | None:

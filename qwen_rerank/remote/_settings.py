@@ -21,6 +21,7 @@ import httpx
 from qwen_rerank._secrets import Redactor, check_api_key, split_userinfo
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.exceptions import InvalidInputError
+from qwen_rerank.media import MediaLimits
 from qwen_rerank.remote._dialects import DIALECTS, Dialect
 from qwen_rerank.remote._retry import RetryPolicy
 from qwen_rerank.remote._urls import Replicas, rerank_url
@@ -32,6 +33,7 @@ __all__ = [
     "check_chunking",
     "check_dialect",
     "check_fixed_instruction",
+    "check_media",
     "check_model",
     "check_price",
     "check_template",
@@ -163,6 +165,22 @@ def check_dialect(api: Any) -> Dialect:
     if api not in DIALECTS:
         raise InvalidInputError(f"api must be one of {sorted(DIALECTS)}, got {api!r}.")
     return DIALECTS[api]
+
+
+def check_media(multimodal: Any, api: str, template: Any, limits: MediaLimits | None) -> MediaLimits | None:
+    """How local images are read to be sent with ``multimodal=True``; ``None`` without it.
+
+    Multimodal needs vLLM and its server template, which vLLM applies to the content parts it is sent.
+    """
+    if not multimodal:
+        return None
+    if api != "vllm" or template == "client":
+        raise InvalidInputError(
+            f"multimodal=True needs api='vllm' and template='server' (got api={api!r}, "
+            f"template={template!r}): vLLM applies the Qwen3-VL-Reranker's chat template to the "
+            "content parts it is sent."
+        )
+    return limits or MediaLimits()
 
 
 def check_model(model: Any, dialect: Dialect) -> str | None:

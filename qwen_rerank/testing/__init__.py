@@ -33,6 +33,7 @@ from qwen_rerank._imports import require
 from qwen_rerank._paths import user_cache_dir
 from qwen_rerank.exceptions import MissingDependencyError
 from qwen_rerank.testing.seq_cls import convert_to_seq_cls
+from qwen_rerank.testing.tiny_vl import make_tiny_vl_reranker
 
 if TYPE_CHECKING:
     from qwen_rerank.testing.fake_vllm import FakeVLLMServer
@@ -51,6 +52,7 @@ __all__ = [
     "FakeVLLMServer",
     "convert_to_seq_cls",
     "make_tiny_reranker",
+    "make_tiny_vl_reranker",
     "tiny_model_cache_dir",
     "tokenizer_files_dir",
 ]

@@ -42,18 +42,24 @@ table, chart, timing = Client("http://127.0.0.1:7860/").predict(
 )
 ```
 
+**Images.** With a Qwen3-VL-Reranker backend, the images panel ranks uploaded
+images against the query and shows them as thumbnails with their rank and score
+(`/rerank_images`, inputs `(query, files, instruction, top_n, backend)`). The
+page takes no image URL, so a page user cannot make the server fetch an address.
+
 Keep the default host, 127.0.0.1, unless you trust the network. Gradio's
 analytics are off; the page makes no request beyond its own server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from qwen_rerank._imports import require
@@ -70,8 +76,10 @@ from qwen_rerank.exceptions import (
     RemoteTimeoutError,
 )
 from qwen_rerank.factory import check_backend_options, create_reranker
+from qwen_rerank.media import describe
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.results import RerankResult
+from qwen_rerank.tools._demo_images import add_image_panel, rank_images
 
 __all__ = ["build_demo", "launch_demo", "split_lines"]
 
@@ -220,6 +228,7 @@ def build_demo(
             with gr.Column(scale=1):
                 error = gr.HTML(visible=False, elem_id="error")
                 outputs = _output_column(gr)
+        add_image_panel(gr, _image_function(gr, backends), [inputs[0], inputs[2], inputs[3], inputs[4]])
         # One queue for every trigger: a local model scores one request at a time anyway.
         page = {"inputs": inputs, "outputs": [*outputs, error], "concurrency_id": "rerank"}
         button.click(_page_function(gr, rerank), api_visibility="private", **page)
@@ -280,15 +289,45 @@ def _api_function(gr: Any, backends: _Backends) -> Callable[..., tuple[Any, str,
         backend: str = backends.default,
     ) -> tuple[Any, str, str]:
         """Rank documents (one per line) for a query: the ranked table, the score bars, the timing."""
-        try:
+        with _shown_errors(gr, backend):
             return _rank(backends, query, documents, instruction, top_n, backend)
-        except RemoteError as exc:
-            _log.warning("The demo's call to %s failed: %s", backend, exc)
-            raise gr.Error(_remote_summary(exc), print_exception=False) from None
-        except QwenRerankError as exc:
-            raise gr.Error(str(exc), print_exception=False) from exc
 
     return rerank
+
+
+def _image_function(gr: Any, backends: _Backends) -> Callable[..., tuple[list[Any], str]]:
+    """The function behind the image panel and its `/rerank_images` API."""
+
+    def rerank_images(
+        query: str,
+        files: list[str] | None,
+        instruction: str | None = None,
+        top_n: str | float | None = None,
+        backend: str = backends.default,
+    ) -> tuple[list[Any], str]:
+        """Rank uploaded images for a query: the gallery, best first, and the timing."""
+        with _shown_errors(gr, backend):
+            if not query or not query.strip():
+                raise _PageError("Enter a query.")
+            if not files:
+                raise _PageError("Upload at least one image.")
+            name = backend or backends.default
+            reranker = backends.get(name)
+            return rank_images(reranker, name, query, list(files), instruction, _top_n(top_n), _PageError)
+
+    return rerank_images
+
+
+@contextlib.contextmanager
+def _shown_errors(gr: Any, backend: str) -> Iterator[None]:
+    """Our errors as short page messages; a server's failure logged for the operator."""
+    try:
+        yield
+    except RemoteError as exc:
+        _log.warning("The demo's call to %s failed: %s", backend, exc)
+        raise gr.Error(_remote_summary(exc), print_exception=False) from None
+    except QwenRerankError as exc:
+        raise gr.Error(str(exc), print_exception=False) from exc
 
 
 def _input_column(gr: Any, backends: _Backends, instruction: str | None) -> tuple[list[Any], Any]:
@@ -401,7 +440,7 @@ def _rank(
 
 
 def _row(rank: int, result: RerankResult) -> list[Any]:
-    flat = " ".join(result.document.split())
+    flat = " ".join(describe(result.document).split())
     preview = flat if len(flat) <= _PREVIEW_CHARS else flat[: _PREVIEW_CHARS - 1] + "…"
     return [rank, result.index, result.score, preview]
 

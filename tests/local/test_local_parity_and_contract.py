@@ -175,7 +175,7 @@ def test_input_is_never_mutated_and_tuples_work(tiny_reranker: LocalReranker) ->
         ("q", ["ok", b"raw"], None, r"documents\[1\] must be a str, got bytes"),
         ("q", [1, "ok"], None, r"documents\[0\] must be a str, got int"),
         ("q", {"a", "b"}, None, "got set"),
-        ("q", ({"text": "a"},), None, r"documents\[0\] must be a str, got dict"),
+        ("q", ({"text": "a"},), None, r"documents\[0\] is a multimodal item .* reads text only"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(

@@ -47,7 +47,8 @@ def error_body(message: str, shape: str, *, code: int = 400, kind: str = "BadReq
 def check_request(api: str, body: dict[str, Any], served_model_name: str) -> None:
     """Raise the `Refusal` the server sends for a rerank body it does not take."""
     query, documents = body.get("query"), body.get("documents")
-    if not isinstance(query, str) or not isinstance(documents, list):
+    # vLLM also takes a content dict as the query (checked where it is read, `_content.as_text`).
+    if not (isinstance(query, str) or api == "vllm") or not isinstance(documents, list):
         raise Refusal(400, error_body("query must be a string and documents a list", "error"))
     if not documents:
         raise Refusal(400, error_body("At least one text_pair element must be given", "error"))

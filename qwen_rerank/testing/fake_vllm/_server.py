@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from qwen_rerank.testing.fake_vllm import _dialects
+from qwen_rerank.testing.fake_vllm._content import as_text
 from qwen_rerank.testing.fake_vllm._dialects import APIS, Refusal
 from qwen_rerank.testing.fake_vllm._faults import FAULT_KINDS, Fault
 from qwen_rerank.testing.fake_vllm._http import QuietHTTPServer, RecordedRequest, make_handler
@@ -156,10 +157,11 @@ class FakeVLLMServer:
         """The status and the vLLM-shaped answer (or error body) to a rerank request body."""
         try:
             _dialects.check_request(self.api, body, self.served_model_name)
-            query = body["query"]
+            query = as_text(self.api, body["query"], "query")
+            documents = [as_text(self.api, doc, f"documents[{k}]") for k, doc in enumerate(body["documents"])]
             scores, counts = score_documents(
                 self._scorer,
-                body["documents"],
+                documents,
                 lambda document: self.prompt_text(query, document, body),
                 cut_to=_dialects.max_tokens_per_doc(self.api, body) if self.template else None,
                 max_model_len=self.max_model_len,
