@@ -15,6 +15,7 @@ keys `text`, `image` and `video`:
 or as a [`MultimodalContent`][qwen_rerank.media.MultimodalContent], the
 typed form every dict is checked into:
 
+<!-- not run by the tests: a fragment (the image file is yours) -->
 ```python
 MultimodalContent(text="A red bicycle", image="photos/bike.jpg")
 ```

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,31 @@ def closed_port_url() -> str:
     from qwen_rerank.testing.fake_vllm import closed_port_url
 
     return closed_port_url()
+
+
+@pytest.fixture(scope="session")
+def _exporter() -> Any:
+    """One in-memory exporter on the SDK provider, for every test of this worker.
+
+    The global tracer provider can be set once per process: whichever test sets it first, the
+    exporter joins that one (an SDK provider), so the order tests run in never matters.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture
+def spans(_exporter: Any) -> Any:
+    """The SDK's in-memory exporter, emptied: ``spans.get_finished_spans()`` after the call."""
+    _exporter.clear()
+    return _exporter

@@ -54,7 +54,7 @@ class LocalReranker(Reranker):
     A Qwen3-VL-Reranker checkpoint (recognised from its ``config.json``) loads
     too: it scores images and video as well as text, as the official code does
     (`multimodal` is then true; ``long_documents="chunk"`` is refused). See
-    docs/multimodal.md.
+    [Images and video](multimodal.md).
 
     Scores equal the model card's: the prompt of `qwen_rerank.prompt`,
     and ``softmax([logit("no"), logit("yes")])[1]`` at the last position, in
@@ -152,7 +152,7 @@ class LocalReranker(Reranker):
             Scores equal the uncompiled ones within float rounding.
         allow_urls: A Qwen3-VL-Reranker only: fetch ``http(s)://`` images.
             Off by default, so a URL in a document is an error and nothing is
-            fetched (see docs/multimodal.md).
+            fetched (see [Images and video](multimodal.md)).
         media_limits: A Qwen3-VL-Reranker only: the
             [`MediaLimits`][qwen_rerank.media.MediaLimits] on reading an image
             (bytes, pixels).

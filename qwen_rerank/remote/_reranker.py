@@ -60,7 +60,7 @@ class RemoteReranker(Reranker):
 
     With no GPU and no server, ``RemoteReranker(api="dashscope")`` (or ``"siliconflow"``,
     ``"deepinfra"``) uses a provider's hosted model, its key read from the provider's
-    environment variable; see docs/hosted-apis.md. Scores equal
+    environment variable; see [Hosted APIs](hosted-apis.md). Scores equal
     [`LocalReranker`][qwen_rerank.LocalReranker]'s on the same checkpoint: with
     ``template="client"`` the client wraps the model card's prompt itself, and vLLM
     scores it. Results are mapped back by ``index``; a response that misses, repeats or

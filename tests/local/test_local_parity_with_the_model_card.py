@@ -40,7 +40,7 @@ def test_parity_across_budgets_and_prefix_reuse(
 
 
 @pytest.mark.slow  # the model card's loop for each query
-@pytest.mark.parametrize("query", ["what?", "中国的首都是哪里？", "trailing spaces   ", "🐼", "crlf\r\n", ""])
+@pytest.mark.parametrize("query", ["what?", "中国的首都是哪里？", "trailing spaces   ", "🐼", "crlf\r\n"])
 def test_parity_for_queries_that_end_in_punctuation_space_or_cjk(
     tiny_reranker: LocalReranker, reference: ModelCardReranker, query: str
 ) -> None:

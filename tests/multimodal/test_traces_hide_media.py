@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +18,6 @@ CAPTION = "caption-7f3a private words"
 @pytest.fixture(scope="module")
 def vl_reranker(tiny_vl_path: Path) -> LocalReranker:
     return LocalReranker(tiny_vl_path, device="cpu")
-
-
-@pytest.fixture
-def spans() -> Iterator[Any]:
-    """An in-memory exporter on the SDK provider (set here unless another test set one first)."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(exporter)
-    provider.add_span_processor(processor)
-    yield exporter
-    processor.shutdown()
 
 
 def _png() -> bytes:

@@ -62,24 +62,3 @@ def _fresh_fallback_counts() -> Iterator[None]:
     qwen_rerank.reset_fallback_counts()
     yield
     qwen_rerank.reset_fallback_counts()
-
-
-@pytest.fixture(scope="session")
-def _exporter() -> Any:
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    return exporter
-
-
-@pytest.fixture
-def spans(_exporter: Any) -> Any:
-    """The SDK's in-memory exporter, emptied: ``spans.get_finished_spans()`` after the call."""
-    _exporter.clear()
-    return _exporter
