@@ -353,6 +353,7 @@ class VLLMServer:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self._tmp: str | None = None
 
     @property
     def url(self) -> str:
@@ -371,7 +372,11 @@ class VLLMServer:
         self._log = tempfile.NamedTemporaryFile(prefix="vllm-server-", suffix=".log")  # noqa: SIM115
         cmd = [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
                "--host", "127.0.0.1", "--port", str(self.port), *self.args]  # fmt: skip
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+        # vLLM puts its IPC sockets and dist-init files in the temporary folder: one of its own,
+        # removed on stop, so a run leaves /tmp as it found it.
+        self._tmp = tempfile.mkdtemp(prefix="vllm-server-")
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
+               "TMPDIR": self._tmp}  # fmt: skip
         # A session of its own: vLLM's engine and worker are child processes, stopped with it. A
         # watchdog leads it, so a test process that dies (killed for memory, say) takes them along.
         self.process = subprocess.Popen(
@@ -424,6 +429,9 @@ class VLLMServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     def _signal(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the server's process group: the API server, its engine and its worker."""
