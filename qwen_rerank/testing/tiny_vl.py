@@ -16,12 +16,12 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from qwen_rerank._imports import require
 from qwen_rerank._paths import user_cache_dir
+from qwen_rerank.testing._cache import build_once
 
 __all__ = ["CHAT_TEMPLATE", "make_tiny_vl_reranker"]
 
@@ -120,22 +120,7 @@ def make_tiny_vl_reranker(
         return out
     key = json.dumps({**shape, "torch": torch.__version__, "transformers": transformers.__version__})
     out = user_cache_dir() / f"tiny-qwen3-vl-reranker-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    if (out / _DONE).is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=out.parent))
-    try:
-        _build(staging, torch, transformers, **shape)
-        (staging / _DONE).write_text(key + "\n", encoding="utf-8")
-        try:
-            staging.rename(out)
-        except OSError:
-            if not (out / _DONE).is_file():  # not a concurrent build that finished first
-                shutil.rmtree(out, ignore_errors=True)
-                staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+    return build_once(out, key, _DONE, lambda folder: _build(folder, torch, transformers, **shape))
 
 
 def _build(
