@@ -12,7 +12,9 @@ provider      request                               instruction          results
 ============  ====================================  ===================  =====================
 dashscope     ``{model, input: {query, documents},  ``parameters.        ``output.results``,
               parameters: {top_n, return_documents,  instruct``          sorted by score
-              instruct}}``
+              instruct, fps?}}``; qwen3-vl-rerank:
+              each document ``{text?, image?,
+              video?}``
 siliconflow   ``{model, query, documents, top_n,    ``instruction``      ``results``, sorted
               return_documents, instruction}``                           by score
 deepinfra     ``{queries, documents, instruction}``  ``instruction``     ``scores``, in input
