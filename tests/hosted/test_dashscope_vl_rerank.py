@@ -253,3 +253,10 @@ def test_the_request_limits_are_the_models(reranker: RemoteReranker) -> None:
     assert limits is not None
     assert (limits.max_documents, limits.max_image_documents, limits.max_video_documents) == (100, 40, 4)
     assert (limits.max_tokens, limits.max_tokens_per_item) == (120000, 8000)
+
+
+def test_an_empty_document_and_a_media_only_item_are_sent_as_the_model_reads_them(
+    reranker: RemoteReranker, server: FakeHostedServer
+) -> None:
+    reranker.score("q", ["", {"image": IMAGE_URL}, {"text": []}])
+    assert _sent(server)["input"]["documents"] == [{"text": ""}, {"image": IMAGE_URL}, {"text": "NULL"}]

@@ -75,7 +75,8 @@ def test_scores_follow_the_content_not_the_position(server: FakeHostedServer) ->
         {"image": "data:image/png;base64,not base64!"},
         {"video": "data:video/mp4;base64,AAAA"},
         {"video": "clip.mp4"},
-        {"text": ""},
+        {"text": 7},
+        {"image": ""},
     ],
 )
 def test_an_element_the_reference_does_not_describe_is_a_400(server: FakeHostedServer, document: Any) -> None:

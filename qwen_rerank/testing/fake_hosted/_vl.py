@@ -83,8 +83,8 @@ def _element(fake: FakeProvider, value: Any, where: str) -> dict[str, str]:
     """One element object, checked: known keys, a text, an image URL or data URL, a video URL."""
     if not isinstance(value, dict) or not value or not set(value) <= _KEYS:
         raise fake.invalid(f"{where} must be an object with text, image or video")
-    if not all(isinstance(v, str) and v for v in value.values()):
-        raise fake.invalid(f"{where}: text, image and video must be non-empty strings")
+    if not all(isinstance(v, str) for v in value.values()):
+        raise fake.invalid(f"{where}: text, image and video must be strings")
     image, video = value.get("image"), value.get("video")
     if image is not None and not (_is_url(image) or _is_data_url(image)):
         raise fake.invalid(f"{where}.image must be a URL or a base64 image of a supported format")
