@@ -177,7 +177,7 @@ class RequestBuilder:
         if isinstance(query, str) and all(isinstance(doc, str) for doc in documents):
             query_text, texts, sent = self._texts(query, cast(list[str], documents), instruction)
             first = Element(query_text, query_text)
-            items = [document_element(text, media, limits, "") for text in texts]
+            items = [Element({"text": text}, text) for text in texts]  # escaped (and cut) by _texts
         else:
             sent = self._server_instruction(escape_control_tokens(instruction))
             first = query_element(query, media, limits)
