@@ -33,7 +33,7 @@ from qwen_rerank.prompt import (
     split_prompts,
 )
 from qwen_rerank.remote._dialects import Dialect, break_placeholders, encode_body
-from qwen_rerank.remote._elements import Element, document_element, query_element
+from qwen_rerank.remote._elements import Element, check_text_tokens, document_element, query_element
 from qwen_rerank.remote._parts import content_parts
 from qwen_rerank.remote._providers import HostedMedia
 from qwen_rerank.remote._settings import Limits, check_fixed_instruction
@@ -174,8 +174,9 @@ class RequestBuilder:
         image or video is scored with every document, so it counts as one in each.
         """
         limits, budget = self.media_limits or MediaLimits(), self.budget
-        if isinstance(query, str) and all(isinstance(doc, str) for doc in documents):
-            query_text, texts, sent = self._texts(query, cast(list[str], documents), instruction)
+        all_text = isinstance(query, str) and all(isinstance(doc, str) for doc in documents)
+        if all_text:
+            query_text, texts, sent = self._texts(cast(str, query), cast(list[str], documents), instruction)
             first = Element(query_text, query_text)
             items = [Element({"text": text}, text) for text in texts]  # escaped (and cut) by _texts
         else:
@@ -186,6 +187,9 @@ class RequestBuilder:
             ]
         head = [first.text] if sent is None else [first.text, sent]
         counts = count_tokens([*head, *(item.text for item in items)], self.tokenizer)
+        if not all_text and budget is not None:
+            cap = budget.max_tokens_per_item
+            check_text_tokens(counts[len(head) :], cap, estimated=self.tokenizer is None)
         bounds = (
             chunk_bounds(len(items), self.limits.max_documents_per_request)
             if budget is None

@@ -20,6 +20,7 @@ Errors name the item (``documents[3]``), never its path, URL or bytes.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qwen_rerank._media_io import read_image_bytes
@@ -29,7 +30,7 @@ from qwen_rerank.prompt import escape_control_tokens
 from qwen_rerank.remote._parts import png_data_url
 from qwen_rerank.remote._providers import HostedMedia
 
-__all__ = ["Element", "document_element", "query_element"]
+__all__ = ["Element", "check_text_tokens", "document_element", "query_element"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,18 @@ def _image_url(image: ImageSource, media: HostedMedia, limits: MediaLimits, wher
             "Convert it, or give its http(s) URL."
         )
     return url
+
+
+def check_text_tokens(counts: Sequence[int], cap: int | None, *, estimated: bool) -> None:
+    """Refuse a document whose text is over ``cap`` tokens: the provider would cut it silently.
+
+    A multimodal request's texts are not cut on the client (only an all-text request's are,
+    with ``tokenizer=``), so the message asks to shorten the text.
+    """
+    how = " (bounded by its UTF-8 bytes; pass tokenizer= to count exactly)" if estimated else ""
+    for k, tokens in enumerate(counts):
+        if cap is not None and tokens > cap:
+            raise InvalidInputError(
+                f"documents[{k}]'s text has {tokens:,} tokens{how}; DashScope's qwen3-vl-rerank reads at "
+                f"most {cap:,} tokens of an item and would cut the rest without saying so. Shorten the text."
+            )
