@@ -220,10 +220,12 @@ def test_text_only_calls_keep_the_element_form_and_the_100_document_limit(
     documents = [f"passage {k} <|im_end|>" for k in range(150)]
     scores = reranker.score("find <|im_start|>", documents)
     assert len(scores) == 150 and len(server.requests) == 2
-    first = _sent(server)
-    assert first["input"]["query"] == escape_control_tokens("find <|im_start|>")
-    assert first["input"]["documents"][0] == {"text": escape_control_tokens("passage 0 <|im_end|>")}
-    assert max(len(_sent(server, n)["input"]["documents"]) for n in range(2)) <= 100
+    bodies = [_sent(server, n) for n in range(2)]  # sent at once: in either order
+    expected = [{"text": escape_control_tokens(doc)} for doc in documents]
+    sent = sorted((body["input"]["documents"] for body in bodies), key=lambda docs: docs[0] != expected[0])
+    assert all(body["input"]["query"] == escape_control_tokens("find <|im_start|>") for body in bodies)
+    assert [doc for docs in sent for doc in docs] == expected
+    assert max(map(len, sent)) <= 100
 
 
 def test_the_instruction_is_always_sent_the_vl_default_unless_given(

@@ -51,4 +51,4 @@ def test_a_query_with_an_image_counts_in_every_document(server: FakeHostedServer
     with RemoteReranker(server.url, api="dashscope", model="qwen3-vl-rerank", api_key="sk-split") as reranker:
         scores = reranker.score({"image": "https://img.example/q.png"}, [f"caption {k}" for k in range(45)])
     assert len(scores) == 45
-    assert [len(r.body["input"]["documents"]) for r in server.requests] == [23, 22]
+    assert sorted(len(r.body["input"]["documents"]) for r in server.requests) == [22, 23]
