@@ -79,7 +79,7 @@ from qwen_rerank.factory import check_backend_options, create_reranker
 from qwen_rerank.media import describe
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.results import RerankResult
-from qwen_rerank.tools._demo_images import add_image_panel, rank_images
+from qwen_rerank.tools._demo_images import add_image_panel, chosen_instruction, rank_images
 
 __all__ = ["build_demo", "launch_demo", "split_lines"]
 
@@ -194,7 +194,9 @@ def build_demo(
         reranker: An already-built reranker for `backend`; otherwise it is
             built on the first request.
         instruction: The instruction the page starts with (default
-            [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION]).
+            [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION]). Left at that
+            default or blank, each backend uses its own instruction (a
+            Qwen3-VL-Reranker's differs).
         local_options: Keyword arguments for local backends, e.g. `device`.
         remote_options: Keyword arguments for vLLM backends, e.g. `template`
             or `api_key`; `model` is the model name to ask for (default:
@@ -416,7 +418,7 @@ def _rank(
     name = backend or backends.default
     reranker = backends.get(name)
     start = time.perf_counter()
-    results = reranker.rerank(query, docs, top_n=n, instruction=(instruction or "").strip() or None)
+    results = reranker.rerank(query, docs, top_n=n, instruction=chosen_instruction(instruction))
     elapsed = time.perf_counter() - start
     frame = pd.DataFrame([_row(rank, r) for rank, r in enumerate(results, start=1)], columns=TABLE_COLUMNS)
     table = frame.style.format({"score": "{:.4f}"}).hide(axis="index")
