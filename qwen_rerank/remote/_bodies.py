@@ -12,7 +12,6 @@ All of it is pure: no I/O, the same for sync and async calls.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,8 @@ from typing import Any
 from qwen_rerank._chunking import WindowPlan
 from qwen_rerank._imports import require
 from qwen_rerank._requests import Progress, Request
-from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, QwenRerankWarning
+from qwen_rerank._warnings import warn
+from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
 from qwen_rerank.media import Content, MediaLimits
 from qwen_rerank.prompt import (
     DEFAULT_INSTRUCTION,
@@ -262,15 +262,13 @@ def warn_server_template(dialect: Dialect) -> None:
     """Warn, for vLLM, that the client cannot see which prompt the server's template renders."""
     if dialect.name != "vllm":
         return
-    warnings.warn(
+    warn(
         "template='server' scores whatever prompt the server's --chat-template renders, which the client "
         "cannot see: vLLM's own qwen3_reranker.jinja loses the prompt's final newline and scores wrong "
         "without an error. Start vLLM with --chat-template set to the file that "
         "qwen_rerank.prompt.server_template_path() names, and run `qwen-rerank check --base-url URL "
         "--template server` once: it reads back the rendered prompt. (With tokenizer=, each reply's "
         "prompt token count is checked too, which catches templates of another length.)",
-        QwenRerankWarning,
-        stacklevel=3,
     )
 
 
