@@ -4,9 +4,10 @@ The score of a pair is ``sigmoid((w_yes - w_no) . h)``: ``h`` is the model's
 last hidden state at the prompt's last position, ``w_yes`` and ``w_no`` the
 rows of "yes" and "no" in the vocabulary head. The prompt, its truncation
 (`_vl_prompt`) and the pixels (`_vl_pixels`) follow the official
-implementation; this module loads the checkpoint, reads each image under
-`MediaLimits`, and runs the pairs in left-padded batches whose padded size,
-image and video tokens included, stays within a token budget.
+implementation; this module loads the checkpoint, reads each image (and,
+through `_vl_video`, each video file or URL) under `MediaLimits`, and runs the
+pairs in left-padded batches whose padded size, image and video tokens
+included, stays within a token budget.
 
 It needs no torchvision: the processor is not used, only the tokenizer and
 the processor config's patch geometry.
@@ -25,7 +26,7 @@ import torch
 import transformers
 
 from qwen_rerank._media_io import MediaLimits, open_image
-from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
+from qwen_rerank.exceptions import ModelLoadError
 from qwen_rerank.local._batching import plan_batches
 from qwen_rerank.local._loading import Source, load_errors, quiet_progress_bars
 from qwen_rerank.local._vl_pixels import (
@@ -47,6 +48,7 @@ from qwen_rerank.local._vl_prompt import (
     token_types,
     truncate_ids,
 )
+from qwen_rerank.local._vl_video import read_video
 from qwen_rerank.media import MultimodalContent, VideoSource, as_content
 from qwen_rerank.prompt import PromptTokenizer
 
@@ -189,8 +191,9 @@ class VLScorer:
 
         Raises:
             InvalidInputError: A query or document is malformed, or one of its
-                images cannot be read within the limits; the message names it
-                (``documents[3]'s image[0]``), never its content.
+                images or videos cannot be read within the limits; the message
+                names it (``documents[3]'s image[0]``), never its content.
+            MissingDependencyError: A video file or URL, without PyAV (the ``video`` extra).
         """
         instruction = self.instruction if instruction is None else instruction
         rows: list[list[int]] = []
@@ -240,9 +243,7 @@ class VLScorer:
 
     def _video(self, video: VideoSource, where: str) -> VisualInput:
         if video.kind != "frames":
-            raise InvalidInputError(
-                f"{where} is a video file or URL; the local backend takes a video as a list of frames."
-            )
+            return read_video(video, self.settings, self.geometry, self.limits, where)
         chosen = frame_indices(len(video.value), self.settings.max_frames)
         frames = [open_image(video.value[k], self.limits, f"{where}'s frame[{k}]") for k in chosen]
         return prepare_frames(frames, self.settings, self.geometry, where)
