@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import transformers
@@ -29,6 +29,7 @@ from qwen_rerank._media_io import MediaLimits, open_image
 from qwen_rerank.exceptions import ModelLoadError
 from qwen_rerank.local._batching import plan_batches
 from qwen_rerank.local._loading import Source, load_errors, quiet_progress_bars
+from qwen_rerank.local._scorer import raise_out_of_memory, score_halving
 from qwen_rerank.local._vl_pixels import (
     PatchGeometry,
     VisionSettings,
@@ -194,6 +195,8 @@ class VLScorer:
                 images or videos cannot be read within the limits; the message
                 names it (``documents[3]'s image[0]``), never its content.
             MissingDependencyError: A video file or URL, without PyAV (the ``video`` extra).
+            OutOfMemoryError: The device ran out of memory on one pair alone (a
+                batch that runs out is halved and retried first).
         """
         instruction = self.instruction if instruction is None else instruction
         rows: list[list[int]] = []
@@ -211,14 +214,29 @@ class VLScorer:
         for ids in encode_pieces(prompts, self._encode_text):
             rows.append(truncate_ids(ids, self.max_length, self.control.special))
         scores: list[list[float]] = [[0.0] * len(documents) for _, documents in requests]
-        for batch in plan_batches([len(row) for row in rows], self.max_batch_tokens):
-            values = self._forward([rows[k] for k in batch], [visuals[k] for k in batch])
+        for batch, values in self._run(rows, visuals):
             for k, value in zip(batch, values, strict=True):
                 r, i = owners[k]
                 scores[r][i] = value
             if progress is not None:
                 progress([owners[k][0] for k in batch])
         return scores
+
+    def _run(
+        self, rows: list[list[int]], visuals: list[list[VisualInput]]
+    ) -> Iterator[tuple[list[int], list[float]]]:
+        """Each batch of the plan and its scores; a batch out of memory is halved and retried."""
+
+        def forward(part: list[int]) -> list[float]:
+            return self._forward([rows[k] for k in part], [visuals[k] for k in part])
+
+        def fail(exc: Exception, k: int) -> NoReturn:
+            raise_out_of_memory(
+                exc, self._device, f"a document of {len(rows[k])} prompt tokens", self.max_length
+            )
+
+        for batch in plan_batches([len(row) for row in rows], self.max_batch_tokens):
+            yield batch, score_halving(batch, forward, fail, self._device)
 
     def _prepare(self, value: Any, where: str) -> _Content:
         content = as_content(value, where=where)
