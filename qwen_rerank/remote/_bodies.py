@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from qwen_rerank._chunking import WindowPlan
 from qwen_rerank._imports import require
@@ -33,7 +33,9 @@ from qwen_rerank.prompt import (
     split_prompts,
 )
 from qwen_rerank.remote._dialects import Dialect, break_placeholders, encode_body
+from qwen_rerank.remote._elements import Element, check_text_tokens, document_element, query_element
 from qwen_rerank.remote._parts import content_parts
+from qwen_rerank.remote._providers import HostedMedia
 from qwen_rerank.remote._settings import Limits, check_fixed_instruction
 from qwen_rerank.remote._splitting import RequestBudget, count_tokens, split_request
 
@@ -102,11 +104,15 @@ class RequestBuilder:
     budget: RequestBudget | None = None  # a hosted API's limits: requests are split to them
     media_limits: MediaLimits | None = None
     """How local images are read to be sent; ``None``: the server reads text only."""
+    elements: HostedMedia | None = None
+    """A hosted multimodal model's media limits: every item goes in its element form."""
     warned_long: bool = False
 
     def sub_requests(self, query: Content, documents: list[Content], instruction: str) -> list[SubRequest]:
         """The bodies to send for ``documents``, in document order."""
         plain = [doc for doc in documents if isinstance(doc, str)]
+        if self.elements is not None:
+            return self._element_sub_requests(query, documents, instruction, self.elements)
         if not isinstance(query, str) or len(plain) != len(documents):
             return self._media_sub_requests(query, documents, instruction)
         query_text, texts, sent_instruction = self._texts(query, plain, instruction)
@@ -155,6 +161,61 @@ class RequestBuilder:
                 ),
             )
             for start, end in chunk_bounds(len(parts), self.limits.max_documents_per_request)
+        ]
+
+    def _element_sub_requests(
+        self, query: Content, documents: list[Content], instruction: str, media: HostedMedia
+    ) -> list[SubRequest]:
+        """A hosted multimodal model's bodies (see `_elements`), split to its limits.
+
+        Text alone is sent as text is to any hosted API (cut with ``tokenizer=``); each
+        request keeps within the documents, image documents, video documents and text
+        tokens one request may hold. Images and videos have no token count here. A query's
+        image or video is scored with every document, so it counts as one in each.
+        """
+        limits, budget = self.media_limits or MediaLimits(), self.budget
+        all_text = isinstance(query, str) and all(isinstance(doc, str) for doc in documents)
+        if all_text:
+            query_text, texts, sent = self._texts(cast(str, query), cast(list[str], documents), instruction)
+            first = Element(query_text, query_text)
+            items = [Element({"text": text}, text) for text in texts]  # escaped (and cut) by _texts
+        else:
+            sent = self._server_instruction(escape_control_tokens(instruction))
+            first = query_element(query, media, limits)
+            items = [
+                document_element(doc, media, limits, f"documents[{k}]") for k, doc in enumerate(documents)
+            ]
+        head = [first.text] if sent is None else [first.text, sent]
+        counts = count_tokens([*head, *(item.text for item in items)], self.tokenizer)
+        if not all_text and budget is not None:
+            cap = budget.max_tokens_per_item
+            check_text_tokens(counts[len(head) :], cap, estimated=self.tokenizer is None)
+        bounds = (
+            chunk_bounds(len(items), self.limits.max_documents_per_request)
+            if budget is None
+            else split_request(
+                sum(counts[: len(head)]),
+                counts[len(head) :],
+                budget,
+                estimated=self.tokenizer is None,
+                images=[item.image or first.image for item in items],
+                videos=[item.video or first.video for item in items],
+            )
+        )
+        return [
+            SubRequest(
+                start,
+                end,
+                encode_body(
+                    self.dialect,
+                    first.value,
+                    [item.value for item in items[start:end]],
+                    self.model,
+                    instruction=sent,
+                    fps=media.fps if first.video or any(item.video for item in items[start:end]) else None,
+                ),
+            )
+            for start, end in bounds
         ]
 
     def check_instruction(self, instruction: str) -> None:

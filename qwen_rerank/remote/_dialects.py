@@ -47,7 +47,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 from qwen_rerank.remote._hosted import encode_hosted_body, hosted_results_of, read_hosted_usage
 from qwen_rerank.remote._providers import PROVIDERS, Provider
@@ -205,17 +204,16 @@ def encode_body(
     *,
     instruction: str | None = None,
     max_tokens_per_doc: int | None = None,
+    fps: float | None = None,
 ) -> bytes:
     """The JSON body of one rerank request in ``dialect``; ``instruction`` only for a server template.
 
-    A multimodal query or document is vLLM's content dict (`qwen_rerank.remote._parts`)."""
+    A multimodal query or document is vLLM's content dict (`qwen_rerank.remote._parts`), or
+    for a hosted API its element object (`qwen_rerank.remote._elements`), with ``fps``."""
     if dialect.hosted is not None:
-        texts = [doc for doc in documents if isinstance(doc, str)]
-        if not isinstance(query, str) or len(texts) != len(documents):
-            raise InvalidInputError(
-                f"{dialect.hosted.title} scores text only; a request holds an image or video."
-            )
-        return encode_hosted_body(dialect.hosted, model or "", query, texts, instruction=instruction)
+        return encode_hosted_body(
+            dialect.hosted, model or "", query, documents, instruction=instruction, fps=fps
+        )
     body: dict[str, Any] = {"query": query, dialect.documents_key: list(documents)}
     if model is not None and dialect.sends_model:
         body["model"] = model

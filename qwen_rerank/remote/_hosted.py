@@ -40,17 +40,28 @@ def hosted_path(provider: Provider, model: str) -> str:
 
 
 def encode_hosted_body(
-    provider: Provider, model: str, query: str, documents: Sequence[str], *, instruction: str | None
+    provider: Provider,
+    model: str,
+    query: str | dict[str, Any],
+    documents: Sequence[str | dict[str, Any]],
+    *,
+    instruction: str | None,
+    fps: float | None = None,
 ) -> bytes:
     """The JSON body of one rerank request to ``provider``.
 
-    Every document's result is asked for (``top_n`` = all, no echoed text). Raises
+    Every document's result is asked for (``top_n`` = all, no echoed text). A query or
+    document may be an object in DashScope's element form (``_elements``), for its
+    multimodal model; ``fps`` goes into DashScope's ``parameters.fps``. Raises
     [`InvalidInputError`][qwen_rerank.InvalidInputError] for an instruction the
     provider cannot take: any, where it has no field for one; an empty one, where its
-    reference requires a non-empty one.
+    reference requires a non-empty one; and for an object sent to another provider.
     """
     check_hosted_instruction(provider, instruction)
     docs = list(documents)
+    text_only = isinstance(query, str) and all(isinstance(doc, str) for doc in docs)
+    if provider.name != "dashscope" and not text_only:
+        raise InvalidInputError(f"{provider.title} scores text only; a request holds an image or video.")
     body: dict[str, Any]
     if provider.name == "dashscope":
         body = {
@@ -58,6 +69,8 @@ def encode_hosted_body(
             "input": {"query": query, "documents": docs},
             "parameters": {"top_n": len(docs), "return_documents": False},
         }
+        if fps is not None:
+            body["parameters"]["fps"] = fps
     elif provider.name == "siliconflow":
         body = {
             "model": model,
@@ -70,8 +83,13 @@ def encode_hosted_body(
         body = {"queries": [query] * len(docs), "documents": docs}
     if instruction is not None and provider.instruction_field is not None:
         _put(body, provider.instruction_field, instruction)
-    ascii_only = query.isascii() and all(doc.isascii() for doc in docs) and (instruction or "").isascii()
+    ascii_only = _is_ascii(query) and all(_is_ascii(doc) for doc in docs) and (instruction or "").isascii()
     return json.dumps(body, ensure_ascii=ascii_only, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _is_ascii(item: str | dict[str, Any]) -> bool:
+    values = [item] if isinstance(item, str) else list(item.values())
+    return all(isinstance(value, str) and value.isascii() for value in values)
 
 
 def check_hosted_instruction(provider: Provider, instruction: str | None) -> None:

@@ -5,10 +5,11 @@ carry and, for a hosted API, its provider's row of limits:
 
 - a self-hosted server needs ``base_url``; its key is ``api_key`` or ``QWEN_RERANK_API_KEY``;
 - a hosted API (``api="dashscope"``, ``"siliconflow"``, ``"deepinfra"``) defaults to its
-  public endpoint (``region=`` picks another), reads its key from ``api_key`` or the
-  provider's own variable (a missing key fails here, naming it), never sends it over
-  plain ``http://`` to a host other than loopback unless ``allow_http=True``, and sets the
-  defaults of document count, concurrency and prompt length from the provider's limits.
+  public endpoint, or to the one region that lists the model (``region=`` picks another),
+  reads its key from ``api_key`` or the provider's own variable (a missing key fails here,
+  naming it), never sends it over plain ``http://`` to a host other than loopback unless
+  ``allow_http=True``, and sets the defaults of document count, concurrency and prompt
+  length from the provider's limits.
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ class Hosting:
                     "'siliconflow' or 'deepinfra'."
                 )
             return cls(base_url, api_key if api_key is not None else os.environ.get(API_KEY_ENV), model)
-        urls = _hosted_url(provider, base_url, region)
-        if not allow_http:
-            _refuse_plain_http(provider, urls)
         model = provider.default_model if model is None else model
         row = find_model(provider.name, model) if isinstance(model, str) else None
+        urls = _hosted_url(provider, base_url, region, row)
+        if not allow_http:
+            _refuse_plain_http(provider, urls)
         return cls(urls, _hosted_key(provider, api_key), model, provider, row)
 
     def sizes(self, max_documents: Any, max_concurrency: Any, max_length: Any) -> tuple[Any, Any, Any]:
@@ -96,9 +97,14 @@ class Hosting:
         return RequestBudget.of(self.row, max_documents)
 
 
-def _hosted_url(provider: Provider, base_url: Any, region: Any) -> Any:
+def _hosted_url(provider: Provider, base_url: Any, region: Any, row: HostedModel | None) -> Any:
+    """``base_url``, else ``region``'s endpoint, else the model's own region's, else the provider's."""
     if region is None:
-        return provider.default_base_url if base_url is None else base_url
+        if base_url is not None:
+            return base_url
+        if row is not None and row.region is not None:
+            return provider.regions[row.region]
+        return provider.default_base_url
     if base_url is not None:
         raise InvalidInputError("Pass base_url= or region=, not both: a region names its endpoint.")
     if region not in provider.regions:

@@ -22,7 +22,7 @@ from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.media import Content, ImageSource, MediaLimits, VideoSource, base64_image
 from qwen_rerank.prompt import escape_control_tokens
 
-__all__ = ["content_parts"]
+__all__ = ["content_parts", "png_data_url"]
 
 
 def content_parts(item: Content, limits: MediaLimits, where: str) -> str | dict[str, Any]:
@@ -44,7 +44,7 @@ def _image(image: ImageSource, limits: MediaLimits, where: str) -> dict[str, Any
     if image.kind in ("url", "data_url"):
         url = image.value
     elif image.kind == "pil":
-        url = _png_data_url(image.value, limits, where)
+        url = png_data_url(image.value, limits, where)
     else:
         data = read_image_bytes(image, limits, where)
         url = base64_image(base64.b64encode(data).decode("ascii"))
@@ -64,7 +64,8 @@ def _video(video: VideoSource, limits: MediaLimits, where: str) -> dict[str, Any
     return {"type": "video_url", "video_url": {"url": video.value}}
 
 
-def _png_data_url(image: Any, limits: MediaLimits, where: str) -> str:
+def png_data_url(image: Any, limits: MediaLimits, where: str) -> str:
+    """A PIL image as a PNG data URL, refused past ``limits.max_bytes``."""
     require("PIL.Image", "vision")
     buffer = io.BytesIO()
     image.save(buffer, "PNG")

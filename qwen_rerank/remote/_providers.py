@@ -12,7 +12,9 @@ provider      request                               instruction          results
 ============  ====================================  ===================  =====================
 dashscope     ``{model, input: {query, documents},  ``parameters.        ``output.results``,
               parameters: {top_n, return_documents,  instruct``          sorted by score
-              instruct}}``
+              instruct, fps?}}``; qwen3-vl-rerank:
+              each document ``{text?, image?,
+              video?}``
 siliconflow   ``{model, query, documents, top_n,    ``instruction``      ``results``, sorted
               return_documents, instruction}``                           by score
 deepinfra     ``{queries, documents, instruction}``  ``instruction``     ``scores``, in input
@@ -32,6 +34,7 @@ __all__ = [
     "MODELS",
     "PROVIDERS",
     "HostedApiName",
+    "HostedMedia",
     "HostedModel",
     "Provider",
     "RequestCount",
@@ -76,6 +79,21 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class HostedMedia:
+    """What a hosted multimodal model takes beside text, as its reference lists it.
+
+    Each query and document is one object with ``text``, ``image`` and ``video`` keys
+    (DashScope's element form): one image and one video at most per object.
+    """
+
+    max_image_documents: int  # documents holding an image, per request
+    max_video_documents: int  # documents holding a video, per request
+    image_formats: tuple[str, ...]  # the types of data URLs sent (image/<format>); a URL goes as it is
+    video_by_url_only: bool  # True: a video goes by http(s) URL, never as a file or frames
+    fps: float | None  # ``parameters.fps`` sent with a request holding a video; None: none sent
+
+
+@dataclass(frozen=True)
 class HostedModel:
     """How much one request to a hosted model may hold; ``None``: no reference gives the limit."""
 
@@ -88,11 +106,15 @@ class HostedModel:
     max_tokens_per_request: int | None
     request_count: RequestCount | None  # how max_tokens_per_request is counted
     sources: tuple[str, ...] = field(default=(), repr=False)
+    media: HostedMedia | None = None  # None: the model reads text only
+    region: str | None = None  # the only region that lists the model: its default endpoint
+    rate_limits: str | None = None  # as documented, where the model has its own
 
 
 _DASHSCOPE_API = "https://www.alibabacloud.com/help/en/model-studio/text-rerank-api"
 _DASHSCOPE_API_CN = "https://help.aliyun.com/zh/model-studio/text-rerank-api"
 _DASHSCOPE_MODEL = "https://www.alibabacloud.com/help/en/model-studio/qwen3-rerank"
+_DASHSCOPE_VL_MODEL = "https://help.aliyun.com/zh/model-studio/qwen3-vl-rerank"
 _DASHSCOPE_SDK = "github.com/dashscope/dashscope-sdk-python: dashscope/rerank/text_rerank.py"
 _SILICONFLOW_API = "https://docs.siliconflow.com/en/api-reference/rerank/create-rerank"
 _SILICONFLOW_API_CN = "https://docs.siliconflow.cn/en/api-reference/rerank/create-rerank"
@@ -210,6 +232,32 @@ MODELS: dict[tuple[str, str], HostedModel] = {
         max_tokens_per_request=30000,
         request_count="query_per_document",
         sources=(_DASHSCOPE_API, _DASHSCOPE_API_CN, _DASHSCOPE_MODEL),
+    ),
+    ("dashscope", "qwen3-vl-rerank"): HostedModel(
+        "dashscope",
+        "qwen3-vl-rerank",
+        # "Text: 100, Image: 40, Video: 4" (English reference, June 2026): "the limit varies by
+        # document type". Read as: at most 100 documents, of which at most 40 hold an image and
+        # at most 4 a video (a document holding both counts for both).
+        max_documents_per_request=100,
+        max_tokens_per_item=8000,
+        over_item="truncates",
+        max_tokens_per_pair=None,
+        # 120,000 (June 2026; the model page's input length too); an older edition said 800,000.
+        max_tokens_per_request=120000,
+        request_count="query_per_document",
+        sources=(_DASHSCOPE_API, _DASHSCOPE_API_CN, _DASHSCOPE_VL_MODEL, _DASHSCOPE_SDK),
+        media=HostedMedia(
+            max_image_documents=40,
+            max_video_documents=4,
+            # The reference also lists ICO, DIB, ICNS and SGI; local files are sent in these five,
+            # the formats told apart by their first bytes here.
+            image_formats=("png", "jpeg", "webp", "bmp", "tiff"),
+            video_by_url_only=True,  # MP4, AVI, MOV, by URL only
+            fps=1.0,  # the reference's example, and the official model's default
+        ),
+        region="beijing",  # the only region that lists it; keys are per region
+        rate_limits="Beijing: 600 requests and 9,000,000 tokens a minute",
     ),
     **{("siliconflow", f"Qwen/Qwen3-Reranker-{s}"): _siliconflow(s) for s in ("0.6B", "4B", "8B")},
     **{("deepinfra", f"Qwen/Qwen3-Reranker-{s}"): _deepinfra(s) for s in ("0.6B", "4B", "8B")},

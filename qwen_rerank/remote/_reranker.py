@@ -77,7 +77,8 @@ class RemoteReranker(Reranker):
             (instead of ``api_key``); the password is shown nowhere.
         model: The model name to send; ``None`` omits it, so the server uses the
             one it serves (a hosted API: ``qwen3-rerank`` at DashScope, else
-            ``Qwen/Qwen3-Reranker-0.6B``).
+            ``Qwen/Qwen3-Reranker-0.6B``). DashScope's ``qwen3-vl-rerank`` scores images
+            and video too, at the Beijing endpoint by default.
         api_key: Sent as ``Authorization: Bearer ...``. ``None`` reads
             ``QWEN_RERANK_API_KEY`` (a hosted API: its provider's variable, such as
             ``DASHSCOPE_API_KEY``; unset, construction fails naming it); with none,
@@ -171,7 +172,9 @@ class RemoteReranker(Reranker):
         multimodal: The server is vLLM running a Qwen3-VL-Reranker (``template="server"``, the
             default with it): queries and documents may hold images and video, sent as vLLM's
             content parts ([Images and video](multimodal.md)); the default instruction is
-            [`DEFAULT_VL_INSTRUCTION`][qwen_rerank.media.DEFAULT_VL_INSTRUCTION].
+            [`DEFAULT_VL_INSTRUCTION`][qwen_rerank.media.DEFAULT_VL_INSTRUCTION]. A hosted
+            multimodal model (``api="dashscope", model="qwen3-vl-rerank"``) implies it; with a
+            hosted text model it is an [`InvalidInputError`][qwen_rerank.InvalidInputError].
         media_limits: With ``multimodal``: the most bytes of a local image sent (32 MiB).
     """
 
@@ -206,22 +209,24 @@ class RemoteReranker(Reranker):
         multimodal: bool = False,
         media_limits: MediaLimits | None = None,
     ) -> None:
+        dialect = check_dialect(api)
+        hosting = Hosting.check(dialect, base_url, region, api_key, model, allow_http)
+        media = check_media(multimodal, dialect, hosting.model, template, media_limits)
         super().__init__(
-            instruction=DEFAULT_VL_INSTRUCTION if multimodal and instruction is None else instruction,
+            instruction=DEFAULT_VL_INSTRUCTION if media and instruction is None else instruction,
             long_documents=long_documents,
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
         )
         check_chunking(long_documents, tokenizer)
-        dialect = check_dialect(api)
         self.api: ApiName = api
-        hosting = Hosting.check(dialect, base_url, region, api_key, model, allow_http)
         self._endpoints = Endpoints.check(hosting.base_url, hosting.api_key, dialect, hosting.model)
         _secrets.guard_logs(self._endpoints.redact)
         self.base_urls: list[str] = self._endpoints.base_urls
         self.model = check_model(hosting.model, dialect)
-        media = check_media(multimodal, api, template, media_limits)
-        self.template: Literal["client", "server"] = check_template("server" if media else template, dialect)
+        self.template: Literal["client", "server"] = check_template(
+            "server" if media and template is None else template, dialect
+        )
         check_fixed_instruction(dialect, self.instruction)
         sizes = hosting.sizes(max_documents_per_request, max_concurrency, max_length)
         self._limits = Limits.check(dialect, self.template, *sizes, max_tokens_per_doc, max_response_bytes)
@@ -235,7 +240,14 @@ class RemoteReranker(Reranker):
             warn_server_template(dialect)
         budget = hosting.budget(self._limits.max_documents_per_request)
         self._builder = RequestBuilder(
-            dialect, self.template, self.model, self._limits, prompt_tokenizer, budget, media
+            dialect,
+            self.template,
+            self.model,
+            self._limits,
+            prompt_tokenizer,
+            budget,
+            media,
+            hosting.row.media if hosting.row is not None else None,
         )
         self._connections = Connections(self._timing, self._limits, http_client, async_http_client)
         self._sender = Sender(self._builder, self._endpoints, self._timing, self._connections)

@@ -23,6 +23,7 @@ from qwen_rerank._validation import check_positive_int
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.media import MediaLimits
 from qwen_rerank.remote._dialects import DIALECTS, Dialect
+from qwen_rerank.remote._providers import MODELS, find_model
 from qwen_rerank.remote._retry import RetryPolicy
 from qwen_rerank.remote._urls import Replicas, rerank_url
 
@@ -167,16 +168,35 @@ def check_dialect(api: Any) -> Dialect:
     return DIALECTS[api]
 
 
-def check_media(multimodal: Any, api: str, template: Any, limits: MediaLimits | None) -> MediaLimits | None:
-    """How local images are read to be sent with ``multimodal=True``; ``None`` without it.
+def check_media(
+    multimodal: Any, dialect: Dialect, model: str | None, template: Any, limits: MediaLimits | None
+) -> MediaLimits | None:
+    """How local images are read to be sent; ``None`` for a reranker that reads text only.
 
-    Multimodal needs vLLM and its server template, which vLLM applies to the content parts it is sent.
+    A hosted multimodal model (one whose row has ``media``: DashScope's ``qwen3-vl-rerank``)
+    reads images and video, ``multimodal`` or not. Elsewhere ``multimodal=True`` needs vLLM
+    and its server template, which vLLM applies to the content parts it is sent.
     """
+    row = None if dialect.hosted is None or model is None else find_model(dialect.name, model)
+    if row is not None and row.media is not None:
+        return limits or MediaLimits()
     if not multimodal:
         return None
-    if api != "vllm" or template == "client":
+    if dialect.hosted is not None:
+        known = [m.model for m in MODELS.values() if m.provider == dialect.name and m.media is not None]
+        fix = (
+            f"pass model={known[0]!r}"
+            if known
+            else f"api={dialect.name!r} hosts none; use api='dashscope' with model='qwen3-vl-rerank'"
+        )
         raise InvalidInputError(
-            f"multimodal=True needs api='vllm' and template='server' (got api={api!r}, "
+            f"multimodal=True needs a multimodal model, and api={dialect.name!r}"
+            f"{f' model={model!r}' if model else ''} reads text only: {fix} (the hosted Qwen3-VL "
+            "reranker), or serve a Qwen3-VL-Reranker with vLLM (api='vllm')."
+        )
+    if dialect.name != "vllm" or template == "client":
+        raise InvalidInputError(
+            f"multimodal=True needs api='vllm' and template='server' (got api={dialect.name!r}, "
             f"template={template!r}): vLLM applies the Qwen3-VL-Reranker's chat template to the "
             "content parts it is sent."
         )

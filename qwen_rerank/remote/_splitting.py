@@ -3,7 +3,8 @@
 - `count_tokens`: the Qwen3 tokens of each text, with the tokenizer when there is one,
   else `estimate_tokens`, a bound that never undercounts.
 - [`RequestBudget`][qwen_rerank.remote._splitting.RequestBudget]: what one request may
-  hold (documents, tokens per request, tokens per item and per pair).
+  hold (documents, documents holding an image or a video, tokens per request, tokens per
+  item and per pair).
 - `split_request`: the ``[start, end)`` ranges of the fewest sub-requests within a
   budget, of near-equal sizes, in document order; a text that no request can hold is
   refused, never sent for the provider to truncate.
@@ -13,6 +14,7 @@ All of it is pure: no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,7 +56,8 @@ class RequestBudget:
     """What one request to a hosted model may hold; ``None``: no limit of that kind.
 
     Tokens per request are counted as the provider counts them: the query once per
-    document, plus every document (``query_per_document``).
+    document, plus every document (``query_per_document``). Only text is counted: the
+    tokens of an image or a video are the provider's to count.
     """
 
     provider: str
@@ -62,6 +65,8 @@ class RequestBudget:
     max_tokens: int | None = None
     max_tokens_per_item: int | None = None
     max_tokens_per_pair: int | None = None
+    max_image_documents: int | None = None  # documents holding an image
+    max_video_documents: int | None = None  # documents holding a video
 
     @classmethod
     def of(cls, model: HostedModel, max_documents: int | None = None) -> RequestBudget:
@@ -69,26 +74,49 @@ class RequestBudget:
         documents = model.max_documents_per_request
         if max_documents is not None:
             documents = max_documents if documents is None else min(documents, max_documents)
+        media = model.media
         return cls(
             model.provider,
             documents,
             model.max_tokens_per_request,
             model.max_tokens_per_item,
             model.max_tokens_per_pair,
+            None if media is None else media.max_image_documents,
+            None if media is None else media.max_video_documents,
         )
 
 
+@dataclass(frozen=True)
+class _Caps:
+    """The per-request caps `_greedy` fills to, and which documents count against the media caps."""
+
+    docs: int
+    tokens: int | None
+    images: Sequence[bool]
+    videos: Sequence[bool]
+    max_images: int | None
+    max_videos: int | None
+
+
 def split_request(
-    query_tokens: int, document_tokens: Sequence[int], budget: RequestBudget, *, estimated: bool = False
+    query_tokens: int,
+    document_tokens: Sequence[int],
+    budget: RequestBudget,
+    *,
+    estimated: bool = False,
+    images: Sequence[bool] | None = None,
+    videos: Sequence[bool] | None = None,
 ) -> list[tuple[int, int]]:
     """``[start, end)`` ranges of the fewest sub-requests that keep every one within ``budget``.
 
     Ranges cover the documents in order, with near-equal loads. ``query_tokens`` should
     count everything the provider reads once per document beside it (the instruction,
-    when it may count it). Raises [`InvalidInputError`][qwen_rerank.InvalidInputError]
-    when the query, or one document with the query, is over a limit on its own: a
-    provider would truncate it silently, or refuse it. ``estimated``: the counts are
-    `estimate_tokens` bounds, and the message says how to count exactly.
+    when it may count it). ``images`` and ``videos`` say which documents hold an image
+    or a video, for the budget's caps on those. Raises
+    [`InvalidInputError`][qwen_rerank.InvalidInputError] when the query, or one
+    document with the query, is over a limit on its own: a provider would truncate it
+    silently, or refuse it. ``estimated``: the counts are `estimate_tokens` bounds, and
+    the message says how to count exactly.
     """
     try:
         _check_items(query_tokens, document_tokens, budget)
@@ -101,36 +129,49 @@ def split_request(
         ) from None
     if not document_tokens:
         return []
-    docs = budget.max_documents or len(document_tokens)
-    cap = budget.max_tokens
-    count = len(_greedy(query_tokens, document_tokens, docs, cap))
+    none = [False] * len(document_tokens)
+    caps = _Caps(
+        budget.max_documents or len(document_tokens),
+        budget.max_tokens,
+        none if images is None else images,
+        none if videos is None else videos,
+        budget.max_image_documents,
+        budget.max_video_documents,
+    )
+    count = len(_greedy(query_tokens, document_tokens, caps))
     # As few requests, but evened out: the lowest document count, then token cap, that still needs no more.
-    even = min(docs, -(-len(document_tokens) // count))
-    if len(_greedy(query_tokens, document_tokens, even, cap)) == count:
-        docs = even
+    even = dataclasses.replace(caps, docs=min(caps.docs, -(-len(document_tokens) // count)))
+    if len(_greedy(query_tokens, document_tokens, even)) == count:
+        caps = even
+    cap = caps.tokens
     if cap is not None:
         low = max(query_tokens + t for t in document_tokens)
         while low < cap:
             mid = (low + cap) // 2
-            if len(_greedy(query_tokens, document_tokens, docs, mid)) == count:
+            if len(_greedy(query_tokens, document_tokens, dataclasses.replace(caps, tokens=mid))) == count:
                 cap = mid
             else:
                 low = mid + 1
-    return _greedy(query_tokens, document_tokens, docs, cap)
+    return _greedy(query_tokens, document_tokens, dataclasses.replace(caps, tokens=cap))
 
 
-def _greedy(
-    query_tokens: int, document_tokens: Sequence[int], docs: int, cap: int | None
-) -> list[tuple[int, int]]:
+def _greedy(query_tokens: int, document_tokens: Sequence[int], caps: _Caps) -> list[tuple[int, int]]:
     """Fill each sub-request in order until the next document would not fit (the fewest ranges)."""
     bounds: list[tuple[int, int]] = []
-    start, load = 0, 0
+    start, load, images, videos = 0, 0, 0, 0
     for i, tokens in enumerate(document_tokens):
         cost = query_tokens + tokens
-        if i > start and (i - start >= docs or (cap is not None and load + cost > cap)):
+        image, video = caps.images[i], caps.videos[i]
+        full = (
+            i - start >= caps.docs
+            or (caps.tokens is not None and load + cost > caps.tokens)
+            or (image and caps.max_images is not None and images >= caps.max_images)
+            or (video and caps.max_videos is not None and videos >= caps.max_videos)
+        )
+        if i > start and full:
             bounds.append((start, i))
-            start, load = i, 0
-        load += cost
+            start, load, images, videos = i, 0, 0, 0
+        load, images, videos = load + cost, images + image, videos + video
     bounds.append((start, len(document_tokens)))
     return bounds
 

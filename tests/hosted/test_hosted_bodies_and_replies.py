@@ -90,7 +90,8 @@ def test_the_table_names_a_key_variable_path_and_sources_for_every_provider_and_
     for (api, model), row in MODELS.items():
         assert (row.provider, row.model) == (api, model) and api in PROVIDERS and row.sources
         assert find_model(api, model) is row
-    assert find_model("dashscope", "qwen3-vl-rerank") is None
+        assert row.region is None or row.region in PROVIDERS[api].regions
+    assert find_model("dashscope", "gte-rerank-v2") is None
 
 
 # -- replies: any order maps back by index -----------------------------------------------------------

@@ -143,7 +143,9 @@ def test_multimodal_needs_vllm_and_its_template(server: FakeVLLMServer) -> None:
         RemoteReranker(server.url, multimodal=True, template="client")
     with pytest.raises(InvalidInputError, match="api='vllm' and template='server'"):
         RemoteReranker(server.url, multimodal=True, api="sglang")
-    with pytest.raises(InvalidInputError, match="api='vllm' and template='server'"):
+    with pytest.raises(
+        InvalidInputError, match="model='qwen3-rerank' reads text only: pass model='qwen3-vl-rerank'"
+    ):
         RemoteReranker(api="dashscope", api_key="sk-test", multimodal=True)
 
 
