@@ -37,7 +37,7 @@ from qwen_rerank.remote._elements import Element, check_text_tokens, document_el
 from qwen_rerank.remote._parts import content_parts
 from qwen_rerank.remote._providers import HostedMedia
 from qwen_rerank.remote._settings import Limits, check_fixed_instruction
-from qwen_rerank.remote._splitting import RequestBudget, count_tokens, split_request
+from qwen_rerank.remote._splitting import RequestLimits, count_tokens, split_request
 
 __all__ = [
     "Batch",
@@ -101,7 +101,7 @@ class RequestBuilder:
     model: str | None
     limits: Limits
     tokenizer: PromptTokenizer | None
-    budget: RequestBudget | None = None  # a hosted API's limits: requests are split to them
+    budget: RequestLimits | None = None  # a hosted API's limits: requests are split to them
     media_limits: MediaLimits | None = None
     """How local images are read to be sent; ``None``: the server reads text only."""
     elements: HostedMedia | None = None
