@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -54,7 +53,7 @@ import torch
 import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_local import QUERY, build_model, make_documents
+from bench_local import QUERY, build_model, cpu_description, make_documents
 
 from qwen_rerank import LocalReranker, VLLMReranker
 from qwen_rerank._paths import user_cache_dir
@@ -72,16 +71,6 @@ def cached_model(layers: int) -> Path:
     if not (folder / "model.safetensors").is_file():
         build_model(folder, layers)
     return folder
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def build_flags() -> str:
@@ -114,7 +103,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     say(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
-    say(f"cpu: {cpu_model()}, {os.cpu_count()} cores; load average before: {os.getloadavg()}")
+    say(f"cpu: {cpu_description()}; load average before: {os.getloadavg()}")
     say(f"llama.cpp from llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}; build: {build_flags()}")
     say(f"model: 0.6B width, {args.layers} layers, random weights; threads: {args.threads}")
     model = cached_model(args.layers)

@@ -47,7 +47,7 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_llama_server import cached_model
-from bench_local import INSTRUCTION, QUERY, make_documents
+from bench_local import INSTRUCTION, QUERY, cpu_description, make_documents
 
 from qwen_rerank import VLLMReranker
 from qwen_rerank.prompt import escape_control_tokens, split_prompts
@@ -141,7 +141,7 @@ def render(
         f"## {datetime.date.today()}: {args.model} model, {args.documents} documents in requests of "
         f"{args.batch}, median of {args.repeats}",
         "",
-        f"CPU: {_cpu()}, {os.cpu_count()} cores; load average {load_before[0]:.1f} before, "
+        f"CPU: {cpu_description()}; load average {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after; Python {platform.python_version()}, vLLM 0.33.0 (CPU build, float32).",
         f"Command: `python benchmarks/bench_vllm_overhead.py --model {args.model} --documents "
         f"{args.documents} --batch {args.batch} --repeats {args.repeats}`",
@@ -157,16 +157,6 @@ def render(
             f"| {name} | {median:.3f} | {min(values):.3f} | {max(values):.3f} | {overhead} | {diff:.1e} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from qwen_rerank.media import ImageSource, MediaLimits
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["IMAGE_FORMATS", "MediaLimits", "open_image", "read_image_bytes", "to_rgb"]
+__all__ = ["IMAGE_FORMATS", "MediaLimits", "fetch_url", "open_image", "read_image_bytes", "to_rgb"]
 
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
 """The formats PIL may decode here (a phone's MPO photo opens as JPEG). Others, EPS among them (PIL
@@ -49,7 +49,7 @@ def read_image_bytes(source: ImageSource, limits: MediaLimits, where: str) -> by
     elif source.kind == "data_url":
         data = _decode_data_url(source.value, limits.max_bytes, where)
     elif source.kind == "url":
-        data = _fetch(source.value, limits, where)
+        data = fetch_url(source.value, limits, limits.max_bytes, where)
     else:
         raise InvalidInputError(f"{where} is a {source.kind} image, which has no encoded bytes.")
     if len(data) > limits.max_bytes:
@@ -146,11 +146,12 @@ def _decode_data_url(url: str, max_bytes: int, where: str) -> bytes:
         raise InvalidInputError(f"{where} is a data URL whose base64 payload is not valid.") from None
 
 
-def _fetch(url: str, limits: MediaLimits, where: str) -> bytes:
+def fetch_url(url: str, limits: MediaLimits, max_bytes: int, where: str) -> bytes:
+    """The body of an ``http(s)://`` URL, if `limits` allow URLs; a download over `max_bytes` is cut off."""
     if not limits.allow_urls:
         raise InvalidInputError(
             f"{where} is an http(s) URL, and URLs are not fetched unless you allow it: pass "
-            "allow_urls=True if the URLs come from a source you trust, or pass the image's bytes."
+            "allow_urls=True if the URLs come from a source you trust, or pass the file instead."
         )
     chunks: list[bytes] = []
     total = 0
@@ -160,8 +161,8 @@ def _fetch(url: str, limits: MediaLimits, where: str) -> bytes:
                 raise InvalidInputError(f"{where} could not be fetched (HTTP {response.status_code}).")
             for chunk in response.iter_bytes():
                 total += len(chunk)
-                if total > limits.max_bytes:
-                    raise InvalidInputError(f"{where} is a download of more than {limits.max_bytes:,} bytes.")
+                if total > max_bytes:
+                    raise InvalidInputError(f"{where} is a download of more than {max_bytes:,} bytes.")
                 chunks.append(chunk)
     except httpx.HTTPError as exc:
         # httpx's messages carry the URL, which may hold a signed token: only the kind goes out.

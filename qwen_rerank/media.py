@@ -82,23 +82,32 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", 
 
 @dataclass(frozen=True)
 class MediaLimits:
-    """Limits on what one image may cost to read, for a local Qwen3-VL-Reranker.
+    """Limits on what one image or video may cost to read, for a local Qwen3-VL-Reranker.
 
     Pass it as `LocalReranker(..., media_limits=MediaLimits(...))`.
 
     Attributes:
         max_bytes: The most bytes of one image file, payload or download (default 32 MiB).
-        max_pixels: The most pixels (width x height) one image may declare
-            (default 64 million: an 8000 x 8000 photo). Checked before decoding.
-        allow_urls: Fetch `http(s)://` images. Off by default: a URL in a
-            document then raises instead of being fetched.
+        max_pixels: The most pixels (width x height) one image or one video
+            frame may declare (default 64 million: an 8000 x 8000 photo).
+            Checked from the header, before decoding.
+        allow_urls: Fetch `http(s)://` images and videos. Off by default: a URL
+            in a document then raises instead of being fetched.
         url_timeout: Seconds allowed for one download.
+        max_video_bytes: The most bytes of one video file or download
+            (default 256 MiB). Checked before decoding.
+        max_video_frames: The most frames one video file or URL may hold
+            (default 18,000: ten minutes at 30 frames a second). All of them
+            are decoded to find the frames sampled, so this bounds the work;
+            checked against the header before decoding, and while decoding.
     """
 
     max_bytes: int = 32 * 2**20
     max_pixels: int = 64_000_000
     allow_urls: bool = False
     url_timeout: float = 30.0
+    max_video_bytes: int = 256 * 2**20
+    max_video_frames: int = 18_000
 
 
 DEFAULT_VL_INSTRUCTION = "Given a search query, retrieve relevant candidates that answer the query."

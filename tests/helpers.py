@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from gradio_client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
+# Where the browser tests save screenshots for a person to look at (gitignored).
+SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
 HUB_ID = "Qwen/Qwen3-Reranker-0.6B"
 CHROMIUM = Path(os.environ.get("QWEN_RERANK_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

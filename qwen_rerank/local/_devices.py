@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 
-from qwen_rerank.exceptions import InvalidInputError, QwenRerankWarning
+from qwen_rerank._warnings import warn
+from qwen_rerank.exceptions import InvalidInputError
 
 __all__ = [
     "cpu_has_native",
@@ -115,12 +115,10 @@ def warn_if_slow(dtype: torch.dtype, device: torch.device) -> None:
     if device.type != "cpu" or dtype == torch.float32 or cpu_has_native(dtype):
         return
     name = str(dtype).removeprefix("torch.")
-    warnings.warn(
+    warn(
         f"dtype={name!r} on a CPU without {name} matrix instructions (torch.ops.mkldnn reports none): "
         f"the model runs several times slower than in float32 here. Leave dtype unset (float32 on "
-        "CPU) unless this CPU has AVX512-BF16 or AMX.",
-        QwenRerankWarning,
-        stacklevel=3,
+        "CPU) unless this CPU has AVX512-BF16 or AMX."
     )
 
 

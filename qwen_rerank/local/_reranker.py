@@ -10,19 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
 from tqdm.auto import tqdm
 
 from qwen_rerank._chunking import LongDocumentsMode
 from qwen_rerank._requests import Progress, Request, TextRequest, text_requests
 from qwen_rerank._validation import check_positive_int
 from qwen_rerank.base import Reranker
-from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, OutOfMemoryError
+from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
 from qwen_rerank.local._batching import plan_batches, prefix_pays
 from qwen_rerank.local._cache import ScoreCache
 from qwen_rerank.local._devices import default_batch_tokens, resolve_device, resolve_dtype, warn_if_slow
 from qwen_rerank.local._loading import Source, find_source, load_scoring_model, load_tokenizer
-from qwen_rerank.local._scorer import PrefixState, YesNoScorer, is_out_of_memory
+from qwen_rerank.local._scorer import PrefixState, YesNoScorer, raise_out_of_memory, score_halving
 from qwen_rerank.local._threads import (
     fit_threads,
     passes_at_once,
@@ -490,33 +489,19 @@ class LocalReranker(Reranker):
 
     def _run_batch(self, batch: list[int], work: Work, uses_prefix: bool) -> None:
         """Score ``batch`` into ``work.scores``; on out-of-memory, halve it and retry, down to one row."""
-        values: list[float] | None = None
-        try:
-            rows = [work.rows[i] for i in batch]
-            values = self._scorer.score_rows(rows, work.prefix if uses_prefix else None)
-        except Exception as exc:
-            if len(batch) == 1 or not is_out_of_memory(exc):
-                self._raise_out_of_memory(exc, f"a document of {len(work.prompts[batch[0]])} prompt tokens")
-        if values is None:
-            # Retried here, after the except block, so the failed attempt's tensors are freed first.
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            middle = len(batch) // 2
-            self._run_batch(batch[:middle], work, uses_prefix)
-            self._run_batch(batch[middle:], work, uses_prefix)
-            return
-        for i, value in zip(batch, values, strict=True):
+
+        def score(part: list[int]) -> list[float]:
+            return self._scorer.score_rows([work.rows[i] for i in part], work.prefix if uses_prefix else None)
+
+        def fail(exc: Exception, row: int) -> NoReturn:
+            self._raise_out_of_memory(exc, f"a document of {len(work.prompts[row])} prompt tokens")
+
+        for i, value in zip(batch, score_halving(batch, score, fail, self.device), strict=True):
             work.scores[i] = value
 
     def _raise_out_of_memory(self, exc: Exception, what: str) -> NoReturn:
         """Re-raise ``exc``; as `OutOfMemoryError` naming ``what`` if the device ran out of memory."""
-        if not is_out_of_memory(exc):
-            raise exc
-        raise OutOfMemoryError(
-            f"The {self.device.type} device ran out of memory scoring {what}, even alone. Lower "
-            f"max_length (now {self.max_length}) so long documents are truncated, load the model in a "
-            "smaller dtype, or free device memory."
-        ) from exc
+        raise_out_of_memory(exc, self.device, what, self.max_length)
 
 
 def _limits(limits: MediaLimits | None, allow_urls: bool) -> MediaLimits:

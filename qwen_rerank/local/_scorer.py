@@ -19,16 +19,26 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import transformers
 
 from qwen_rerank._paths import user_cache_dir
+from qwen_rerank.exceptions import OutOfMemoryError
 
-__all__ = ["PrefixState", "YesNoScorer", "compile_cache_dir", "compiled_forward", "is_out_of_memory"]
+__all__ = [
+    "PrefixState",
+    "YesNoScorer",
+    "compile_cache_dir",
+    "compiled_forward",
+    "is_out_of_memory",
+    "raise_out_of_memory",
+    "score_halving",
+]
 
 
 # torch.OutOfMemoryError is torch >= 2.5's name for torch.cuda.OutOfMemoryError.
@@ -40,6 +50,52 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, _OUT_OF_MEMORY):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc)
+
+
+def score_halving(
+    batch: list[int],
+    score: Callable[[list[int]], list[float]],
+    fail: Callable[[Exception, int], NoReturn],
+    device: torch.device,
+) -> list[float]:
+    """``score(batch)``; on device out-of-memory, its halves scored apart, and theirs, down to one row.
+
+    Args:
+        batch: The rows of one forward pass.
+        score: Runs rows in one pass and returns their scores in order.
+        fail: Raises for ``(error, row)``: any error other than out-of-memory,
+            or out-of-memory on one row alone (see `raise_out_of_memory`).
+        device: Where the model runs (a CUDA cache is emptied before a retry).
+
+    Returns:
+        The scores of `batch`, in its order.
+    """
+    values: list[float] | None = None
+    try:
+        values = score(batch)
+    except Exception as exc:
+        if len(batch) == 1 or not is_out_of_memory(exc):
+            fail(exc, batch[0])
+    if values is not None:
+        return values
+    # Retried here, after the except block, so the failed attempt's tensors are freed first.
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    middle = len(batch) // 2
+    return score_halving(batch[:middle], score, fail, device) + score_halving(
+        batch[middle:], score, fail, device
+    )
+
+
+def raise_out_of_memory(exc: Exception, device: torch.device, what: str, max_length: int) -> NoReturn:
+    """Re-raise ``exc``; as `OutOfMemoryError` naming ``what`` if the device ran out of memory."""
+    if not is_out_of_memory(exc):
+        raise exc
+    raise OutOfMemoryError(
+        f"The {device.type} device ran out of memory scoring {what}, even alone. Lower "
+        f"max_length (now {max_length}) so long documents are truncated, load the model in a "
+        "smaller dtype, or free device memory."
+    ) from exc
 
 
 def compiled_forward(model: Any) -> Any:

@@ -4,9 +4,10 @@ The score of a pair is ``sigmoid((w_yes - w_no) . h)``: ``h`` is the model's
 last hidden state at the prompt's last position, ``w_yes`` and ``w_no`` the
 rows of "yes" and "no" in the vocabulary head. The prompt, its truncation
 (`_vl_prompt`) and the pixels (`_vl_pixels`) follow the official
-implementation; this module loads the checkpoint, reads each image under
-`MediaLimits`, and runs the pairs in left-padded batches whose padded size,
-image and video tokens included, stays within a token budget.
+implementation; this module loads the checkpoint, reads each image (and,
+through `_vl_video`, each video file or URL) under `MediaLimits`, and runs the
+pairs in left-padded batches whose padded size, image and video tokens
+included, stays within a token budget.
 
 It needs no torchvision: the processor is not used, only the tokenizer and
 the processor config's patch geometry.
@@ -16,18 +17,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import transformers
 
 from qwen_rerank._media_io import MediaLimits, open_image
-from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
+from qwen_rerank.exceptions import ModelLoadError
 from qwen_rerank.local._batching import plan_batches
 from qwen_rerank.local._loading import Source, load_errors, quiet_progress_bars
+from qwen_rerank.local._scorer import raise_out_of_memory, score_halving
 from qwen_rerank.local._vl_pixels import (
     PatchGeometry,
     VisionSettings,
@@ -47,6 +49,7 @@ from qwen_rerank.local._vl_prompt import (
     token_types,
     truncate_ids,
 )
+from qwen_rerank.local._vl_video import read_video
 from qwen_rerank.media import MultimodalContent, VideoSource, as_content
 from qwen_rerank.prompt import PromptTokenizer
 
@@ -189,8 +192,11 @@ class VLScorer:
 
         Raises:
             InvalidInputError: A query or document is malformed, or one of its
-                images cannot be read within the limits; the message names it
-                (``documents[3]'s image[0]``), never its content.
+                images or videos cannot be read within the limits; the message
+                names it (``documents[3]'s image[0]``), never its content.
+            MissingDependencyError: A video file or URL, without PyAV (the ``video`` extra).
+            OutOfMemoryError: The device ran out of memory on one pair alone (a
+                batch that runs out is halved and retried first).
         """
         instruction = self.instruction if instruction is None else instruction
         rows: list[list[int]] = []
@@ -208,14 +214,29 @@ class VLScorer:
         for ids in encode_pieces(prompts, self._encode_text):
             rows.append(truncate_ids(ids, self.max_length, self.control.special))
         scores: list[list[float]] = [[0.0] * len(documents) for _, documents in requests]
-        for batch in plan_batches([len(row) for row in rows], self.max_batch_tokens):
-            values = self._forward([rows[k] for k in batch], [visuals[k] for k in batch])
+        for batch, values in self._run(rows, visuals):
             for k, value in zip(batch, values, strict=True):
                 r, i = owners[k]
                 scores[r][i] = value
             if progress is not None:
                 progress([owners[k][0] for k in batch])
         return scores
+
+    def _run(
+        self, rows: list[list[int]], visuals: list[list[VisualInput]]
+    ) -> Iterator[tuple[list[int], list[float]]]:
+        """Each batch of the plan and its scores; a batch out of memory is halved and retried."""
+
+        def forward(part: list[int]) -> list[float]:
+            return self._forward([rows[k] for k in part], [visuals[k] for k in part])
+
+        def fail(exc: Exception, k: int) -> NoReturn:
+            raise_out_of_memory(
+                exc, self._device, f"a document of {len(rows[k])} prompt tokens", self.max_length
+            )
+
+        for batch in plan_batches([len(row) for row in rows], self.max_batch_tokens):
+            yield batch, score_halving(batch, forward, fail, self._device)
 
     def _prepare(self, value: Any, where: str) -> _Content:
         content = as_content(value, where=where)
@@ -240,9 +261,7 @@ class VLScorer:
 
     def _video(self, video: VideoSource, where: str) -> VisualInput:
         if video.kind != "frames":
-            raise InvalidInputError(
-                f"{where} is a video file or URL; the local backend takes a video as a list of frames."
-            )
+            return read_video(video, self.settings, self.geometry, self.limits, where)
         chosen = frame_indices(len(video.value), self.settings.max_frames)
         frames = [open_image(video.value[k], self.limits, f"{where}'s frame[{k}]") for k in chosen]
         return prepare_frames(frames, self.settings, self.geometry, where)

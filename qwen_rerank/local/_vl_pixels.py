@@ -14,6 +14,16 @@ transformers processor (which it calls with ``do_resize=False``), step by step:
   interpolation (the call torchvision's ``resize`` makes) to a size bounded by
   the per-frame share of ``total_pixels``, and rounded back to 8-bit values.
   Its frames are stamped as sampled at 2 per second.
+- A video file or URL (decoded by `_vl_video`) keeps `sample_count` of its
+  frames, ``fps`` per second of video, at least 4 and at most ``max_frames``,
+  an even number, at the indices `sampled_indices` gives
+  (``torch.linspace(...).round()``); each is resized by the same torch call to
+  `file_frame_size`, whose bounds are qwen-vl-utils' own for a file: the
+  official reranker gives no ``total_pixels`` there, so the share of
+  ``0.9 x $MODEL_SEQ_LEN`` (128,000 unless set) tokens applies, not
+  `VisionSettings.total_pixels`. Its frames are stamped with their index
+  divided by the stream's average frame rate, each temporal patch with the
+  mean time of its first and last frame, as the transformers processor does.
 - Pixels become ``(value - 255 * mean) / (255 * std)`` in float32 and are
   cut into ``temporal x patch x patch`` patches in the processor's order. An
   image is one frame, repeated to fill the temporal patch.
@@ -26,6 +36,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,16 +54,25 @@ __all__ = [
     "PatchGeometry",
     "VisionSettings",
     "VisualInput",
+    "file_frame_size",
     "frame_indices",
     "prepare_frames",
     "prepare_image",
+    "resize_frames",
+    "sample_count",
+    "sampled_indices",
     "smart_resize",
+    "video_input",
 ]
 
 MAX_ASPECT_RATIO = 200
 VIDEO_MIN_TOKENS = 128
 VIDEO_MAX_TOKENS = 768
 FRAME_LIST_FPS = 2.0
+FRAME_FACTOR = 2
+FPS_MIN_FRAMES = 4
+MODEL_SEQ_LEN = 128000
+"""qwen-vl-utils' token budget of a whole video file, unless ``$MODEL_SEQ_LEN`` sets another."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +82,13 @@ class VisionSettings:
     Attributes:
         min_pixels: Least pixels of an image after resizing (default 4 tokens' worth: 4 x 32 x 32).
         max_pixels: Most pixels of an image after resizing (default 1,800 tokens' worth).
-        total_pixels: Pixels shared by all frames of a video (default 7,680 tokens' worth).
-        fps: Frames sampled per second of a video file.
-        max_frames: Most frames taken from one video.
+        total_pixels: Pixels shared by all frames of a video given as frames
+            (default 7,680 tokens' worth). The official reranker does not pass
+            it for a video file or URL, whose frames share qwen-vl-utils' own
+            budget instead (see `file_frame_size`).
+        fps: Frames sampled per second of a video file or URL.
+        max_frames: Most frames taken from one video (for a file or URL, an
+            odd number is rounded down to an even one, as qwen-vl-utils does).
     """
 
     min_pixels: int = 4 * 32 * 32
@@ -169,19 +194,73 @@ def prepare_frames(
         raise InvalidInputError(
             f"{where} has frames of different sizes; a video's frames must all be one size."
         )
-    resized += [resized[-1]] * (-len(resized) % 2)
+    resized += [resized[-1]] * (-len(resized) % FRAME_FACTOR)
     stack = torch.from_numpy(np.stack([np.asarray(frame) for frame in resized])).permute(0, 3, 1, 2)
     count, _, height, width = stack.shape
+    size = _video_size(height, width, count, settings.total_pixels, geometry, where)
+    return video_input(resize_frames(stack, size), range(count), FRAME_LIST_FPS, geometry)
+
+
+def sample_count(total: int, video_fps: float, settings: VisionSettings, where: str) -> int:
+    """How many of a video file's `total` frames are sampled (qwen-vl-utils' ``smart_nframes``).
+
+    ``fps`` frames per second of video, at least 4 and at most ``max_frames``
+    and `total`, rounded down to an even number.
+
+    Raises:
+        InvalidInputError: That leaves fewer than 2 frames (a video of one frame).
+    """
+    least = math.ceil(FPS_MIN_FRAMES / FRAME_FACTOR) * FRAME_FACTOR
+    most = math.floor(settings.max_frames / FRAME_FACTOR) * FRAME_FACTOR
+    wanted = min(min(max(total / video_fps * settings.fps, least), most), total)
+    count = math.floor(wanted / FRAME_FACTOR) * FRAME_FACTOR
+    if not FRAME_FACTOR <= count <= total:
+        raise InvalidInputError(
+            f"{where} has {total} frame(s); a video needs at least {FRAME_FACTOR} to sample "
+            f"(max_frames={settings.max_frames})."
+        )
+    return count
+
+
+def sampled_indices(total: int, count: int) -> list[int]:
+    """Which `count` of `total` frames are sampled: evenly spread, rounded (qwen-vl-utils' rule)."""
+    indices: list[int] = torch.linspace(0, total - 1, count).round().long().tolist()
+    return indices
+
+
+def file_frame_size(
+    height: int, width: int, count: int, geometry: PatchGeometry, where: str
+) -> tuple[int, int]:
+    """The size each of `count` frames of a video file is resized to (no ``total_pixels`` given)."""
+    budget = int(float(os.environ.get("MODEL_SEQ_LEN", MODEL_SEQ_LEN))) * geometry.factor**2 * 0.9
+    return _video_size(height, width, count, budget, geometry, where)
+
+
+def _video_size(
+    height: int, width: int, count: int, total_pixels: float, geometry: PatchGeometry, where: str
+) -> tuple[int, int]:
+    """qwen-vl-utils' size for `count` frames sharing `total_pixels`, each within the video bounds."""
     min_pixels = VIDEO_MIN_TOKENS * geometry.factor**2
     max_pixels = max(
-        min(VIDEO_MAX_TOKENS * geometry.factor**2, settings.total_pixels / count * 2), int(min_pixels * 1.05)
+        min(VIDEO_MAX_TOKENS * geometry.factor**2, total_pixels / count * FRAME_FACTOR),
+        int(min_pixels * 1.05),
     )
-    size = smart_resize(height, width, geometry.factor, min_pixels, max_pixels, where)
-    video = _torch_bicubic(stack, size)
+    return smart_resize(height, width, geometry.factor, min_pixels, max_pixels, where)
+
+
+def video_input(
+    video: torch.Tensor, indices: Sequence[int], fps: float, geometry: PatchGeometry
+) -> VisualInput:
+    """Resized frames ``(T, C, H, W)`` cut into patches, stamped as frames `indices` of a video at `fps`.
+
+    Each temporal patch is stamped with the mean time of its first and last
+    frame, the last index repeated to fill the last patch (the processor's rule).
+    """
     patches, grid = _patchify(_normalise(video, geometry), geometry)
-    times = [k / FRAME_LIST_FPS for k in range(count)]
     step = geometry.temporal_patch_size
-    stamps = tuple((times[k] + times[k + step - 1]) / 2 for k in range(0, count, step))
+    kept = [*indices] + [indices[-1]] * (-len(indices) % step)
+    times = [k / fps for k in kept]
+    stamps = tuple((times[k] + times[k + step - 1]) / 2 for k in range(0, len(kept), step))
     return VisualInput("video", patches, grid, stamps)
 
 
@@ -193,8 +272,11 @@ def _pil_resize(image: Image, factor: int, min_pixels: float, max_pixels: float,
     return resized
 
 
-def _torch_bicubic(stack: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Frames ``(T, C, H, W)`` of uint8 resized as torchvision resizes a uint8 tensor; float values."""
+def resize_frames(stack: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Frames ``(T, C, H, W)`` of uint8 resized as torchvision resizes a uint8 tensor; float values.
+
+    Each frame is resized on its own, so frames may be resized one at a time.
+    """
     out = torch.nn.functional.interpolate(
         stack.float(), size=list(size), mode="bicubic", align_corners=False, antialias=True
     )

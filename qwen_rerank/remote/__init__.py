@@ -9,6 +9,7 @@ from qwen_rerank.remote._dialects import DIALECTS, ApiName, Dialect, Usage
 from qwen_rerank.remote._probe import ServerAnswer, server_get, server_post
 from qwen_rerank.remote._providers import PROVIDERS
 from qwen_rerank.remote._reranker import API_KEY_ENV, RemoteReranker, VLLMReranker
+from qwen_rerank.remote._splitting import RequestLimits
 
 API_NAMES: tuple[str, ...] = tuple(DIALECTS)
 """The wire formats `RemoteReranker(api=...)` speaks."""
@@ -24,6 +25,7 @@ __all__ = [
     "ApiName",
     "Dialect",
     "RemoteReranker",
+    "RequestLimits",
     "ServerAnswer",
     "Usage",
     "VLLMReranker",

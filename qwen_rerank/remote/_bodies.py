@@ -12,7 +12,6 @@ All of it is pure: no I/O, the same for sync and async calls.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -20,7 +19,8 @@ from typing import Any, cast
 from qwen_rerank._chunking import WindowPlan
 from qwen_rerank._imports import require
 from qwen_rerank._requests import Progress, Request
-from qwen_rerank.exceptions import InvalidInputError, ModelLoadError, QwenRerankWarning
+from qwen_rerank._warnings import warn
+from qwen_rerank.exceptions import InvalidInputError, ModelLoadError
 from qwen_rerank.media import Content, MediaLimits
 from qwen_rerank.prompt import (
     DEFAULT_INSTRUCTION,
@@ -37,7 +37,7 @@ from qwen_rerank.remote._elements import Element, check_text_tokens, document_el
 from qwen_rerank.remote._parts import content_parts
 from qwen_rerank.remote._providers import HostedMedia
 from qwen_rerank.remote._settings import Limits, check_fixed_instruction
-from qwen_rerank.remote._splitting import RequestBudget, count_tokens, split_request
+from qwen_rerank.remote._splitting import RequestLimits, count_tokens, split_request
 
 __all__ = [
     "Batch",
@@ -101,7 +101,7 @@ class RequestBuilder:
     model: str | None
     limits: Limits
     tokenizer: PromptTokenizer | None
-    budget: RequestBudget | None = None  # a hosted API's limits: requests are split to them
+    budget: RequestLimits | None = None  # a hosted API's limits: requests are split to them
     media_limits: MediaLimits | None = None
     """How local images are read to be sent; ``None``: the server reads text only."""
     elements: HostedMedia | None = None
@@ -323,15 +323,13 @@ def warn_server_template(dialect: Dialect) -> None:
     """Warn, for vLLM, that the client cannot see which prompt the server's template renders."""
     if dialect.name != "vllm":
         return
-    warnings.warn(
+    warn(
         "template='server' scores whatever prompt the server's --chat-template renders, which the client "
         "cannot see: vLLM's own qwen3_reranker.jinja loses the prompt's final newline and scores wrong "
         "without an error. Start vLLM with --chat-template set to the file that "
         "qwen_rerank.prompt.server_template_path() names, and run `qwen-rerank check --base-url URL "
         "--template server` once: it reads back the rendered prompt. (With tokenizer=, each reply's "
         "prompt token count is checked too, which catches templates of another length.)",
-        QwenRerankWarning,
-        stacklevel=3,
     )
 
 

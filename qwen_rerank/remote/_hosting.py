@@ -25,7 +25,7 @@ import httpx
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.remote._dialects import Dialect
 from qwen_rerank.remote._providers import HostedModel, Provider, find_model
-from qwen_rerank.remote._splitting import RequestBudget
+from qwen_rerank.remote._splitting import RequestLimits
 from qwen_rerank.results import Usage
 
 __all__ = ["API_KEY_ENV", "Hosting", "priced"]
@@ -88,13 +88,13 @@ class Hosting:
             max_length = cap or _LENGTH
         return max_documents, max_concurrency, max_length
 
-    def budget(self, max_documents: int) -> RequestBudget | None:
+    def budget(self, max_documents: int) -> RequestLimits | None:
         """What one request to the hosted model may hold; ``None`` for a server the user runs."""
         if self.provider is None:
             return None
         if self.row is None:
-            return RequestBudget(self.provider.name, max_documents)
-        return RequestBudget.of(self.row, max_documents)
+            return RequestLimits(self.provider.name, max_documents)
+        return RequestLimits.of(self.row, max_documents)
 
 
 def _hosted_url(provider: Provider, base_url: Any, region: Any, row: HostedModel | None) -> Any:

@@ -50,7 +50,7 @@ from qwen_rerank.remote._settings import (
     check_price,
     check_template,
 )
-from qwen_rerank.remote._splitting import RequestBudget
+from qwen_rerank.remote._splitting import RequestLimits
 
 __all__ = ["API_KEY_ENV", "RemoteReranker", "Usage", "VLLMReranker"]
 
@@ -277,7 +277,7 @@ class RemoteReranker(Reranker):
         return self.model if self.model else f"<server default> at {self.base_urls[0]}"
 
     @property
-    def request_limits(self) -> RequestBudget | None:
+    def request_limits(self) -> RequestLimits | None:
         """What one request to a hosted API may hold, as calls are split to it; ``None`` for a server."""
         return self._builder.budget
 

@@ -2,7 +2,7 @@
 
 - `count_tokens`: the Qwen3 tokens of each text, with the tokenizer when there is one,
   else `estimate_tokens`, a bound that never undercounts.
-- [`RequestBudget`][qwen_rerank.remote._splitting.RequestBudget]: what one request may
+- [`RequestLimits`][qwen_rerank.remote._splitting.RequestLimits]: what one request may
   hold (documents, documents holding an image or a video, tokens per request, tokens per
   item and per pair).
 - `split_request`: the ``[start, end)`` ranges of the fewest sub-requests within a
@@ -23,7 +23,7 @@ from typing import Protocol
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.remote._providers import HostedModel
 
-__all__ = ["RequestBudget", "TokenCounter", "count_tokens", "estimate_tokens", "split_request"]
+__all__ = ["RequestLimits", "TokenCounter", "count_tokens", "estimate_tokens", "split_request"]
 
 
 class TokenCounter(Protocol):
@@ -52,12 +52,22 @@ def count_tokens(texts: Sequence[str], counter: TokenCounter | None = None) -> l
 
 
 @dataclass(frozen=True)
-class RequestBudget:
+class RequestLimits:
     """What one request to a hosted model may hold; ``None``: no limit of that kind.
 
-    Tokens per request are counted as the provider counts them: the query once per
-    document, plus every document (``query_per_document``). Only text is counted: the
-    tokens of an image or a video are the provider's to count.
+    `RemoteReranker.request_limits` holds the limits of its provider's model, and every
+    call is split into requests within them.
+
+    Attributes:
+        provider: The hosted API (``"dashscope"``, ...).
+        max_documents: Documents per request.
+        max_tokens: Tokens per request, counted as the provider counts them: the query
+            once per document, plus every document (``query_per_document``). Only text is
+            counted: the tokens of an image or a video are the provider's to count.
+        max_tokens_per_item: Tokens of the query, and of each document, on its own.
+        max_tokens_per_pair: Tokens of one scored prompt (the model's context).
+        max_image_documents: Documents holding an image, per request.
+        max_video_documents: Documents holding a video, per request.
     """
 
     provider: str
@@ -69,7 +79,7 @@ class RequestBudget:
     max_video_documents: int | None = None  # documents holding a video
 
     @classmethod
-    def of(cls, model: HostedModel, max_documents: int | None = None) -> RequestBudget:
+    def of(cls, model: HostedModel, max_documents: int | None = None) -> RequestLimits:
         """The budget of ``model``'s row; ``max_documents`` lowers the row's document count."""
         documents = model.max_documents_per_request
         if max_documents is not None:
@@ -101,7 +111,7 @@ class _Caps:
 def split_request(
     query_tokens: int,
     document_tokens: Sequence[int],
-    budget: RequestBudget,
+    budget: RequestLimits,
     *,
     estimated: bool = False,
     images: Sequence[bool] | None = None,
@@ -176,7 +186,7 @@ def _greedy(query_tokens: int, document_tokens: Sequence[int], caps: _Caps) -> l
     return bounds
 
 
-def _check_items(query_tokens: int, document_tokens: Sequence[int], budget: RequestBudget) -> None:
+def _check_items(query_tokens: int, document_tokens: Sequence[int], budget: RequestLimits) -> None:
     who = f"api={budget.provider!r}"
     item = budget.max_tokens_per_item
     if item is not None and query_tokens > item:

@@ -31,20 +31,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-
-import httpx
 
 from qwen_rerank._paths import user_cache_dir
 from qwen_rerank.exceptions import QwenRerankError
+from qwen_rerank.testing.server_process import ServerProcess
 
 __all__ = [
     "LLAMA_CPP_PYTHON_VERSION",
@@ -183,7 +179,7 @@ def _checkpoint_hash(model: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-class LlamaServer:
+class LlamaServer(ServerProcess):
     """`llama-server -m GGUF --reranking` on 127.0.0.1 and a free port, stopped on exit.
 
     Args:
@@ -195,6 +191,9 @@ class LlamaServer:
         extra: More command-line arguments.
         startup_timeout: Seconds to wait for `/health` to answer `ok`.
     """
+
+    name = "llama-server"
+    poll_interval = 0.1
 
     def __init__(
         self,
@@ -211,87 +210,11 @@ class LlamaServer:
         self.binary = Path(binary) if binary is not None else build_llama_server()
         self.args = ["-t", str(threads)] + (["-c", str(ctx)] if ctx else [])
         self.args += (["-ub", str(ubatch)] if ubatch else []) + list(extra)
-        self.startup_timeout = startup_timeout
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
+        super().__init__(startup_timeout=startup_timeout)
 
-    @property
-    def url(self) -> str:
-        """The server's root URL, `http://127.0.0.1:PORT`."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LlamaServer:
-        """Start the server and wait until `/health` says `ok`.
-
-        Raises:
-            QwenRerankError: it exited or did not become healthy in time; the message ends with its log.
-        """
-        self.port = _free_port()
-        self._log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log")  # noqa: SIM115
-        cmd = [str(self.binary), "-m", str(self.gguf), "--reranking", "--host", "127.0.0.1",
-               "--port", str(self.port), "--no-webui", *self.args]  # fmt: skip
-        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self._fail(f"llama-server exited with code {self.process.returncode} at start-up")
-            if self._healthy():
-                return self
-            time.sleep(0.1)
-        self._fail(f"llama-server was not healthy after {self.startup_timeout:.0f} s")
-        raise AssertionError("unreachable")
-
-    def _healthy(self) -> bool:
-        try:
-            response = httpx.get(self.url + "/health", timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
-
-    def log(self) -> str:
-        """Everything the server printed so far."""
-        if self._log is None:
-            return ""
-        return Path(self._log.name).read_text(encoding="utf-8", errors="replace")
-
-    def _fail(self, what: str) -> None:
-        tail = self.log()[-4000:]
-        self.stop()
-        raise QwenRerankError(f"{what}:\n{tail}")
-
-    def kill(self) -> None:
-        """Kill the server at once (SIGKILL), as a crash would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 10 s) and remove its log."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> LlamaServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    def command(self, port: int) -> list[str]:
+        return [str(self.binary), "-m", str(self.gguf), "--reranking", "--host", "127.0.0.1",
+                "--port", str(port), "--no-webui", *self.args]  # fmt: skip
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> None:

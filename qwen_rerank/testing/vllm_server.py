@@ -39,12 +39,10 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -52,12 +50,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from qwen_rerank._paths import user_cache_dir
 from qwen_rerank.exceptions import QwenRerankError
+from qwen_rerank.testing.server_process import ServerProcess
 
 __all__ = [
     "ONEDNN_SOURCE_ENV",
@@ -295,22 +293,7 @@ def _onednn_tree(root: Path, source: Path) -> Path:
     return tree
 
 
-# Runs the command as its child and waits for it; if the process that started the watchdog dies
-# first, it kills its whole process group. SIGTERM reaches the group: the watchdog outlives it and
-# exits with the server's code.
-_WATCHDOG = """
-import os, signal, subprocess, sys, time
-signal.signal(signal.SIGTERM, lambda *_: None)
-parent, child = int(sys.argv[1]), subprocess.Popen(sys.argv[2:])
-while child.poll() is None:
-    if os.getppid() != parent:
-        os.killpg(0, signal.SIGKILL)
-    time.sleep(1)
-sys.exit(child.returncode)
-"""
-
-
-class VLLMServer:
+class VLLMServer(ServerProcess):
     """`vllm serve MODEL` as a Qwen3-Reranker on 127.0.0.1 and a free port, stopped on exit.
 
     The server gets the model card's `--hf-overrides` (a sequence classifier over the `no` and
@@ -327,6 +310,10 @@ class VLLMServer:
         python: The venv's Python; `None` builds or finds the cached one.
         startup_timeout: Seconds to wait for `/health`.
     """
+
+    name = "vllm-server"
+    stop_grace = 20.0
+    poll_interval = 0.5
 
     def __init__(
         self,
@@ -349,104 +336,16 @@ class VLLMServer:
         elif chat_template:
             args += ["--chat-template", str(chat_template)]
         self.args = args + list(extra_args)
-        self.startup_timeout = startup_timeout
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
-        self._tmp: str | None = None
+        super().__init__(startup_timeout=startup_timeout)
 
-    @property
-    def url(self) -> str:
-        """The server's root URL, `http://127.0.0.1:PORT`."""
-        return f"http://127.0.0.1:{self.port}"
+    def command(self, port: int) -> list[str]:
+        return [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
+                "--host", "127.0.0.1", "--port", str(port), *self.args]  # fmt: skip
 
-    def start(self) -> VLLMServer:
-        """Start the server and wait until `/health` answers 200.
-
-        Raises:
-            QwenRerankError: it exited or did not become healthy in time; the message ends with its log.
-        """
-        from qwen_rerank.testing.llama_server import _free_port
-
-        self.port = _free_port()
-        self._log = tempfile.NamedTemporaryFile(prefix="vllm-server-", suffix=".log")  # noqa: SIM115
-        cmd = [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
-               "--host", "127.0.0.1", "--port", str(self.port), *self.args]  # fmt: skip
-        # vLLM puts its IPC sockets and dist-init files in the temporary folder: one of its own,
-        # removed on stop, so a run leaves /tmp as it found it.
-        self._tmp = tempfile.mkdtemp(prefix="vllm-server-")
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
-               "TMPDIR": self._tmp}  # fmt: skip
-        # A session of its own: vLLM's engine and worker are child processes, stopped with it. A
-        # watchdog leads it, so a test process that dies (killed for memory, say) takes them along.
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), *cmd],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self._fail(f"vLLM exited with code {self.process.returncode} at start-up")
-            if self._healthy():
-                return self
-            time.sleep(0.5)
-        self._fail(f"vLLM was not healthy after {self.startup_timeout:.0f} s")
-        raise AssertionError("unreachable")
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(self.url + "/health", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def log(self) -> str:
-        """Everything the server printed so far."""
-        if self._log is None:
-            return ""
-        return Path(self._log.name).read_text(encoding="utf-8", errors="replace")
-
-    def _fail(self, what: str) -> None:
-        tail = self.log()[-4000:]
-        self.stop()
-        raise QwenRerankError(f"{what}:\n{tail}")
-
-    def kill(self) -> None:
-        """Kill the server and its engine processes at once (SIGKILL), as a crash would."""
-        self._signal(signal.SIGKILL)
-        if self.process is not None:
-            self.process.wait()
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 20 s) and remove its log."""
-        if self.process is not None and self.process.poll() is None:
-            self._signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=20)
-        self._signal(signal.SIGKILL)  # whatever of its process group is left
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-
-    def _signal(self, sig: signal.Signals) -> None:
-        """Send ``sig`` to the server's process group: the API server, its engine and its worker."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, sig)
-
-    def __enter__(self) -> VLLMServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def environment(self, tmp: str) -> dict[str, str]:
+        # vLLM puts its IPC sockets and dist-init files in the temporary folder: one of its own.
+        settings = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+        return {**os.environ, **settings, "TMPDIR": tmp}
 
 
 def _run(cmd: list[str], log: Path, *, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:

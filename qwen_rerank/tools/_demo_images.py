@@ -15,7 +15,7 @@ from qwen_rerank.base import Reranker
 from qwen_rerank.media import MultimodalContent
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
 
-__all__ = ["add_image_panel", "rank_images"]
+__all__ = ["add_image_panel", "chosen_instruction", "rank_images"]
 
 
 def add_image_panel(
@@ -63,12 +63,11 @@ def rank_images(
 ) -> tuple[list[tuple[str, str]], str]:
     """The gallery (each thumbnail with its rank and score, best first) and the timing line.
 
-    An instruction left at the text models' default gives way to the backend's own.
+    The instruction is read by [`chosen_instruction`][qwen_rerank.tools._demo_images.chosen_instruction].
     """
     if not reranker.multimodal:
         raise fail(f"{name} scores text only. Serve a Qwen3-VL-Reranker to rank images.")
-    given = (instruction or "").strip()
-    chosen = None if given in ("", DEFAULT_INSTRUCTION) else given
+    chosen = chosen_instruction(instruction)
     documents = [MultimodalContent(image=path, where=f"images[{k}]") for k, path in enumerate(files)]
     start = time.perf_counter()
     results = reranker.rerank(query, documents, top_n=top_n, instruction=chosen)
@@ -81,3 +80,10 @@ def rank_images(
     if len(results) < len(files):
         message += f" Showing the top {len(results)}."
     return gallery, message
+
+
+def chosen_instruction(instruction: str | None) -> str | None:
+    """The instruction a page box asks for; ``None`` (the backend's own) when blank or left at
+    the text models' default, which the box starts with: a Qwen3-VL-Reranker has its own."""
+    given = (instruction or "").strip()
+    return None if given in ("", DEFAULT_INSTRUCTION) else given

@@ -76,16 +76,12 @@ from qwen_rerank.exceptions import (
     RemoteTimeoutError,
 )
 from qwen_rerank.factory import check_backend_options, create_reranker
-from qwen_rerank.media import describe
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION
-from qwen_rerank.results import RerankResult
-from qwen_rerank.tools._demo_images import add_image_panel, rank_images
+from qwen_rerank.tools._demo_images import add_image_panel, chosen_instruction, rank_images
+from qwen_rerank.tools._demo_results import CHART_BARS, TABLE_COLUMNS, count_of, score_bars, table_row
 
-__all__ = ["build_demo", "launch_demo", "split_lines"]
+__all__ = ["CHART_BARS", "TABLE_COLUMNS", "build_demo", "launch_demo", "split_lines"]
 
-TABLE_COLUMNS = ["rank", "index", "score", "document"]
-CHART_BARS = 20
-_PREVIEW_CHARS = 160
 _KEPT_BACKENDS = 3
 _EXAMPLE_QUERY = "What is the capital of China?"
 _EXAMPLE_DOCUMENTS = "\n".join(
@@ -194,7 +190,9 @@ def build_demo(
         reranker: An already-built reranker for `backend`; otherwise it is
             built on the first request.
         instruction: The instruction the page starts with (default
-            [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION]).
+            [`DEFAULT_INSTRUCTION`][qwen_rerank.DEFAULT_INSTRUCTION]). Left at that
+            default or blank, each backend uses its own instruction (a
+            Qwen3-VL-Reranker's differs).
         local_options: Keyword arguments for local backends, e.g. `device`.
         remote_options: Keyword arguments for vLLM backends, e.g. `template`
             or `api_key`; `model` is the model name to ask for (default:
@@ -416,57 +414,28 @@ def _rank(
     name = backend or backends.default
     reranker = backends.get(name)
     start = time.perf_counter()
-    results = reranker.rerank(query, docs, top_n=n, instruction=(instruction or "").strip() or None)
+    results = reranker.rerank(query, docs, top_n=n, instruction=chosen_instruction(instruction))
     elapsed = time.perf_counter() - start
-    frame = pd.DataFrame([_row(rank, r) for rank, r in enumerate(results, start=1)], columns=TABLE_COLUMNS)
+    frame = pd.DataFrame(
+        [table_row(rank, r) for rank, r in enumerate(results, start=1)], columns=TABLE_COLUMNS
+    )
     table = frame.style.format({"score": "{:.4f}"}).hide(axis="index")
-    message = f"Scored {_count(len(docs), 'document')} in {elapsed:.3f} s with {name}."
+    message = f"Scored {count_of(len(docs), 'document')} in {elapsed:.3f} s with {name}."
     if len(results) < len(docs):
         message += f" Showing the top {len(results)}."
     skipped = len(lines) - len(docs)
     if skipped:
-        message += f" Skipped {_count(skipped, 'blank line')}."
+        message += f" Skipped {count_of(skipped, 'blank line')}."
     cut = sum(r.truncated for r in results)
     if cut:
         message += (
-            f" {_count(cut, 'document')} shown lost {'its' if cut == 1 else 'their'} end to max_length."
+            f" {count_of(cut, 'document')} shown lost {'its' if cut == 1 else 'their'} end to max_length."
         )
     chunked = sum(r.span is not None for r in results)
     if chunked:
-        message += (
-            f" {_count(chunked, 'long document')} scored by {'its' if chunked == 1 else 'their'} best window."
-        )
-    return table, _bars(results, len(docs)), message
-
-
-def _row(rank: int, result: RerankResult) -> list[Any]:
-    flat = " ".join(describe(result.document).split())
-    preview = flat if len(flat) <= _PREVIEW_CHARS else flat[: _PREVIEW_CHARS - 1] + "…"
-    return [rank, result.index, result.score, preview]
-
-
-def _bars(results: Sequence[RerankResult], total: int) -> str:
-    """Horizontal bars of the best `CHART_BARS` scores, labelled `#rank · doc index`."""
-    shown = results[:CHART_BARS]
-    caption = f"Top {len(shown)} of {total} scores" if len(shown) < total else f"All {total} scores"
-    rows = []
-    for rank, result in enumerate(shown, start=1):
-        width = max(0.0, min(1.0, result.score)) * 100
-        rows.append(
-            '<div class="qr-bar-row" style="display:flex;align-items:center;gap:8px;margin:2px 0;'
-            'font-size:13px;line-height:18px">'
-            f'<span class="qr-bar-label" style="flex:0 0 96px;white-space:nowrap">#{rank} · doc '
-            f"{result.index}</span>"
-            '<span style="flex:1 1 auto;background:var(--neutral-100,#f3f4f6);height:14px">'
-            f'<span class="qr-bar" style="display:block;height:14px;width:{width:.2f}%;'
-            'background:var(--color-accent,#f97316)"></span></span>'
-            '<span class="qr-bar-value" style="flex:0 0 56px;text-align:right;'
-            f'font-variant-numeric:tabular-nums">{result.score:.4f}</span></div>'
-        )
-    return (
-        f'<div class="qr-bars"><div class="qr-caption" style="font-weight:600;margin-bottom:4px">'
-        f"{html.escape(caption)}</div>{''.join(rows)}</div>"
-    )
+        its = "its" if chunked == 1 else "their"
+        message += f" {count_of(chunked, 'long document')} scored by {its} best window."
+    return table, score_bars(results, len(docs)), message
 
 
 def _remote_summary(exc: RemoteError) -> str:
@@ -480,10 +449,6 @@ def _remote_summary(exc: RemoteError) -> str:
     if isinstance(exc, MalformedResponseError):
         return "The vLLM server's reply was not a valid rerank response."
     return "The call to the vLLM server failed."
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _top_n(value: str | float | None) -> int | None:

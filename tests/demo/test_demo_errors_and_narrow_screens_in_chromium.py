@@ -9,7 +9,6 @@ scores are random. At 400 px the table's headers stay whole words. Screenshots g
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,8 @@ pytest.importorskip("gradio")
 
 from qwen_rerank.cli.demo import TINY_NOTE
 from qwen_rerank.tools.demo import TABLE_COLUMNS, build_demo, launch_demo
-from tests.helpers import ROOT, free_port, launched_chromium
+from tests.helpers import SCREENSHOTS, free_port, launched_chromium
 
-SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
 WAIT_MS = 60_000
 TOAST_FADES_MS = 8_000  # Gradio's error toast is gone after about 6 s
 

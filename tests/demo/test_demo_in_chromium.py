@@ -9,7 +9,6 @@ set), where ``.ci/run`` installs it. Screenshots go to ``build/screenshots/`` (o
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,10 @@ import pytest
 pytest.importorskip("gradio")
 
 from qwen_rerank.tools.demo import CHART_BARS, build_demo, launch_demo
-from tests.helpers import ROOT, free_port, launched_chromium
+from tests.helpers import SCREENSHOTS, free_port, launched_chromium
 
 pytestmark = [pytest.mark.external, pytest.mark.xdist_group("demo-in-chromium")]
 
-SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
 WAIT_MS = 60_000
 QUERY = "Which city is the capital of China?"
 SIX = [

@@ -9,13 +9,7 @@ screenshots in ``build/screenshots`` (gitignored) for a person to look at.
 from __future__ import annotations
 
 import ast
-import functools
-import http.server
-import os
 import re
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -24,14 +18,13 @@ from typing import Any
 import pytest
 
 from tests.docs.snippets import PACKAGES
-from tests.helpers import ROOT, launched_chromium
+from tests.helpers import ROOT, SCREENSHOTS
 
 pytestmark = [pytest.mark.external, pytest.mark.slow, pytest.mark.xdist_group("api-reference")]
 
 pytest.importorskip("mkdocs")
 pytest.importorskip("mkdocstrings_handlers.python")
 
-SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
 # The fields of each adapter that a reader sets most, with the type and default the page must show.
 FIELDS = {
     "langchain_qwen_rerank.QwenRerank": ["top_n: int | None = 3", "base_url: str | list[str] | None = None"],
@@ -39,22 +32,6 @@ FIELDS = {
     "haystack_qwen_rerank.QwenRanker": ["top_k: int | None = 10", "base_url: str | list[str] | None = None"],
 }
 PAGE_LINK = re.compile(r"\]\((?P<page>[a-z-]+\.md)(?:#(?P<anchor>[a-z0-9-]+))?\)")
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -123,27 +100,6 @@ def test_the_links_reach_the_guides_in_the_rendered_reference(site: Path, refere
         assert (page, anchor) in hrefs, sorted(hrefs)
         target = (site / page / "index.html").read_text(encoding="utf-8")
         assert not anchor or f'id="{anchor}"' in target
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def served(site: Path) -> Iterator[str]:
-    handler = functools.partial(QuietHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as chromium:
-        yield chromium
 
 
 # For every code block whose lines overflow: how far its copy buttons reach below the top of its text.

@@ -10,14 +10,7 @@ pages from a loopback server, records every request, and saves screenshots of th
 
 from __future__ import annotations
 
-import functools
-import http.server
-import os
 import re
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -25,35 +18,17 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import ROOT, launched_chromium
+from tests.helpers import ROOT, SCREENSHOTS
 
 pytestmark = pytest.mark.xdist_group("docs-site")
 
 pytest.importorskip("mkdocs")
 pytest.importorskip("mkdocstrings_handlers.python")
 
-SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
 # Parts of the API reference saved as screenshots: the errors' tree and a class with an Example.
 SHOTS = [("qwen_rerank.exceptions", "errors"), ("langchain_qwen_rerank.QwenRerank", "example")]
 ROLE = re.compile(r":(?:class|func|meth|data|attr|mod|exc|obj|ref|py:\w+):`?")
 DIRECTIVE = re.compile(r"(?:^|\s)\.\. [a-z][a-z-]*::")
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site, built strictly from this tree into a temporary folder."""
-    out = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    return out
 
 
 class ProseText(HTMLParser):
@@ -129,29 +104,6 @@ def test_every_page_is_in_the_nav_and_fonts_are_local(site: Path) -> None:
         assert f": {page.name}" in nav, f"docs/{page.name} is not in mkdocs.yml's nav"
     for page in site.rglob("*.html"):
         assert "fonts.googleapis.com" not in page.read_text(), page
-
-
-@pytest.fixture(scope="module")
-def served(site: Path) -> Iterator[str]:
-    """The built site on a loopback HTTP server."""
-    handler = functools.partial(QuietHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as chromium:
-        yield chromium
 
 
 @pytest.mark.external

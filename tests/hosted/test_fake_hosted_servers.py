@@ -21,7 +21,7 @@ from qwen_rerank.remote._hosted import (
 )
 from qwen_rerank.remote._providers import PROVIDERS, find_model
 from qwen_rerank.remote._replies import parse_scores, server_message
-from qwen_rerank.remote._splitting import RequestBudget, count_tokens, split_request
+from qwen_rerank.remote._splitting import RequestLimits, count_tokens, split_request
 from qwen_rerank.testing.fake_hosted import FakeHostedServer
 from tests.hosted.conftest import KEY, MODELS
 
@@ -203,7 +203,7 @@ def test_600_documents_split_within_the_limits_merge_back_in_input_order(instant
     assert row is not None
     query_tokens, counts = count_tokens([QUERY])[0], count_tokens(docs)
     merged: list[float] = []
-    for start, end in split_request(query_tokens, counts, RequestBudget.of(row)):
+    for start, end in split_request(query_tokens, counts, RequestLimits.of(row)):
         merged += _scores(instant, _post(instant, docs[start:end]), end - start)
     with FakeHostedServer(instant.api, api_key=KEY, max_documents=0, max_request_tokens=0) as unlimited:
         assert merged == _scores(unlimited, _post(unlimited, docs), len(docs))
@@ -219,7 +219,7 @@ def test_40_documents_of_1000_tokens_are_split_so_dashscope_accepts_every_reques
     query_tokens, counts = count_tokens([QUERY], qwen3_tokenizer)[0], count_tokens(docs, qwen3_tokenizer)
     row = find_model("dashscope", "qwen3-rerank")
     assert row is not None
-    bounds = split_request(query_tokens, counts, RequestBudget.of(row))
+    bounds = split_request(query_tokens, counts, RequestLimits.of(row))
     assert len(bounds) == 2
     for start, end in bounds:
         assert _post(instant, docs[start:end]).status_code == 200

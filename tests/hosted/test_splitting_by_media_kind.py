@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from qwen_rerank import RemoteReranker
-from qwen_rerank.remote._splitting import RequestBudget, split_request
+from qwen_rerank.remote._splitting import RequestLimits, split_request
 from qwen_rerank.testing.fake_hosted import FakeHostedServer
 
-BUDGET = RequestBudget("dashscope", 100, 120000, 8000, None, 40, 4)
+BUDGET = RequestLimits("dashscope", 100, 120000, 8000, None, 40, 4)
 
 
 def _check(bounds: list[tuple[int, int]], n: int, images: list[bool], videos: list[bool]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from qwen_rerank.exceptions import InvalidInputError
 from qwen_rerank.prompt import PromptTokenizer
 from qwen_rerank.remote._providers import find_model
-from qwen_rerank.remote._splitting import RequestBudget, count_tokens, estimate_tokens, split_request
+from qwen_rerank.remote._splitting import RequestLimits, count_tokens, estimate_tokens, split_request
 
 DASHSCOPE = find_model("dashscope", "qwen3-rerank")
 assert DASHSCOPE is not None
@@ -26,7 +26,7 @@ def _covers_in_order(bounds: list[tuple[int, int]], count: int) -> bool:
     return [s for s, _ in bounds] == [0] + [e for _, e in bounds[:-1]] and bounds[-1][1] == count
 
 
-def _fewest(query: int, docs: list[int], budget: RequestBudget) -> int:
+def _fewest(query: int, docs: list[int], budget: RequestLimits) -> int:
     """The fewest contiguous sub-requests within the budget, by dynamic programming."""
     best = [0] + [sys.maxsize] * len(docs)
     for end in range(1, len(docs) + 1):
@@ -40,7 +40,7 @@ def _fewest(query: int, docs: list[int], budget: RequestBudget) -> int:
 
 
 def test_600_documents_go_out_in_two_requests_of_at_most_500() -> None:
-    budget = RequestBudget.of(DASHSCOPE)
+    budget = RequestLimits.of(DASHSCOPE)
     bounds = split_request(12, [20] * 600, budget)
     assert _covers_in_order(bounds, 600) and len(bounds) == 2
     assert all(n <= 500 and tokens <= 30000 for n, tokens in _requests(12, [20] * 600, bounds))
@@ -55,7 +55,7 @@ def test_40_documents_of_1000_real_tokens_stay_within_30000_counted_as_dashscope
     query = "which reranker reads every word?"
     q, counts = count_tokens([query], qwen3_tokenizer)[0], count_tokens(docs, qwen3_tokenizer)
     assert min(counts) >= 1000 and max(counts) <= 1010
-    bounds = split_request(q, counts, RequestBudget.of(DASHSCOPE))
+    bounds = split_request(q, counts, RequestLimits.of(DASHSCOPE))
     sent = _requests(q, counts, bounds)
     assert _covers_in_order(bounds, 40) and all(tokens <= 30000 for _, tokens in sent)
     assert len(bounds) == 2  # 40 x (q + ~1000) is over 30,000 once, not twice
@@ -67,7 +67,7 @@ def test_random_requests_are_split_into_the_fewest_sub_requests_within_every_lim
     rng = random.Random(seed)
     docs = [rng.choice([1, 5, 50, 400, 900]) for _ in range(rng.randrange(1, 40))]
     query = rng.randrange(1, 60)
-    budget = RequestBudget(
+    budget = RequestLimits(
         "p",
         max_documents=rng.choice([None, 1, 3, 7, 100]),
         max_tokens=rng.choice([None, query + 900, 2000, 5000]),
@@ -81,27 +81,27 @@ def test_random_requests_are_split_into_the_fewest_sub_requests_within_every_lim
 
 
 def test_no_documents_is_no_request() -> None:
-    assert split_request(5, [], RequestBudget.of(DASHSCOPE)) == []
+    assert split_request(5, [], RequestLimits.of(DASHSCOPE)) == []
 
 
 def test_a_lower_document_count_from_the_caller_applies_and_never_raises_the_rows() -> None:
-    assert RequestBudget.of(DASHSCOPE, max_documents=100).max_documents == 100
-    assert RequestBudget.of(DASHSCOPE, max_documents=10_000).max_documents == 500
+    assert RequestLimits.of(DASHSCOPE, max_documents=100).max_documents == 100
+    assert RequestLimits.of(DASHSCOPE, max_documents=10_000).max_documents == 500
     row = find_model("siliconflow", "Qwen/Qwen3-Reranker-8B")
-    assert row is not None and RequestBudget.of(row, max_documents=64).max_documents == 64
+    assert row is not None and RequestLimits.of(row, max_documents=64).max_documents == 64
 
 
 @pytest.mark.parametrize(
     ("query", "docs", "budget", "match"),
     [
-        (4001, [10], RequestBudget.of(DASHSCOPE), "query has 4,001 tokens.*reads at most 4,000"),
-        (10, [10, 4001], RequestBudget.of(DASHSCOPE), "Document 1 has 4,001 tokens"),
-        (10, [10, 991], RequestBudget("deepinfra", max_tokens_per_pair=1000), "1,001 tokens.*in one prompt"),
-        (10, [995], RequestBudget("p", max_tokens=1000), "1,005 tokens.*in one request"),
+        (4001, [10], RequestLimits.of(DASHSCOPE), "query has 4,001 tokens.*reads at most 4,000"),
+        (10, [10, 4001], RequestLimits.of(DASHSCOPE), "Document 1 has 4,001 tokens"),
+        (10, [10, 991], RequestLimits("deepinfra", max_tokens_per_pair=1000), "1,001 tokens.*in one prompt"),
+        (10, [995], RequestLimits("p", max_tokens=1000), "1,005 tokens.*in one request"),
     ],
 )
 def test_a_text_no_request_can_hold_is_refused_not_sent_to_be_cut(
-    query: int, docs: list[int], budget: RequestBudget, match: str
+    query: int, docs: list[int], budget: RequestLimits, match: str
 ) -> None:
     with pytest.raises(InvalidInputError, match=match):
         split_request(query, docs, budget)

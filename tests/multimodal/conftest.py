@@ -1,12 +1,16 @@
-"""Fixtures of the multimodal tests: the tiny Qwen3-VL checkpoint, its scorer, the oracle, and images."""
+"""Fixtures of the multimodal tests: the tiny Qwen3-VL checkpoint, its scorer, images, videos, a server."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.multimodal.videos import FileServer, moving_frames, write_video
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +51,29 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         Image.fromarray(pixels, "RGBA" if channels == 4 else "RGB").save(path)
         paths[name] = str(path)
     return paths
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Video files: clip (24 frames of 100 x 70 at 8 per second, lossless), long (40 frames of
+    90 x 66 at 4 per second, lossless) and h264 (30 frames of 98 x 58 at 12 per second, H.264 with
+    B-frames, so frames come out of the decoder in another order than they are stored)."""
+    folder = tmp_path_factory.mktemp("videos")
+    return {
+        "clip": str(write_video(folder / "clip.mkv", moving_frames(24, 70, 100), 8)),
+        "long": str(write_video(folder / "long.mkv", moving_frames(40, 66, 90, seed=4), 4)),
+        "h264": str(write_video(folder / "h264.mp4", moving_frames(30, 58, 98, seed=5), 12, "libx264")),
+    }
+
+
+@pytest.fixture
+def video_server(videos: dict[str, str]) -> Iterator[FileServer]:
+    server = FileServer(Path(videos["clip"]).read_bytes())
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+        thread.join(timeout=5)

@@ -10,7 +10,12 @@ and video patches are cut out one by one. Only torchvision is missing here:
 its tensor resize is the ``interpolate`` call it makes.
 
 It takes what the official code takes: images as paths or PIL images, videos
-as lists of frames (paths or PIL images).
+as lists of frames (paths or PIL images) or as video file paths. A file is
+decoded as torchvision's ``read_video`` decodes it (qwen-vl-utils' reader when
+neither torchcodec nor decord is installed): PyAV, every frame at once, to
+``rgb24``, by presentation time; then qwen-vl-utils' ``smart_nframes``,
+``linspace`` indices, its resize bounds without ``total_pixels``, and the
+processor's timestamps from the frame indices and the stream's frame rate.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class Trace:
     untruncated_length: int = 0
     image_grids: list[list[int]] = field(default_factory=list)
     video_grids: list[list[int]] = field(default_factory=list)
+    video_stamps: list[list[float]] = field(default_factory=list)
 
 
 class OfficialVLReranker:
@@ -49,6 +55,7 @@ class OfficialVLReranker:
         max_pixels: int = 1800 * 32 * 32,
         total_pixels: int = 10 * 768 * 32 * 32,
         max_frames: int = 64,
+        fps: float = 1,
     ) -> None:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.image_processor = AutoImageProcessor.from_pretrained(path)
@@ -61,7 +68,7 @@ class OfficialVLReranker:
             self.linear.weight[0] = lm.lm_head.weight[yes] - lm.lm_head.weight[no]
         self.max_length = max_length
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
-        self.total_pixels, self.max_frames = total_pixels, max_frames
+        self.total_pixels, self.max_frames, self.fps = total_pixels, max_frames, fps
 
     # ---- format_mm_content / format_mm_instruction ----
     def content(self, item: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
@@ -71,15 +78,16 @@ class OfficialVLReranker:
         images = [] if image is None else image if isinstance(image, list) else [image]
         if video is None:
             videos = []
-        elif isinstance(video, list) and (
-            isinstance(video[0], Image.Image) or (isinstance(video[0], str) and video[0].endswith(".png"))
-        ):
-            videos = [video]
+        elif isinstance(video, str) or (isinstance(video, list) and self.is_frame(video[0])):
+            videos = [video]  # one video: a file, or a list of frames
         else:
             videos = video
         if not texts and not images and not videos:
             return [*out, {"type": "text", "text": "NULL"}]
         for vid in videos:
+            if isinstance(vid, str):
+                out.append({"type": "video", "video": vid, "fps": self.fps, "max_frames": self.max_frames})
+                continue
             if len(vid) > self.max_frames:
                 vid = [vid[i] for i in np.linspace(0, len(vid) - 1, self.max_frames, dtype=int).tolist()]
             out.append({"type": "video", "video": vid})
@@ -88,6 +96,10 @@ class OfficialVLReranker:
         for txt in texts:
             out.append({"type": "text", "text": txt})
         return out
+
+    @staticmethod
+    def is_frame(element: Any) -> bool:
+        return isinstance(element, Image.Image) or (isinstance(element, str) and element.endswith(".png"))
 
     def messages(self, query: dict[str, Any], doc: dict[str, Any], instruction: str) -> list[dict[str, Any]]:
         user = [{"type": "text", "text": "<Instruct>: " + instruction}]
@@ -144,6 +156,41 @@ class OfficialVLReranker:
         return video, [(seconds[k] + seconds[k + 1]) / 2 for k in range(0, count, 2)]
 
     @staticmethod
+    def read_video(path: str) -> tuple[torch.Tensor, float]:
+        """torchvision's read_video with PyAV: all frames ``(T, C, H, W)`` uint8, and the average rate."""
+        import av
+
+        with av.open(path, metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            container.seek(0, any_frame=False, backward=True, stream=stream)
+            frames = {frame.pts: frame for frame in container.decode(video=0)}
+            fps = float(stream.average_rate)
+        kept = [frames[pts].to_rgb().to_ndarray() for pts in sorted(frames) if pts >= 0]
+        return torch.from_numpy(np.stack(kept)).permute(0, 3, 1, 2), fps
+
+    def fetch_video_file(self, element: dict[str, Any]) -> tuple[torch.Tensor, list[float]]:
+        """qwen-vl-utils' fetch_video for a path, and the processor's timestamps from its metadata."""
+        video, fps = self.read_video(element["video"])
+        total = video.shape[0]
+        wanted = total / fps * element["fps"]
+        most = math.floor(element["max_frames"] / 2) * 2
+        count = math.floor(min(min(max(wanted, 4), most), total) / 2) * 2
+        assert 2 <= count <= total
+        indices = torch.linspace(0, total - 1, count).round().long()
+        video = video[indices]
+        _, _, height, width = video.shape
+        min_pixels = 128 * 32 * 32
+        total_pixels = 128000 * 32 * 32 * 0.9
+        max_pixels = max(min(768 * 32 * 32, total_pixels / count * 2), int(min_pixels * 1.05))
+        height, width = self.smart_resize(height, width, 32, min_pixels, max_pixels)
+        resized = torch.nn.functional.interpolate(
+            video.float(), size=[height, width], mode="bicubic", align_corners=False, antialias=True
+        )
+        video = resized.clamp(0, 255).round().to(torch.uint8).float()
+        seconds = [k / fps for k in indices.tolist()]
+        return video, [(seconds[k] + seconds[k + 1]) / 2 for k in range(0, count, 2)]
+
+    @staticmethod
     def video_patches(video: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         frames = (video - 127.5) / 127.5
         count, _, height, width = frames.shape
@@ -173,7 +220,11 @@ class OfficialVLReranker:
             for e in elements
             if e["type"] == "image"
         ]
-        videos = [self.fetch_video(e["video"]) for e in elements if e["type"] == "video"]
+        videos = [
+            self.fetch_video_file(e) if isinstance(e["video"], str) else self.fetch_video(e["video"])
+            for e in elements
+            if e["type"] == "video"
+        ]
         inputs: dict[str, torch.Tensor] = {}
         if images:
             processed = self.image_processor(images=images, do_resize=False, return_tensors="pt")
@@ -201,6 +252,7 @@ class OfficialVLReranker:
                 )
                 text = text.replace("<|vision_start|><|video_pad|><|vision_end|>", placeholder, 1)
                 trace.video_grids.append(grid)
+                trace.video_stamps.append(list(stamps))
             text = text.replace("<|placeholder|>", "<|video_pad|>")
         ids = self.tokenizer(text)["input_ids"]
         trace.untruncated_length = len(ids) - 5

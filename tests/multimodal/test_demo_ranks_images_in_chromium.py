@@ -7,7 +7,6 @@ goes to ``build/screenshots/`` (or ``$QWEN_RERANK_SCREENSHOTS``).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,10 @@ pytest.importorskip("gradio")
 
 from qwen_rerank import LocalReranker
 from qwen_rerank.tools.demo import build_demo, launch_demo
-from tests.helpers import ROOT, free_port, launched_chromium
+from tests.helpers import SCREENSHOTS, free_port, launched_chromium
 
 pytestmark = [pytest.mark.external, pytest.mark.slow, pytest.mark.xdist_group("demo-images-in-chromium")]
 
-SCREENSHOTS = Path(os.environ.get("QWEN_RERANK_SCREENSHOTS", ROOT / "build" / "screenshots"))
 WAIT_MS = 60_000
 QUERY = "a red square"
 COLORS = {"red": (230, 20, 20), "green": (20, 200, 40), "blue": (20, 40, 230)}

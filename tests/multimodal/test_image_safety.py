@@ -204,15 +204,6 @@ def test_a_frame_that_is_not_an_image_names_its_document(
     assert "video[0]'s frame[1]" in message
 
 
-def test_a_video_file_is_refused_with_the_way_that_works(
-    vl_scorer: VLScorer, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    clip = tmp_path / "holiday.mp4"
-    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42")
-    message = _refused(vl_scorer, {"video": str(clip)}, "holiday", caplog=caplog)
-    assert "list of frames" in message
-
-
 def test_frames_of_different_sizes_are_refused(
     vl_scorer: VLScorer, media: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:

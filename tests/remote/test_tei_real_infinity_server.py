@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +18,12 @@ import pytest
 
 from qwen_rerank import LocalReranker, VLLMReranker
 from qwen_rerank._paths import user_cache_dir
+from qwen_rerank.exceptions import QwenRerankError
 from qwen_rerank.prompt import DEFAULT_INSTRUCTION, split_prompts
 from qwen_rerank.testing import convert_to_seq_cls
+from qwen_rerank.testing.server_process import ServerProcess
 from qwen_rerank.tools.diagnose import run_checks
-from tests.helpers import free_port, max_diff, skip_or_fail
+from tests.helpers import max_diff, skip_or_fail
 
 pytestmark = [pytest.mark.external, pytest.mark.xdist_group("infinity")]
 
@@ -53,52 +53,51 @@ def seq_cls_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
     return convert_to_seq_cls(tiny_model_path, tmp_path_factory.mktemp("infinity") / "tiny-seq-cls")
 
 
+class InfinityServer(ServerProcess):
+    """``infinity_emb v2`` serving ``model`` on CPU in float32."""
+
+    name = "infinity"
+    poll_interval = 0.5
+    stop_grace = 15.0
+
+    def __init__(self, model: Path) -> None:
+        self.model = model
+        super().__init__(startup_timeout=START_SECONDS)
+
+    def command(self, port: int) -> list[str]:
+        serve = ["v2", "--model-id", str(self.model), "--host", "127.0.0.1", "--port", str(port)]
+        return [
+            str(INFINITY),
+            *serve,
+            "--device",
+            "cpu",
+            "--engine",
+            "torch",
+            "--dtype",
+            "float32",
+            "--no-model-warmup",
+        ]
+
+    def environment(self, tmp: str) -> dict[str, str]:
+        # Infinity's anonymous usage statistics stay off; HF_HUB_OFFLINE: the model is a folder.
+        quiet = {"DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "HF_HUB_OFFLINE": "1"}
+        return {**os.environ, **quiet, "TMPDIR": tmp}
+
+
 @pytest.fixture(scope="session")
 def infinity_url(seq_cls_path: Path) -> Iterator[str]:
     """One Infinity server for the session, on 127.0.0.1 at a free port."""
     if not INFINITY.is_file():
         skip_or_fail(f"Infinity is not installed at {INFINITY}", INFINITY_TESTS)
-    port, log = free_port(), seq_cls_path.parent / "infinity.log"
-    # DO_NOT_TRACK: Infinity's anonymous usage statistics stay off; HF_HUB_OFFLINE: the model is a folder.
-    env = {**os.environ, "DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "HF_HUB_OFFLINE": "1"}
-    command = [
-        str(INFINITY),
-        "v2",
-        "--model-id",
-        str(seq_cls_path),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    command += ["--device", "cpu", "--engine", "torch", "--dtype", "float32", "--no-model-warmup"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
+    server = InfinityServer(seq_cls_path)
     try:
-        deadline = time.monotonic() + START_SECONDS
-        while not _healthy(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:]
-                skip_or_fail(
-                    f"Infinity did not start (exit {process.poll()}); its log ends:\n{tail}", INFINITY_TESTS
-                )
-            time.sleep(0.5)
-        yield url
+        server.start()
+    except QwenRerankError as exc:
+        skip_or_fail(f"Infinity did not start: {exc}", INFINITY_TESTS)
+    try:
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        server.stop()
 
 
 @pytest.fixture(scope="module")
