@@ -149,12 +149,12 @@ class LocalReranker(Reranker):
             small CPU). Worth it only for a long-lived process of its own
             scoring thousands of short documents. Needs a C++ compiler on CPU.
             Scores equal the uncompiled ones within float rounding.
-        allow_urls: A Qwen3-VL-Reranker only: fetch ``http(s)://`` images.
-            Off by default, so a URL in a document is an error and nothing is
-            fetched (see [Images and video](multimodal.md)).
+        allow_urls: A Qwen3-VL-Reranker only: fetch ``http(s)://`` images and
+            videos. Off by default, so a URL in a document is an error and
+            nothing is fetched (see [Images and video](multimodal.md)).
         media_limits: A Qwen3-VL-Reranker only: the
             [`MediaLimits`][qwen_rerank.media.MediaLimits] on reading an image
-            (bytes, pixels).
+            or a video (bytes, pixels, frames).
 
     Raises:
         ModelLoadError: The model or its tokenizer cannot be found or loaded:
