@@ -32,14 +32,21 @@ __all__ = ["ServerProcess", "free_port"]
 _S = TypeVar("_S", bound="ServerProcess")
 
 # Runs the command as its child and waits for it; if the process that started the watchdog dies
-# first, it kills its whole process group. SIGTERM reaches the group: the watchdog outlives it and
+# first, it removes the server's folder and log (which that process would have removed on stop)
+# and kills its whole process group. SIGTERM reaches the group: the watchdog outlives it and
 # exits with the server's code.
 _WATCHDOG = """
-import os, signal, subprocess, sys, time
+import os, shutil, signal, subprocess, sys, time
 signal.signal(signal.SIGTERM, lambda *_: None)
-parent, child = int(sys.argv[1]), subprocess.Popen(sys.argv[2:])
+parent, folder, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+child = subprocess.Popen(sys.argv[4:])
 while child.poll() is None:
     if os.getppid() != parent:
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.unlink(log)
+        except OSError:
+            pass
         os.killpg(0, signal.SIGKILL)
     time.sleep(1)
 sys.exit(child.returncode)
@@ -96,7 +103,15 @@ class ServerProcess:
         self._log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log")  # noqa: SIM115
         self._tmp = tempfile.mkdtemp(prefix=f"{self.name}-")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), *self.command(self.port)],
+            [
+                sys.executable,
+                "-c",
+                _WATCHDOG,
+                str(os.getpid()),
+                self._tmp,
+                self._log.name,
+                *self.command(self.port),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=dict(self.environment(self._tmp)),

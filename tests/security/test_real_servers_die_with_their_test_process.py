@@ -1,4 +1,4 @@
-"""A real server started for tests never outlives the process that started it.
+"""A real server started for tests never outlives the process that started it, nor do its files.
 
 `LlamaServer`, `VLLMServer` and the Infinity fixture are `ServerProcess`es. Here one serves
 with Python's own ``http.server`` from a child process, which is then killed with SIGKILL (as a
@@ -70,7 +70,11 @@ def test_the_server_dies_with_the_process_that_started_it(tmp_path) -> None:  # 
         time.sleep(600)
         """
     )
-    parent = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, text=True)
+    # The starter keeps its temporary files in a folder of the test's, to see what is left there.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    parent = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert parent.stdout is not None
         url = parent.stdout.readline().strip()
@@ -79,6 +83,7 @@ def test_the_server_dies_with_the_process_that_started_it(tmp_path) -> None:  # 
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
     deadline = time.monotonic() + 15
-    while answers(url) and time.monotonic() < deadline:
+    while (answers(url) or any(scratch.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not answers(url)
+    assert not list(scratch.iterdir())  # its log and folder went with it
