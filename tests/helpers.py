@@ -168,6 +168,45 @@ def expected_rows(results: list[Any]) -> list[list[Any]]:
     return [[rank, r.index, pytest.approx(r.score, abs=1e-6)] for rank, r in enumerate(results, start=1)]
 
 
+class FileServer:
+    """A loopback HTTP server that serves one file's bytes at ``url`` and records every request's path."""
+
+    def __init__(self, body: bytes, content_type: str, url_path: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.hits: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{url_path}"
+
+
+@contextlib.contextmanager
+def served_file(body: bytes, content_type: str, url_path: str) -> Iterator[FileServer]:
+    """A `FileServer` serving while the block runs, shut down after it."""
+    server = FileServer(body, content_type, url_path)
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+        thread.join(timeout=5)
+
+
 # -- stub backends -----------------------------------------------------------------------------------
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.multimodal.videos import FileServer, moving_frames, write_video
+from tests.helpers import FileServer, served_file
+from tests.multimodal.videos import moving_frames, write_video
 
 
 @pytest.fixture(scope="session")
@@ -68,12 +68,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture
 def video_server(videos: dict[str, str]) -> Iterator[FileServer]:
-    server = FileServer(Path(videos["clip"]).read_bytes())
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with served_file(
+        Path(videos["clip"]).read_bytes(), "video/x-matroska", "/clip.mkv?token=s3cr3t"
+    ) as server:
         yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
-        thread.join(timeout=5)

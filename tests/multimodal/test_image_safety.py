@@ -9,10 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import threading
 import traceback
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,44 +20,15 @@ from PIL import Image
 from qwen_rerank import InvalidInputError
 from qwen_rerank._media_io import MediaLimits
 from qwen_rerank.local._vl import VLScorer
+from tests.helpers import FileServer, served_file
 
 SECRET = "s3cr3t-token-in-the-url"
 
 
-class _ImageServer:
-    """A loopback HTTP server that serves one PNG and records every request it gets."""
-
-    def __init__(self, body: bytes) -> None:
-        self.hits: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.hits.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/image.png?token={SECRET}"
-
-
 @pytest.fixture
-def image_server(media: dict[str, str]) -> Iterator[_ImageServer]:
-    server = _ImageServer(Path(media["small"]).read_bytes())
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def image_server(media: dict[str, str]) -> Iterator[FileServer]:
+    with served_file(Path(media["small"]).read_bytes(), "image/png", f"/image.png?token={SECRET}") as server:
         yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
-        thread.join(timeout=5)
 
 
 def _scorer(vl_scorer: VLScorer, **limits: Any) -> VLScorer:
@@ -88,7 +57,7 @@ def _refused(
 
 
 def test_a_url_is_not_fetched_without_opt_in(
-    vl_scorer: VLScorer, image_server: _ImageServer, caplog: pytest.LogCaptureFixture
+    vl_scorer: VLScorer, image_server: FileServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     message = _refused(vl_scorer, {"image": image_server.url}, image_server.url, SECRET, caplog=caplog)
     assert "allow_urls=True" in message
@@ -96,7 +65,7 @@ def test_a_url_is_not_fetched_without_opt_in(
 
 
 def test_a_url_is_fetched_with_opt_in_and_scores_as_its_bytes(
-    vl_scorer: VLScorer, image_server: _ImageServer, media: dict[str, str]
+    vl_scorer: VLScorer, image_server: FileServer, media: dict[str, str]
 ) -> None:
     scorer = _scorer(vl_scorer, allow_urls=True)
     fetched = scorer.score("what is shown?", [{"image": image_server.url}])
@@ -106,7 +75,7 @@ def test_a_url_is_fetched_with_opt_in_and_scores_as_its_bytes(
 
 
 def test_a_download_over_the_byte_limit_is_refused(
-    vl_scorer: VLScorer, image_server: _ImageServer, caplog: pytest.LogCaptureFixture
+    vl_scorer: VLScorer, image_server: FileServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     scorer = _scorer(vl_scorer, allow_urls=True, max_bytes=100)
     message = _refused(

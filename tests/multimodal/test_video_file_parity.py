@@ -18,8 +18,8 @@ import pytest
 from qwen_rerank import LocalReranker, MissingDependencyError
 from qwen_rerank.local._vl import VLScorer
 from qwen_rerank.local._vl_pixels import VisionSettings
+from tests.helpers import FileServer
 from tests.multimodal.reference_vl import OfficialVLReranker, Trace
-from tests.multimodal.videos import FileServer
 
 # The models its module-scoped fixtures load are costly to load twice: one worker runs this module.
 pytestmark = pytest.mark.xdist_group("vl-video-parity")

@@ -18,7 +18,8 @@ import pytest
 from qwen_rerank import InvalidInputError, LocalReranker
 from qwen_rerank.local._vl import VLScorer
 from qwen_rerank.media import MediaLimits
-from tests.multimodal.videos import FileServer, moving_frames, write_video
+from tests.helpers import FileServer
+from tests.multimodal.videos import moving_frames, write_video
 
 
 def _scorer(vl_scorer: VLScorer, **limits: Any) -> VLScorer:

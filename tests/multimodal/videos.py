@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -34,26 +32,3 @@ def moving_frames(count: int, height: int, width: int, seed: int = 3) -> list[np
         pixels[..., 1] = ((np.sin((xx + 3 * k) / 6.0) + np.cos(yy / 4.0)) * 60 + 128).astype(np.uint8)
         frames.append(pixels)
     return frames
-
-
-class FileServer:
-    """A loopback HTTP server that serves one file's bytes and records every request."""
-
-    def __init__(self, body: bytes) -> None:
-        self.hits: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.hits.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Type", "video/x-matroska")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/clip.mkv?token=s3cr3t"
