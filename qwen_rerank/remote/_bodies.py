@@ -110,9 +110,9 @@ class RequestBuilder:
 
     def sub_requests(self, query: Content, documents: list[Content], instruction: str) -> list[SubRequest]:
         """The bodies to send for ``documents``, in document order."""
-        plain = [doc for doc in documents if isinstance(doc, str)]
         if self.elements is not None:
             return self._element_sub_requests(query, documents, instruction, self.elements)
+        plain = [doc for doc in documents if isinstance(doc, str)]
         if not isinstance(query, str) or len(plain) != len(documents):
             return self._media_sub_requests(query, documents, instruction)
         query_text, texts, sent_instruction = self._texts(query, plain, instruction)
@@ -122,14 +122,7 @@ class RequestBuilder:
             SubRequest(
                 start,
                 end,
-                encode_body(
-                    self.dialect,
-                    query_text,
-                    texts[start:end],
-                    self.model,
-                    instruction=sent_instruction,
-                    max_tokens_per_doc=self.limits.max_tokens_per_doc,
-                ),
+                self._encode(query_text, texts[start:end], sent_instruction),
                 None if counts is None else sum(counts[start:end]),
             )
             for start, end in bounds
@@ -148,18 +141,7 @@ class RequestBuilder:
         parts = [content_parts(doc, limits, f"documents[{k}]") for k, doc in enumerate(documents)]
         sent_instruction = self._server_instruction(escape_control_tokens(instruction))
         return [
-            SubRequest(
-                start,
-                end,
-                encode_body(
-                    self.dialect,
-                    query_part,
-                    parts[start:end],
-                    self.model,
-                    instruction=sent_instruction,
-                    max_tokens_per_doc=self.limits.max_tokens_per_doc,
-                ),
-            )
+            SubRequest(start, end, self._encode(query_part, parts[start:end], sent_instruction))
             for start, end in chunk_bounds(len(parts), self.limits.max_documents_per_request)
         ]
 
@@ -206,17 +188,33 @@ class RequestBuilder:
             SubRequest(
                 start,
                 end,
-                encode_body(
-                    self.dialect,
+                self._encode(
                     first.value,
                     [item.value for item in items[start:end]],
-                    self.model,
-                    instruction=sent,
+                    sent,
                     fps=media.fps if first.video or any(item.video for item in items[start:end]) else None,
                 ),
             )
             for start, end in bounds
         ]
+
+    def _encode(
+        self,
+        query: str | dict[str, Any],
+        documents: Sequence[str | dict[str, Any]],
+        instruction: str | None,
+        fps: float | None = None,
+    ) -> bytes:
+        """One request body in this builder's dialect, for its model and ``max_tokens_per_doc``."""
+        return encode_body(
+            self.dialect,
+            query,
+            documents,
+            self.model,
+            instruction=instruction,
+            max_tokens_per_doc=self.limits.max_tokens_per_doc,
+            fps=fps,
+        )
 
     def check_instruction(self, instruction: str) -> None:
         """Refuse an instruction that this dialect and template cannot send, before anything is sent.
